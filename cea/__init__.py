@@ -1,0 +1,1 @@
+"""cea: cost-effectiveness of immunoglobulin replacement with bispecific antibodies in myeloma."""
