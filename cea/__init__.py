@@ -1,1 +1,31 @@
-"""cea: cost-effectiveness of immunoglobulin replacement with bispecific antibodies in myeloma."""
+"""cea: cost-effectiveness of immunoglobulin replacement (IVIG/SCIG) with bispecific antibodies
+in relapsed multiple myeloma.
+
+Public API (imported lazily, so ``import cea`` stays cheap)
+----------
+run_markov, MarkovResult   the generic Markov cohort engine (cea.markov)
+icer_table, pairwise       full incremental analysis and named comparisons (cea.economics)
+load_inputs                read and validate an inputs folder (cea.inputs)
+run_base_case              the deterministic base case of the IgRT model (cea.run)
+"""
+
+__version__ = "0.1.0"
+
+_API = {
+    "run_markov": "cea.markov",
+    "MarkovResult": "cea.markov",
+    "icer_table": "cea.economics",
+    "pairwise": "cea.economics",
+    "load_inputs": "cea.inputs",
+    "run_base_case": "cea.run",
+}
+
+__all__ = [*_API, "__version__"]
+
+
+def __getattr__(name):
+    if name in _API:
+        import importlib
+
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'cea' has no attribute {name!r}")

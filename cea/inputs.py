@@ -1,0 +1,660 @@
+"""The only reader of ``inputs/``: every table is parsed and validated here.
+
+Each problem is reported as one :class:`~cea.errors.InputFileError` naming the file, the
+row as a spreadsheet shows it (header = row 1) and the column. Habits of Excel users are
+accepted: a UTF-8 byte-order mark is ignored, and a ``;``-separated file with decimal
+commas (what Excel writes in many European locales) is read as such. Input files are only
+ever read, never written.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import math
+import tomllib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from cea.errors import InputFileError
+
+#: Largest input file accepted (bytes). The bundled life table is 0.3 MB.
+MAX_FILE_BYTES = 50 * 1024 * 1024
+#: Evidence tags (evidence.md): sourced, derived, known but not re-read, estimate.
+EVIDENCE_TAGS = ("S", "S-d", "K", "E")
+TRUE_WORDS = ("true", "yes", "1", "y")
+FALSE_WORDS = ("false", "no", "0", "n", "")
+
+
+@dataclass(frozen=True)
+class Col:
+    """One column of an input table.
+
+    kind is ``str``, ``float``, ``int`` or ``bool``; ``blank`` allows empty cells;
+    ``lo``/``hi`` bound numeric values (inclusive); ``choices`` restricts strings.
+    """
+
+    name: str
+    kind: str = "str"
+    blank: bool = False
+    choices: tuple[str, ...] | None = None
+    lo: float | None = None
+    hi: float | None = None
+    required: bool = True
+
+
+RATE_UNITS = {"per day": 365.25, "per week": 365.25 / 7, "per month": 12.0, "per year": 1.0}
+TIME_UNITS = {"days": 1 / 365.25, "weeks": 7 / 365.25, "months": 1 / 12, "years": 1.0}
+
+#: Allowed distributions by parameter-name prefix (STYLE.md "Prefixes state the type").
+PREFIX_DISTS: dict[str, tuple[str, ...]] = {
+    "p_": ("beta", "fixed"),
+    "u_": ("beta", "fixed"),
+    "r_": ("gamma", "lognormal", "fixed"),
+    "rr_": ("lognormal", "fixed"),
+    "hr_": ("lognormal", "fixed"),
+    "or_": ("lognormal", "fixed"),
+    "c_": ("gamma", "fixed"),
+    "q_": ("gamma", "normal", "fixed"),
+    "t_": ("gamma", "lognormal", "fixed"),
+    "k_": ("gamma", "lognormal", "fixed"),
+    "d_": ("fixed",),
+    "n_": ("fixed", "gamma"),
+}
+PROBABILITY_PREFIXES = ("p_", "u_")
+
+PARAMETER_COLUMNS = (
+    Col("parameter"),
+    Col("value", "float"),
+    Col("se", "float", blank=True, lo=0),
+    Col("low", "float", blank=True),
+    Col("high", "float", blank=True),
+    Col("dist", choices=("beta", "gamma", "lognormal", "normal", "uniform", "fixed", "dirichlet")),
+    Col("unit"),
+    Col("category", blank=True, required=False),
+    Col("group", blank=True, required=False),
+    Col("n", "float", blank=True, lo=0, required=False),
+    Col("source"),
+    Col("evidence", choices=EVIDENCE_TAGS),
+    Col("note", blank=True, required=False),
+)
+
+STRATEGY_COLUMNS = (
+    Col("strategy"),
+    Col("label", blank=True, required=False),
+    Col("trigger", choices=("never", "at_start", "igg_below_threshold", "after_severe_infection")),
+    Col("product", blank=True, choices=("ivig", "scig", "")),
+    Col("dose_g_per_kg", "float", blank=True, lo=0),
+    Col("interval_days", "float", blank=True, lo=0),
+    Col("dosing_weight", blank=True, choices=("actual", "ideal", "adjusted", "flat", "")),
+    Col("flat_dose_g", "float", blank=True, lo=0),
+    Col("vial_rounding_g", "float", blank=True, lo=0),
+    Col("start_after_severe_infection", "bool", blank=True),
+    Col("hr_severe_parameter", blank=True, required=False),
+    Col("source", blank=True, required=False),
+    Col("note", blank=True, required=False),
+)
+
+COUNTRY_COLUMNS = (
+    Col("country"),
+    Col("name"),
+    Col("currency"),
+    Col("price_year", "int", lo=1990, hi=2100),
+    Col("macro_year", "int", lo=1990, hi=2100),
+    Col("wtp_per_qaly", "float", blank=True, lo=0),
+    Col("wtp_basis", choices=("explicit", "informal", "gdp_multiple")),
+    Col("wtp_gdp_multiple", "float", blank=True, lo=0),
+    Col("wtp_alternatives", blank=True),
+    Col("discount_rate_costs", "float", lo=0, hi=0.2),
+    Col("discount_rate_effects", "float", lo=0, hi=0.2),
+    Col("scig_conversion", "float", lo=0.5, hi=3),
+    Col("population_eligible_annual", "float", blank=True, lo=0),
+    Col("life_table_sex", choices=("both", "male", "female")),
+    Col("source", blank=True, required=False),
+    Col("evidence", blank=True, required=False),
+    Col("note", blank=True, required=False),
+)
+
+PRICE_COLUMNS = (
+    Col("item"),
+    Col("value", "float", lo=0),
+    Col("low", "float", blank=True, lo=0),
+    Col("high", "float", blank=True, lo=0),
+    Col("se", "float", blank=True, lo=0),
+    Col("dist", choices=("gamma", "fixed")),
+    Col("unit"),
+    Col("currency"),
+    Col("price_year", "int", lo=1990, hi=2100),
+    Col("source"),
+    Col("evidence", choices=EVIDENCE_TAGS),
+    Col("note", blank=True, required=False),
+)
+
+OVERRIDE_COLUMNS = (
+    Col("country"),
+    Col("parameter"),
+    Col("value", "float"),
+    Col("source"),
+    Col("evidence", choices=EVIDENCE_TAGS),
+    Col("note", blank=True, required=False),
+)
+
+LIFE_TABLE_COLUMNS = (
+    Col("country_iso2"),
+    Col("sex", choices=("male", "female", "both")),
+    Col("age", "int", lo=0, hi=130),
+    Col("mx", "float", lo=0),
+    Col("qx", "float", lo=0, hi=1),
+    Col("source", blank=True, required=False),
+)
+
+MACRO_COLUMNS = (
+    Col("country_iso2"),
+    Col("currency"),
+    Col("year", "int"),
+    Col("ppp_lcu_per_intl_dollar", "float", blank=True, lo=0),
+    Col("usd_exchange_rate_lcu_per_usd", "float", blank=True, lo=0),
+    Col("gdp_per_capita_usd", "float", blank=True, lo=0),
+)
+
+CPI_COLUMNS = (
+    Col("country_iso2"),
+    Col("year", "int"),
+    Col("cpi_index", "float", blank=True, lo=0),
+)
+
+CORRELATION_COLUMNS = (
+    Col("parameter_a"),
+    Col("parameter_b"),
+    Col("correlation", "float", lo=-1, hi=1),
+    Col("source", blank=True, required=False),
+    Col("evidence", blank=True, required=False),
+)
+
+
+# --------------------------------------------------------------------------- raw reading
+
+
+def _decode(path: Path, data: bytes) -> str:
+    if len(data) > MAX_FILE_BYTES:
+        raise InputFileError(path, f"file is {len(data):,} bytes, above the {MAX_FILE_BYTES:,}-byte limit")
+    if not data.strip():
+        raise InputFileError(path, "file is empty")
+    if data[:4] == b"PK\x03\x04":
+        raise InputFileError(path, "is a zip/Excel file, not a CSV: in Excel use File > Save As > 'CSV UTF-8 (Comma delimited)'")
+    if b"\x00" in data:
+        raise InputFileError(path, "is a binary file (contains NUL bytes), not a CSV text file")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputFileError(
+            path,
+            f"is not UTF-8 text (byte 0x{data[exc.start]:02x} at position {exc.start}): "
+            "in Excel use File > Save As > 'CSV UTF-8 (Comma delimited)'",
+        ) from None
+
+
+def _sniff_delimiter(path: Path, text: str) -> str:
+    header = text.splitlines()[0]
+    if "," in header:
+        return ","
+    if ";" in header:
+        return ";"
+    if "\t" in header:
+        raise InputFileError(path, "is tab-separated: save it as 'CSV UTF-8 (Comma delimited)'", row=1)
+    return ","
+
+
+def read_csv_text(path: Path, data: bytes) -> tuple[list[str], list[tuple[int, list[str]]], str]:
+    """Split a CSV into header and rows (with spreadsheet row numbers). Returns the delimiter too."""
+    text = _decode(path, data)
+    delim = _sniff_delimiter(path, text)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim, strict=True)
+    rows: list[tuple[int, list[str]]] = []
+    header: list[str] | None = None
+    try:
+        for fields in reader:
+            line = reader.line_num
+            if not fields or all(not f.strip() for f in fields):
+                continue
+            if header is None:
+                header = [f.strip() for f in fields]
+                continue
+            rows.append((line, fields))
+    except csv.Error as exc:
+        raise InputFileError(path, f"is not valid CSV ({exc})", row=reader.line_num) from None
+    if header is None:
+        raise InputFileError(path, "file is empty")
+    return header, rows, delim
+
+
+def _parse_float(text: str, delim: str) -> float:
+    s = text.strip().replace("\u00a0", "").replace(" ", "")
+    if delim == ";" and "," in s:
+        if "." in s:
+            raise ValueError("ambiguous number (both '.' and ','): remove the thousands separator")
+        s = s.replace(",", ".")
+    if s.endswith("%"):
+        raise ValueError("percent sign: write the value as a decimal (0.05, not 5%)")
+    value = float(s)
+    if not math.isfinite(value):
+        raise ValueError("not a finite number")
+    return value
+
+
+def _parse_cell(col: Col, raw: str, delim: str):
+    s = raw.strip()
+    if s == "":
+        if not col.blank:
+            raise ValueError("is empty")
+        return None if col.kind in ("float", "int") else (False if col.kind == "bool" else "")
+    if col.kind == "str":
+        if col.choices is not None and s not in col.choices:
+            allowed = ", ".join(c for c in col.choices if c)
+            raise ValueError(f"'{s}' is not one of: {allowed}")
+        return s
+    if col.kind == "bool":
+        low = s.lower()
+        if low in TRUE_WORDS:
+            return True
+        if low in FALSE_WORDS:
+            return False
+        raise ValueError(f"'{s}' is not true/false")
+    try:
+        value = _parse_float(s, delim)
+    except ValueError as exc:
+        msg = str(exc)
+        if msg.startswith("could not convert") or "invalid literal" in msg:
+            msg = "not a number"
+        raise ValueError(f"'{s}' is {msg}" if not msg.startswith(("ambiguous", "percent")) else msg) from None
+    if col.kind == "int":
+        if value != int(value):
+            raise ValueError(f"'{s}' is not a whole number")
+        value = int(value)
+    if col.lo is not None and value < col.lo:
+        raise ValueError(f"{s} is below the minimum {col.lo:g}")
+    if col.hi is not None and value > col.hi:
+        raise ValueError(f"{s} is above the maximum {col.hi:g}")
+    return value
+
+
+@dataclass
+class Table:
+    """A parsed input table: ``df`` has one column per schema column plus ``_row``."""
+
+    path: Path
+    df: pd.DataFrame
+    sha256: str
+
+    def error(self, problem: str, row: int | None = None, column: str | None = None) -> InputFileError:
+        return InputFileError(self.path, problem, row=row, column=column)
+
+
+def read_table(
+    path: Path | str,
+    columns: Sequence[Col],
+    *,
+    key: Sequence[str] = (),
+    display: str | None = None,
+) -> Table:
+    """Read and validate one CSV table.
+
+    Parameters
+    ----------
+    path : file to read.
+    columns : schema; required columns must be present, extra columns are ignored.
+    key : columns whose combination must be unique.
+    display : the name used in messages (defaults to the path as given).
+    """
+    path = Path(path)
+    shown = Path(display) if display else path
+    if not path.is_file():
+        raise InputFileError(shown, "file not found")
+    data = path.read_bytes()
+    header, rows, delim = read_csv_text(shown, data)
+    seen: set[str] = set()
+    for name in header:
+        if name in seen:
+            raise InputFileError(shown, f"column '{name}' appears twice in the header", row=1, column=name)
+        seen.add(name)
+    for col in columns:
+        if col.required and col.name not in header:
+            raise InputFileError(shown, "required column is missing", row=1, column=col.name)
+    index = {name: i for i, name in enumerate(header)}
+    records = []
+    for line, fields in rows:
+        if len(fields) != len(header):
+            raise InputFileError(
+                shown,
+                f"has {len(fields)} fields but the header has {len(header)} (a truncated row, "
+                "or an unquoted separator inside a value)",
+                row=line,
+            )
+        rec: dict = {"_row": line}
+        for col in columns:
+            if col.name not in index:
+                rec[col.name] = None if col.kind in ("float", "int") else ""
+                continue
+            try:
+                rec[col.name] = _parse_cell(col, fields[index[col.name]], delim)
+            except ValueError as exc:
+                raise InputFileError(shown, str(exc), row=line, column=col.name) from None
+        records.append(rec)
+    if not records:
+        raise InputFileError(shown, "has a header but no data rows")
+    df = pd.DataFrame.from_records(records)
+    if key:
+        dup = df.duplicated(subset=list(key), keep="first")
+        if dup.any():
+            first_dup = df[dup].iloc[0]
+            keyval = ", ".join(str(first_dup[k]) for k in key)
+            earlier = df[(df[list(key)] == first_dup[list(key)]).all(axis=1)].iloc[0]["_row"]
+            raise InputFileError(
+                shown,
+                f"duplicate {'/'.join(key)} '{keyval}' (first on row {earlier})",
+                row=int(first_dup["_row"]),
+                column=key[0],
+            )
+    return Table(path=shown, df=df, sha256=hashlib.sha256(data).hexdigest())
+
+
+# --------------------------------------------------------------------------- TOML
+
+
+def read_toml(path: Path | str, display: str | None = None) -> tuple[dict, str]:
+    """Read a TOML file; returns (content, sha256)."""
+    path = Path(path)
+    shown = Path(display) if display else path
+    if not path.is_file():
+        raise InputFileError(shown, "file not found")
+    data = path.read_bytes()
+    text = _decode(shown, data) if data.strip() else ""
+    try:
+        content = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = getattr(exc, "lineno", None)
+        raise InputFileError(shown, f"is not valid TOML: {getattr(exc, 'msg', exc)}", row=line) from None
+    return content, hashlib.sha256(data).hexdigest()
+
+
+# --------------------------------------------------------------------------- the inputs
+
+
+@dataclass
+class Inputs:
+    """Every table of an inputs folder, validated. Nothing here is country-specific yet."""
+
+    root: Path
+    parameters: Table
+    strategies: Table
+    countries: Table
+    prices: dict[str, Table]
+    overrides: Table | None
+    life_tables: Table
+    macro: Table
+    cpi: Table
+    correlations: Table | None
+    settings: dict
+    hashes: dict[str, str] = field(default_factory=dict)
+
+    def country_codes(self) -> list[str]:
+        return list(self.countries.df["country"])
+
+
+SETTINGS_SCHEMA: dict[str, dict[str, Callable[[object], bool]]] = {
+    "run": {
+        "country": lambda v: isinstance(v, str),
+        "seed": lambda v: isinstance(v, int) and v >= 0,
+        "n_draws": lambda v: isinstance(v, int) and v >= 1,
+    },
+    "model": {
+        "horizon_years": lambda v: isinstance(v, int | float) and 0 < v <= 60,
+        "cycle_days": lambda v: isinstance(v, int | float) and 0 < v <= 366,
+        "days_per_year": lambda v: isinstance(v, int | float) and 360 <= v <= 366,
+        "correction": lambda v: isinstance(v, str) or isinstance(v, list),
+        "discount_offset_cycles": lambda v: isinstance(v, int | float) and -1 <= v <= 1,
+        "discount_step": lambda v: v in ("cycle", "annual"),
+        "bsab_drug": lambda v: isinstance(v, str),
+        "include_bsab_costs": lambda v: isinstance(v, bool),
+        "include_subsequent_therapy": lambda v: isinstance(v, bool),
+        "include_end_of_life": lambda v: isinstance(v, bool),
+        "strategies": lambda v: isinstance(v, list) and len(v) >= 1 and all(isinstance(s, str) for s in v),
+        "comparisons": lambda v: isinstance(v, list)
+        and all(isinstance(c, list) and len(c) == 2 and all(isinstance(s, str) for s in c) for c in v),
+    },
+}
+
+
+def check_settings(settings: dict, where: str) -> None:
+    """Validate a (possibly partial) settings dict against SETTINGS_SCHEMA."""
+    for section, values in settings.items():
+        if section not in SETTINGS_SCHEMA:
+            raise InputFileError(where, f"unknown section [{section}] (known: {', '.join(SETTINGS_SCHEMA)})")
+        if not isinstance(values, dict):
+            raise InputFileError(where, f"[{section}] must be a table of settings")
+        for key, value in values.items():
+            check = SETTINGS_SCHEMA[section].get(key)
+            if check is None:
+                raise InputFileError(where, f"unknown setting '{key}' in [{section}]", column=key)
+            if not check(value):
+                raise InputFileError(where, f"invalid value {value!r} for setting '{key}' in [{section}]", column=key)
+
+
+def load_inputs(root: Path | str) -> Inputs:
+    """Read and validate every table of an inputs folder."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputFileError(root, "inputs folder not found")
+
+    def p(name: str) -> Path:
+        return root / name
+
+    def shown(name: str) -> str:
+        return str(Path(root.name) / name) if root.name else name
+
+    parameters = read_table(p("parameters.csv"), PARAMETER_COLUMNS, key=("parameter",), display=shown("parameters.csv"))
+    _check_parameters(parameters)
+    strategies = read_table(p("strategies.csv"), STRATEGY_COLUMNS, key=("strategy",), display=shown("strategies.csv"))
+    _check_strategies(strategies, set(parameters.df["parameter"]))
+    countries = read_table(p("countries.csv"), COUNTRY_COLUMNS, key=("country",), display=shown("countries.csv"))
+    _check_countries(countries)
+    prices: dict[str, Table] = {}
+    for code in countries.df["country"]:
+        prices[code] = read_table(
+            p(f"prices/{code}.csv"), PRICE_COLUMNS, key=("item",), display=shown(f"prices/{code}.csv")
+        )
+        _check_prices(prices[code], code, countries)
+    overrides = None
+    if p("country_overrides.csv").is_file():
+        overrides = read_table(
+            p("country_overrides.csv"), OVERRIDE_COLUMNS, key=("country", "parameter"), display=shown("country_overrides.csv")
+        )
+        _check_overrides(overrides, set(countries.df["country"]), parameters)
+    life_tables = read_table(
+        p("life_tables.csv"), LIFE_TABLE_COLUMNS, key=("country_iso2", "sex", "age"), display=shown("life_tables.csv")
+    )
+    macro = read_table(p("macro.csv"), MACRO_COLUMNS, key=("country_iso2", "year"), display=shown("macro.csv"))
+    cpi = read_table(p("cpi.csv"), CPI_COLUMNS, key=("country_iso2", "year"), display=shown("cpi.csv"))
+    correlations = None
+    if p("correlations.csv").is_file():
+        correlations = read_table(
+            p("correlations.csv"), CORRELATION_COLUMNS, key=("parameter_a", "parameter_b"), display=shown("correlations.csv")
+        )
+        known = set(parameters.df["parameter"])
+        for _, r in correlations.df.iterrows():
+            for c in ("parameter_a", "parameter_b"):
+                if r[c] not in known:
+                    raise correlations.error(f"unknown parameter '{r[c]}'", row=int(r["_row"]), column=c)
+    settings, settings_hash = read_toml(p("settings.toml"), display=shown("settings.toml"))
+    check_settings(settings, shown("settings.toml"))
+    tables = [parameters, strategies, countries, *prices.values(), life_tables, macro, cpi]
+    tables += [t for t in (overrides, correlations) if t is not None]
+    hashes = {str(t.path): t.sha256 for t in tables}
+    hashes[shown("settings.toml")] = settings_hash
+    return Inputs(
+        root=root,
+        parameters=parameters,
+        strategies=strategies,
+        countries=countries,
+        prices=prices,
+        overrides=overrides,
+        life_tables=life_tables,
+        macro=macro,
+        cpi=cpi,
+        correlations=correlations,
+        settings=settings,
+        hashes=hashes,
+    )
+
+
+# --------------------------------------------------------------------------- table checks
+
+
+def _prefix(name: str) -> str | None:
+    for pre in sorted(PREFIX_DISTS, key=len, reverse=True):
+        if name.startswith(pre):
+            return pre
+    return None
+
+
+def check_parameter_row(table: Table, r: pd.Series, name_col: str = "parameter") -> None:
+    """Check one parameter (or price) row: prefix vs dist, ranges, bounds, units."""
+    row = int(r["_row"])
+    name = r[name_col]
+    pre = _prefix(name)
+    if pre is None:
+        raise table.error(
+            f"parameter '{name}' has no known type prefix ({', '.join(PREFIX_DISTS)})", row=row, column=name_col
+        )
+    dist = r["dist"]
+    if dist != "dirichlet" and dist not in PREFIX_DISTS[pre]:
+        raise table.error(
+            f"'{dist}' is not allowed for a '{pre}' parameter (allowed: {', '.join(PREFIX_DISTS[pre])})",
+            row=row,
+            column="dist",
+        )
+    value, low, high = r["value"], r["low"], r["high"]
+    for col, v in (("value", value), ("low", low), ("high", high)):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            continue
+        if pre in PROBABILITY_PREFIXES and not 0 <= v <= 1:
+            raise table.error(f"{v:g} is outside [0, 1] for a probability or utility", row=row, column=col)
+        if pre not in ("q_", "k_", "rr_", "hr_", "or_") and pre not in PROBABILITY_PREFIXES and v < 0:
+            raise table.error(f"{v:g} is negative", row=row, column=col)
+        if pre in ("rr_", "hr_", "or_", "q_") and v < 0:
+            raise table.error(f"{v:g} is negative", row=row, column=col)
+    low_ok = low is not None and not (isinstance(low, float) and math.isnan(low))
+    high_ok = high is not None and not (isinstance(high, float) and math.isnan(high))
+    if low_ok != high_ok:
+        raise table.error("give both low and high, or neither", row=row, column="low" if not low_ok else "high")
+    if low_ok and not low <= value <= high:
+        raise table.error(f"value {value:g} is not within low {low:g} and high {high:g}", row=row, column="value")
+    unit = r["unit"].strip().lower()
+    if pre == "r_" and unit not in RATE_UNITS:
+        raise table.error(f"rate unit '{r['unit']}' is not one of: {', '.join(RATE_UNITS)}", row=row, column="unit")
+    if pre == "t_" and unit not in TIME_UNITS:
+        raise table.error(f"time unit '{r['unit']}' is not one of: {', '.join(TIME_UNITS)}", row=row, column="unit")
+    if not str(r.get("source", "")).strip():
+        raise table.error("source is empty: every number needs a source or 'assumption'", row=row, column="source")
+
+
+def _check_parameters(table: Table) -> None:
+    from cea.distributions import build  # local import: distributions has no dependency on inputs
+
+    for _, r in table.df.iterrows():
+        check_parameter_row(table, r)
+        if r["dist"] == "dirichlet":
+            if not str(r.get("group", "")).strip():
+                raise table.error("a dirichlet parameter needs a group", row=int(r["_row"]), column="group")
+            continue
+        try:
+            build(r["dist"], r["value"], se=r["se"], low=r["low"], high=r["high"], name=r["parameter"])
+        except ValueError as exc:
+            raise table.error(str(exc), row=int(r["_row"]), column="se") from None
+
+
+def _check_strategies(table: Table, parameter_names: set[str]) -> None:
+    for _, r in table.df.iterrows():
+        row = int(r["_row"])
+        if r["trigger"] == "never":
+            continue
+        if r["product"] not in ("ivig", "scig"):
+            raise table.error("an IgRT strategy needs product ivig or scig", row=row, column="product")
+        if not r["interval_days"]:
+            raise table.error("an IgRT strategy needs interval_days > 0", row=row, column="interval_days")
+        weight = r["dosing_weight"] or "actual"
+        if weight == "flat":
+            if not r["flat_dose_g"]:
+                raise table.error("flat dosing needs flat_dose_g > 0", row=row, column="flat_dose_g")
+        elif not r["dose_g_per_kg"]:
+            raise table.error("weight-based dosing needs dose_g_per_kg > 0", row=row, column="dose_g_per_kg")
+        hr = str(r.get("hr_severe_parameter") or "").strip()
+        if hr and hr not in parameter_names:
+            raise table.error(f"unknown parameter '{hr}'", row=row, column="hr_severe_parameter")
+
+
+def _check_countries(table: Table) -> None:
+    for _, r in table.df.iterrows():
+        row = int(r["_row"])
+        if r["wtp_basis"] == "gdp_multiple":
+            if not r["wtp_gdp_multiple"]:
+                raise table.error("wtp_basis gdp_multiple needs wtp_gdp_multiple > 0", row=row, column="wtp_gdp_multiple")
+        elif not r["wtp_per_qaly"]:
+            raise table.error("wtp_per_qaly is empty", row=row, column="wtp_per_qaly")
+        try:
+            parse_wtp_alternatives(r["wtp_alternatives"])
+        except ValueError as exc:
+            raise table.error(str(exc), row=row, column="wtp_alternatives") from None
+
+
+def parse_wtp_alternatives(text: str) -> list[tuple[str, float]]:
+    """Parse ``"20000;30000"`` or ``"0.5xGDP;3xGDP"`` into [("value", 20000.0), ("gdp", 0.5), ...]."""
+    out: list[tuple[str, float]] = []
+    for part in str(text or "").split(";"):
+        s = part.strip()
+        if not s:
+            continue
+        if s.lower().endswith("xgdp"):
+            num = s[:-4].strip()
+            kind = "gdp"
+        else:
+            num, kind = s, "value"
+        try:
+            v = float(num)
+        except ValueError:
+            raise ValueError(f"'{s}' is neither a number nor a multiple like '3xGDP'") from None
+        if not math.isfinite(v) or v <= 0:
+            raise ValueError(f"'{s}' must be a positive number")
+        out.append((kind, v))
+    return out
+
+
+def _check_prices(table: Table, code: str, countries: Table) -> None:
+    currency = countries.df.set_index("country").loc[code, "currency"]
+    for _, r in table.df.iterrows():
+        row = int(r["_row"])
+        if not str(r["item"]).startswith("c_"):
+            raise table.error(f"price item '{r['item']}' must start with 'c_'", row=row, column="item")
+        if r["currency"] != currency:
+            raise table.error(
+                f"currency '{r['currency']}' differs from the country's currency '{currency}' in countries.csv",
+                row=row,
+                column="currency",
+            )
+        check_parameter_row(table, r, name_col="item")
+        if r["dist"] == "gamma" and r["value"] > 0 and r["se"] is None and r["low"] is None:
+            raise table.error("a gamma price needs se or low/high", row=row, column="se")
+
+
+def _check_overrides(table: Table, countries: set[str], parameters: Table) -> None:
+    known = set(parameters.df["parameter"])
+    for _, r in table.df.iterrows():
+        row = int(r["_row"])
+        if r["country"] not in countries:
+            raise table.error(f"unknown country '{r['country']}'", row=row, column="country")
+        if r["parameter"] not in known:
+            raise table.error(f"unknown parameter '{r['parameter']}'", row=row, column="parameter")

@@ -1,0 +1,714 @@
+"""The IgRT model: parameter draws -> hazards -> transition arrays -> engine -> outcomes.
+
+Implements ``MODEL.md``: six states, two myeloma-isotype subgroups run as parallel cohorts
+and weighted, competing hazards turned into probabilities together, time-dependent IgG
+decline and bsAb discontinuation, infections as events, strategies as data.
+
+No I/O and no random numbers here. Every function is vectorized over draws: a draws
+table of D rows (the base case, the DSA design or the PSA sample) goes through one call.
+
+Units inside: time in years, rates per year (input units are converted with
+``ModelSpec.unit_scale``); one cycle lasts ``dt = cycle_days / days_per_year`` years.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from cea.errors import CeaError, ModelInputError
+from cea.markov import run_markov
+
+STATES = ("on_bsab_igg_normal", "on_bsab_igg_low", "on_bsab_igrt", "off_bsab_igrt", "off_bsab", "dead")
+N, L, I, OI, O, DEAD = range(6)
+S = len(STATES)
+ALIVE = (N, L, I, OI, O)
+ON_BSAB = (N, L, I)
+ON_IGRT = (I, OI)
+SUBGROUPS = ("igg_isotype", "non_igg")
+
+#: Devine (1974) ideal body weight: base kg at 152.4 cm (5 ft) and kg per cm above it.
+DEVINE_BASE_KG = {"male": 50.0, "female": 45.5}
+DEVINE_KG_PER_CM = 2.3 / 2.54
+DEVINE_BASE_HEIGHT_CM = 152.4
+#: Adjusted body weight = IBW + factor x (ABW - IBW) (NBA BloodSTAR calculator).
+ADJUSTED_WEIGHT_FACTOR = 0.4
+#: Largest per-test detection probability, so that -log(1 - p) stays finite.
+DETECTION_PROB_CAP = 1.0 - 1e-12
+#: Days in a week (SCIG process disutility is per week of therapy).
+DAYS_PER_WEEK = 7.0
+#: Chunk size target: elements of one (draws x cohorts x cycles x states x states) array.
+CHUNK_ELEMENTS = 24_000_000
+
+COST_CATEGORIES = (
+    "cost_ig",
+    "cost_ig_admin",
+    "cost_scig_training",
+    "cost_monitoring",
+    "cost_severe_infections",
+    "cost_nonsevere_infections",
+    "cost_adverse_events",
+    "cost_bsab",
+    "cost_subsequent_therapy",
+    "cost_end_of_life",
+)
+EFFECTS = ("qaly", "ly")
+COUNTS = (
+    "severe_infections",
+    "nonsevere_infections",
+    "infection_deaths",
+    "ig_grams",
+    "infusions",
+    "igg_tests",
+    "years_on_igrt",
+    "thromboembolic_events",
+    "infusion_reactions",
+)
+REWARDS = COST_CATEGORIES + EFFECTS + COUNTS
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """One row of strategies.csv."""
+
+    strategy: str
+    trigger: str  # never, at_start, igg_below_threshold, after_severe_infection
+    product: str = ""  # ivig, scig or "" for never
+    dose_g_per_kg: float = 0.0
+    interval_days: float = 0.0
+    dosing_weight: str = "actual"  # actual, ideal, adjusted, flat
+    flat_dose_g: float = 0.0
+    vial_rounding_g: float = 0.0
+    start_after_severe_infection: bool = False
+    hr_severe_parameter: str = "hr_igrt_severe"
+    label: str = ""
+
+    @property
+    def uses_igrt(self) -> bool:
+        return self.trigger != "never"
+
+    @property
+    def is_scig(self) -> bool:
+        return self.product == "scig"
+
+
+def strategies_from_table(df: pd.DataFrame) -> dict[str, Strategy]:
+    out = {}
+    for _, r in df.iterrows():
+        out[r["strategy"]] = Strategy(
+            strategy=r["strategy"],
+            trigger=r["trigger"],
+            product=r["product"] or "",
+            dose_g_per_kg=float(r["dose_g_per_kg"] or 0.0),
+            interval_days=float(r["interval_days"] or 0.0),
+            dosing_weight=r["dosing_weight"] or "actual",
+            flat_dose_g=float(r["flat_dose_g"] or 0.0),
+            vial_rounding_g=float(r["vial_rounding_g"] or 0.0),
+            start_after_severe_infection=bool(r["start_after_severe_infection"]),
+            hr_severe_parameter=(r.get("hr_severe_parameter") or "hr_igrt_severe"),
+            label=r.get("label") or r["strategy"],
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything the model needs besides the per-draw parameter values."""
+
+    strategies: tuple[Strategy, ...]
+    n_cycles: int
+    cycle_days: float
+    days_per_year: float
+    mx_by_age: np.ndarray = field(repr=False)  # background mortality hazard per year by age 0, 1, ...
+    unit_scale: Mapping[str, float] = field(default_factory=dict, repr=False)
+    correction: str | tuple = "half_cycle"
+    discount_rate_costs: float = 0.0
+    discount_rate_effects: float = 0.0
+    discount_offset_cycles: float = 0.0
+    discount_step: str = "cycle"
+    bsab_drug: str = "teclistamab"
+    include_bsab_costs: bool = True
+    include_subsequent_therapy: bool = False
+    include_end_of_life: bool = False
+
+    @property
+    def dt(self) -> float:
+        """Cycle length in years."""
+        return self.cycle_days / self.days_per_year
+
+    @property
+    def cycle_months(self) -> float:
+        return self.dt * 12.0
+
+    @property
+    def strategy_names(self) -> list[str]:
+        return [s.strategy for s in self.strategies]
+
+    def with_strategies(self, strategies: Sequence[Strategy]) -> ModelSpec:
+        from dataclasses import replace
+
+        return replace(self, strategies=tuple(strategies))
+
+
+def n_cycles_for(horizon_years: float, cycle_days: float, days_per_year: float) -> int:
+    """Number of cycles: the horizon rounded to whole cycles (10 years of 28 days -> 130)."""
+    return max(1, int(round(horizon_years * days_per_year / cycle_days)))
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+class _Params:
+    """Per-draw parameter values in model units: ``v['r_severe_on_bsab']`` is (D,) per year."""
+
+    def __init__(self, draws: pd.DataFrame, unit_scale: Mapping[str, float]):
+        self._draws = draws
+        self._scale = unit_scale
+        self.n = len(draws)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._draws.columns:
+            raise CeaError(f"the model needs parameter '{name}', which is not in the inputs")
+        return self._draws[name].to_numpy(dtype=float) * self._scale.get(name, 1.0)
+
+
+def _competing(hazards: dict[int, np.ndarray], n_states: int = S) -> np.ndarray:
+    """Turn competing cumulative hazards over a cycle into one row of probabilities.
+
+    p_j = Lambda_j / Lambda x (1 - exp(-Lambda)); stay = exp(-Lambda). hazards maps a
+    destination state to a (D, T) array of cumulative hazards over each cycle.
+    Returns (D, T, n_states).
+    """
+    total = sum(hazards.values())
+    stay = np.exp(-total)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(total > 0, -np.expm1(-total) / total, 1.0)
+    shape = total.shape + (n_states,)
+    row = np.zeros(shape)
+    for dest, h in hazards.items():
+        row[..., dest] += h * frac
+    return row, stay
+
+
+def _dosing_weight(strategy: Strategy, v: _Params) -> np.ndarray:
+    abw = v["q_body_weight_kg"]
+    if strategy.dosing_weight == "actual":
+        return abw
+    male = v["p_male"]
+    above = v["q_height_cm"] - DEVINE_BASE_HEIGHT_CM
+    ibw = male * (DEVINE_BASE_KG["male"] + DEVINE_KG_PER_CM * above) + (1 - male) * (
+        DEVINE_BASE_KG["female"] + DEVINE_KG_PER_CM * above
+    )
+    if strategy.dosing_weight == "ideal":
+        return ibw
+    if strategy.dosing_weight == "adjusted":
+        return ibw + ADJUSTED_WEIGHT_FACTOR * (abw - ibw)
+    raise CeaError(f"strategy '{strategy.strategy}': unknown dosing_weight '{strategy.dosing_weight}'")
+
+
+def grams_per_administration(strategy: Strategy, v: _Params) -> np.ndarray:
+    """Grams per administration: dose x dosing weight (x SCIG factor), rounded up to the vial step."""
+    if not strategy.uses_igrt:
+        return np.zeros(v.n)
+    if strategy.dosing_weight == "flat":
+        grams = np.full(v.n, strategy.flat_dose_g)
+    else:
+        grams = strategy.dose_g_per_kg * _dosing_weight(strategy, v)
+    if strategy.is_scig:
+        grams = grams * v["q_scig_conversion"]
+    if strategy.vial_rounding_g > 0:
+        step = strategy.vial_rounding_g
+        # tolerance so that an exact multiple (e.g. 30.000000001 from float arithmetic) is not bumped up
+        grams = np.ceil(grams / step - 1e-9) * step
+    return grams
+
+
+def off_bsab_myeloma_hazard_name() -> str:
+    return "r_myeloma_death_off_bsab"
+
+
+# --------------------------------------------------------------------------- one cohort
+
+
+@dataclass
+class CohortArrays:
+    """Inputs for the engine for one (strategy, subgroup) cohort and D draws."""
+
+    P: np.ndarray  # (D, T, S, S)
+    state_rewards: dict[str, np.ndarray]  # (D, 1 or T, S)
+    transition_rewards: dict[str, np.ndarray]  # (D, 1 or T, S, S)
+    start_rewards: dict[str, np.ndarray]  # (D, S)
+    start: np.ndarray  # (S,)
+
+
+def cohort_arrays(strategy: Strategy, subgroup: str, v: _Params, spec: ModelSpec, mu_off: np.ndarray) -> CohortArrays:
+    """Transition probabilities and rewards for one strategy and subgroup.
+
+    mu_off : (D,) myeloma death hazard per year after the bsAb stops (calibrated).
+    """
+    D, T, dt = v.n, spec.n_cycles, spec.dt
+    tau = np.arange(T + 1) * dt  # years since bsAb start at each cycle boundary
+    t0, t1 = tau[:-1], tau[1:]
+
+    # --- time-dependent processes: cumulative hazard over each cycle, (D, T)
+    pi, lam = v["p_igg_low_ever"][:, None], v["r_igg_decline"][:, None]
+    log_s_g = lambda t: np.log1p(-pi * -np.expm1(-lam * t))  # noqa: E731  S(t) = 1 - pi + pi e^(-lam t)
+    h_decline = log_s_g(t0) - log_s_g(t1)
+
+    median_tot, shape_tot = v["t_median_tot_months"][:, None], v["k_tot_weibull_shape"][:, None]
+    cum_tot = lambda t: np.log(2.0) * (t / median_tot) ** shape_tot  # noqa: E731
+    h_disc = cum_tot(t1) - cum_tot(t0)
+
+    anchor, shape_inf = v["t_infection_hazard_anchor_months"][:, None], v["k_infection_hazard_shape"][:, None]
+    # infection hazard multiplier per cycle: cumulative hazard r*a*(t/a)^k, so the cycle share is
+    # a*((t1/a)^k - (t0/a)^k)/dt; equal to 1 when k = 1
+    f_inf = anchor * ((t1 / anchor) ** shape_inf - (t0 / anchor) ** shape_inf) / dt  # (D, T)
+
+    age = v["q_start_age_years"][:, None] + t0[None, :]
+    idx = np.clip(np.floor(age).astype(int), 0, len(spec.mx_by_age) - 1)
+    h_bg = spec.mx_by_age[idx] * dt  # (D, T)
+
+    nrm_noninf = v["p_nrm_12m"] * (1.0 - v["p_nrm_infection_share"])
+    mu_on = -np.log1p(-nrm_noninf)  # per year (the NRM proportion is at 12 months)
+    hr_os = v["hr_igrt_os"]
+
+    # --- infection rates per year by state, (D, S)
+    scig = v["rr_scig_vs_ivig"] if strategy.is_scig else np.ones(D)
+    hr_sev = v[strategy.hr_severe_parameter] * scig if strategy.uses_igrt else np.ones(D)
+    hr_ns = v["hr_igrt_nonsevere"] * scig if strategy.uses_igrt else np.ones(D)
+    rr_normal = v["rr_infection_igg_normal"]
+    sev = np.zeros((D, S))
+    ns = np.zeros((D, S))
+    sev[:, N] = v["r_severe_on_bsab"] * rr_normal
+    sev[:, L] = v["r_severe_on_bsab"]
+    sev[:, I] = v["r_severe_on_bsab"] * hr_sev
+    sev[:, OI] = v["r_severe_off_bsab"] * hr_sev
+    sev[:, O] = v["r_severe_off_bsab"]
+    ns[:, N] = v["r_nonsevere_on_bsab"] * rr_normal
+    ns[:, L] = v["r_nonsevere_on_bsab"]
+    ns[:, I] = v["r_nonsevere_on_bsab"] * hr_ns
+    ns[:, OI] = v["r_nonsevere_off_bsab"] * hr_ns
+    ns[:, O] = v["r_nonsevere_off_bsab"]
+    # expected events per person-cycle in each state, (D, T, S)
+    sev_cycle = sev[:, None, :] * dt * f_inf[:, :, None]
+    ns_cycle = ns[:, None, :] * dt * f_inf[:, :, None]
+
+    cf = v["p_case_fatality_severe"][:, None, None]
+    h_inf_death = sev_cycle * cf  # (D, T, S)
+    mm = np.zeros((D, S))
+    mm[:, N] = mu_on
+    mm[:, L] = mu_on
+    mm[:, I] = mu_on * hr_os
+    mm[:, OI] = mu_off * hr_os
+    mm[:, O] = mu_off
+    h_death = h_bg[:, :, None] + mm[:, None, :] * dt + h_inf_death  # (D, T, S)
+
+    # --- IgRT starts
+    zeros = np.zeros((D, T))
+    h_detect = zeros
+    if strategy.trigger == "igg_below_threshold":
+        s = v["p_assay_sensitivity"]
+        if subgroup == "igg_isotype":
+            s = s * (1.0 - v["p_masked_igg_isotype"])
+        tests_per_cycle = spec.cycle_days / v["q_igg_test_interval_days"]
+        # per cycle P(detect) = 1 - (1 - s)^tests  ->  cumulative hazard -tests x log(1 - s)
+        h_detect = (-tests_per_cycle * np.log1p(-np.minimum(s, DETECTION_PROB_CAP)))[:, None] * np.ones((1, T))
+    start_on_infection_low = strategy.trigger == "after_severe_infection" or (
+        strategy.trigger == "igg_below_threshold" and strategy.start_after_severe_infection
+    )
+    start_on_infection_normal = strategy.trigger == "after_severe_infection"
+
+    # --- transition array (D, T, S, S)
+    P = np.zeros((D, T, S, S))
+
+    def fill(frm: int, hazards: dict[int, np.ndarray]):
+        row, stay = _competing(hazards)
+        P[:, :, frm, :] = row
+        P[:, :, frm, frm] += stay
+
+    fill(
+        N,
+        {
+            L: h_decline,
+            I: sev_cycle[:, :, N] if start_on_infection_normal else zeros,
+            O: h_disc,
+            DEAD: h_death[:, :, N],
+        },
+    )
+    fill(
+        L,
+        {
+            I: h_detect + (sev_cycle[:, :, L] if start_on_infection_low else zeros),
+            O: h_disc,
+            DEAD: h_death[:, :, L],
+        },
+    )
+    phi = v["p_continue_igrt_after_bsab"][:, None]
+    fill(I, {OI: h_disc * phi, O: h_disc * (1 - phi), DEAD: h_death[:, :, I]})
+    stop = (np.log(2.0) / v["t_median_igrt_after_bsab_months"])[:, None] * dt * np.ones((1, T))
+    fill(OI, {O: stop, DEAD: h_death[:, :, OI]})
+    fill(O, {DEAD: h_death[:, :, O]})
+    P[:, :, DEAD, DEAD] = 1.0
+
+    # --- resource use per person-cycle, (D, S)
+    grams = grams_per_administration(strategy, v)  # (D,)
+    admins_per_cycle = spec.cycle_days / strategy.interval_days if strategy.uses_igrt else 0.0
+    ig_grams = np.zeros((D, S))
+    infusions = np.zeros((D, S))
+    for st in ON_IGRT:
+        ig_grams[:, st] = grams * admins_per_cycle
+        infusions[:, st] = admins_per_cycle
+    price_g = v["c_scig_per_g"] if strategy.is_scig else v["c_ivig_per_g"]
+    cost_ig = ig_grams * price_g[:, None]
+    cost_admin = np.zeros((D, S))
+    if strategy.uses_igrt:
+        per_cycle = v["c_scig_supplies_month"] * spec.cycle_months if strategy.is_scig else v["c_ivig_admin"] * admins_per_cycle
+        for st in ON_IGRT:
+            cost_admin[:, st] = per_cycle
+    igg_tests = np.zeros((D, S))
+    if strategy.trigger == "igg_below_threshold":
+        igg_tests[:, N] = spec.cycle_days / v["q_igg_test_interval_days"]
+        igg_tests[:, L] = spec.cycle_days / v["q_igg_test_interval_days"]
+    if strategy.uses_igrt:
+        for st in ON_IGRT:
+            igg_tests[:, st] = spec.cycle_days / v["q_trough_test_interval_days"]
+    cost_monitoring = igg_tests * v["c_igg_test"][:, None]
+    # adverse events of IgRT
+    reactions = np.zeros((D, S))
+    thrombo = np.zeros((D, S))
+    if strategy.uses_igrt:
+        if strategy.is_scig:
+            ratio = v["or_scig_systemic_ae"]
+            react = v["p_infusion_reaction"] * ratio * spec.cycle_days / v["q_ivig_reference_interval_days"]
+            thr = v["r_thromboembolism_ivig"] * ratio * dt
+        else:
+            react = v["p_infusion_reaction"] * admins_per_cycle
+            thr = v["r_thromboembolism_ivig"] * dt
+        for st in ON_IGRT:
+            reactions[:, st] = react
+            thrombo[:, st] = thr
+    cost_ae = reactions * v["c_infusion_reaction"][:, None] + thrombo * v["c_thromboembolism"][:, None]
+    cost_bsab = np.zeros((D, S))
+    if spec.include_bsab_costs:
+        price = v[f"c_bsab_{spec.bsab_drug}_month"]
+        for st in ON_BSAB:
+            cost_bsab[:, st] = price * spec.cycle_months
+    cost_subsequent = np.zeros((D, S))
+    if spec.include_subsequent_therapy:
+        for st in (OI, O):
+            cost_subsequent[:, st] = v["c_subsequent_therapy_month"] * spec.cycle_months
+    ly = np.zeros((D, S))
+    ly[:, list(ALIVE)] = dt
+    util = np.zeros((D, S))
+    for st in ON_BSAB:
+        util[:, st] = v["u_on_bsab"] * dt
+    for st in (OI, O):
+        util[:, st] = v["u_off_bsab"] * dt
+    process_loss = np.zeros((D, S))
+    if strategy.uses_igrt:
+        per_cycle_loss = (
+            v["q_qaly_loss_scig_week"] * spec.cycle_days / DAYS_PER_WEEK
+            if strategy.is_scig
+            else v["q_qaly_loss_ivig_visit"] * admins_per_cycle
+        )
+        for st in ON_IGRT:
+            process_loss[:, st] = per_cycle_loss
+    const_qaly = (
+        util
+        - reactions * v["q_qaly_loss_infusion_reaction"][:, None]
+        - thrombo * v["q_qaly_loss_thromboembolism"][:, None]
+        - process_loss
+    )
+    qaly = (
+        const_qaly[:, None, :]
+        - sev_cycle * v["q_qaly_loss_severe"][:, None, None]
+        - ns_cycle * v["q_qaly_loss_nonsevere"][:, None, None]
+    )
+    years_on_igrt = np.zeros((D, S))
+    years_on_igrt[:, list(ON_IGRT)] = dt
+
+    c = lambda a: a[:, None, :]  # noqa: E731  (D, S) -> (D, 1, S): constant over time
+    state_rewards = {
+        "cost_ig": c(cost_ig),
+        "cost_ig_admin": c(cost_admin),
+        "cost_monitoring": c(cost_monitoring),
+        "cost_severe_infections": sev_cycle * v["c_hosp_severe_infection"][:, None, None],
+        "cost_nonsevere_infections": ns_cycle * v["c_outpatient_infection"][:, None, None],
+        "cost_adverse_events": c(cost_ae),
+        "cost_bsab": c(cost_bsab),
+        "cost_subsequent_therapy": c(cost_subsequent),
+        "qaly": qaly,
+        "ly": c(ly),
+        "severe_infections": sev_cycle,
+        "nonsevere_infections": ns_cycle,
+        "ig_grams": c(ig_grams),
+        "infusions": c(infusions),
+        "igg_tests": c(igg_tests),
+        "years_on_igrt": c(years_on_igrt),
+        "thromboembolic_events": c(thrombo),
+        "infusion_reactions": c(reactions),
+    }
+    # --- one-off rewards on transitions
+    transition_rewards: dict[str, np.ndarray] = {}
+    # share of each death that is an infection death: counted on the flow into 'dead'
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(h_death > 0, h_inf_death / h_death, 0.0)  # (D, T, S)
+    inf_deaths = np.zeros((D, T, S, S))
+    inf_deaths[:, :, :, DEAD] = share
+    inf_deaths[:, :, DEAD, DEAD] = 0.0
+    transition_rewards["infection_deaths"] = inf_deaths
+    training = np.zeros((D, 1, S, S))
+    start_rewards: dict[str, np.ndarray] = {}
+    start = np.zeros(S)
+    start[I if strategy.trigger == "at_start" else N] = 1.0
+    if strategy.is_scig:
+        training[:, 0, N, I] = v["c_scig_training"]
+        training[:, 0, L, I] = v["c_scig_training"]
+        if strategy.trigger == "at_start":
+            sr = np.zeros((D, S))
+            sr[:, I] = v["c_scig_training"]
+            start_rewards["cost_scig_training"] = sr
+    transition_rewards["cost_scig_training"] = training
+    if spec.include_end_of_life:
+        eol = np.zeros((D, 1, S, S))
+        for st in ALIVE:
+            eol[:, 0, st, DEAD] = v["c_end_of_life"]
+        transition_rewards["cost_end_of_life"] = eol
+    return CohortArrays(P=P, state_rewards=state_rewards, transition_rewards=transition_rewards, start_rewards=start_rewards, start=start)
+
+
+# --------------------------------------------------------------------------- running
+
+
+@dataclass
+class ModelResult:
+    """Outcomes per draw and strategy, subgroup-weighted.
+
+    outcomes: long table, one row per (draw, strategy): ``draw, strategy, cost`` (total
+    discounted), ``qaly``, ``ly`` and every reward in :data:`REWARDS` discounted (bare
+    name) and undiscounted (``<name>_undiscounted``), plus ``cost_undiscounted``.
+    traces: when asked for, (strategy, subgroup) -> (D, T+1, S) state occupancy.
+    """
+
+    outcomes: pd.DataFrame
+    traces: dict[tuple[str, str], np.ndarray] | None = None
+    mu_off: np.ndarray | None = None
+
+
+def _engine_kwargs(spec: ModelSpec) -> dict:
+    return dict(
+        effects=EFFECTS + COUNTS,
+        discount_rate_costs=spec.discount_rate_costs,
+        discount_rate_effects=spec.discount_rate_effects,
+        cycle_length_years=spec.dt,
+        correction=spec.correction,
+        discount_offset_cycles=spec.discount_offset_cycles,
+        discount_step=spec.discount_step,
+        reward_alignment="start",
+        state_names=STATES,
+    )
+
+
+def _run_cohorts(
+    cohorts: list[tuple[Strategy, str]], v: _Params, spec: ModelSpec, mu_off: np.ndarray, keep_trace: bool
+):
+    """Run several cohorts in one batched engine call. Returns list of MarkovResult-like slices."""
+    arrays = [cohort_arrays(st, sg, v, spec, mu_off) for st, sg in cohorts]
+    D = v.n
+    K = len(arrays)
+    P = np.concatenate([a.P for a in arrays], axis=0)
+    start = np.concatenate([np.broadcast_to(a.start, (D, S)) for a in arrays], axis=0)
+
+    def stack(getter, names, shape_fn):
+        out = {}
+        for name in names:
+            parts = []
+            per = [getter(a).get(name) for a in arrays]
+            if all(p is None for p in per):
+                continue
+            tdim = max(p.shape[1] for p in per if p is not None)
+            for p in per:
+                if p is None:
+                    parts.append(np.zeros(shape_fn(tdim)))
+                else:
+                    parts.append(np.broadcast_to(p, (D, tdim) + p.shape[2:]))
+            out[name] = np.concatenate(parts, axis=0)
+        return out
+
+    sr_names = sorted({k for a in arrays for k in a.state_rewards})
+    tr_names = sorted({k for a in arrays for k in a.transition_rewards})
+    st_names = sorted({k for a in arrays for k in a.start_rewards})
+    state_rewards = stack(lambda a: a.state_rewards, sr_names, lambda t: (D, t, S))
+    transition_rewards = stack(lambda a: a.transition_rewards, tr_names, lambda t: (D, t, S, S))
+    start_rewards = {}
+    for name in st_names:
+        start_rewards[name] = np.concatenate(
+            [a.start_rewards.get(name, np.zeros((D, S))) for a in arrays], axis=0
+        )
+    labels = ",".join(f"{st.strategy}/{sg}" for st, sg in cohorts)
+    res = run_markov(
+        start,
+        P,
+        n_cycles=spec.n_cycles,
+        state_rewards=state_rewards,
+        transition_rewards=transition_rewards,
+        start_rewards=start_rewards,
+        label=labels if K == 1 else None,
+        keep_per_cycle=False,
+        **_engine_kwargs(spec),
+    )
+    return res, K, D
+
+
+def _validate_probabilities(P: np.ndarray, cohorts, D: int) -> None:
+    """Name the strategy and subgroup behind an invalid row (the engine names draw and cycle)."""
+    bad = (P < -1e-12) | (P > 1 + 1e-12) | ~np.isfinite(P)
+    if bad.any():
+        b, t, s, _ = np.argwhere(bad)[0]
+        st, sg = cohorts[b // D]
+        raise ModelInputError(
+            f"strategy '{st.strategy}' ({sg}): transition probability out of [0, 1] at draw {b % D}, "
+            f"cycle {t}, from state '{STATES[s]}'"
+        )
+
+
+def median_survival_years(alive: np.ndarray, dt: float) -> np.ndarray:
+    """Median of a survival curve given at cycle boundaries (linear interpolation).
+
+    alive : (D, T+1) proportion alive at t = 0, dt, 2 dt, ... Returns (D,) years; inf when
+    the curve never reaches 0.5.
+    """
+    below = alive <= 0.5
+    has = below.any(axis=1)
+    k = np.argmax(below, axis=1)  # first boundary at or below 0.5
+    k = np.maximum(k, 1)
+    rows = np.arange(alive.shape[0])
+    a0, a1 = alive[rows, k - 1], alive[rows, k]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(a0 > a1, (a0 - 0.5) / (a0 - a1), 0.0)
+    out = (k - 1 + frac) * dt
+    return np.where(has, out, np.inf)
+
+
+def calibration_cohorts(spec: ModelSpec) -> tuple[Strategy, Strategy]:
+    """The trial-like calibration cohort: a mix of no IgRT and IgRT from the start (IVIG)."""
+    none = Strategy("calibration_none", "never")
+    igrt = Strategy("calibration_igrt", "at_start", "ivig", 0.4, spec.cycle_days)
+    return none, igrt
+
+
+def trial_median_os_years(mu_off: np.ndarray, v: _Params, spec: ModelSpec) -> np.ndarray:
+    """Median OS (years) of the calibration cohort for myeloma death hazards ``mu_off`` (D,)."""
+    none, igrt = calibration_cohorts(spec)
+    w_iso = v["p_igg_isotype"]
+    share = v["p_trial_igrt_use"]
+    alive = np.zeros((v.n, spec.n_cycles + 1))
+    # only the death hazards matter here: a short engine call on the two cohorts (subgroups do
+    # not differ for these triggers, so one subgroup suffices)
+    for st, w in ((none, 1 - share), (igrt, share)):
+        a = cohort_arrays(st, "non_igg", v, spec, mu_off)
+        tr = run_markov(a.start, a.P, n_cycles=spec.n_cycles, correction="none").trace
+        alive += w[:, None] * (1.0 - tr[:, :, DEAD])
+    del w_iso
+    return median_survival_years(alive, spec.dt)
+
+
+def calibrate_off_bsab_mortality(v: _Params, spec: ModelSpec, *, tol_years: float = 1e-7, max_iter: int = 200) -> np.ndarray:
+    """Myeloma death hazard after the bsAb stops (per year, one per draw) at which the
+    calibration cohort's median OS equals ``t_target_median_os_months``.
+
+    Vectorized bisection on log(mu) over draws (median OS falls monotonically as mu rises).
+    Raises CeaError when the target cannot be reached in [1e-6, 1e3] per year.
+    """
+    target = v["t_target_median_os_months"]  # already in years through unit_scale
+    lo = np.full(v.n, np.log(1e-6))
+    hi = np.full(v.n, np.log(1e3))
+    m_lo = trial_median_os_years(np.exp(lo), v, spec)
+    m_hi = trial_median_os_years(np.exp(hi), v, spec)
+    bad = ~((m_hi <= target) & (m_lo >= target))
+    if bad.any():
+        d = int(np.argmax(bad))
+        raise CeaError(
+            f"cannot calibrate myeloma death after bsAb: target median OS {target[d] * 12:.1f} months "
+            f"is outside the reachable range {m_hi[d] * 12:.1f} to {m_lo[d] * 12:.1f} months (draw {d}); "
+            "check t_target_median_os_months, t_median_tot_months and the horizon"
+        )
+    for _ in range(max_iter):
+        mid = 0.5 * (lo + hi)
+        m = trial_median_os_years(np.exp(mid), v, spec)
+        too_long = m > target  # survival too long -> raise the hazard
+        lo = np.where(too_long, mid, lo)
+        hi = np.where(too_long, hi, mid)
+        if np.all(hi - lo < 1e-10):
+            break
+    return np.exp(0.5 * (lo + hi))
+
+
+def run_model(
+    draws: pd.DataFrame,
+    spec: ModelSpec,
+    *,
+    keep_traces: bool = False,
+    mu_off: np.ndarray | None = None,
+    chunk_draws: int | None = None,
+) -> ModelResult:
+    """Run every strategy and both subgroups for every draw.
+
+    Parameters
+    ----------
+    draws : DataFrame, one row per draw, one column per parameter (input units).
+    spec : ModelSpec.
+    keep_traces : keep the (D, T+1, S) trace of each strategy and subgroup.
+    mu_off : myeloma death hazard off bsAb per year, (D,); calibrated per draw when None.
+    chunk_draws : draws per engine call (memory bound); chosen automatically when None.
+
+    Results do not depend on ``chunk_draws``.
+    """
+    D = len(draws)
+    K = len(spec.strategies)
+    cohorts = [(st, sg) for st in spec.strategies for sg in SUBGROUPS]
+    per_draw = len(cohorts) * spec.n_cycles * S * S
+    chunk = chunk_draws or max(1, CHUNK_ELEMENTS // per_draw)
+    totals_disc = {name: np.zeros((K, 2, D)) for name in REWARDS}
+    totals_und = {name: np.zeros((K, 2, D)) for name in REWARDS}
+    traces = {} if keep_traces else None
+    mu_all = np.zeros(D)
+    weights = np.zeros(D)
+    for lo in range(0, D, chunk):
+        hi = min(D, lo + chunk)
+        v = _Params(draws.iloc[lo:hi], spec.unit_scale)
+        mu = calibrate_off_bsab_mortality(v, spec) if mu_off is None else np.asarray(mu_off, float)[lo:hi]
+        mu_all[lo:hi] = mu
+        weights[lo:hi] = v["p_igg_isotype"]
+        res, _, d = _run_cohorts(cohorts, v, spec, mu, keep_traces)
+        for name in REWARDS:
+            disc = res.discounted.get(name)
+            und = res.undiscounted.get(name)
+            if disc is None:
+                continue
+            totals_disc[name][:, :, lo:hi] = np.asarray(disc).reshape(K, 2, d)
+            totals_und[name][:, :, lo:hi] = np.asarray(und).reshape(K, 2, d)
+        if keep_traces:
+            tr = res.trace.reshape(K, 2, d, spec.n_cycles + 1, S)
+            for k, st in enumerate(spec.strategies):
+                for g, sg in enumerate(SUBGROUPS):
+                    traces.setdefault((st.strategy, sg), []).append(tr[k, g])
+    if keep_traces:
+        traces = {key: np.concatenate(parts, axis=0) for key, parts in traces.items()}
+    w = np.stack([weights, 1 - weights])  # (2, D): igg_isotype, non_igg
+    cols: dict[str, np.ndarray] = {
+        "draw": np.tile(draws.index.to_numpy(), K),
+        "strategy": np.repeat(spec.strategy_names, D),
+    }
+    for name in REWARDS:
+        cols[name] = (totals_disc[name] * w[None]).sum(axis=1).reshape(-1)
+        cols[f"{name}_undiscounted"] = (totals_und[name] * w[None]).sum(axis=1).reshape(-1)
+    out = pd.DataFrame(cols)
+    out.insert(2, "cost", out[list(COST_CATEGORIES)].sum(axis=1))
+    out.insert(3, "cost_undiscounted", out[[f"{c}_undiscounted" for c in COST_CATEGORIES]].sum(axis=1))
+    if not np.isfinite(out.select_dtypes("number").to_numpy()).all():
+        raise ModelInputError("the model produced non-finite results: check the parameter values")
+    return ModelResult(outcomes=out, traces=traces, mu_off=mu_all)
