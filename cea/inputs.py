@@ -418,6 +418,8 @@ SETTINGS_SCHEMA: dict[str, dict[str, Callable[[object], bool]]] = {
         "correction": lambda v: isinstance(v, str) or isinstance(v, list),
         "discount_offset_cycles": lambda v: isinstance(v, int | float) and -1 <= v <= 1,
         "discount_step": lambda v: v in ("cycle", "annual"),
+        "discount_rate_costs": lambda v: isinstance(v, int | float) and 0 <= v <= 0.2,
+        "discount_rate_effects": lambda v: isinstance(v, int | float) and 0 <= v <= 0.2,
         "bsab_drug": lambda v: isinstance(v, str),
         "include_bsab_costs": lambda v: isinstance(v, bool),
         "include_subsequent_therapy": lambda v: isinstance(v, bool),
