@@ -98,7 +98,9 @@ def nhb(cost, effect, wtp):
     return np.asarray(effect, dtype=float) - np.asarray(cost, dtype=float) / wtp
 
 
-def _check_wtp(wtp, *, allow_zero: bool):
+def _check_wtp(wtp, *, allow_zero: bool, scalar: bool = False):
+    if scalar and np.ndim(wtp) != 0:
+        raise CeaError(f"wtp must be a single number here, got shape {np.shape(wtp)}")
     arr = np.asarray(wtp, dtype=float)
     bad = ~np.isfinite(arr) | (arr < 0 if allow_zero else arr <= 0)
     if np.any(bad):
@@ -151,8 +153,8 @@ def icer_table(
         - ``note``: "dominated by X", "identical to X" or "extendedly dominated by X
           and Y" (X, Y the frontier strategies on either side); "" for "ND" rows.
         - with ``wtp``: ``nmb`` = wtp·effect − cost, ``nhb`` = effect − cost/wtp, and
-          ``optimal`` (True for the one row of highest NMB; ties go to the less costly,
-          which is always on the frontier).
+          ``optimal`` (True for the one row of highest NMB; it is always on the frontier,
+          and ties, to rounding, go to the less costly strategy).
 
     Raises
     ------
@@ -193,8 +195,9 @@ def icer_table(
         removed = False
         for k in range(1, len(frontier) - 1):
             prev, cur, nxt = frontier[k - 1], frontier[k], frontier[k + 1]
-            icer_in = (c[cur] - c[prev]) / (e[cur] - e[prev])
-            icer_out = (c[nxt] - c[cur]) / (e[nxt] - e[cur])
+            with np.errstate(over="ignore"):
+                icer_in = (c[cur] - c[prev]) / (e[cur] - e[prev])
+                icer_out = (c[nxt] - c[cur]) / (e[nxt] - e[cur])
             if icer_in > icer_out * (1 + COLLINEAR_RTOL):
                 status[cur] = STATUS_ED
                 del frontier[k]
@@ -205,7 +208,8 @@ def icer_table(
         prev, cur = frontier[k - 1], frontier[k]
         inc_cost[cur] = c[cur] - c[prev]
         inc_effect[cur] = e[cur] - e[prev]
-        icer[cur] = inc_cost[cur] / inc_effect[cur]
+        with np.errstate(over="ignore"):  # a vanishing Δeffect gives an infinite ICER
+            icer[cur] = inc_cost[cur] / inc_effect[cur]
         reference[cur] = names[prev]
 
     for i in range(n):
@@ -229,12 +233,26 @@ def icer_table(
         columns=ICER_COLUMNS,
     )
     if wtp is not None:
+        wtp = _check_wtp(wtp, allow_zero=False, scalar=True)
         table["nmb"] = nmb(c, e, wtp)
         table["nhb"] = nhb(c, e, wtp)
-        optimal = np.zeros(n, dtype=bool)
-        optimal[int(np.argmax(table["nmb"].to_numpy()))] = True  # first maximum wins
-        table["optimal"] = optimal
+        table["optimal"] = _optimal(
+            table["nmb"].to_numpy(), np.array(status) == STATUS_ND, c, e, wtp
+        )
     return table
+
+
+def _optimal(nmb_values, on_frontier, c, e, wtp) -> np.ndarray:
+    """One True: the least costly frontier strategy whose NMB ties the maximum.
+
+    The maximum NMB is always reached on the frontier; NMBs within ``COLLINEAR_RTOL`` of
+    the largest term count as ties, so at wtp = ICER rounding does not pick the winner.
+    """
+    tol = COLLINEAR_RTOL * max(np.abs(wtp * e).max(), np.abs(c).max())
+    best = nmb_values[on_frontier].max()
+    optimal = np.zeros(len(nmb_values), dtype=bool)
+    optimal[np.flatnonzero(on_frontier & (nmb_values >= best - tol))[0]] = True
+    return optimal
 
 
 # ------------------------------------------------------------------ pairwise comparisons
@@ -318,7 +336,7 @@ def pairwise(
     for a, b in pairs:
         if a == b:
             raise CeaError(f"comparison '{a} vs {b}' compares a strategy with itself")
-    wtp = _check_wtp(wtp, allow_zero=True)
+    wtp = _check_wtp(wtp, allow_zero=True, scalar=True)
 
     cost_of = dict(zip(names, c, strict=True))
     effect_of = dict(zip(names, e, strict=True))
@@ -328,7 +346,8 @@ def pairwise(
         d_cost = cost_of[a] - cost_of[b]
         d_effect = effect_of[a] - effect_of[b]
         quadrant = _quadrant(d_cost, d_effect)
-        ratio = d_cost / d_effect if quadrant in ("NE", "SW") else np.nan
+        with np.errstate(over="ignore"):  # a vanishing Δeffect gives an infinite ICER
+            ratio = d_cost / d_effect if quadrant in ("NE", "SW") else np.nan
         row = {
             "comparison": f"{a} vs {b}",
             "intervention": a,
