@@ -164,6 +164,8 @@ def icer_table(
     """
     names, c, e = _strategy_values(outcomes, cost=cost, effect=effect, strategy=strategy)
     n = len(names)
+    if wtp is not None:
+        wtp = _check_wtp(wtp, allow_zero=False, scalar=True)
 
     # Cost ascending, then effect descending, then input order (lexsort: last key first).
     order = np.lexsort((np.arange(n), -e, c))
@@ -188,7 +190,7 @@ def icer_table(
                 break
 
     # Extended dominance. What is left rises strictly in both cost and effect, so every
-    # ICER between neighbours is positive and finite.
+    # ICER between neighbours is positive (infinite only if a Δeffect underflows).
     frontier = [i for i in range(n) if status[i] == STATUS_ND]
     removed = True
     while removed:
@@ -233,7 +235,6 @@ def icer_table(
         columns=ICER_COLUMNS,
     )
     if wtp is not None:
-        wtp = _check_wtp(wtp, allow_zero=False, scalar=True)
         table["nmb"] = nmb(c, e, wtp)
         table["nhb"] = nhb(c, e, wtp)
         table["optimal"] = _optimal(
