@@ -750,7 +750,9 @@ class _Model:
             R3 = R[None, None]
         elif R.ndim == 2 and R.shape in ((T, S), (T + 1, S)):
             R3 = R[None]
-        elif R.ndim == 3 and R.shape[1] in (1, T, T + 1) and R.shape[2] == S:
+        elif R.ndim == 3 and (
+            not self.batched or (R.shape[1] in (1, T, T + 1) and R.shape[2] == S)
+        ):
             self._reward_draws(R, what, expected)
             R3 = R
         else:
@@ -771,7 +773,7 @@ class _Model:
             R4 = R[None, None]
         elif R.shape == (T, S, S):
             R4 = R[None]
-        elif R.ndim == 4 and R.shape[1] in (1, T) and R.shape[2:] == (S, S):
+        elif R.ndim == 4 and (not self.batched or (R.shape[1] in (1, T) and R.shape[2:] == (S, S))):
             self._reward_draws(R, what, expected)
             R4 = R
         else:
