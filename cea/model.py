@@ -322,34 +322,38 @@ def cohort_arrays(strategy: Strategy, subgroup: str, v: _Params, spec: ModelSpec
     start_on_infection_normal = strategy.trigger == "after_severe_infection"
 
     # --- transition array (D, T, S, S)
+    # Two independent processes act in each cycle. Exits (death, bsAb discontinuation) compete
+    # with each other; among those who neither die nor stop the bsAb, the internal changes of
+    # IgG/IgRT status (decline, detection, infection-triggered start, IgRT stop) compete with
+    # each other. Letting a fast internal change (detection hazard ~3 per cycle) compete with
+    # the exits would shield patients from dying or stopping the bsAb in the cycle they change
+    # IgG state, which biases the preemptive strategies (see docs/model.md).
     P = np.zeros((D, T, S, S))
 
-    def fill(frm: int, hazards: dict[int, np.ndarray]):
-        row, stay = _competing(hazards)
-        P[:, :, frm, :] = row
-        P[:, :, frm, frm] += stay
+    def fill(frm: int, exits: dict[int, np.ndarray], internal: dict[int, np.ndarray] | None = None):
+        exit_row, stay_exit = _competing(exits)
+        P[:, :, frm, :] = exit_row
+        if internal:
+            int_row, stay_int = _competing(internal)
+            P[:, :, frm, :] += stay_exit[..., None] * int_row
+            P[:, :, frm, frm] += stay_exit * stay_int
+        else:
+            P[:, :, frm, frm] += stay_exit
 
     fill(
         N,
-        {
-            L: h_decline,
-            I: sev_cycle[:, :, N] if start_on_infection_normal else zeros,
-            O: h_disc,
-            DEAD: h_death[:, :, N],
-        },
+        {O: h_disc, DEAD: h_death[:, :, N]},
+        {L: h_decline, I: sev_cycle[:, :, N] if start_on_infection_normal else zeros},
     )
     fill(
         L,
-        {
-            I: h_detect + (sev_cycle[:, :, L] if start_on_infection_low else zeros),
-            O: h_disc,
-            DEAD: h_death[:, :, L],
-        },
+        {O: h_disc, DEAD: h_death[:, :, L]},
+        {I: h_detect + (sev_cycle[:, :, L] if start_on_infection_low else zeros)},
     )
     phi = v["p_continue_igrt_after_bsab"][:, None]
     fill(I, {OI: h_disc * phi, O: h_disc * (1 - phi), DEAD: h_death[:, :, I]})
     stop = (np.log(2.0) / v["t_median_igrt_after_bsab_months"])[:, None] * dt * np.ones((1, T))
-    fill(OI, {O: stop, DEAD: h_death[:, :, OI]})
+    fill(OI, {DEAD: h_death[:, :, OI]}, {O: stop})
     fill(O, {DEAD: h_death[:, :, O]})
     P[:, :, DEAD, DEAD] = 1.0
 
