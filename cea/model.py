@@ -14,7 +14,7 @@ Units inside: time in years, rates per year (input units are converted with
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -40,6 +40,13 @@ ADJUSTED_WEIGHT_FACTOR = 0.4
 DETECTION_PROB_CAP = 1.0 - 1e-12
 #: Days in a week (SCIG process disutility is per week of therapy).
 DAYS_PER_WEEK = 7.0
+#: Calibration: bounds of the rates searched (per year), bisection tolerance on log scale,
+#: fixed-point tolerance and rounds, and the horizon of the incidence target (months).
+CALIBRATION_RATE_BOUNDS = (1e-4, 1e3)
+CALIBRATION_LOG_TOL = 1e-10
+CALIBRATION_FIXED_POINT_TOL = 1e-9
+CALIBRATION_ROUNDS = 8
+CALIBRATION_MONTHS = 12.0
 #: Chunk size target: elements of one (draws x cohorts x cycles x states x states) array.
 CHUNK_ELEMENTS = 24_000_000
 
@@ -164,12 +171,19 @@ def n_cycles_for(horizon_years: float, cycle_days: float, days_per_year: float) 
 class _Params:
     """Per-draw parameter values in model units: ``v['r_severe_on_bsab']`` is (D,) per year."""
 
-    def __init__(self, draws: pd.DataFrame, unit_scale: Mapping[str, float]):
+    def __init__(self, draws: pd.DataFrame, unit_scale: Mapping[str, float], derived: Mapping | None = None):
         self._draws = draws
         self._scale = unit_scale
         self.n = len(draws)
+        #: calibrated values in model units (per year), e.g. r_severe_on_bsab
+        self.derived: dict[str, np.ndarray] = dict(derived or {})
+
+    def with_derived(self, **values) -> _Params:
+        return _Params(self._draws, self._scale, {**self.derived, **values})
 
     def __getitem__(self, name: str) -> np.ndarray:
+        if name in self.derived:
+            return np.broadcast_to(np.asarray(self.derived[name], float), (self.n,))
         if name not in self._draws.columns:
             raise CeaError(f"the model needs parameter '{name}', which is not in the inputs")
         return self._draws[name].to_numpy(dtype=float) * self._scale.get(name, 1.0)
@@ -244,11 +258,13 @@ class CohortArrays:
     start: np.ndarray  # (S,)
 
 
-def cohort_arrays(strategy: Strategy, subgroup: str, v: _Params, spec: ModelSpec, mu_off: np.ndarray) -> CohortArrays:
+def cohort_arrays(strategy: Strategy, subgroup: str, v: _Params, spec: ModelSpec) -> CohortArrays:
     """Transition probabilities and rewards for one strategy and subgroup.
 
-    mu_off : (D,) myeloma death hazard per year after the bsAb stops (calibrated).
+    ``v`` must hold the calibrated ``r_severe_on_bsab`` and ``r_myeloma_death_off_bsab``
+    (see :func:`calibrate`).
     """
+    mu_off = v["r_myeloma_death_off_bsab"]
     D, T, dt = v.n, spec.n_cycles, spec.dt
     tau = np.arange(T + 1) * dt  # years since bsAb start at each cycle boundary
     t0, t1 = tau[:-1], tau[1:]
@@ -499,7 +515,7 @@ class ModelResult:
 
     outcomes: pd.DataFrame
     traces: dict[tuple[str, str], np.ndarray] | None = None
-    mu_off: np.ndarray | None = None
+    calibrated: pd.DataFrame | None = None
 
 
 def _engine_kwargs(spec: ModelSpec) -> dict:
@@ -517,10 +533,10 @@ def _engine_kwargs(spec: ModelSpec) -> dict:
 
 
 def _run_cohorts(
-    cohorts: list[tuple[Strategy, str]], v: _Params, spec: ModelSpec, mu_off: np.ndarray, keep_trace: bool
+    cohorts: list[tuple[Strategy, str]], v: _Params, spec: ModelSpec
 ):
     """Run several cohorts in one batched engine call. Returns list of MarkovResult-like slices."""
-    arrays = [cohort_arrays(st, sg, v, spec, mu_off) for st, sg in cohorts]
+    arrays = [cohort_arrays(st, sg, v, spec) for st, sg in cohorts]
     D = v.n
     K = len(arrays)
     P = np.concatenate([a.P for a in arrays], axis=0)
@@ -600,55 +616,104 @@ def median_survival_years(alive: np.ndarray, dt: float) -> np.ndarray:
 def calibration_cohorts(spec: ModelSpec) -> tuple[Strategy, Strategy]:
     """The trial-like calibration cohort: a mix of no IgRT and IgRT from the start (IVIG)."""
     none = Strategy("calibration_none", "never")
-    igrt = Strategy("calibration_igrt", "at_start", "ivig", 0.4, spec.cycle_days)
+    igrt = Strategy("calibration_igrt", "at_start", "ivig", 1.0, spec.cycle_days)
     return none, igrt
 
 
-def trial_median_os_years(mu_off: np.ndarray, v: _Params, spec: ModelSpec) -> np.ndarray:
-    """Median OS (years) of the calibration cohort for myeloma death hazards ``mu_off`` (D,)."""
+def _alive_curve(st: Strategy, v: _Params, spec: ModelSpec) -> np.ndarray:
+    a = cohort_arrays(st, "non_igg", v, spec)
+    return 1.0 - run_markov(a.start, a.P, n_cycles=spec.n_cycles, correction="none").trace[:, :, DEAD]
+
+
+def trial_median_os_years(v: _Params, spec: ModelSpec) -> np.ndarray:
+    """Median OS (years) of the calibration cohort, (D,).
+
+    Only death hazards matter; the two cohorts' triggers do not depend on the subgroup, so one
+    subgroup suffices.
+    """
     none, igrt = calibration_cohorts(spec)
-    w_iso = v["p_igg_isotype"]
-    share = v["p_trial_igrt_use"]
-    alive = np.zeros((v.n, spec.n_cycles + 1))
-    # only the death hazards matter here: a short engine call on the two cohorts (subgroups do
-    # not differ for these triggers, so one subgroup suffices)
-    for st, w in ((none, 1 - share), (igrt, share)):
-        a = cohort_arrays(st, "non_igg", v, spec, mu_off)
-        tr = run_markov(a.start, a.P, n_cycles=spec.n_cycles, correction="none").trace
-        alive += w[:, None] * (1.0 - tr[:, :, DEAD])
-    del w_iso
+    share = v["p_trial_igrt_use"][:, None]
+    alive = (1 - share) * _alive_curve(none, v, spec) + share * _alive_curve(igrt, v, spec)
     return median_survival_years(alive, spec.dt)
 
 
-def calibrate_off_bsab_mortality(v: _Params, spec: ModelSpec, *, tol_years: float = 1e-7, max_iter: int = 200) -> np.ndarray:
-    """Myeloma death hazard after the bsAb stops (per year, one per draw) at which the
-    calibration cohort's median OS equals ``t_target_median_os_months``.
+def no_igrt_incidence(v: _Params, spec: ModelSpec, months: float) -> np.ndarray:
+    """12-month (``months``) cumulative incidence of severe infection without IgRT, deaths censored."""
+    short = replace(spec, n_cycles=min(spec.n_cycles, int(np.ceil(months / 12.0 / spec.dt)) + 1))
+    none = Strategy("calibration_none", "never")
+    a = cohort_arrays(none, "non_igg", v, short)
+    tr = run_markov(a.start, a.P, n_cycles=short.n_cycles, correction="none").trace
+    return _incidence_from(tr, a.state_rewards["severe_infections"], short, months)
 
-    Vectorized bisection on log(mu) over draws (median OS falls monotonically as mu rises).
-    Raises CeaError when the target cannot be reached in [1e-6, 1e3] per year.
-    """
-    target = v["t_target_median_os_months"]  # already in years through unit_scale
-    lo = np.full(v.n, np.log(1e-6))
-    hi = np.full(v.n, np.log(1e3))
-    m_lo = trial_median_os_years(np.exp(lo), v, spec)
-    m_hi = trial_median_os_years(np.exp(hi), v, spec)
-    bad = ~((m_hi <= target) & (m_lo >= target))
-    if bad.any():
-        d = int(np.argmax(bad))
+
+def _incidence_from(trace: np.ndarray, events: np.ndarray, spec: ModelSpec, months: float) -> np.ndarray:
+    """1 - exp(-cumulative mean hazard among the alive) up to ``months`` (partial last cycle pro rata)."""
+    alive = trace[:, :-1, :DEAD].sum(axis=2)
+    hazard = (trace[:, :-1, :] * events).sum(axis=2) / alive
+    n = months / 12.0 / spec.dt
+    k = int(np.floor(n))
+    cum = hazard[:, :k].sum(axis=1) + ((n - k) * hazard[:, k] if k < hazard.shape[1] else 0.0)
+    return -np.expm1(-cum)
+
+
+def _bisect(f, target: np.ndarray, lo: float, hi: float, decreasing: bool, what: str, iters: int = 60) -> np.ndarray:
+    """Vectorized bisection on log(x) for f(x) = target, one root per draw."""
+    n = len(target)
+    llo, lhi = np.full(n, np.log(lo)), np.full(n, np.log(hi))
+    f_lo, f_hi = f(np.exp(llo)), f(np.exp(lhi))
+    ok = (f_hi <= target) & (f_lo >= target) if decreasing else (f_lo <= target) & (f_hi >= target)
+    if not ok.all():
+        d = int(np.argmax(~ok))
         raise CeaError(
-            f"cannot calibrate myeloma death after bsAb: target median OS {target[d] * 12:.1f} months "
-            f"is outside the reachable range {m_hi[d] * 12:.1f} to {m_lo[d] * 12:.1f} months (draw {d}); "
-            "check t_target_median_os_months, t_median_tot_months and the horizon"
+            f"cannot calibrate {what}: target {target[d]:.4g} is outside the reachable range "
+            f"{min(f_lo[d], f_hi[d]):.4g} to {max(f_lo[d], f_hi[d]):.4g} (draw {d})"
         )
-    for _ in range(max_iter):
-        mid = 0.5 * (lo + hi)
-        m = trial_median_os_years(np.exp(mid), v, spec)
-        too_long = m > target  # survival too long -> raise the hazard
-        lo = np.where(too_long, mid, lo)
-        hi = np.where(too_long, hi, mid)
-        if np.all(hi - lo < 1e-10):
+    for _ in range(iters):
+        mid = 0.5 * (llo + lhi)
+        fm = f(np.exp(mid))
+        go_up = fm > target if decreasing else fm < target
+        llo = np.where(go_up, mid, llo)
+        lhi = np.where(go_up, lhi, mid)
+        if np.all(lhi - llo < CALIBRATION_LOG_TOL):
             break
-    return np.exp(0.5 * (lo + hi))
+    return np.exp(0.5 * (llo + lhi))
+
+
+def calibrate(v: _Params, spec: ModelSpec) -> _Params:
+    """Calibrate the two quantities MODEL.md fixes by observation, per draw, jointly:
+
+    * ``r_severe_on_bsab`` (per year): severe-infection rate with low IgG on bsAb, so that the
+      no-IgRT cohort's cumulative incidence at 12 months equals ``p_severe_12m_no_igrt``;
+    * ``r_myeloma_death_off_bsab`` (per year): myeloma death after the bsAb stops, so that the
+      calibration cohort's median OS equals ``t_target_median_os_months``.
+
+    Each is found by vectorized bisection given the other; the pair is iterated to a fixed
+    point (they interact only through infection deaths). Returns ``v`` with both as derived values.
+    """
+    target_inc = v["p_severe_12m_no_igrt"]
+    target_os = v["t_target_median_os_months"]  # years, through unit_scale
+    mu = np.full(v.n, 1.0)
+    r = -np.log1p(-target_inc)  # first guess: the whole cohort at the low-IgG rate
+    for _ in range(CALIBRATION_ROUNDS):
+        r_old, mu_old = r, mu
+        r = _bisect(
+            lambda x: no_igrt_incidence(v.with_derived(r_severe_on_bsab=x, r_myeloma_death_off_bsab=mu), spec, CALIBRATION_MONTHS),
+            target_inc, *CALIBRATION_RATE_BOUNDS, decreasing=False,
+            what="the severe-infection rate (p_severe_12m_no_igrt)",
+        )
+        vr = v.with_derived(r_severe_on_bsab=r)
+        mu = _bisect(
+            lambda x: trial_median_os_years(vr.with_derived(r_myeloma_death_off_bsab=x), spec), target_os, *CALIBRATION_RATE_BOUNDS, decreasing=True,
+            what="myeloma death after bsAb (t_target_median_os_months, in years)",
+        )
+        if np.all(np.abs(np.log(r / r_old)) < CALIBRATION_FIXED_POINT_TOL) and np.all(
+            np.abs(np.log(mu / mu_old)) < CALIBRATION_FIXED_POINT_TOL
+        ):
+            break
+    return v.with_derived(r_severe_on_bsab=r, r_myeloma_death_off_bsab=mu)
+
+
+CALIBRATED = ("r_severe_on_bsab", "r_myeloma_death_off_bsab")
 
 
 def run_model(
@@ -656,7 +721,7 @@ def run_model(
     spec: ModelSpec,
     *,
     keep_traces: bool = False,
-    mu_off: np.ndarray | None = None,
+    calibrated: pd.DataFrame | None = None,
     chunk_draws: int | None = None,
 ) -> ModelResult:
     """Run every strategy and both subgroups for every draw.
@@ -666,8 +731,9 @@ def run_model(
     draws : DataFrame, one row per draw, one column per parameter (input units).
     spec : ModelSpec.
     keep_traces : keep the (D, T+1, S) trace of each strategy and subgroup.
-    mu_off : myeloma death hazard off bsAb per year, (D,); calibrated per draw when None.
-    chunk_draws : draws per engine call (memory bound); chosen automatically when None.
+    calibrated : per-draw calibrated values (columns :data:`CALIBRATED`, per year, same index
+        as ``draws``); calibrated per draw by :func:`calibrate` when None.
+    chunk_draws : draws per engine call (bounds memory); chosen automatically when None.
 
     Results do not depend on ``chunk_draws``.
     """
@@ -679,15 +745,19 @@ def run_model(
     totals_disc = {name: np.zeros((K, 2, D)) for name in REWARDS}
     totals_und = {name: np.zeros((K, 2, D)) for name in REWARDS}
     traces = {} if keep_traces else None
-    mu_all = np.zeros(D)
+    cal = {name: np.zeros(D) for name in CALIBRATED}
     weights = np.zeros(D)
     for lo in range(0, D, chunk):
         hi = min(D, lo + chunk)
         v = _Params(draws.iloc[lo:hi], spec.unit_scale)
-        mu = calibrate_off_bsab_mortality(v, spec) if mu_off is None else np.asarray(mu_off, float)[lo:hi]
-        mu_all[lo:hi] = mu
+        if calibrated is None:
+            v = calibrate(v, spec)
+        else:
+            v = v.with_derived(**{n: calibrated[n].to_numpy(float)[lo:hi] for n in CALIBRATED})
+        for name in CALIBRATED:
+            cal[name][lo:hi] = v[name]
         weights[lo:hi] = v["p_igg_isotype"]
-        res, _, d = _run_cohorts(cohorts, v, spec, mu, keep_traces)
+        res, _, d = _run_cohorts(cohorts, v, spec)
         for name in REWARDS:
             disc = res.discounted.get(name)
             und = res.undiscounted.get(name)
@@ -715,4 +785,54 @@ def run_model(
     out.insert(3, "cost_undiscounted", out[[f"{c}_undiscounted" for c in COST_CATEGORIES]].sum(axis=1))
     if not np.isfinite(out.select_dtypes("number").to_numpy()).all():
         raise ModelInputError("the model produced non-finite results: check the parameter values")
-    return ModelResult(outcomes=out, traces=traces, mu_off=mu_all)
+    return ModelResult(outcomes=out, traces=traces, calibrated=pd.DataFrame(cal, index=draws.index))
+
+
+# --------------------------------------------------------------------------- face validity
+
+
+def _mixture_trace(strategy: Strategy, v: _Params, spec: ModelSpec):
+    """Subgroup-weighted trace (D, T+1, S) and severe-infection events per person-cycle by state
+    (D, T, S), both weighted by the subgroup shares."""
+    w_iso = v["p_igg_isotype"]
+    trace = np.zeros((v.n, spec.n_cycles + 1, S))
+    events = np.zeros((v.n, spec.n_cycles, S))
+    for sg, w in (("igg_isotype", w_iso), ("non_igg", 1 - w_iso)):
+        a = cohort_arrays(strategy, sg, v, spec)
+        tr = run_markov(a.start, a.P, n_cycles=spec.n_cycles, correction="none").trace
+        trace += w[:, None, None] * tr
+        events += w[:, None, None] * tr[:, :-1, :] * a.state_rewards["severe_infections"]
+    return trace, events
+
+
+def _strategy_params(draws: pd.DataFrame, spec: ModelSpec, strategy: str, calibrated):
+    st = {s.strategy: s for s in spec.strategies}[strategy]
+    v = _Params(draws, spec.unit_scale)
+    if calibrated is None:
+        v = calibrate(v, spec)
+    else:
+        v = v.with_derived(**{n: calibrated[n].to_numpy(float) for n in CALIBRATED})
+    return st, v
+
+
+def severe_infection_incidence(
+    draws: pd.DataFrame, spec: ModelSpec, strategy: str, months: float, calibrated: pd.DataFrame | None = None
+) -> np.ndarray:
+    """Cumulative incidence of severe infection by ``months`` for one strategy, deaths censored
+    (as a Kaplan-Meier estimate reports it): 1 - exp(-integral of the mean hazard among the
+    alive), subgroups weighted. Returns (D,)."""
+    st, v = _strategy_params(draws, spec, strategy, calibrated)
+    trace, events = _mixture_trace(st, v, spec)
+    alive = trace[:, :-1, :DEAD].sum(axis=2)
+    hazard = events.sum(axis=2) / alive
+    n = months / 12.0 / spec.dt
+    k = int(np.floor(n))
+    cum = hazard[:, :k].sum(axis=1) + ((n - k) * hazard[:, k] if k < hazard.shape[1] else 0.0)
+    return -np.expm1(-cum)
+
+
+def median_os_months(draws: pd.DataFrame, spec: ModelSpec, strategy: str, calibrated: pd.DataFrame | None = None) -> np.ndarray:
+    """Median overall survival (months) of one strategy, subgroups weighted. Returns (D,)."""
+    st, v = _strategy_params(draws, spec, strategy, calibrated)
+    trace, _ = _mixture_trace(st, v, spec)
+    return median_survival_years(1.0 - trace[:, :, DEAD], spec.dt) * 12.0

@@ -108,7 +108,7 @@ class BaseCase:
     incremental: pd.DataFrame
     comparisons: pd.DataFrame
     trace: pd.DataFrame
-    mu_off: float
+    calibrated: dict[str, float]
     extra_files: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -183,7 +183,7 @@ def run_base_case(
         incremental=incremental,
         comparisons=comparisons,
         trace=trace_table(res.traces, spec),
-        mu_off=float(res.mu_off[0]),
+        calibrated={k: float(v) for k, v in res.calibrated.iloc[0].items()},
     )
 
 
@@ -264,7 +264,9 @@ def provenance(base: BaseCase, command: str, seed: int | None = None) -> dict:
             "include_bsab_costs": spec.include_bsab_costs,
             "include_subsequent_therapy": spec.include_subsequent_therapy,
             "include_end_of_life": spec.include_end_of_life,
-            "calibrated_myeloma_death_off_bsab_per_year": base.mu_off,
+            "calibrated_per_year": base.calibrated,
+            "calibration": "r_severe_on_bsab: no-IgRT 12-month severe-infection incidence = p_severe_12m_no_igrt; "
+            "r_myeloma_death_off_bsab: median OS of a cohort with p_trial_igrt_use on IgRT = t_target_median_os_months",
             "prices_inflated_to": c.price_year,
             "cost_per_infection_averted": "discounted incremental cost / discounted severe infections averted",
         },
