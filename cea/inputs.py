@@ -13,12 +13,12 @@ import csv
 import hashlib
 import io
 import math
-import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import tomllib
 
 from cea.errors import InputFileError
 
@@ -316,6 +316,26 @@ def read_table(
         raise InputFileError(shown, "file not found")
     data = path.read_bytes()
     header, rows, delim = read_csv_text(shown, data)
+    return table_from_rows(shown, header, rows, columns, key=key, delim=delim, sha256=hashlib.sha256(data).hexdigest())
+
+
+def table_from_rows(
+    shown: Path | str,
+    header: list[str],
+    rows: list[tuple[int, list[str]]],
+    columns: Sequence[Col],
+    *,
+    key: Sequence[str] = (),
+    delim: str = ",",
+    sha256: str = "",
+) -> Table:
+    """Validate a table given as text cells (from a CSV or a spreadsheet sheet).
+
+    ``rows`` holds (row number as the user sees it, cells as strings). Used by the CSV reader
+    and by the Excel input reader, so both give the same one-line errors.
+    """
+    shown = Path(shown)
+    header = [str(h).strip() for h in header]
     seen: set[str] = set()
     for name in header:
         if name in seen:
@@ -359,7 +379,7 @@ def read_table(
                 row=int(first_dup["_row"]),
                 column=key[0],
             )
-    return Table(path=shown, df=df, sha256=hashlib.sha256(data).hexdigest())
+    return Table(path=shown, df=df, sha256=sha256)
 
 
 # --------------------------------------------------------------------------- TOML
@@ -449,54 +469,83 @@ def check_settings(settings: dict, where: str) -> None:
 def load_inputs(root: Path | str) -> Inputs:
     """Read and validate every table of an inputs folder."""
     root = Path(root)
+    if root.suffix.lower() == ".xlsx":
+        from cea.xlsx_inputs import load_inputs_xlsx  # the Excel input template (cea template)
+
+        return load_inputs_xlsx(root)
     if not root.is_dir():
         raise InputFileError(root, "inputs folder not found")
-
-    def p(name: str) -> Path:
-        return root / name
 
     def shown(name: str) -> str:
         return str(Path(root.name) / name) if root.name else name
 
-    parameters = read_table(p("parameters.csv"), PARAMETER_COLUMNS, key=("parameter",), display=shown("parameters.csv"))
+    def read(name: str, columns: Sequence[Col], key: Sequence[str], optional: bool = False) -> Table | None:
+        if optional and not (root / name).is_file():
+            return None
+        return read_table(root / name, columns, key=key, display=shown(name))
+
+    def settings() -> tuple[dict, str, str]:
+        content, sha = read_toml(root / "settings.toml", display=shown("settings.toml"))
+        return content, sha, shown("settings.toml")
+
+    return assemble_inputs(root, read, settings)
+
+
+#: (file name, schema, unique key, optional) of every table; prices/<ISO2>.csv per country.
+TABLES = {
+    "parameters": ("parameters.csv", PARAMETER_COLUMNS, ("parameter",), False),
+    "strategies": ("strategies.csv", STRATEGY_COLUMNS, ("strategy",), False),
+    "countries": ("countries.csv", COUNTRY_COLUMNS, ("country",), False),
+    "overrides": ("country_overrides.csv", OVERRIDE_COLUMNS, ("country", "parameter"), True),
+    "life_tables": ("life_tables.csv", LIFE_TABLE_COLUMNS, ("country_iso2", "sex", "age"), False),
+    "macro": ("macro.csv", MACRO_COLUMNS, ("country_iso2", "year"), False),
+    "cpi": ("cpi.csv", CPI_COLUMNS, ("country_iso2", "year"), False),
+    "correlations": ("correlations.csv", CORRELATION_COLUMNS, ("parameter_a", "parameter_b"), True),
+}
+PRICE_KEY = ("item",)
+
+
+def assemble_inputs(
+    root: Path,
+    read: Callable[[str, Sequence[Col], Sequence[str], bool], Table | None],
+    read_settings: Callable[[], tuple[dict, str, str]],
+) -> Inputs:
+    """Read every table through ``read(file name, schema, key, optional)`` and run the
+    cross-table checks. Shared by the CSV folder reader and the Excel workbook reader."""
+
+    def get(name: str) -> Table | None:
+        file, cols, key, optional = TABLES[name]
+        return read(file, cols, key, optional)
+
+    parameters = get("parameters")
     _check_parameters(parameters)
-    strategies = read_table(p("strategies.csv"), STRATEGY_COLUMNS, key=("strategy",), display=shown("strategies.csv"))
+    strategies = get("strategies")
     _check_strategies(strategies, set(parameters.df["parameter"]))
-    countries = read_table(p("countries.csv"), COUNTRY_COLUMNS, key=("country",), display=shown("countries.csv"))
+    countries = get("countries")
     _check_countries(countries)
     prices: dict[str, Table] = {}
     for code in countries.df["country"]:
-        prices[code] = read_table(
-            p(f"prices/{code}.csv"), PRICE_COLUMNS, key=("item",), display=shown(f"prices/{code}.csv")
-        )
+        prices[code] = read(f"prices/{code}.csv", PRICE_COLUMNS, PRICE_KEY, False)
         _check_prices(prices[code], code, countries)
-    overrides = None
-    if p("country_overrides.csv").is_file():
-        overrides = read_table(
-            p("country_overrides.csv"), OVERRIDE_COLUMNS, key=("country", "parameter"), display=shown("country_overrides.csv")
-        )
+    overrides = get("overrides")
+    if overrides is not None:
         _check_overrides(overrides, set(countries.df["country"]), parameters)
-    life_tables = read_table(
-        p("life_tables.csv"), LIFE_TABLE_COLUMNS, key=("country_iso2", "sex", "age"), display=shown("life_tables.csv")
-    )
-    macro = read_table(p("macro.csv"), MACRO_COLUMNS, key=("country_iso2", "year"), display=shown("macro.csv"))
-    cpi = read_table(p("cpi.csv"), CPI_COLUMNS, key=("country_iso2", "year"), display=shown("cpi.csv"))
-    correlations = None
-    if p("correlations.csv").is_file():
-        correlations = read_table(
-            p("correlations.csv"), CORRELATION_COLUMNS, key=("parameter_a", "parameter_b"), display=shown("correlations.csv")
-        )
+    life_tables = get("life_tables")
+    macro = get("macro")
+    cpi = get("cpi")
+    correlations = get("correlations")
+    if correlations is not None:
         known = set(parameters.df["parameter"])
         for _, r in correlations.df.iterrows():
             for c in ("parameter_a", "parameter_b"):
                 if r[c] not in known:
                     raise correlations.error(f"unknown parameter '{r[c]}'", row=int(r["_row"]), column=c)
-    settings, settings_hash = read_toml(p("settings.toml"), display=shown("settings.toml"))
-    check_settings(settings, shown("settings.toml"))
+    settings, settings_hash, settings_name = read_settings()
+    check_settings(settings, settings_name)
     tables = [parameters, strategies, countries, *prices.values(), life_tables, macro, cpi]
     tables += [t for t in (overrides, correlations) if t is not None]
     hashes = {str(t.path): t.sha256 for t in tables}
-    hashes[shown("settings.toml")] = settings_hash
+    hashes[settings_name] = settings_hash
     return Inputs(
         root=root,
         parameters=parameters,

@@ -359,3 +359,20 @@ def summary_text(base: BaseCase) -> str:
                 f"  INMB {r['inmb']:,.0f}"
             )
     return "\n".join(lines)
+
+
+def cli_run(args) -> int:
+    """``cea run``: the base case for one country (and, with --report xlsx, the workbook)."""
+    strategies = [s.strip() for s in args.strategies.split(",")] if args.strategies else None
+    base = run_base_case(args.inputs, args.country, args.scenario, strategies)
+    out = Path(args.out) if args.out else DEFAULT_OUTPUTS / default_run_name(base)
+    command = " ".join(args.argv)
+    with OutputDir(out, force=args.force) as tmp:
+        write_base_outputs(base, tmp, command)
+        if getattr(args, "report", None) == "xlsx":
+            from cea.report import write_report
+
+            write_report(base, tmp / "report.xlsx", command=command)
+    print(summary_text(base))
+    print(f"\nwritten: {out}/")
+    return 0
