@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import cea.markov as markov_module
 from cea.errors import ModelInputError
 from cea.markov import (
     CORRECTIONS,
@@ -16,6 +17,7 @@ from cea.markov import (
     cohort_trace,
     correction_weights,
     discount_factors,
+    make_transition_array,
     run_markov,
 )
 
@@ -270,6 +272,14 @@ def test_per_cycle_identities():
     assert run_alive_dead(4).per_cycle is None
 
 
+def test_make_transition_array_layout():
+    P = make_transition_array(3, 5, 2)
+    assert P.shape == (3, 5, 2, 2)
+    assert (P == 0).all()
+    assert P.strides[0] == P.itemsize  # draws innermost
+    assert P[:, :, 0, 1].strides == (P.itemsize, 2 * 2 * 3 * P.itemsize)
+
+
 def test_cohort_trace_and_any_cohort_size():
     trace = cohort_trace([1000.0, 0.0], alive_dead(), 3)
     np.testing.assert_allclose(trace[:, 0], [1000, 900, 810, 729], rtol=1e-12)
@@ -380,13 +390,31 @@ CASES = [
 ]
 
 
+def with_layout(P: np.ndarray, layout: str, monkeypatch) -> np.ndarray:
+    """The same (D, T, S, S) numbers stored three ways, to exercise the three trace paths."""
+    if layout == "draws_innermost":
+        out = make_transition_array(*P.shape[:3])
+        out[...] = P
+        assert out.strides[0] == out.itemsize
+        return out
+    if layout == "draws_outermost_blocks":
+        monkeypatch.setattr(markov_module, "_TRACE_BLOCK_DRAWS", 7)  # 50 draws -> 8 blocks
+    return P
+
+
+LAYOUTS = ["draws_outermost", "draws_outermost_blocks", "draws_innermost"]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize(("correction", "timing", "align"), CASES)
-def test_vectorized_matches_reference_loop(batched_case, correction, timing, align):
+def test_vectorized_matches_reference_loop(
+    batched_case, correction, timing, align, layout, monkeypatch
+):
     c = batched_case
     D, T, S = c["P"].shape[0], c["P"].shape[1], c["P"].shape[2]
     res = run_markov(
         c["start"],
-        c["P"],
+        with_layout(c["P"], layout, monkeypatch),
         state_rewards={
             "cost": c["state_const"],
             "qaly": c["state_draw_cycle"],
@@ -571,6 +599,10 @@ def markov_inputs(draw):
     tcost = np.array(draw(st.lists(st.floats(0.0, 100.0), min_size=S * S, max_size=S * S)))
     correction = draw(st.sampled_from(["half_cycle", "start", "end", "life_table"]))
     timing = draw(st.sampled_from(["end", "start"]))
+    if draw(st.booleans()):  # same numbers stored with draws innermost (other trace path)
+        inner = make_transition_array(D, T, S)
+        inner[...] = P
+        P = inner
     return start.reshape(D, S), P, cost, tcost.reshape(S, S), correction, timing
 
 
