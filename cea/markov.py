@@ -27,19 +27,38 @@ State-Transition Models in R", MDM 2023;43:21-41):
   DARTH transition-dynamics idea without building the ``(D, T, S, S)`` flow array: the flow in
   cycle ``k`` is ``trace[k, i] * P[k, i, j]``; it is counted once (no correction weight) and
   discounted at row ``k + 1`` (``transition_timing="end"``, default) or row ``k`` ("start").
+  DARTH's own code multiplies those flows by the correction weight of their row as well;
+  ``weight_transition_rewards=True`` does the same, to reproduce its results.
 * **Start rewards** are counted once on the start vector, at time 0, undiscounted (TreeAge's
   "Init" reward).
 * **Discounting.** Row ``t`` is discounted by
   ``(1 + rate) ** -((t + discount_offset_cycles) * cycle_length_years)``; with
-  ``discount_step="annual"`` the exponent is rounded down to whole years. Costs and effects
-  have separate rates; a reward is an effect when its name is in ``effects``.
+  ``discount_step="annual"`` the exponent is rounded down to whole years, and with
+  ``"per_cycle_rate"`` the factor is ``(1 + rate * cycle_length_years) ** -(t + offset)``
+  (the DARTH tutorials' ``v_dwc``). Costs and effects have separate rates; a reward is an
+  effect when its name is in ``effects``.
 
 With these, the DMHEE HIV model (Briggs, Claxton & Sculpher 2006, Exercise 2.5) is
 ``correction="end"`` with ``discount_offset_cycles=0``: transitions happen at the end of each
 year, the state after the transition is counted for that year, and year ``t`` is discounted
-``t`` years. heemod's ``method="end"`` with ``discount(first = TRUE)`` is the same thing.
+``t`` years (``tests/test_published.py`` reproduces its published costs, life-years and
+ICER to the cent). heemod's ``method="end"`` with ``discount(first = TRUE)`` is the same
+thing in current heemod; older heemod called it "beginning" (the names were swapped after
+heemod#345), which is why the names here say which trace row is counted.
 
-Everything is vectorized over draws; the only Python loop is over cycles.
+Pitfalls this design avoids (heemod#173, #338, #345):
+
+* The half-cycle correction halves the first and the last row; it never adds half a cycle.
+* One-off costs (a vaccine at time 0, a cost on progression) are not state rewards: a
+  state reward on row 0 is multiplied by ``w[0]`` (1/2 under half-cycle, 0 under "end"), so
+  put them in ``start_rewards`` or ``transition_rewards``, which are never weighted.
+* A per-cycle reward array of length T is ambiguous about rows; ``reward_alignment`` makes
+  the choice explicit, and a (T + 1, S) array removes it.
+
+Everything is vectorized over draws; the only Python loop is over cycles. P may be stored
+with draws outermost (plain C order) or innermost (:func:`make_transition_array`); the
+second lets the trace loop use contiguous vector operations over draws and is several
+times faster for small state spaces.
 """
 
 from __future__ import annotations
@@ -73,7 +92,7 @@ PROB_TOL = 1e-9
 CORRECTIONS = ("none", "start", "end", "half_cycle", "trapezoid", "life_table", "simpson")
 """Named within-cycle corrections accepted by :func:`correction_weights`."""
 
-DISCOUNT_STEPS = ("cycle", "annual")
+DISCOUNT_STEPS = ("cycle", "annual", "per_cycle_rate")
 TRANSITION_TIMINGS = ("end", "start")
 REWARD_ALIGNMENTS = ("start", "end")
 
@@ -110,6 +129,10 @@ def correction_weights(correction: str | Sequence[float] | np.ndarray, n_cycles:
                                    ``n_cycles`` the weights ``scipy.integrate.simpson`` uses
     array-like, length n+1         used as given after checking it is 1-D and finite
     ============================== ===========================================================
+
+    ``darthtools::gen_wcc(method = "Simpson1/3")`` is not the textbook rule: its 1-based
+    parity gives ``[1/3, 2/3, 4/3, 2/3, ..., 1/3]`` (weights summing to ``T - 2/3`` for even
+    T). To reproduce a DARTH model exactly, pass those weights as an explicit array.
 
     Parameters
     ----------
@@ -183,7 +206,11 @@ def discount_factors(
     ``t = 0..n_rows-1``. With ``step="annual"`` the exponent is
     ``floor((t + offset_cycles) * cycle_length_years)``: everything within a model year is
     discounted as at that year's start (the usual spreadsheet convention for monthly cycles
-    with an annual rate).
+    with an annual rate). With ``step="per_cycle_rate"`` the annual rate is scaled to a
+    per-cycle rate and compounded per cycle,
+    ``factor[t] = (1 + rate * cycle_length_years) ** -(t + offset_cycles)``, as the DARTH
+    tutorials do (``v_dwc <- 1 / ((1 + (d_c * cycle_length)) ^ (0:n_cycles))``). All three
+    agree for 1-year cycles (with ``"annual"`` only for whole-cycle offsets).
 
     Parameters
     ----------
@@ -197,8 +224,8 @@ def discount_factors(
         Shift of the discounting clock in cycles. 0: row ``t`` is ``t`` cycles from the start
         (DMHEE Ex. 2.5 with ``correction="end"``); 0.5: mid-cycle; 1: the first row is already
         discounted one cycle.
-    step : {"cycle", "annual"}
-        Continuous-in-cycles exponent, or whole years.
+    step : {"cycle", "annual", "per_cycle_rate"}
+        Exponent in years, in whole years, or in cycles at the scaled per-cycle rate.
 
     Returns
     -------
@@ -222,7 +249,16 @@ def _discount_factors(rate, n_rows, cycle_length_years, offset_cycles, step, pre
     n_rows = operator.index(n_rows)
     if n_rows < 0:
         raise ModelInputError(f"{prefix}number of rows must be >= 0, got {n_rows}")
-    years = (np.arange(n_rows) + offset_cycles) * cycle_length_years
+    cycles = np.arange(n_rows) + offset_cycles
+    if step == "per_cycle_rate":
+        per_cycle = 1.0 + rate * cycle_length_years
+        if per_cycle <= 0:
+            raise ModelInputError(
+                f"{prefix}rate * cycle_length_years must be > -1 for per-cycle discounting, "
+                f"got {rate} * {cycle_length_years}"
+            )
+        return np.power(per_cycle, -cycles)
+    years = cycles * cycle_length_years
     if step == "annual":
         years = np.floor(years + _ANNUAL_STEP_GUARD_YEARS)
     return np.power(1.0 + rate, -years)
@@ -328,6 +364,7 @@ def run_markov(
     discount_step: str = "cycle",
     transition_timing: str = "end",
     reward_alignment: str = "start",
+    weight_transition_rewards: bool = False,
     tol: float = PROB_TOL,
     keep_per_cycle: bool = False,
     label: str | None = None,
@@ -355,8 +392,9 @@ def run_markov(
         as ambiguous. Row contribution: ``w[t] * trace[t] . R[t]``.
     transition_rewards : dict[str, array-like], optional
         Reward per person making the transition ``i -> j`` (diagonal = staying): (S, S),
-        (T, S, S), or per draw (D, 1, S, S), (D, T, S, S). Counted once per cycle, no
-        correction weight, on row ``k + 1`` or ``k`` per ``transition_timing``.
+        (T, S, S), or per draw (D, 1, S, S), (D, T, S, S). Counted once per cycle, on row
+        ``k + 1`` or ``k`` per ``transition_timing``; no correction weight unless
+        ``weight_transition_rewards``.
     start_rewards : dict[str, array-like], optional
         One-off reward per person in each state at time 0, (S,) or per draw (D, S);
         discount factor 1.
@@ -370,13 +408,19 @@ def run_markov(
         Within-cycle correction, see :func:`correction_weights`.
     discount_offset_cycles : float
         See :func:`discount_factors`.
-    discount_step : {"cycle", "annual"}
+    discount_step : {"cycle", "annual", "per_cycle_rate"}
         See :func:`discount_factors`.
     transition_timing : {"end", "start"}
         Row at which the transition rewards of cycle ``k`` are discounted: ``k + 1`` or ``k``.
     reward_alignment : {"start", "end"}
         For (T, S) state rewards: "start" gives row ``t`` cycle ``t`` (the last row takes
         cycle T - 1); "end" gives row ``t`` cycle ``t - 1`` (row 0 takes cycle 0).
+    weight_transition_rewards : bool, default False
+        Multiply transition rewards by the correction weight of the row they land on. Off,
+        a transition is counted exactly once. On reproduces the DARTH time-dependent
+        tutorial (Alarid-Escudero et al., MDM 2023;43:21-41), whose transition-dynamics
+        array ``a_A`` puts cycle ``k``'s flows on row ``k + 1`` and multiplies every row,
+        transition rewards included, by ``v_wcc``.
     tol : float
         Tolerance for row sums and the [0, 1] range.
     keep_per_cycle : bool
@@ -488,7 +532,7 @@ def run_markov(
             value[:, 1:] = flows
         else:
             value[:, :T] = flows
-        add(n, value)
+        add(n, value * weights if weight_transition_rewards else value)
 
     once = {n: _row_dot(m.start[:, None, :], r[:, None, :])[:, 0] for n, r in st.items()}
 

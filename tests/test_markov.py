@@ -111,6 +111,18 @@ def test_transition_reward_by_hand():
     assert res.discounted["death_cost"] == pytest.approx(10 + 9 / 1.05, rel=1e-12)
 
 
+def test_transition_reward_weighted_by_row_correction():
+    # DARTH convention: flows carry the weight of their landing row. Half-cycle, 2 cycles:
+    # 100 per death, 10 deaths' worth on row 1 (w = 1), 9 on row 2 (w = 1/2): 10 + 4.5
+    res = run_alive_dead(
+        2,
+        state_rewards={},
+        transition_rewards={"d": [[0.0, 100.0], [0.0, 0.0]]},
+        weight_transition_rewards=True,
+    )
+    assert res.undiscounted["d"] == pytest.approx(14.5, rel=1e-12)
+
+
 def test_transition_reward_on_the_diagonal():
     # 1 per person staying alive: 0.9 + 0.81 over 2 cycles, undiscounted
     stay = np.array([[1.0, 0.0], [0.0, 0.0]])
@@ -239,6 +251,21 @@ def test_discount_factors_by_hand():
     assert g[30] == pytest.approx(1 / 1.05**3, rel=1e-15)
 
 
+def test_discount_per_cycle_rate():
+    # DARTH v_dwc: 4% a year on half-year cycles is 2% per cycle, compounded per cycle
+    np.testing.assert_allclose(
+        discount_factors(0.04, 3, 0.5, step="per_cycle_rate"),
+        [1, 1 / 1.02, 1 / 1.02**2],
+        rtol=1e-15,
+    )
+    # with annual cycles it is the ordinary factor
+    np.testing.assert_allclose(
+        discount_factors(0.04, 4, 1.0, step="per_cycle_rate"),
+        discount_factors(0.04, 4, 1.0),
+        rtol=1e-15,
+    )
+
+
 def test_discount_rate_must_exceed_minus_one():
     with pytest.raises(ModelInputError, match="> -1"):
         discount_factors(-1.0, 3, 1.0)
@@ -304,12 +331,26 @@ def reference_weights(correction, n_cycles):
 
 
 def reference_run(
-    start, P, state, trans, once, *, correction, rates, effects, cl, offset, timing, align
+    start,
+    P,
+    state,
+    trans,
+    once,
+    *,
+    correction,
+    rates,
+    effects,
+    cl,
+    offset,
+    timing,
+    align,
+    weighted=False,
 ):
-    """Plain Python loops over draws, cycles and states; no numpy vector operations.
+    """Plain Python loops over draws, cycles and states on nested lists; no numpy.
 
-    start (D, S); P (D, T, S, S); state: name -> (D, T+1, S) per row, or ("cycle", (D, T, S));
-    trans: name -> (D, T, S, S); once: name -> (D, S).
+    start (D, S); P (D, T, S, S); state: name -> ("row", (D, T+1, S)) or
+    ("cycle", (D, T, S)); trans: name -> (D, T, S, S); once: name -> (D, S).
+    weighted: transition rewards times the correction weight of their row (DARTH).
     """
     D, T, S = len(P), len(P[0]), len(P[0][0])
     w = reference_weights(correction, T)
@@ -341,7 +382,10 @@ def reference_run(
                     flow = sum(
                         x[k][i] * P[d][k][i][j] * R[d][k][i][j] for i in range(S) for j in range(S)
                     )
-                    tot_d += flow * disc[k + 1 if timing == "end" else k]
+                    row = k + 1 if timing == "end" else k
+                    if weighted:
+                        flow *= w[row]
+                    tot_d += flow * disc[row]
                     tot_u += flow
             if name in once:
                 v = sum(start[d][s] * once[name][d][s] for s in range(S))
@@ -382,11 +426,13 @@ def batched_case():
 
 
 CASES = [
-    ("half_cycle", "end", "start"),
-    ("simpson", "start", "end"),
-    ("end", "end", "end"),
-    ("start", "start", "start"),
-    ([0.3] * 21, "end", "start"),
+    ("half_cycle", "end", "start", False),
+    ("simpson", "start", "end", False),
+    ("end", "end", "end", False),
+    ("start", "start", "start", False),
+    ([0.3] * 21, "end", "start", False),
+    ("simpson", "end", "start", True),
+    ("half_cycle", "start", "end", True),
 ]
 
 
@@ -406,9 +452,9 @@ LAYOUTS = ["draws_outermost", "draws_outermost_blocks", "draws_innermost"]
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize(("correction", "timing", "align"), CASES)
+@pytest.mark.parametrize(("correction", "timing", "align", "weighted"), CASES)
 def test_vectorized_matches_reference_loop(
-    batched_case, correction, timing, align, layout, monkeypatch
+    batched_case, correction, timing, align, weighted, layout, monkeypatch
 ):
     c = batched_case
     D, T, S = c["P"].shape[0], c["P"].shape[1], c["P"].shape[2]
@@ -432,6 +478,7 @@ def test_vectorized_matches_reference_loop(
         correction=correction,
         transition_timing=timing,
         reward_alignment=align,
+        weight_transition_rewards=weighted,
     )
     tile = lambda a: np.broadcast_to(a, (D,) + a.shape).tolist()  # noqa: E731
     ref = reference_run(
@@ -456,6 +503,7 @@ def test_vectorized_matches_reference_loop(
         offset=0.25,
         timing=timing,
         align=align,
+        weighted=weighted,
     )
     assert set(res.discounted) == set(ref)
     for name, (disc, undisc) in ref.items():
@@ -829,3 +877,98 @@ def test_tunnel_entry_transition_reward_time_dependent():
     survive = np.prod([1 - 0.01 * (k + 1) for k in range(n_tunnel)])
     assert res.undiscounted["entry"] == pytest.approx(1000 * survive, rel=1e-12)
     assert res.discounted["entry"] == pytest.approx(1000 * survive / 1.03**30, rel=1e-12)
+
+
+# --------------------------------------------------------------------------------------
+# DARTH transition-dynamics formulation
+# --------------------------------------------------------------------------------------
+
+
+def darth_gen_wcc_simpson(n_cycles: int) -> np.ndarray:
+    """darthtools::gen_wcc(method = "Simpson1/3"), with its 1-based parity kept as is."""
+    position = np.arange(1, n_cycles + 2)
+    w = np.where(position % 2 == 0, 2 / 3, 4 / 3)
+    w[0] = w[-1] = 1 / 3
+    return w
+
+
+def test_darth_weights_are_not_textbook_simpson():
+    # [1/3, 2/3, 4/3, 2/3, 1/3] sums to 10/3, not 4
+    np.testing.assert_allclose(darth_gen_wcc_simpson(4), [1 / 3, 2 / 3, 4 / 3, 2 / 3, 1 / 3])
+    assert darth_gen_wcc_simpson(4).sum() == pytest.approx(4 - 2 / 3)
+
+
+def test_reproduces_darth_transition_dynamics_array():
+    """DARTH time-dependent tutorial (Alarid-Escudero et al., MDM 2023;43:21-41): rewards via
+    a_A[i, j, t+1] = m_M[t, i] * P[i, j, t], a_A[, , 1] = diag(m_M[1, ]); state rewards on
+    the destination column, transition rewards added off-diagonal; totals
+    sum_t sum_ij a_A * a_R weighted by v_dwc * v_wcc, v_dwc = (1 + d * cl)^-(0:T)."""
+    T, S, cl, d_c, d_e = 12, 4, 0.5, 0.03, 0.015
+    H, S1, S2, DEAD = range(S)
+    P = np.zeros((T, S, S))
+    p_die = 0.01 * (1 + np.arange(T) / 4)  # rises with age
+    P[:, H, S1] = (1 - p_die) * 0.15
+    P[:, H, DEAD] = p_die
+    P[:, H, H] = (1 - p_die) * 0.85
+    P[:, S1, H] = (1 - 3 * p_die) * 0.4
+    P[:, S1, S2] = (1 - 3 * p_die) * 0.1
+    P[:, S1, DEAD] = 3 * p_die
+    P[:, S1, S1] = (1 - 3 * p_die) * 0.5
+    P[:, S2, DEAD] = 10 * p_die
+    P[:, S2, S2] = 1 - 10 * p_die
+    P[:, DEAD, DEAD] = 1.0
+    c_state = np.array([2000.0, 4000.0, 15000.0, 0.0]) * cl
+    u_state = np.array([1.0, 0.75, 0.5, 0.0]) * cl
+    ic = np.zeros((S, S))
+    ic[H, S1] = 1000.0
+    ic[:DEAD, DEAD] = 2000.0
+    du = np.zeros((S, S))
+    du[H, S1] = 0.01
+    start = np.array([1.0, 0.0, 0.0, 0.0])
+    v_wcc = darth_gen_wcc_simpson(T)
+
+    # DARTH, transcribed: arrays indexed [from, to, row]
+    m_M = np.zeros((T + 1, S))
+    m_M[0] = start
+    a_A = np.zeros((S, S, T + 1))
+    a_A[:, :, 0] = np.diag(start)
+    for t in range(T):
+        m_M[t + 1] = m_M[t] @ P[t]
+        a_A[:, :, t + 1] = np.diag(m_M[t]) @ P[t]
+    a_R_c = np.repeat((np.tile(c_state, (S, 1)) + ic)[:, :, None], T + 1, axis=2)
+    a_R_u = np.repeat((np.tile(u_state, (S, 1)) - du)[:, :, None], T + 1, axis=2)
+    v_cost = (a_A * a_R_c).sum(axis=(0, 1))
+    v_qaly = (a_A * a_R_u).sum(axis=(0, 1))
+    v_dwc = 1 / (1 + d_c * cl) ** np.arange(T + 1)
+    v_dwe = 1 / (1 + d_e * cl) ** np.arange(T + 1)
+    darth_cost = v_cost @ (v_dwc * v_wcc)
+    darth_qaly = v_qaly @ (v_dwe * v_wcc)
+
+    res = run_markov(
+        start,
+        P,
+        state_rewards={"cost": c_state, "qaly": u_state},
+        transition_rewards={"cost": ic, "qaly": -du},
+        effects=["qaly"],
+        discount_rate_costs=d_c,
+        discount_rate_effects=d_e,
+        cycle_length_years=cl,
+        discount_step="per_cycle_rate",
+        correction=v_wcc,
+        weight_transition_rewards=True,
+    )
+    np.testing.assert_allclose(res.trace, m_M, rtol=1e-13)
+    assert res.discounted["cost"] == pytest.approx(darth_cost, rel=1e-12)
+    assert res.discounted["qaly"] == pytest.approx(darth_qaly, rel=1e-12)
+    # counting each transition once instead gives a different number
+    once = run_markov(
+        start,
+        P,
+        state_rewards={"cost": c_state},
+        transition_rewards={"cost": ic},
+        discount_rate_costs=d_c,
+        cycle_length_years=cl,
+        discount_step="per_cycle_rate",
+        correction=v_wcc,
+    )
+    assert once.discounted["cost"] != pytest.approx(darth_cost, rel=1e-6)
