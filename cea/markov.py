@@ -35,8 +35,9 @@ State-Transition Models in R", MDM 2023;43:21-41):
   ``(1 + rate) ** -((t + discount_offset_cycles) * cycle_length_years)``; with
   ``discount_step="annual"`` the exponent is rounded down to whole years, and with
   ``"per_cycle_rate"`` the factor is ``(1 + rate * cycle_length_years) ** -(t + offset)``
-  (the DARTH tutorials' ``v_dwc``). Costs and effects have separate rates; a reward is an
-  effect when its name is in ``effects``.
+  (the DARTH tutorials' ``v_dwc``), and with ``"continuous"`` it is ``exp(-rate * years)``.
+  Costs and effects have separate rates; a reward is an effect when its name is in
+  ``effects``.
 
 With these, the DMHEE HIV model (Briggs, Claxton & Sculpher 2006, Exercise 2.5) is
 ``correction="end"`` with ``discount_offset_cycles=0``: transitions happen at the end of each
@@ -92,7 +93,7 @@ PROB_TOL = 1e-9
 CORRECTIONS = ("none", "start", "end", "half_cycle", "trapezoid", "life_table", "simpson")
 """Named within-cycle corrections accepted by :func:`correction_weights`."""
 
-DISCOUNT_STEPS = ("cycle", "annual", "per_cycle_rate")
+DISCOUNT_STEPS = ("cycle", "annual", "per_cycle_rate", "continuous")
 TRANSITION_TIMINGS = ("end", "start")
 REWARD_ALIGNMENTS = ("start", "end")
 
@@ -209,8 +210,10 @@ def discount_factors(
     with an annual rate). With ``step="per_cycle_rate"`` the annual rate is scaled to a
     per-cycle rate and compounded per cycle,
     ``factor[t] = (1 + rate * cycle_length_years) ** -(t + offset_cycles)``, as the DARTH
-    tutorials do (``v_dwc <- 1 / ((1 + (d_c * cycle_length)) ^ (0:n_cycles))``). All three
-    agree for 1-year cycles (with ``"annual"`` only for whole-cycle offsets).
+    tutorials do (``v_dwc <- 1 / ((1 + (d_c * cycle_length)) ^ (0:n_cycles))``). The first
+    three agree for 1-year cycles (``"annual"`` only for whole-cycle offsets). With
+    ``step="continuous"`` the rate is a continuously compounded one,
+    ``factor[t] = exp(-rate * (t + offset_cycles) * cycle_length_years)`` (as in hesim).
 
     Parameters
     ----------
@@ -224,8 +227,9 @@ def discount_factors(
         Shift of the discounting clock in cycles. 0: row ``t`` is ``t`` cycles from the start
         (DMHEE Ex. 2.5 with ``correction="end"``); 0.5: mid-cycle; 1: the first row is already
         discounted one cycle.
-    step : {"cycle", "annual", "per_cycle_rate"}
-        Exponent in years, in whole years, or in cycles at the scaled per-cycle rate.
+    step : {"cycle", "annual", "per_cycle_rate", "continuous"}
+        Exponent in years, in whole years, in cycles at the scaled per-cycle rate, or
+        continuous compounding.
 
     Returns
     -------
@@ -259,6 +263,8 @@ def _discount_factors(rate, n_rows, cycle_length_years, offset_cycles, step, pre
             )
         return np.power(per_cycle, -cycles)
     years = cycles * cycle_length_years
+    if step == "continuous":
+        return np.exp(-rate * years)
     if step == "annual":
         years = np.floor(years + _ANNUAL_STEP_GUARD_YEARS)
     return np.power(1.0 + rate, -years)
@@ -408,7 +414,7 @@ def run_markov(
         Within-cycle correction, see :func:`correction_weights`.
     discount_offset_cycles : float
         See :func:`discount_factors`.
-    discount_step : {"cycle", "annual", "per_cycle_rate"}
+    discount_step : {"cycle", "annual", "per_cycle_rate", "continuous"}
         See :func:`discount_factors`.
     transition_timing : {"end", "start"}
         Row at which the transition rewards of cycle ``k`` are discounted: ``k + 1`` or ``k``.

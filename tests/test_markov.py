@@ -266,6 +266,15 @@ def test_discount_per_cycle_rate():
     )
 
 
+def test_discount_continuous():
+    # exp(-0.03 * t * 0.25) for quarter-year cycles
+    np.testing.assert_allclose(
+        discount_factors(0.03, 3, 0.25, step="continuous"),
+        [1, np.exp(-0.0075), np.exp(-0.015)],
+        rtol=1e-15,
+    )
+
+
 def test_discount_rate_must_exceed_minus_one():
     with pytest.raises(ModelInputError, match="> -1"):
         discount_factors(-1.0, 3, 1.0)
