@@ -19,8 +19,12 @@ EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def _inputs(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--inputs", default="inputs", help="inputs folder or Excel input workbook (default: inputs)")
-    p.add_argument("--scenario", default=None, help="scenario TOML file (overrides settings and parameters)")
+    p.add_argument(
+        "--inputs", default="inputs", help="inputs folder or Excel input workbook (default: inputs)"
+    )
+    p.add_argument(
+        "--scenario", default=None, help="scenario TOML file (overrides settings and parameters)"
+    )
 
 
 def _outputs(p: argparse.ArgumentParser) -> None:
@@ -30,50 +34,88 @@ def _outputs(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="cea", description="Cost-effectiveness of immunoglobulin replacement with bispecific antibodies in myeloma."
+        prog="cea",
+        description="Cost-effectiveness of immunoglobulin replacement with bispecific antibodies in myeloma.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="base case for one country")
-    p.add_argument("--country", default=None, help="ISO2 code (default: settings.toml [run] country)")
-    p.add_argument("--strategies", default=None, help="comma-separated strategy ids (default: settings)")
-    p.add_argument("--report", choices=("xlsx",), default=None, help="also write report.xlsx with live formulas")
+    p.add_argument(
+        "--country", default=None, help="ISO2 code (default: settings.toml [run] country)"
+    )
+    p.add_argument(
+        "--strategies", default=None, help="comma-separated strategy ids (default: settings)"
+    )
+    p.add_argument(
+        "--report",
+        choices=("xlsx",),
+        default=None,
+        help="also write report.xlsx with live formulas",
+    )
     _inputs(p)
     _outputs(p)
 
-    p = sub.add_parser("compare", help="regional comparison across countries, with threshold Ig prices")
-    p.add_argument("--countries", default="all", help="'all' or a comma-separated list of ISO2 codes")
+    p = sub.add_parser(
+        "compare", help="regional comparison across countries, with threshold Ig prices"
+    )
+    p.add_argument(
+        "--countries", default="all", help="'all' or a comma-separated list of ISO2 codes"
+    )
     _inputs(p)
     _outputs(p)
 
-    p = sub.add_parser("dsa", help="one-way (tornado) or two-way deterministic sensitivity analysis")
+    p = sub.add_parser(
+        "dsa", help="one-way (tornado) or two-way deterministic sensitivity analysis"
+    )
     p.add_argument("--country", default=None)
-    p.add_argument("--comparison", default=None, help="intervention:comparator, e.g. primary_ivig:preemptive_ivig")
+    p.add_argument(
+        "--comparison",
+        default=None,
+        help="intervention:comparator, e.g. primary_ivig:preemptive_ivig",
+    )
     p.add_argument("--outcome", choices=("inmb", "icer"), default="inmb")
-    p.add_argument("--two-way", dest="two_way", default=None, help="two parameters, e.g. hr_igrt_severe,c_ivig_per_g")
+    p.add_argument(
+        "--two-way",
+        dest="two_way",
+        default=None,
+        help="two parameters, e.g. hr_igrt_severe,c_ivig_per_g",
+    )
     p.add_argument("--grid", type=int, default=11, help="grid points per parameter for --two-way")
     _inputs(p)
     _outputs(p)
 
     p = sub.add_parser("scenarios", help="every scenario file beside the base case")
     p.add_argument("--country", default=None)
-    p.add_argument("--dir", default=None, help="folder of scenario TOML files (default: <inputs>/scenarios)")
+    p.add_argument(
+        "--dir", default=None, help="folder of scenario TOML files (default: <inputs>/scenarios)"
+    )
     p.add_argument("--inputs", default="inputs")
     _outputs(p)
 
-    p = sub.add_parser("threshold", help="value of a parameter at which a comparison's INMB is zero")
+    p = sub.add_parser(
+        "threshold", help="value of a parameter at which a comparison's INMB is zero"
+    )
     p.add_argument("--country", default=None)
     p.add_argument("--parameter", required=True)
     p.add_argument("--comparison", required=True, help="intervention:comparator")
-    p.add_argument("--low", type=float, default=None, help="search range (default: the parameter's DSA range, widened)")
+    p.add_argument(
+        "--low",
+        type=float,
+        default=None,
+        help="search range (default: the parameter's DSA range, widened)",
+    )
     p.add_argument("--high", type=float, default=None)
     _inputs(p)
     _outputs(p)
 
     p = sub.add_parser("psa", help="probabilistic sensitivity analysis and value of information")
     p.add_argument("--country", default=None)
-    p.add_argument("--countries", default=None, help="'all' or a list: clinical draws shared across countries")
-    p.add_argument("--draws", type=int, default=None, help="number of draws (default: settings.toml)")
+    p.add_argument(
+        "--countries", default=None, help="'all' or a list: clinical draws shared across countries"
+    )
+    p.add_argument(
+        "--draws", type=int, default=None, help="number of draws (default: settings.toml)"
+    )
     p.add_argument("--seed", type=int, default=None, help="seed (default: settings.toml)")
     _inputs(p)
     _outputs(p)

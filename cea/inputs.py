@@ -181,11 +181,16 @@ CORRELATION_COLUMNS = (
 
 def _decode(path: Path, data: bytes) -> str:
     if len(data) > MAX_FILE_BYTES:
-        raise InputFileError(path, f"file is {len(data):,} bytes, above the {MAX_FILE_BYTES:,}-byte limit")
+        raise InputFileError(
+            path, f"file is {len(data):,} bytes, above the {MAX_FILE_BYTES:,}-byte limit"
+        )
     if not data.strip():
         raise InputFileError(path, "file is empty")
     if data[:4] == b"PK\x03\x04":
-        raise InputFileError(path, "is a zip/Excel file, not a CSV: in Excel use File > Save As > 'CSV UTF-8 (Comma delimited)'")
+        raise InputFileError(
+            path,
+            "is a zip/Excel file, not a CSV: in Excel use File > Save As > 'CSV UTF-8 (Comma delimited)'",
+        )
     if b"\x00" in data:
         raise InputFileError(path, "is a binary file (contains NUL bytes), not a CSV text file")
     try:
@@ -205,7 +210,9 @@ def _sniff_delimiter(path: Path, text: str) -> str:
     if ";" in header:
         return ";"
     if "\t" in header:
-        raise InputFileError(path, "is tab-separated: save it as 'CSV UTF-8 (Comma delimited)'", row=1)
+        raise InputFileError(
+            path, "is tab-separated: save it as 'CSV UTF-8 (Comma delimited)'", row=1
+        )
     return ","
 
 
@@ -270,7 +277,9 @@ def _parse_cell(col: Col, raw: str, delim: str):
         msg = str(exc)
         if msg.startswith("could not convert") or "invalid literal" in msg:
             msg = "not a number"
-        raise ValueError(f"'{s}' is {msg}" if not msg.startswith(("ambiguous", "percent")) else msg) from None
+        raise ValueError(
+            f"'{s}' is {msg}" if not msg.startswith(("ambiguous", "percent")) else msg
+        ) from None
     if col.kind == "int":
         if value != int(value):
             raise ValueError(f"'{s}' is not a whole number")
@@ -290,7 +299,9 @@ class Table:
     df: pd.DataFrame
     sha256: str
 
-    def error(self, problem: str, row: int | None = None, column: str | None = None) -> InputFileError:
+    def error(
+        self, problem: str, row: int | None = None, column: str | None = None
+    ) -> InputFileError:
         return InputFileError(self.path, problem, row=row, column=column)
 
 
@@ -316,7 +327,9 @@ def read_table(
         raise InputFileError(shown, "file not found")
     data = path.read_bytes()
     header, rows, delim = read_csv_text(shown, data)
-    return table_from_rows(shown, header, rows, columns, key=key, delim=delim, sha256=hashlib.sha256(data).hexdigest())
+    return table_from_rows(
+        shown, header, rows, columns, key=key, delim=delim, sha256=hashlib.sha256(data).hexdigest()
+    )
 
 
 def table_from_rows(
@@ -339,7 +352,9 @@ def table_from_rows(
     seen: set[str] = set()
     for name in header:
         if name in seen:
-            raise InputFileError(shown, f"column '{name}' appears twice in the header", row=1, column=name)
+            raise InputFileError(
+                shown, f"column '{name}' appears twice in the header", row=1, column=name
+            )
         seen.add(name)
     for col in columns:
         if col.required and col.name not in header:
@@ -397,7 +412,9 @@ def read_toml(path: Path | str, display: str | None = None) -> tuple[dict, str]:
         content = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         line = getattr(exc, "lineno", None)
-        raise InputFileError(shown, f"is not valid TOML: {getattr(exc, 'msg', exc)}", row=line) from None
+        raise InputFileError(
+            shown, f"is not valid TOML: {getattr(exc, 'msg', exc)}", row=line
+        ) from None
     return content, hashlib.sha256(data).hexdigest()
 
 
@@ -444,9 +461,16 @@ SETTINGS_SCHEMA: dict[str, dict[str, Callable[[object], bool]]] = {
         "include_bsab_costs": lambda v: isinstance(v, bool),
         "include_subsequent_therapy": lambda v: isinstance(v, bool),
         "include_end_of_life": lambda v: isinstance(v, bool),
-        "strategies": lambda v: isinstance(v, list) and len(v) >= 1 and all(isinstance(s, str) for s in v),
-        "comparisons": lambda v: isinstance(v, list)
-        and all(isinstance(c, list) and len(c) == 2 and all(isinstance(s, str) for s in c) for c in v),
+        "strategies": lambda v: (
+            isinstance(v, list) and len(v) >= 1 and all(isinstance(s, str) for s in v)
+        ),
+        "comparisons": lambda v: (
+            isinstance(v, list)
+            and all(
+                isinstance(c, list) and len(c) == 2 and all(isinstance(s, str) for s in c)
+                for c in v
+            )
+        ),
     },
 }
 
@@ -455,7 +479,9 @@ def check_settings(settings: dict, where: str) -> None:
     """Validate a (possibly partial) settings dict against SETTINGS_SCHEMA."""
     for section, values in settings.items():
         if section not in SETTINGS_SCHEMA:
-            raise InputFileError(where, f"unknown section [{section}] (known: {', '.join(SETTINGS_SCHEMA)})")
+            raise InputFileError(
+                where, f"unknown section [{section}] (known: {', '.join(SETTINGS_SCHEMA)})"
+            )
         if not isinstance(values, dict):
             raise InputFileError(where, f"[{section}] must be a table of settings")
         for key, value in values.items():
@@ -463,7 +489,9 @@ def check_settings(settings: dict, where: str) -> None:
             if check is None:
                 raise InputFileError(where, f"unknown setting '{key}' in [{section}]", column=key)
             if not check(value):
-                raise InputFileError(where, f"invalid value {value!r} for setting '{key}' in [{section}]", column=key)
+                raise InputFileError(
+                    where, f"invalid value {value!r} for setting '{key}' in [{section}]", column=key
+                )
 
 
 def load_inputs(root: Path | str) -> Inputs:
@@ -479,7 +507,9 @@ def load_inputs(root: Path | str) -> Inputs:
     def shown(name: str) -> str:
         return str(Path(root.name) / name) if root.name else name
 
-    def read(name: str, columns: Sequence[Col], key: Sequence[str], optional: bool = False) -> Table | None:
+    def read(
+        name: str, columns: Sequence[Col], key: Sequence[str], optional: bool = False
+    ) -> Table | None:
         if optional and not (root / name).is_file():
             return None
         return read_table(root / name, columns, key=key, display=shown(name))
@@ -539,7 +569,9 @@ def assemble_inputs(
         for _, r in correlations.df.iterrows():
             for c in ("parameter_a", "parameter_b"):
                 if r[c] not in known:
-                    raise correlations.error(f"unknown parameter '{r[c]}'", row=int(r["_row"]), column=c)
+                    raise correlations.error(
+                        f"unknown parameter '{r[c]}'", row=int(r["_row"]), column=c
+                    )
     settings, settings_hash, settings_name = read_settings()
     check_settings(settings, settings_name)
     tables = [parameters, strategies, countries, *prices.values(), life_tables, macro, cpi]
@@ -579,7 +611,9 @@ def check_parameter_row(table: Table, r: pd.Series, name_col: str = "parameter")
     pre = _prefix(name)
     if pre is None:
         raise table.error(
-            f"parameter '{name}' has no known type prefix ({', '.join(PREFIX_DISTS)})", row=row, column=name_col
+            f"parameter '{name}' has no known type prefix ({', '.join(PREFIX_DISTS)})",
+            row=row,
+            column=name_col,
         )
     dist = r["dist"]
     if dist != "dirichlet" and dist not in PREFIX_DISTS[pre]:
@@ -593,24 +627,44 @@ def check_parameter_row(table: Table, r: pd.Series, name_col: str = "parameter")
         if v is None or (isinstance(v, float) and math.isnan(v)):
             continue
         if pre in PROBABILITY_PREFIXES and not 0 <= v <= 1:
-            raise table.error(f"{v:g} is outside [0, 1] for a probability or utility", row=row, column=col)
-        if pre not in ("q_", "k_", "rr_", "hr_", "or_") and pre not in PROBABILITY_PREFIXES and v < 0:
+            raise table.error(
+                f"{v:g} is outside [0, 1] for a probability or utility", row=row, column=col
+            )
+        if (
+            pre not in ("q_", "k_", "rr_", "hr_", "or_")
+            and pre not in PROBABILITY_PREFIXES
+            and v < 0
+        ):
             raise table.error(f"{v:g} is negative", row=row, column=col)
         if pre in ("rr_", "hr_", "or_", "q_") and v < 0:
             raise table.error(f"{v:g} is negative", row=row, column=col)
     low_ok = low is not None and not (isinstance(low, float) and math.isnan(low))
     high_ok = high is not None and not (isinstance(high, float) and math.isnan(high))
     if low_ok != high_ok:
-        raise table.error("give both low and high, or neither", row=row, column="low" if not low_ok else "high")
+        raise table.error(
+            "give both low and high, or neither", row=row, column="low" if not low_ok else "high"
+        )
     if low_ok and not low <= value <= high:
-        raise table.error(f"value {value:g} is not within low {low:g} and high {high:g}", row=row, column="value")
+        raise table.error(
+            f"value {value:g} is not within low {low:g} and high {high:g}", row=row, column="value"
+        )
     unit = r["unit"].strip().lower()
     if pre == "r_" and unit not in RATE_UNITS:
-        raise table.error(f"rate unit '{r['unit']}' is not one of: {', '.join(RATE_UNITS)}", row=row, column="unit")
+        raise table.error(
+            f"rate unit '{r['unit']}' is not one of: {', '.join(RATE_UNITS)}",
+            row=row,
+            column="unit",
+        )
     if pre == "t_" and unit not in TIME_UNITS:
-        raise table.error(f"time unit '{r['unit']}' is not one of: {', '.join(TIME_UNITS)}", row=row, column="unit")
+        raise table.error(
+            f"time unit '{r['unit']}' is not one of: {', '.join(TIME_UNITS)}",
+            row=row,
+            column="unit",
+        )
     if not str(r.get("source", "")).strip():
-        raise table.error("source is empty: every number needs a source or 'assumption'", row=row, column="source")
+        raise table.error(
+            "source is empty: every number needs a source or 'assumption'", row=row, column="source"
+        )
 
 
 def _check_parameters(table: Table) -> None:
@@ -620,10 +674,14 @@ def _check_parameters(table: Table) -> None:
         check_parameter_row(table, r)
         if r["dist"] == "dirichlet":
             if not str(r.get("group", "")).strip():
-                raise table.error("a dirichlet parameter needs a group", row=int(r["_row"]), column="group")
+                raise table.error(
+                    "a dirichlet parameter needs a group", row=int(r["_row"]), column="group"
+                )
             continue
         try:
-            build(r["dist"], r["value"], se=r["se"], low=r["low"], high=r["high"], name=r["parameter"])
+            build(
+                r["dist"], r["value"], se=r["se"], low=r["low"], high=r["high"], name=r["parameter"]
+            )
         except ValueError as exc:
             raise table.error(str(exc), row=int(r["_row"]), column="se") from None
 
@@ -634,15 +692,23 @@ def _check_strategies(table: Table, parameter_names: set[str]) -> None:
         if r["trigger"] == "never":
             continue
         if r["product"] not in ("ivig", "scig"):
-            raise table.error("an IgRT strategy needs product ivig or scig", row=row, column="product")
+            raise table.error(
+                "an IgRT strategy needs product ivig or scig", row=row, column="product"
+            )
         if not r["interval_days"]:
-            raise table.error("an IgRT strategy needs interval_days > 0", row=row, column="interval_days")
+            raise table.error(
+                "an IgRT strategy needs interval_days > 0", row=row, column="interval_days"
+            )
         weight = r["dosing_weight"] or "actual"
         if weight == "flat":
             if not r["flat_dose_g"]:
-                raise table.error("flat dosing needs flat_dose_g > 0", row=row, column="flat_dose_g")
+                raise table.error(
+                    "flat dosing needs flat_dose_g > 0", row=row, column="flat_dose_g"
+                )
         elif not r["dose_g_per_kg"]:
-            raise table.error("weight-based dosing needs dose_g_per_kg > 0", row=row, column="dose_g_per_kg")
+            raise table.error(
+                "weight-based dosing needs dose_g_per_kg > 0", row=row, column="dose_g_per_kg"
+            )
         hr = str(r.get("hr_severe_parameter") or "").strip()
         if hr and hr not in parameter_names:
             raise table.error(f"unknown parameter '{hr}'", row=row, column="hr_severe_parameter")
@@ -653,7 +719,11 @@ def _check_countries(table: Table) -> None:
         row = int(r["_row"])
         if r["wtp_basis"] == "gdp_multiple":
             if not r["wtp_gdp_multiple"]:
-                raise table.error("wtp_basis gdp_multiple needs wtp_gdp_multiple > 0", row=row, column="wtp_gdp_multiple")
+                raise table.error(
+                    "wtp_basis gdp_multiple needs wtp_gdp_multiple > 0",
+                    row=row,
+                    column="wtp_gdp_multiple",
+                )
         elif not r["wtp_per_qaly"]:
             raise table.error("wtp_per_qaly is empty", row=row, column="wtp_per_qaly")
         try:
@@ -689,7 +759,9 @@ def _check_prices(table: Table, code: str, countries: Table) -> None:
     for _, r in table.df.iterrows():
         row = int(r["_row"])
         if not str(r["item"]).startswith("c_"):
-            raise table.error(f"price item '{r['item']}' must start with 'c_'", row=row, column="item")
+            raise table.error(
+                f"price item '{r['item']}' must start with 'c_'", row=row, column="item"
+            )
         if r["currency"] != currency:
             raise table.error(
                 f"currency '{r['currency']}' differs from the country's currency '{currency}' in countries.csv",

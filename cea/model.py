@@ -22,7 +22,14 @@ import pandas as pd
 from cea.errors import CeaError, ModelInputError
 from cea.markov import run_markov
 
-STATES = ("on_bsab_igg_normal", "on_bsab_igg_low", "on_bsab_igrt", "off_bsab_igrt", "off_bsab", "dead")
+STATES = (
+    "on_bsab_igg_normal",
+    "on_bsab_igg_low",
+    "on_bsab_igrt",
+    "off_bsab_igrt",
+    "off_bsab",
+    "dead",
+)
 N, L, I, OI, O, DEAD = range(6)
 S = len(STATES)
 ALIVE = (N, L, I, OI, O)
@@ -43,9 +50,12 @@ DAYS_PER_WEEK = 7.0
 #: Calibration: bounds of the rates searched (per year), bisection tolerance on log scale,
 #: fixed-point tolerance and rounds, and the horizon of the incidence target (months).
 CALIBRATION_RATE_BOUNDS = (1e-4, 1e3)
-CALIBRATION_LOG_TOL = 1e-10
+CALIBRATION_LOG_TOL = 1e-12
+CALIBRATION_FTOL = 1e-11
+CALIBRATION_MAX_ITER = 100
 CALIBRATION_FIXED_POINT_TOL = 1e-9
-CALIBRATION_ROUNDS = 8
+CALIBRATION_ROUNDS = 10
+CALIBRATION_WARM_FACTOR = 1.25
 CALIBRATION_MONTHS = 12.0
 #: Chunk size target: elements of one (draws x cohorts x cycles x states x states) array.
 CHUNK_ELEMENTS = 24_000_000
@@ -129,7 +139,9 @@ class ModelSpec:
     n_cycles: int
     cycle_days: float
     days_per_year: float
-    mx_by_age: np.ndarray = field(repr=False)  # background mortality hazard per year by age 0, 1, ...
+    mx_by_age: np.ndarray = field(
+        repr=False
+    )  # background mortality hazard per year by age 0, 1, ...
     unit_scale: Mapping[str, float] = field(default_factory=dict, repr=False)
     correction: str | tuple = "half_cycle"
     discount_rate_costs: float = 0.0
@@ -171,40 +183,52 @@ def n_cycles_for(horizon_years: float, cycle_days: float, days_per_year: float) 
 class _Params:
     """Per-draw parameter values in model units: ``v['r_severe_on_bsab']`` is (D,) per year."""
 
-    def __init__(self, draws: pd.DataFrame, unit_scale: Mapping[str, float], derived: Mapping | None = None):
+    def __init__(
+        self, draws: pd.DataFrame, unit_scale: Mapping[str, float], derived: Mapping | None = None
+    ):
         self._draws = draws
         self._scale = unit_scale
         self.n = len(draws)
         #: calibrated values in model units (per year), e.g. r_severe_on_bsab
         self.derived: dict[str, np.ndarray] = dict(derived or {})
+        self._cache: dict[str, np.ndarray] = {}
+
+    def subset(self, mask: np.ndarray) -> _Params:
+        """The draws where ``mask`` is true (derived values subset alike)."""
+        derived = {
+            k: np.broadcast_to(np.asarray(x, float), (self.n,))[mask]
+            for k, x in self.derived.items()
+        }
+        return _Params(self._draws[mask], self._scale, derived)
 
     def with_derived(self, **values) -> _Params:
-        return _Params(self._draws, self._scale, {**self.derived, **values})
+        out = _Params(self._draws, self._scale, {**self.derived, **values})
+        out._cache = self._cache  # same draws: share the converted columns
+        return out
 
     def __getitem__(self, name: str) -> np.ndarray:
         if name in self.derived:
             return np.broadcast_to(np.asarray(self.derived[name], float), (self.n,))
-        if name not in self._draws.columns:
-            raise CeaError(f"the model needs parameter '{name}', which is not in the inputs")
-        return self._draws[name].to_numpy(dtype=float) * self._scale.get(name, 1.0)
+        if name not in self._cache:
+            if name not in self._draws.columns:
+                raise CeaError(f"the model needs parameter '{name}', which is not in the inputs")
+            self._cache[name] = self._draws[name].to_numpy(dtype=float) * self._scale.get(name, 1.0)
+        return self._cache[name]
 
 
-def _competing(hazards: dict[int, np.ndarray], n_states: int = S) -> np.ndarray:
-    """Turn competing cumulative hazards over a cycle into one row of probabilities.
+def _competing(hazards: dict[int, np.ndarray | None]) -> tuple[dict[int, np.ndarray], np.ndarray]:
+    """Turn competing cumulative hazards over a cycle into probabilities.
 
-    p_j = Lambda_j / Lambda x (1 - exp(-Lambda)); stay = exp(-Lambda). hazards maps a
-    destination state to a (D, T) array of cumulative hazards over each cycle.
-    Returns (D, T, n_states).
+    p_j = Lambda_j / Lambda x (1 - exp(-Lambda)); stay = exp(-Lambda). ``hazards`` maps a
+    destination state to a (D, T) array of cumulative hazards over each cycle (None = absent).
+    Returns ({destination: (D, T) probability}, (D, T) probability of no event).
     """
-    total = sum(hazards.values())
+    present = {dest: h for dest, h in hazards.items() if h is not None}
+    total = sum(present.values())
     stay = np.exp(-total)
     with np.errstate(invalid="ignore", divide="ignore"):
         frac = np.where(total > 0, -np.expm1(-total) / total, 1.0)
-    shape = total.shape + (n_states,)
-    row = np.zeros(shape)
-    for dest, h in hazards.items():
-        row[..., dest] += h * frac
-    return row, stay
+    return {dest: h * frac for dest, h in present.items()}, stay
 
 
 def _dosing_weight(strategy: Strategy, v: _Params) -> np.ndarray:
@@ -220,7 +244,9 @@ def _dosing_weight(strategy: Strategy, v: _Params) -> np.ndarray:
         return ibw
     if strategy.dosing_weight == "adjusted":
         return ibw + ADJUSTED_WEIGHT_FACTOR * (abw - ibw)
-    raise CeaError(f"strategy '{strategy.strategy}': unknown dosing_weight '{strategy.dosing_weight}'")
+    raise CeaError(
+        f"strategy '{strategy.strategy}': unknown dosing_weight '{strategy.dosing_weight}'"
+    )
 
 
 def grams_per_administration(strategy: Strategy, v: _Params) -> np.ndarray:
@@ -256,10 +282,18 @@ class CohortArrays:
     transition_rewards: dict[str, np.ndarray]  # (D, 1 or T, S, S)
     start_rewards: dict[str, np.ndarray]  # (D, S)
     start: np.ndarray  # (S,)
+    infection_death_prob: np.ndarray | None = (
+        None  # (D, T, S): P(die of infection in the cycle | state)
+    )
 
 
-def cohort_arrays(strategy: Strategy, subgroup: str, v: _Params, spec: ModelSpec) -> CohortArrays:
+def cohort_arrays(
+    strategy: Strategy, subgroup: str, v: _Params, spec: ModelSpec, with_rewards: bool = True
+) -> CohortArrays:
     """Transition probabilities and rewards for one strategy and subgroup.
+
+    With ``with_rewards=False`` only the transition array and start vector are built (the
+    calibration needs nothing else), except ``state_rewards['severe_infections']``.
 
     ``v`` must hold the calibrated ``r_severe_on_bsab`` and ``r_myeloma_death_off_bsab``
     (see :func:`calibrate`).
@@ -278,7 +312,10 @@ def cohort_arrays(strategy: Strategy, subgroup: str, v: _Params, spec: ModelSpec
     cum_tot = lambda t: np.log(2.0) * (t / median_tot) ** shape_tot  # noqa: E731
     h_disc = cum_tot(t1) - cum_tot(t0)
 
-    anchor, shape_inf = v["t_infection_hazard_anchor_months"][:, None], v["k_infection_hazard_shape"][:, None]
+    anchor, shape_inf = (
+        v["t_infection_hazard_anchor_months"][:, None],
+        v["k_infection_hazard_shape"][:, None],
+    )
     # infection hazard multiplier per cycle: cumulative hazard r*a*(t/a)^k, so the cycle share is
     # a*((t1/a)^k - (t0/a)^k)/dt; equal to 1 when k = 1
     f_inf = anchor * ((t1 / anchor) ** shape_inf - (t0 / anchor) ** shape_inf) / dt  # (D, T)
@@ -323,15 +360,16 @@ def cohort_arrays(strategy: Strategy, subgroup: str, v: _Params, spec: ModelSpec
     h_death = h_bg[:, :, None] + mm[:, None, :] * dt + h_inf_death  # (D, T, S)
 
     # --- IgRT starts
-    zeros = np.zeros((D, T))
-    h_detect = zeros
+    h_detect = None
     if strategy.trigger == "igg_below_threshold":
         s = v["p_assay_sensitivity"]
         if subgroup == "igg_isotype":
             s = s * (1.0 - v["p_masked_igg_isotype"])
         tests_per_cycle = spec.cycle_days / v["q_igg_test_interval_days"]
         # per cycle P(detect) = 1 - (1 - s)^tests  ->  cumulative hazard -tests x log(1 - s)
-        h_detect = (-tests_per_cycle * np.log1p(-np.minimum(s, DETECTION_PROB_CAP)))[:, None] * np.ones((1, T))
+        h_detect = np.broadcast_to(
+            (-tests_per_cycle * np.log1p(-np.minimum(s, DETECTION_PROB_CAP)))[:, None], (D, T)
+        )
     start_on_infection_low = strategy.trigger == "after_severe_infection" or (
         strategy.trigger == "igg_below_threshold" and strategy.start_after_severe_infection
     )
@@ -344,34 +382,50 @@ def cohort_arrays(strategy: Strategy, subgroup: str, v: _Params, spec: ModelSpec
     # each other. Letting a fast internal change (detection hazard ~3 per cycle) compete with
     # the exits would shield patients from dying or stopping the bsAb in the cycle they change
     # IgG state, which biases the preemptive strategies (see docs/model.md).
-    P = np.zeros((D, T, S, S))
+    # built as (from, to, draw, cycle) blocks, which are contiguous, then laid out (D, T, S, S)
+    Pft = np.zeros((S, S, D, T))
 
-    def fill(frm: int, exits: dict[int, np.ndarray], internal: dict[int, np.ndarray] | None = None):
-        exit_row, stay_exit = _competing(exits)
-        P[:, :, frm, :] = exit_row
-        if internal:
-            int_row, stay_int = _competing(internal)
-            P[:, :, frm, :] += stay_exit[..., None] * int_row
-            P[:, :, frm, frm] += stay_exit * stay_int
+    def fill(frm: int, exits: dict, internal: dict | None = None):
+        exit_p, stay_exit = _competing(exits)
+        for dest, p in exit_p.items():
+            Pft[frm, dest] += p
+        if internal and any(h is not None for h in internal.values()):
+            int_p, stay_int = _competing(internal)
+            for dest, p in int_p.items():
+                Pft[frm, dest] += stay_exit * p
+            Pft[frm, frm] += stay_exit * stay_int
         else:
-            P[:, :, frm, frm] += stay_exit
+            Pft[frm, frm] += stay_exit
 
     fill(
         N,
         {O: h_disc, DEAD: h_death[:, :, N]},
-        {L: h_decline, I: sev_cycle[:, :, N] if start_on_infection_normal else zeros},
+        {L: h_decline, I: sev_cycle[:, :, N] if start_on_infection_normal else None},
     )
-    fill(
-        L,
-        {O: h_disc, DEAD: h_death[:, :, L]},
-        {I: h_detect + (sev_cycle[:, :, L] if start_on_infection_low else zeros)},
-    )
+    detect = h_detect
+    if start_on_infection_low:
+        detect = sev_cycle[:, :, L] if detect is None else detect + sev_cycle[:, :, L]
+    fill(L, {O: h_disc, DEAD: h_death[:, :, L]}, {I: detect})
     phi = v["p_continue_igrt_after_bsab"][:, None]
     fill(I, {OI: h_disc * phi, O: h_disc * (1 - phi), DEAD: h_death[:, :, I]})
-    stop = (np.log(2.0) / v["t_median_igrt_after_bsab_months"])[:, None] * dt * np.ones((1, T))
+    stop = np.broadcast_to(
+        (np.log(2.0) / v["t_median_igrt_after_bsab_months"])[:, None] * dt, (D, T)
+    )
     fill(OI, {DEAD: h_death[:, :, OI]}, {O: stop})
     fill(O, {DEAD: h_death[:, :, O]})
-    P[:, :, DEAD, DEAD] = 1.0
+    Pft[DEAD, DEAD] = 1.0
+    P = np.ascontiguousarray(Pft.transpose(2, 3, 0, 1))
+
+    start = np.zeros(S)
+    start[I if strategy.trigger == "at_start" else N] = 1.0
+    if not with_rewards:
+        return CohortArrays(
+            P=P,
+            state_rewards={"severe_infections": sev_cycle},
+            transition_rewards={},
+            start_rewards={},
+            start=start,
+        )
 
     # --- resource use per person-cycle, (D, S)
     grams = grams_per_administration(strategy, v)  # (D,)
@@ -385,7 +439,11 @@ def cohort_arrays(strategy: Strategy, subgroup: str, v: _Params, spec: ModelSpec
     cost_ig = ig_grams * price_g[:, None]
     cost_admin = np.zeros((D, S))
     if strategy.uses_igrt:
-        per_cycle = v["c_scig_supplies_month"] * spec.cycle_months if strategy.is_scig else v["c_ivig_admin"] * admins_per_cycle
+        per_cycle = (
+            v["c_scig_supplies_month"] * spec.cycle_months
+            if strategy.is_scig
+            else v["c_ivig_admin"] * admins_per_cycle
+        )
         for st in ON_IGRT:
             cost_admin[:, st] = per_cycle
     igg_tests = np.zeros((D, S))
@@ -402,7 +460,12 @@ def cohort_arrays(strategy: Strategy, subgroup: str, v: _Params, spec: ModelSpec
     if strategy.uses_igrt:
         if strategy.is_scig:
             ratio = v["or_scig_systemic_ae"]
-            react = v["p_infusion_reaction"] * ratio * spec.cycle_days / v["q_ivig_reference_interval_days"]
+            react = (
+                v["p_infusion_reaction"]
+                * ratio
+                * spec.cycle_days
+                / v["q_ivig_reference_interval_days"]
+            )
             thr = v["r_thromboembolism_ivig"] * ratio * dt
         else:
             react = v["p_infusion_reaction"] * admins_per_cycle
@@ -410,7 +473,9 @@ def cohort_arrays(strategy: Strategy, subgroup: str, v: _Params, spec: ModelSpec
         for st in ON_IGRT:
             reactions[:, st] = react
             thrombo[:, st] = thr
-    cost_ae = reactions * v["c_infusion_reaction"][:, None] + thrombo * v["c_thromboembolism"][:, None]
+    cost_ae = (
+        reactions * v["c_infusion_reaction"][:, None] + thrombo * v["c_thromboembolism"][:, None]
+    )
     cost_bsab = np.zeros((D, S))
     if spec.include_bsab_costs:
         price = v[f"c_bsab_{spec.bsab_drug}_month"]
@@ -473,17 +538,15 @@ def cohort_arrays(strategy: Strategy, subgroup: str, v: _Params, spec: ModelSpec
     }
     # --- one-off rewards on transitions
     transition_rewards: dict[str, np.ndarray] = {}
-    # share of each death that is an infection death: counted on the flow into 'dead'
+    # infection deaths: the flow into 'dead' times the share of the death hazard that is
+    # infection death. Counted from the trace after the engine call (a (D, T, S, S) transition
+    # reward with one non-zero column would cost memory for nothing); see _run_cohorts.
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.where(h_death > 0, h_inf_death / h_death, 0.0)  # (D, T, S)
-    inf_deaths = np.zeros((D, T, S, S))
-    inf_deaths[:, :, :, DEAD] = share
-    inf_deaths[:, :, DEAD, DEAD] = 0.0
-    transition_rewards["infection_deaths"] = inf_deaths
+    infection_death_prob = P[:, :, :, DEAD] * share
+    infection_death_prob[:, :, DEAD] = 0.0
     training = np.zeros((D, 1, S, S))
     start_rewards: dict[str, np.ndarray] = {}
-    start = np.zeros(S)
-    start[I if strategy.trigger == "at_start" else N] = 1.0
     if strategy.is_scig:
         training[:, 0, N, I] = v["c_scig_training"]
         training[:, 0, L, I] = v["c_scig_training"]
@@ -497,7 +560,14 @@ def cohort_arrays(strategy: Strategy, subgroup: str, v: _Params, spec: ModelSpec
         for st in ALIVE:
             eol[:, 0, st, DEAD] = v["c_end_of_life"]
         transition_rewards["cost_end_of_life"] = eol
-    return CohortArrays(P=P, state_rewards=state_rewards, transition_rewards=transition_rewards, start_rewards=start_rewards, start=start)
+    return CohortArrays(
+        P=P,
+        state_rewards=state_rewards,
+        transition_rewards=transition_rewards,
+        start_rewards=start_rewards,
+        start=start,
+        infection_death_prob=infection_death_prob,
+    )
 
 
 # --------------------------------------------------------------------------- running
@@ -520,7 +590,9 @@ class ModelResult:
 
 def _engine_kwargs(spec: ModelSpec) -> dict:
     return dict(
-        effects=EFFECTS + COUNTS,
+        effects=tuple(
+            n for n in EFFECTS + COUNTS if n != "infection_deaths"
+        ),  # counted in _run_cohorts
         discount_rate_costs=spec.discount_rate_costs,
         discount_rate_effects=spec.discount_rate_effects,
         cycle_length_years=spec.dt,
@@ -532,9 +604,7 @@ def _engine_kwargs(spec: ModelSpec) -> dict:
     )
 
 
-def _run_cohorts(
-    cohorts: list[tuple[Strategy, str]], v: _Params, spec: ModelSpec
-):
+def _run_cohorts(cohorts: list[tuple[Strategy, str]], v: _Params, spec: ModelSpec):
     """Run several cohorts in one batched engine call. Returns list of MarkovResult-like slices."""
     arrays = [cohort_arrays(st, sg, v, spec) for st, sg in cohorts]
     D = v.n
@@ -568,6 +638,8 @@ def _run_cohorts(
         start_rewards[name] = np.concatenate(
             [a.start_rewards.get(name, np.zeros((D, S))) for a in arrays], axis=0
         )
+    inf_prob = np.concatenate([a.infection_death_prob for a in arrays], axis=0)
+    del arrays
     labels = ",".join(f"{st.strategy}/{sg}" for st, sg in cohorts)
     res = run_markov(
         start,
@@ -580,6 +652,11 @@ def _run_cohorts(
         keep_per_cycle=False,
         **_engine_kwargs(spec),
     )
+    # flows in cycle k leave trace row k and are discounted at the end of the cycle (row k + 1),
+    # as the engine does for transition rewards
+    flows = np.einsum("bts,bts->bt", res.trace[:, :-1, :], inf_prob)
+    res.undiscounted["infection_deaths"] = flows.sum(axis=1)
+    res.discounted["infection_deaths"] = flows @ res.discount_effects[1:]
     return res, K, D
 
 
@@ -621,8 +698,10 @@ def calibration_cohorts(spec: ModelSpec) -> tuple[Strategy, Strategy]:
 
 
 def _alive_curve(st: Strategy, v: _Params, spec: ModelSpec) -> np.ndarray:
-    a = cohort_arrays(st, "non_igg", v, spec)
-    return 1.0 - run_markov(a.start, a.P, n_cycles=spec.n_cycles, correction="none").trace[:, :, DEAD]
+    a = cohort_arrays(st, "non_igg", v, spec, with_rewards=False)
+    return (
+        1.0 - run_markov(a.start, a.P, n_cycles=spec.n_cycles, correction="none").trace[:, :, DEAD]
+    )
 
 
 def trial_median_os_years(v: _Params, spec: ModelSpec) -> np.ndarray:
@@ -634,19 +713,22 @@ def trial_median_os_years(v: _Params, spec: ModelSpec) -> np.ndarray:
     none, igrt = calibration_cohorts(spec)
     share = v["p_trial_igrt_use"][:, None]
     alive = (1 - share) * _alive_curve(none, v, spec) + share * _alive_curve(igrt, v, spec)
-    return median_survival_years(alive, spec.dt)
+    # not reached within the horizon: report the horizon (keeps the function finite and monotone)
+    return np.minimum(median_survival_years(alive, spec.dt), spec.n_cycles * spec.dt)
 
 
 def no_igrt_incidence(v: _Params, spec: ModelSpec, months: float) -> np.ndarray:
     """12-month (``months``) cumulative incidence of severe infection without IgRT, deaths censored."""
     short = replace(spec, n_cycles=min(spec.n_cycles, int(np.ceil(months / 12.0 / spec.dt)) + 1))
     none = Strategy("calibration_none", "never")
-    a = cohort_arrays(none, "non_igg", v, short)
+    a = cohort_arrays(none, "non_igg", v, short, with_rewards=False)
     tr = run_markov(a.start, a.P, n_cycles=short.n_cycles, correction="none").trace
     return _incidence_from(tr, a.state_rewards["severe_infections"], short, months)
 
 
-def _incidence_from(trace: np.ndarray, events: np.ndarray, spec: ModelSpec, months: float) -> np.ndarray:
+def _incidence_from(
+    trace: np.ndarray, events: np.ndarray, spec: ModelSpec, months: float
+) -> np.ndarray:
     """1 - exp(-cumulative mean hazard among the alive) up to ``months`` (partial last cycle pro rata)."""
     alive = trace[:, :-1, :DEAD].sum(axis=2)
     hazard = (trace[:, :-1, :] * events).sum(axis=2) / alive
@@ -656,27 +738,41 @@ def _incidence_from(trace: np.ndarray, events: np.ndarray, spec: ModelSpec, mont
     return -np.expm1(-cum)
 
 
-def _bisect(f, target: np.ndarray, lo: float, hi: float, decreasing: bool, what: str, iters: int = 60) -> np.ndarray:
-    """Vectorized bisection on log(x) for f(x) = target, one root per draw."""
+def _solve(f, target: np.ndarray, lo, hi, what: str) -> np.ndarray:
+    """Solve f(x) = target for x > 0, one root per draw, vectorized over draws.
+
+    Illinois (modified regula falsi) on log(x) within the bracket [lo, hi], which must
+    enclose every root; f must be monotone in x. Converges superlinearly (about 10 calls).
+    """
     n = len(target)
-    llo, lhi = np.full(n, np.log(lo)), np.full(n, np.log(hi))
-    f_lo, f_hi = f(np.exp(llo)), f(np.exp(lhi))
-    ok = (f_hi <= target) & (f_lo >= target) if decreasing else (f_lo <= target) & (f_hi >= target)
+    a, b = (
+        np.log(np.broadcast_to(lo, (n,))).astype(float),
+        np.log(np.broadcast_to(hi, (n,))).astype(float),
+    )
+    ga, gb = f(np.exp(a)) - target, f(np.exp(b)) - target
+    ok = np.sign(ga) * np.sign(gb) <= 0
     if not ok.all():
         d = int(np.argmax(~ok))
+        fa, fb = ga[d] + target[d], gb[d] + target[d]
         raise CeaError(
             f"cannot calibrate {what}: target {target[d]:.4g} is outside the reachable range "
-            f"{min(f_lo[d], f_hi[d]):.4g} to {max(f_lo[d], f_hi[d]):.4g} (draw {d})"
+            f"{min(fa, fb):.4g} to {max(fa, fb):.4g} (draw {d})"
         )
-    for _ in range(iters):
-        mid = 0.5 * (llo + lhi)
-        fm = f(np.exp(mid))
-        go_up = fm > target if decreasing else fm < target
-        llo = np.where(go_up, mid, llo)
-        lhi = np.where(go_up, lhi, mid)
-        if np.all(lhi - llo < CALIBRATION_LOG_TOL):
+    for _ in range(CALIBRATION_MAX_ITER):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            c = np.where(gb != ga, b - gb * (b - a) / (gb - ga), 0.5 * (a + b))
+        c = np.clip(c, np.minimum(a, b), np.maximum(a, b))
+        gc = f(np.exp(c)) - target
+        same = np.sign(gc) == np.sign(gb)
+        # Illinois step: keep the bracket; halve the stale end's value when the same end moves twice
+        a, ga = np.where(same, a, b), np.where(same, ga / 2.0, gb)
+        b, gb = c, gc
+        if np.all(
+            (np.abs(gc) <= CALIBRATION_FTOL * np.maximum(1.0, np.abs(target)))
+            | (np.abs(b - a) < CALIBRATION_LOG_TOL)
+        ):
             break
-    return np.exp(0.5 * (llo + lhi))
+    return np.exp(b)
 
 
 def calibrate(v: _Params, spec: ModelSpec) -> _Params:
@@ -693,21 +789,45 @@ def calibrate(v: _Params, spec: ModelSpec) -> _Params:
     target_inc = v["p_severe_12m_no_igrt"]
     target_os = v["t_target_median_os_months"]  # years, through unit_scale
     mu = np.full(v.n, 1.0)
-    r = -np.log1p(-target_inc)  # first guess: the whole cohort at the low-IgG rate
-    for _ in range(CALIBRATION_ROUNDS):
+    r = np.zeros(v.n)
+    zero = target_inc <= 0  # no severe infections at all: the rate is 0, nothing to solve
+    # the median OS is reached well before 3 x its target: a shorter horizon suffices
+    os_spec = replace(
+        spec, n_cycles=min(spec.n_cycles, int(np.ceil(3 * target_os.max() / spec.dt)) + 1)
+    )
+    sub = v.subset(~zero) if zero.any() else v
+
+    def bracket(x, first):
+        # first round: the global bracket; later rounds: a narrow one around the last solution,
+        # which the weak coupling between the two rates keeps the new root inside
+        if first:
+            return CALIBRATION_RATE_BOUNDS
+        return x / CALIBRATION_WARM_FACTOR, x * CALIBRATION_WARM_FACTOR
+
+    for k in range(CALIBRATION_ROUNDS):
         r_old, mu_old = r, mu
-        r = _bisect(
-            lambda x: no_igrt_incidence(v.with_derived(r_severe_on_bsab=x, r_myeloma_death_off_bsab=mu), spec, CALIBRATION_MONTHS),
-            target_inc, *CALIBRATION_RATE_BOUNDS, decreasing=False,
-            what="the severe-infection rate (p_severe_12m_no_igrt)",
-        )
+        if (~zero).any():
+            sub_mu = sub.with_derived(r_myeloma_death_off_bsab=mu[~zero])
+            r = r.copy()
+            r[~zero] = _solve(
+                lambda x, sub_mu=sub_mu: no_igrt_incidence(
+                    sub_mu.with_derived(r_severe_on_bsab=x), spec, CALIBRATION_MONTHS
+                ),
+                target_inc[~zero],
+                *bracket(r_old[~zero], k == 0),
+                what="the severe-infection rate (p_severe_12m_no_igrt)",
+            )
         vr = v.with_derived(r_severe_on_bsab=r)
-        mu = _bisect(
-            lambda x: trial_median_os_years(vr.with_derived(r_myeloma_death_off_bsab=x), spec), target_os, *CALIBRATION_RATE_BOUNDS, decreasing=True,
+        mu = _solve(
+            lambda x, vr=vr: trial_median_os_years(
+                vr.with_derived(r_myeloma_death_off_bsab=x), os_spec
+            ),
+            target_os,
+            *bracket(mu_old, k == 0),
             what="myeloma death after bsAb (t_target_median_os_months, in years)",
         )
-        if np.all(np.abs(np.log(r / r_old)) < CALIBRATION_FIXED_POINT_TOL) and np.all(
-            np.abs(np.log(mu / mu_old)) < CALIBRATION_FIXED_POINT_TOL
+        if np.all(np.abs(r - r_old) <= CALIBRATION_FIXED_POINT_TOL * r) and np.all(
+            np.abs(mu - mu_old) <= CALIBRATION_FIXED_POINT_TOL * mu
         ):
             break
     return v.with_derived(r_severe_on_bsab=r, r_myeloma_death_off_bsab=mu)
@@ -782,7 +902,9 @@ def run_model(
         cols[f"{name}_undiscounted"] = (totals_und[name] * w[None]).sum(axis=1).reshape(-1)
     out = pd.DataFrame(cols)
     out.insert(2, "cost", out[list(COST_CATEGORIES)].sum(axis=1))
-    out.insert(3, "cost_undiscounted", out[[f"{c}_undiscounted" for c in COST_CATEGORIES]].sum(axis=1))
+    out.insert(
+        3, "cost_undiscounted", out[[f"{c}_undiscounted" for c in COST_CATEGORIES]].sum(axis=1)
+    )
     if not np.isfinite(out.select_dtypes("number").to_numpy()).all():
         raise ModelInputError("the model produced non-finite results: check the parameter values")
     return ModelResult(outcomes=out, traces=traces, calibrated=pd.DataFrame(cal, index=draws.index))
@@ -816,7 +938,11 @@ def _strategy_params(draws: pd.DataFrame, spec: ModelSpec, strategy: str, calibr
 
 
 def severe_infection_incidence(
-    draws: pd.DataFrame, spec: ModelSpec, strategy: str, months: float, calibrated: pd.DataFrame | None = None
+    draws: pd.DataFrame,
+    spec: ModelSpec,
+    strategy: str,
+    months: float,
+    calibrated: pd.DataFrame | None = None,
 ) -> np.ndarray:
     """Cumulative incidence of severe infection by ``months`` for one strategy, deaths censored
     (as a Kaplan-Meier estimate reports it): 1 - exp(-integral of the mean hazard among the
@@ -831,7 +957,9 @@ def severe_infection_incidence(
     return -np.expm1(-cum)
 
 
-def median_os_months(draws: pd.DataFrame, spec: ModelSpec, strategy: str, calibrated: pd.DataFrame | None = None) -> np.ndarray:
+def median_os_months(
+    draws: pd.DataFrame, spec: ModelSpec, strategy: str, calibrated: pd.DataFrame | None = None
+) -> np.ndarray:
     """Median overall survival (months) of one strategy, subgroups weighted. Returns (D,)."""
     st, v = _strategy_params(draws, spec, strategy, calibrated)
     trace, _ = _mixture_trace(st, v, spec)

@@ -23,7 +23,14 @@ import pandas as pd
 
 from cea import distributions as dist
 from cea.errors import CeaError, InputFileError
-from cea.inputs import RATE_UNITS, TIME_UNITS, Inputs, check_settings, parse_wtp_alternatives, read_toml
+from cea.inputs import (
+    RATE_UNITS,
+    TIME_UNITS,
+    Inputs,
+    check_settings,
+    parse_wtp_alternatives,
+    read_toml,
+)
 
 TABLE_COLUMNS = [
     "parameter",
@@ -104,11 +111,15 @@ def load_scenario(path: Path | str) -> Scenario:
         if isinstance(spec, dict):
             for k, v in spec.items():
                 if k not in PARAMETER_OVERRIDE_KEYS:
-                    raise InputFileError(path, f"unknown key '{k}' for parameter '{name}'", column=name)
+                    raise InputFileError(
+                        path, f"unknown key '{k}' for parameter '{name}'", column=name
+                    )
                 if k != "dist" and not _is_number(v):
                     raise InputFileError(path, f"'{name}.{k}' must be a number", column=name)
         elif not _is_number(spec):
-            raise InputFileError(path, f"parameter '{name}' must be a number or a table", column=name)
+            raise InputFileError(
+                path, f"parameter '{name}' must be a number or a table", column=name
+            )
     return Scenario(
         name=str(content.get("name", Path(path).stem)),
         description=str(content["description"]).strip(),
@@ -141,26 +152,39 @@ def load_country(inputs: Inputs, code: str) -> Country:
     m = macro[(macro["country_iso2"] == code) & (macro["year"] == r["macro_year"])]
     if m.empty:
         raise InputFileError(
-            inputs.macro.path, f"no row for country {code} and macro_year {r['macro_year']} (countries.csv)"
+            inputs.macro.path,
+            f"no row for country {code} and macro_year {r['macro_year']} (countries.csv)",
         )
     m = m.iloc[0]
     for col in ("ppp_lcu_per_intl_dollar", "usd_exchange_rate_lcu_per_usd", "gdp_per_capita_usd"):
         if m[col] is None or not math.isfinite(m[col]):
-            raise InputFileError(inputs.macro.path, f"{code} {r['macro_year']}: value missing", row=int(m["_row"]), column=col)
+            raise InputFileError(
+                inputs.macro.path,
+                f"{code} {r['macro_year']}: value missing",
+                row=int(m["_row"]),
+                column=col,
+            )
     fx = float(m["usd_exchange_rate_lcu_per_usd"])
     gdp_lcu = float(m["gdp_per_capita_usd"]) * fx
     if r["wtp_basis"] == "gdp_multiple":
         wtp = float(r["wtp_gdp_multiple"]) * gdp_lcu
     else:
         wtp = float(r["wtp_per_qaly"])
-    alts = tuple(v if kind == "value" else v * gdp_lcu for kind, v in parse_wtp_alternatives(r["wtp_alternatives"]))
+    alts = tuple(
+        v if kind == "value" else v * gdp_lcu
+        for kind, v in parse_wtp_alternatives(r["wtp_alternatives"])
+    )
     lt = inputs.life_tables.df
     sel = lt[(lt["country_iso2"] == code) & (lt["sex"] == r["life_table_sex"])].sort_values("age")
     if sel.empty:
-        raise InputFileError(inputs.life_tables.path, f"no rows for country {code}, sex {r['life_table_sex']}")
+        raise InputFileError(
+            inputs.life_tables.path, f"no rows for country {code}, sex {r['life_table_sex']}"
+        )
     ages = sel["age"].to_numpy()
     if not np.array_equal(ages, np.arange(ages[0], ages[-1] + 1)):
-        raise InputFileError(inputs.life_tables.path, f"{code} {r['life_table_sex']}: ages are not consecutive")
+        raise InputFileError(
+            inputs.life_tables.path, f"{code} {r['life_table_sex']}: ages are not consecutive"
+        )
     # hazard by single year of age from 0; ages below the table's first age take its first value
     mx = np.concatenate([np.full(ages[0], sel["mx"].iloc[0]), sel["mx"].to_numpy(dtype=float)])
     pop = r["population_eligible_annual"]
@@ -179,13 +203,17 @@ def load_country(inputs: Inputs, code: str) -> Country:
         discount_rate_costs=float(r["discount_rate_costs"]),
         discount_rate_effects=float(r["discount_rate_effects"]),
         scig_conversion=float(r["scig_conversion"]),
-        population_eligible_annual=None if pop is None or (isinstance(pop, float) and math.isnan(pop)) else float(pop),
+        population_eligible_annual=None
+        if pop is None or (isinstance(pop, float) and math.isnan(pop))
+        else float(pop),
         life_table_sex=r["life_table_sex"],
         mx_by_age=mx,
     )
 
 
-def inflation_factor(inputs: Inputs, code: str, from_year: int, to_year: int, *, row: int | None = None, file=None) -> float:
+def inflation_factor(
+    inputs: Inputs, code: str, from_year: int, to_year: int, *, row: int | None = None, file=None
+) -> float:
     """cpi_index(to_year) / cpi_index(from_year) from the country's own CPI series."""
     if from_year == to_year:
         return 1.0
@@ -220,11 +248,22 @@ class ParameterTable:
 
     def base(self) -> pd.DataFrame:
         """The base case as a one-row draws table (index ``draw`` = 0)."""
-        return pd.DataFrame([self.df["value"].astype(float).to_numpy()], columns=self.df.index, index=pd.Index([0], name="draw"))
+        return pd.DataFrame(
+            [self.df["value"].astype(float).to_numpy()],
+            columns=self.df.index,
+            index=pd.Index([0], name="draw"),
+        )
 
     def distribution(self, name: str) -> dist.Distribution:
         r = self.df.loc[name]
-        return dist.build(r["dist"], r["value"], se=_nan_none(r["se"]), low=_nan_none(r["low"]), high=_nan_none(r["high"]), name=name)
+        return dist.build(
+            r["dist"],
+            r["value"],
+            se=_nan_none(r["se"]),
+            low=_nan_none(r["low"]),
+            high=_nan_none(r["high"]),
+            name=name,
+        )
 
     def dsa_range(self, name: str) -> tuple[float, float]:
         """low/high from the table, else the 2.5 and 97.5 percentiles of the distribution."""
@@ -261,7 +300,9 @@ def _nan_none(v):
         return None
 
 
-def build_parameter_table(inputs: Inputs, country_code: str, scenario: Scenario | None = None) -> ParameterTable:
+def build_parameter_table(
+    inputs: Inputs, country_code: str, scenario: Scenario | None = None
+) -> ParameterTable:
     """Merge clinical parameters, the country's prices and overrides, and the scenario."""
     scenario = scenario or Scenario()
     settings = merged_settings(inputs, scenario)
@@ -289,8 +330,17 @@ def build_parameter_table(inputs: Inputs, country_code: str, scenario: Scenario 
         )
     prices = inputs.prices[country_code]
     for _, r in prices.df.iterrows():
-        f = inflation_factor(inputs, country_code, int(r["price_year"]), country.price_year, row=int(r["_row"]), file=prices.path)
-        scale = lambda v, f=f: None if v is None or (isinstance(v, float) and math.isnan(v)) else v * f  # noqa: E731
+        f = inflation_factor(
+            inputs,
+            country_code,
+            int(r["price_year"]),
+            country.price_year,
+            row=int(r["_row"]),
+            file=prices.path,
+        )
+        scale = lambda v, f=f: (
+            None if v is None or (isinstance(v, float) and math.isnan(v)) else v * f
+        )  # noqa: E731
         rows.append(
             {
                 "parameter": r["item"],
@@ -332,21 +382,39 @@ def build_parameter_table(inputs: Inputs, country_code: str, scenario: Scenario 
     if inputs.overrides is not None:
         ov = inputs.overrides.df
         for _, r in ov[ov["country"] == country_code].iterrows():
-            _override(df, r["parameter"], {"value": r["value"]}, f"{inputs.overrides.path} row {r['_row']}", r["source"], r["evidence"])
+            _override(
+                df,
+                r["parameter"],
+                {"value": r["value"]},
+                f"{inputs.overrides.path} row {r['_row']}",
+                r["source"],
+                r["evidence"],
+            )
     for name, spec in scenario.parameters.items():
         if name not in df.index:
-            raise InputFileError(scenario.path or "scenario", f"unknown parameter '{name}'", column=name)
+            raise InputFileError(
+                scenario.path or "scenario", f"unknown parameter '{name}'", column=name
+            )
         values = spec if isinstance(spec, dict) else {"value": spec}
         _override(df, name, values, f"scenario {scenario.name}", "scenario override", "E")
     for name, r in df.iterrows():
         try:
-            dist.build(r["dist"], r["value"], se=_nan_none(r["se"]), low=_nan_none(r["low"]), high=_nan_none(r["high"]), name=name)
+            dist.build(
+                r["dist"],
+                r["value"],
+                se=_nan_none(r["se"]),
+                low=_nan_none(r["low"]),
+                high=_nan_none(r["high"]),
+                name=name,
+            )
         except ValueError as exc:
             raise CeaError(f"parameter '{name}' ({r['origin']}): {exc}") from None
     return ParameterTable(df=df, country=country, settings=settings, scenario=scenario)
 
 
-def _override(df: pd.DataFrame, name: str, values: dict, origin: str, source: str, evidence: str) -> None:
+def _override(
+    df: pd.DataFrame, name: str, values: dict, origin: str, source: str, evidence: str
+) -> None:
     for k, v in values.items():
         df.loc[name, k] = v
     value = float(df.loc[name, "value"])

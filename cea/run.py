@@ -40,14 +40,18 @@ DEFAULT_INPUTS = Path("inputs")
 DEFAULT_OUTPUTS = Path("outputs")
 
 
-def build_spec(ptable: ParameterTable, inputs: Inputs, strategies: list[str] | None = None) -> ModelSpec:
+def build_spec(
+    ptable: ParameterTable, inputs: Inputs, strategies: list[str] | None = None
+) -> ModelSpec:
     """The model specification for one country and scenario (settings merged)."""
     model = ptable.settings.get("model", {})
     table = strategies_from_table(inputs.strategies.df)
     names = strategies or model.get("strategies") or list(table)
     unknown = [s for s in names if s not in table]
     if unknown:
-        raise CeaError(f"unknown strategy {', '.join(repr(s) for s in unknown)} (known: {', '.join(table)})")
+        raise CeaError(
+            f"unknown strategy {', '.join(repr(s) for s in unknown)} (known: {', '.join(table)})"
+        )
     if len(set(names)) != len(names):
         raise CeaError("a strategy is listed twice in the settings")
     for s in names:
@@ -165,7 +169,11 @@ def run_base_case(
     if scenario is not None and not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
     scenario = scenario or Scenario()
-    country = country or scenario.settings.get("run", {}).get("country") or inputs.settings.get("run", {}).get("country", "GB")
+    country = (
+        country
+        or scenario.settings.get("run", {}).get("country")
+        or inputs.settings.get("run", {}).get("country", "GB")
+    )
     ptable = build_parameter_table(inputs, country, scenario)
     spec = apply_discount_settings(build_spec(ptable, inputs, strategies), ptable.settings)
     res = run_model(ptable.base(), spec, keep_traces=True)
@@ -173,7 +181,11 @@ def run_base_case(
     wtp = ptable.country.wtp_per_qaly
     incremental = icer_table(outcomes, cost="cost", effect="qaly", wtp=wtp)
     comps = comparisons_from_settings(ptable.settings, spec)
-    comparisons = pairwise(outcomes, comps, wtp=wtp, extra=("severe_infections", "infection_deaths")) if comps else pd.DataFrame()
+    comparisons = (
+        pairwise(outcomes, comps, wtp=wtp, extra=("severe_infections", "infection_deaths"))
+        if comps
+        else pd.DataFrame()
+    )
     return BaseCase(
         inputs=inputs,
         ptable=ptable,
@@ -195,13 +207,25 @@ def git_commit() -> str | None:
     here = Path(__file__).resolve().parent
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=False
+            ["git", "rev-parse", "HEAD"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return None
     if out.returncode != 0:
         return None
-    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=here, capture_output=True, text=True, timeout=5, check=False)
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain"],
+        cwd=here,
+        capture_output=True,
+        text=True,
+        timeout=5,
+        check=False,
+    )
     return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
@@ -252,7 +276,9 @@ def provenance(base: BaseCase, command: str, seed: int | None = None) -> dict:
             "cycle_length_years": spec.dt,
             "n_cycles": spec.n_cycles,
             "horizon_years": spec.n_cycles * spec.dt,
-            "within_cycle_correction": spec.correction if isinstance(spec.correction, str) else list(spec.correction),
+            "within_cycle_correction": spec.correction
+            if isinstance(spec.correction, str)
+            else list(spec.correction),
             "discount_rate_costs": spec.discount_rate_costs,
             "discount_rate_effects": spec.discount_rate_effects,
             "discount_timing": f"trace row t discounted at (t + {spec.discount_offset_cycles:g}) cycles, step '{spec.discount_step}'",
@@ -296,9 +322,13 @@ class OutputDir:
 
     def __enter__(self) -> Path:
         if self.target.exists() and not self.force:
-            raise CeaError(f"output folder {self.target} already exists: use --force to replace it, or --out")
+            raise CeaError(
+                f"output folder {self.target} already exists: use --force to replace it, or --out"
+            )
         self.target.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.tmp-", dir=self.target.parent))
+        self.tmp = Path(
+            tempfile.mkdtemp(prefix=f".{self.target.name}.tmp-", dir=self.target.parent)
+        )
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb):
@@ -323,7 +353,9 @@ def write_base_outputs(base: BaseCase, folder: Path, command: str) -> None:
     base.comparisons.to_csv(folder / "comparisons.csv", index=False)
     base.trace.to_csv(folder / "trace.csv", index=False)
     base.ptable.df.to_csv(folder / "parameters.csv", index=False)
-    (folder / "run.json").write_text(json.dumps(provenance(base, command), indent=2, default=str) + "\n")
+    (folder / "run.json").write_text(
+        json.dumps(provenance(base, command), indent=2, default=str) + "\n"
+    )
 
 
 def summary_text(base: BaseCase) -> str:
