@@ -300,7 +300,8 @@ class MarkovResult:
     Attributes
     ----------
     trace : np.ndarray, shape (D, T + 1, S), or (T + 1, S) when unbatched
-        Persons (or proportion) in each state at each row; row 0 is the start vector.
+        Persons (or proportion) in each state at each row; row 0 is the start vector. When
+        P is stored with draws innermost this is a view of a (T + 1, S, D) array.
     discounted, undiscounted : dict[str, np.ndarray]
         Reward name -> total per draw, shape (D,); a float when unbatched.
     weights : np.ndarray, shape (T + 1,)

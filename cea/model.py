@@ -639,7 +639,7 @@ def _run_cohorts(cohorts: list[tuple[Strategy, str]], v: _Params, spec: ModelSpe
             [a.start_rewards.get(name, np.zeros((D, S))) for a in arrays], axis=0
         )
     inf_prob = np.concatenate([a.infection_death_prob for a in arrays], axis=0)
-    del arrays
+    arrays.clear()  # free the per-cohort copies before the engine runs
     labels = ",".join(f"{st.strategy}/{sg}" for st, sg in cohorts)
     res = run_markov(
         start,
