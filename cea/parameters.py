@@ -291,6 +291,12 @@ class ParameterTable:
         return out
 
 
+def _scaled(v, factor: float):
+    """A price cell times the inflation factor; blank stays blank."""
+    v = _nan_none(v)
+    return None if v is None else v * factor
+
+
 def _nan_none(v):
     if v is None:
         return None
@@ -338,16 +344,13 @@ def build_parameter_table(
             row=int(r["_row"]),
             file=prices.path,
         )
-        scale = lambda v, f=f: (
-            None if v is None or (isinstance(v, float) and math.isnan(v)) else v * f
-        )  # noqa: E731
         rows.append(
             {
                 "parameter": r["item"],
                 "value": r["value"] * f,
-                "se": scale(r["se"]),
-                "low": scale(r["low"]),
-                "high": scale(r["high"]),
+                "se": _scaled(r["se"], f),
+                "low": _scaled(r["low"], f),
+                "high": _scaled(r["high"], f),
                 "dist": r["dist"],
                 "unit": f"{country.currency} {r['unit']}",
                 "category": "prices",
