@@ -1,0 +1,313 @@
+"""The IgRT model: hand-derived cases, invariants, vectorized vs per-draw, face validity (MODEL.md 3)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cea import model as m
+from cea.inputs import load_inputs
+from cea.parameters import build_parameter_table
+from cea.run import build_spec
+
+INPUTS = "inputs"
+
+
+@pytest.fixture(scope="module")
+def gb():
+    inputs = load_inputs(INPUTS)
+    ptable = build_parameter_table(inputs, "GB")
+    spec = build_spec(ptable, inputs)
+    base = ptable.base()
+    res = m.run_model(base, spec, keep_traces=True)
+    return inputs, ptable, spec, base, res
+
+
+def outcome(res, strategy, col):
+    o = res.outcomes
+    return float(o.loc[o["strategy"] == strategy, col].iloc[0])
+
+
+def with_values(draws: pd.DataFrame, **values) -> pd.DataFrame:
+    out = draws.copy()
+    for k, v in values.items():
+        out[k] = v
+    return out
+
+
+# --------------------------------------------------------------------------- hand-derived
+
+
+def test_grams_per_administration_by_hand(gb):
+    _, ptable, spec, base, _ = gb
+    d = with_values(
+        base, q_body_weight_kg=69.0, q_height_cm=170.0, p_male=0.58, q_scig_conversion=1.37
+    )
+    v = m._Params(d, spec.unit_scale)
+    s = {
+        st.strategy: st
+        for st in m.strategies_from_table(load_inputs(INPUTS).strategies.df).values()
+    }
+    # 0.4 g/kg x 69 kg = 27.6 g
+    assert m.grams_per_administration(s["primary_ivig"], v)[0] == pytest.approx(27.6, rel=1e-12)
+    # SCIG: 0.1 g/kg x 69 kg x 1.37 (US label factor) = 9.453 g per weekly infusion
+    assert m.grams_per_administration(s["primary_scig"], v)[0] == pytest.approx(9.453, rel=1e-12)
+    # 27.6 g rounded up to a 5 g vial step = 30 g
+    assert m.grams_per_administration(s["primary_ivig_vial5"], v)[0] == 30.0
+    # flat 30 g whatever the weight
+    assert m.grams_per_administration(s["primary_ivig_flat30"], v)[0] == 30.0
+    # Devine IBW at 170 cm: 17.6 cm above 152.4 -> 17.6 x 2.3/2.54 = 15.9370 kg
+    # male 65.9370, female 61.4370; 58% male: 0.58 x 65.9370 + 0.42 x 61.4370 = 64.0470
+    # adjusted = 64.0470 + 0.4 x (69 - 64.0470) = 66.0282; x 0.4 g/kg = 26.4113 g
+    ibw = 0.58 * (50 + 17.6 * 2.3 / 2.54) + 0.42 * (45.5 + 17.6 * 2.3 / 2.54)
+    assert ibw == pytest.approx(64.0470, abs=1e-4)
+    assert m.grams_per_administration(s["primary_ivig_adjbw"], v)[0] == pytest.approx(
+        0.4 * (ibw + 0.4 * (69 - ibw)), rel=1e-12
+    )
+    assert m.grams_per_administration(s["none"], v)[0] == 0.0
+
+
+def test_first_cycle_probabilities_from_igg_normal_by_hand(gb):
+    """State on_bsab_igg_normal, strategy none, cycle 0, rebuilt with scalar arithmetic from MODEL.md."""
+    _, ptable, spec, base, res = gb
+    cal = res.calibrated.iloc[0]
+    p = base.iloc[0]
+    dt = 28 / 365.25
+    # IgG decline, cure fraction: S(t) = 1 - pi + pi exp(-lam t); lam = 0.5776/month = 6.9312/year
+    pi, lam = p["p_igg_low_ever"], p["r_igg_decline"] * 12
+    h_decline = -math.log(1 - pi + pi * math.exp(-lam * dt))
+    # exponential time on bsAb, median 11.3 months: H(t) = ln2 t / median
+    h_disc = math.log(2) * dt / (p["t_median_tot_months"] / 12)
+    # death: background m(66) + non-infectious NRM + infection death (rate x rr_normal x case fatality)
+    mx66 = ptable.country.mx_by_age[66]
+    mu_on = -math.log(1 - p["p_nrm_12m"] * (1 - p["p_nrm_infection_share"]))
+    sev = cal["r_severe_on_bsab"] * p["rr_infection_igg_normal"]
+    h_death = mx66 * dt + mu_on * dt + sev * dt * p["p_case_fatality_severe"]
+    # exits compete: p_i = h_i/H (1 - e^-H); the IgG change happens among those remaining
+    H = h_disc + h_death
+    p_off = h_disc / H * (1 - math.exp(-H))
+    p_dead = h_death / H * (1 - math.exp(-H))
+    p_low = math.exp(-H) * (1 - math.exp(-h_decline))
+    p_stay = math.exp(-H) * math.exp(-h_decline)
+    v = m._Params(base, spec.unit_scale).with_derived(
+        **{k: np.array([cal[k]]) for k in m.CALIBRATED}
+    )
+    P = m.cohort_arrays(spec.strategies[0], "non_igg", v, spec).P[0, 0, m.N]
+    assert spec.strategies[0].strategy == "none"
+    expected = np.zeros(m.S)
+    expected[[m.N, m.L, m.O, m.DEAD]] = [p_stay, p_low, p_off, p_dead]
+    np.testing.assert_allclose(P, expected, rtol=1e-12, atol=1e-15)
+
+
+def test_detection_probability_by_subgroup(gb):
+    """Preemptive, from on_bsab_igg_low: per cycle 1 - (1 - s)^tests; s x (1 - p_masked) if IgG isotype."""
+    _, _, spec, base, res = gb
+    cal = res.calibrated
+    v = m._Params(base, spec.unit_scale).with_derived(
+        **{k: cal[k].to_numpy() for k in m.CALIBRATED}
+    )
+    pre = next(s for s in spec.strategies if s.strategy == "preemptive_ivig")
+    p = base.iloc[0]
+    tests = 28 / p["q_igg_test_interval_days"]  # one test per 28-day cycle
+    for subgroup, s in (
+        ("non_igg", p["p_assay_sensitivity"]),
+        ("igg_isotype", p["p_assay_sensitivity"] * (1 - p["p_masked_igg_isotype"])),
+    ):
+        P = m.cohort_arrays(pre, subgroup, v, spec).P[0, 5, m.L]
+        stay_exit = P[m.I] + P[m.L]  # neither died nor stopped the bsAb
+        detected = P[m.I] / stay_exit
+        assert detected == pytest.approx(1 - (1 - s) ** tests, rel=1e-12)
+
+
+# --------------------------------------------------------------------------- invariants
+
+
+def test_rows_are_probabilities_and_mass_is_conserved(gb):
+    _, _, spec, base, res = gb
+    for (strategy, subgroup), tr in res.traces.items():
+        np.testing.assert_allclose(tr.sum(axis=2), 1.0, atol=1e-12)
+        assert (tr >= -1e-15).all(), (strategy, subgroup)
+    v = m._Params(base, spec.unit_scale).with_derived(
+        **{k: res.calibrated[k].to_numpy() for k in m.CALIBRATED}
+    )
+    for st in spec.strategies:
+        P = m.cohort_arrays(st, "igg_isotype", v, spec).P
+        assert (P >= 0).all() and (P <= 1).all()
+        np.testing.assert_allclose(P.sum(axis=-1), 1.0, atol=1e-12)
+
+
+def test_costs_nonnegative_qaly_below_ly_discounted_below_undiscounted(gb):
+    out = gb[4].outcomes
+    for name in m.COST_CATEGORIES:
+        assert (out[name] >= 0).all(), name
+        assert (out[name] <= out[f"{name}_undiscounted"] + 1e-9).all(), name
+    assert (out["qaly"] <= out["ly"]).all()
+    assert (out["ly"] <= out["ly_undiscounted"]).all()
+
+
+def test_utilities_one_give_qalys_equal_life_years(gb):
+    _, _, spec, base, res = gb
+    zero_losses = {c: 0.0 for c in base.columns if c.startswith("q_qaly_loss_")}
+    d = with_values(base, u_on_bsab=1.0, u_off_bsab=1.0, **zero_losses)
+    out = m.run_model(d, spec, calibrated=res.calibrated).outcomes
+    np.testing.assert_allclose(out["qaly"], out["ly"], rtol=1e-12)
+
+
+def test_zero_discount_rates_give_undiscounted_totals(gb):
+    _, _, spec, base, res = gb
+    out = m.run_model(
+        base,
+        replace(spec, discount_rate_costs=0.0, discount_rate_effects=0.0),
+        calibrated=res.calibrated,
+    ).outcomes
+    for name in m.REWARDS:
+        np.testing.assert_allclose(out[name], out[f"{name}_undiscounted"], rtol=1e-12, atol=1e-15)
+
+
+def test_identical_strategies_give_zero_increments(gb):
+    _, _, spec, base, res = gb
+    twin = replace(spec.strategies[3], strategy="primary_ivig_twin")
+    assert spec.strategies[3].strategy == "primary_ivig"
+    out = m.run_model(
+        base, spec.with_strategies([*spec.strategies, twin]), calibrated=res.calibrated
+    ).outcomes.set_index("strategy")
+    numeric = out.select_dtypes("number").drop(columns="draw")
+    pd.testing.assert_series_equal(
+        numeric.loc["primary_ivig"],
+        numeric.loc["primary_ivig_twin"],
+        check_names=False,
+        rtol=0,
+        atol=0,
+    )
+
+
+def test_without_any_igrt_effect_all_strategies_live_equally(gb):
+    """With IgRT changing no hazard, every strategy has the same survival and infections.
+
+    Guards the two-level competing structure: letting IgG-state changes compete with death and
+    bsAb discontinuation would give the preemptive strategies extra life-years.
+    """
+    _, _, spec, base, res = gb
+    d = with_values(
+        base,
+        hr_igrt_severe=1.0,
+        hr_igrt_nonsevere=1.0,
+        rr_scig_vs_ivig=1.0,
+        rr_infection_igg_normal=1.0,
+        hr_igrt_os=1.0,
+    )
+    out = m.run_model(d, spec, calibrated=res.calibrated).outcomes.set_index("strategy")
+    for col in (
+        "ly_undiscounted",
+        "severe_infections_undiscounted",
+        "infection_deaths_undiscounted",
+    ):
+        np.testing.assert_allclose(out[col], out.loc["none", col], rtol=1e-12)
+
+
+def test_price_per_gram_enters_linearly(gb):
+    """Raising the IVIG price by 10 per g raises each IVIG strategy's cost by 10 x discounted grams."""
+    _, _, spec, base, res = gb
+    before = res.outcomes.set_index("strategy")
+    after = m.run_model(
+        with_values(base, c_ivig_per_g=base["c_ivig_per_g"] + 10.0), spec, calibrated=res.calibrated
+    ).outcomes.set_index("strategy")
+    for s in ("primary_ivig", "preemptive_ivig"):
+        assert after.loc[s, "cost"] - before.loc[s, "cost"] == pytest.approx(
+            10.0 * before.loc[s, "ig_grams"], rel=1e-10
+        )
+    for s in ("none", "primary_scig", "preemptive_scig"):
+        assert after.loc[s, "cost"] == pytest.approx(before.loc[s, "cost"], rel=1e-13)
+
+
+def test_subgroups_are_weighted_linearly(gb):
+    _, _, spec, base, res = gb
+    w = float(base["p_igg_isotype"].iloc[0])
+    pure = {
+        x: m.run_model(with_values(base, p_igg_isotype=x), spec, calibrated=res.calibrated).outcomes
+        for x in (0.0, 1.0)
+    }
+    mix = res.outcomes
+    for col in ("cost", "qaly", "severe_infections"):
+        np.testing.assert_allclose(
+            mix[col], w * pure[1.0][col] + (1 - w) * pure[0.0][col], rtol=1e-12
+        )
+    # masking only matters for preemptive strategies: the IgG-isotype subgroup is detected later
+    p1, p0 = pure[1.0].set_index("strategy"), pure[0.0].set_index("strategy")
+    assert (
+        p1.loc["preemptive_ivig", "severe_infections"]
+        > p0.loc["preemptive_ivig", "severe_infections"]
+    )
+    assert p1.loc["primary_ivig", "severe_infections"] == pytest.approx(
+        p0.loc["primary_ivig", "severe_infections"], rel=1e-12
+    )
+
+
+# --------------------------------------------------------------------------- vectorized vs per draw
+
+
+def test_vectorized_draws_match_one_at_a_time_and_chunking(gb):
+    _, _, spec, base, _ = gb
+    rng = np.random.default_rng(7)
+    draws = pd.concat([base] * 5, ignore_index=True)
+    draws.index.name = "draw"
+    draws["hr_igrt_severe"] = rng.uniform(0.2, 1.0, 5)
+    draws["c_ivig_per_g"] = rng.uniform(20, 60, 5)
+    draws["p_severe_12m_no_igrt"] = rng.uniform(0.3, 0.6, 5)
+    draws["u_on_bsab"] = rng.uniform(0.6, 0.8, 5)
+    batched = m.run_model(draws, spec)
+    chunked = m.run_model(draws, spec, chunk_draws=2)
+    pd.testing.assert_frame_equal(batched.outcomes, chunked.outcomes, check_exact=False, rtol=1e-12)
+    for i in range(5):
+        one = m.run_model(draws.iloc[[i]], spec).outcomes.reset_index(drop=True)
+        many = batched.outcomes[batched.outcomes["draw"] == i].reset_index(drop=True)
+        pd.testing.assert_frame_equal(one, many, check_exact=False, rtol=1e-9)
+
+
+# --------------------------------------------------------------------------- calibration and face validity
+
+
+def test_calibration_hits_both_targets(gb):
+    _, _, spec, base, res = gb
+    inc = m.severe_infection_incidence(base, spec, "none", 12, calibrated=res.calibrated)
+    assert inc[0] == pytest.approx(base["p_severe_12m_no_igrt"].iloc[0], abs=1e-9)
+    v = m._Params(base, spec.unit_scale).with_derived(
+        **{k: res.calibrated[k].to_numpy() for k in m.CALIBRATED}
+    )
+    median_years = m.trial_median_os_years(v, spec)[0]
+    assert median_years * 12 == pytest.approx(base["t_target_median_os_months"].iloc[0], abs=1e-6)
+
+
+def test_zero_incidence_target_gives_zero_rate(gb):
+    _, _, spec, base, _ = gb
+    v = m.calibrate(m._Params(with_values(base, p_severe_12m_no_igrt=0.0), spec.unit_scale), spec)
+    assert v["r_severe_on_bsab"][0] == 0.0
+
+
+def test_face_validity_model_md_section_3(gb):
+    """MODEL.md 3: with none, 12-month severe-infection incidence near the observed 45% (calibrated);
+    median OS near the trial's ~22 months; primary has fewer severe infections and more Ig grams
+    than preemptive, which has fewer infections than none; none uses no IgRT."""
+    _, _, spec, base, res = gb
+    out = res.outcomes.set_index("strategy")
+    med = m.median_os_months(base, spec, "none", calibrated=res.calibrated)[0]
+    assert (
+        20.0 < med < 24.0
+    )  # trial 22.2 months (MajesTEC-1); this cohort has less IgRT than the trial's 46%
+    sev = out["severe_infections_undiscounted"]
+    grams = out["ig_grams_undiscounted"]
+    assert sev["primary_ivig"] < sev["preemptive_ivig"] < sev["none"]
+    assert grams["primary_ivig"] > grams["preemptive_ivig"] > 0
+    assert grams["none"] == 0 and out.loc["none", "years_on_igrt_undiscounted"] == 0
+    assert out.loc["none", "cost_ig"] == 0
+    # Nooka 2024: 21/165 = 12.7% of MajesTEC-1 patients died of infection (22.8 months follow-up)
+    assert 0.08 < out.loc["none", "infection_deaths_undiscounted"] < 0.18
+    # Mohan 2025: 12-month incidence 35% (21-57) with primary IVIG
+    inc_primary = m.severe_infection_incidence(
+        base, spec, "primary_ivig", 12, calibrated=res.calibrated
+    )[0]
+    assert 0.21 < inc_primary < 0.45
