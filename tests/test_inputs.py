@@ -1,0 +1,209 @@
+"""Readers: every problem is one error naming file, row and column; Excel habits are accepted;
+prices are inflated and converted by hand-checkable arithmetic."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cea.errors import CeaError, InputFileError
+from cea.inputs import PARAMETER_COLUMNS, load_inputs, read_table
+from cea.parameters import Scenario, build_parameter_table, load_scenario
+
+INPUTS = Path("inputs")
+
+
+@pytest.fixture()
+def tmp_inputs(tmp_path: Path) -> Path:
+    dst = tmp_path / "inputs"
+    shutil.copytree(INPUTS, dst)
+    return dst
+
+
+def edit_csv(path: Path, row: int, column: str, value: str) -> None:
+    """Set one cell; ``row`` is the spreadsheet row (header = 1)."""
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    df.loc[row - 2, column] = value
+    df.to_csv(path, index=False)
+
+
+def error_of(root: Path) -> InputFileError:
+    with pytest.raises(InputFileError) as info:
+        load_inputs(root)
+    return info.value
+
+
+def param_row(root: Path, name: str) -> int:
+    df = pd.read_csv(root / "parameters.csv", dtype=str)
+    return int(df.index[df["parameter"] == name][0]) + 2
+
+
+@pytest.mark.parametrize(
+    ("parameter", "column", "value", "needle"),
+    [
+        ("p_case_fatality_severe", "value", "1.2", "outside [0, 1]"),
+        ("u_on_bsab", "value", "-0.1", "outside [0, 1]"),
+        ("hr_igrt_severe", "value", "abc", "not a number"),
+        ("hr_igrt_severe", "value", "nan", "not a finite number"),
+        ("hr_igrt_severe", "value", "inf", "not a finite number"),
+        ("r_severe_off_bsab", "value", "", "is empty"),
+        ("r_severe_off_bsab", "dist", "weibull", "not one of"),
+        ("p_case_fatality_severe", "dist", "gamma", "not allowed for a 'p_' parameter"),
+        ("r_severe_off_bsab", "unit", "per fortnight", "rate unit"),
+        ("r_severe_off_bsab", "source", "", "is empty"),
+        ("r_severe_off_bsab", "value", "5%", "decimal"),
+        ("r_severe_off_bsab", "high", "0.015", "not within low"),
+        ("q_qaly_loss_severe", "value", "-0.01", "negative"),
+    ],
+)
+def test_bad_parameter_cell_names_file_row_column(tmp_inputs, parameter, column, value, needle):
+    row = param_row(tmp_inputs, parameter)
+    edit_csv(tmp_inputs / "parameters.csv", row, column, value)
+    err = error_of(tmp_inputs)
+    assert err.row == row and "parameters.csv" in err.file
+    assert needle in str(err)
+    assert "\n" not in str(err)
+
+
+def test_negative_price_is_refused(tmp_inputs):
+    edit_csv(tmp_inputs / "prices/GB.csv", 2, "value", "-5")
+    err = error_of(tmp_inputs)
+    assert (
+        "prices/GB.csv" in err.file
+        and err.row == 2
+        and err.column == "value"
+        and "below the minimum" in str(err)
+    )
+
+
+def test_duplicate_key_missing_column_empty_binary_not_utf8(tmp_inputs):
+    p = tmp_inputs / "parameters.csv"
+    text = p.read_text()
+    lines = text.splitlines()
+    p.write_text("\n".join([*lines, lines[3]]) + "\n")
+    err = error_of(tmp_inputs)
+    assert "duplicate parameter" in str(err) and err.row == len(lines) + 1
+    p.write_text(text.replace(",dist,", ",distribution,", 1))
+    err = error_of(tmp_inputs)
+    assert err.column == "dist" and "missing" in str(err)
+    p.write_text("")
+    assert "empty" in str(error_of(tmp_inputs))
+    p.write_bytes(b"\x00\x01binary")
+    assert "binary" in str(error_of(tmp_inputs))
+    p.write_bytes(text.encode("utf-8").replace(b"Mayo", b"Ma\xffyo"))
+    assert "not UTF-8" in str(error_of(tmp_inputs))
+    p.write_bytes(b"PK\x03\x04rest")
+    assert "zip/Excel" in str(error_of(tmp_inputs))
+    p.write_text("\n".join(lines[:5] + [lines[5][:30]]) + "\n")
+    err = error_of(tmp_inputs)
+    assert err.row == 6 and "truncated" in str(err)
+
+
+def test_missing_file_and_unknown_strategy_parameter(tmp_inputs):
+    (tmp_inputs / "prices/DE.csv").unlink()
+    err = error_of(tmp_inputs)
+    assert "prices/DE.csv" in err.file and "not found" in str(err)
+
+
+def test_bom_and_semicolon_decimal_comma_read_as_the_original(tmp_inputs):
+    original = read_table(INPUTS / "parameters.csv", PARAMETER_COLUMNS, key=("parameter",)).df
+    p = tmp_inputs / "parameters.csv"
+    p.write_bytes(b"\xef\xbb\xbf" + (INPUTS / "parameters.csv").read_bytes())
+    bom = read_table(p, PARAMETER_COLUMNS, key=("parameter",)).df
+    pd.testing.assert_frame_equal(original, bom)
+    # what Excel writes in a German locale: ';' separators and decimal commas
+    df = pd.read_csv(INPUTS / "parameters.csv", dtype=str, keep_default_na=False)
+    for col in ("value", "se", "low", "high", "n"):
+        df[col] = df[col].str.replace(".", ",", regex=False)
+    df.to_csv(p, sep=";", index=False)
+    semi = read_table(p, PARAMETER_COLUMNS, key=("parameter",)).df
+    pd.testing.assert_frame_equal(original, semi)
+
+
+def test_inputs_are_not_modified(tmp_inputs):
+    before = {f: f.read_bytes() for f in tmp_inputs.rglob("*") if f.is_file()}
+    table = build_parameter_table(load_inputs(tmp_inputs), "GB")
+    assert len(table.df) > 40
+    after = {f: f.read_bytes() for f in tmp_inputs.rglob("*") if f.is_file()}
+    assert before == after
+
+
+# --------------------------------------------------------------------------- prices and countries
+
+
+def test_price_inflated_with_the_country_cpi_by_hand():
+    t = build_parameter_table(load_inputs(INPUTS), "GB")
+    # NHS 2018/19 average GBP 34 per g (price year 2018) x CPI(2024)/CPI(2018)
+    # = 34 x 147.410764 / 117.579064 = 42.6262...
+    assert t.df.loc["c_ivig_per_g", "value"] == pytest.approx(
+        34 * 147.410764 / 117.579064, rel=1e-9
+    )
+    assert t.df.loc["c_ivig_per_g", "low"] == pytest.approx(25 * 147.410764 / 117.579064, rel=1e-9)
+    assert t.df.loc["c_ivig_per_g", "price_year"] == 2018
+
+
+def test_country_context_and_gdp_threshold_by_hand():
+    inputs = load_inputs(INPUTS)
+    macro = pd.read_csv(INPUTS / "macro.csv")
+    row = macro[(macro.country_iso2 == "IN") & (macro.year == 2024)].iloc[0]
+    india = build_parameter_table(inputs, "IN").country
+    # wtp_basis gdp_multiple, multiple 1: GDP per capita in rupees = USD GDP x INR per USD
+    assert india.wtp_per_qaly == pytest.approx(
+        row.gdp_per_capita_usd * row.usd_exchange_rate_lcu_per_usd, rel=1e-12
+    )
+    assert india.ppp_lcu_per_intl_dollar == row.ppp_lcu_per_intl_dollar
+    gb = build_parameter_table(inputs, "GB").country
+    assert gb.wtp_per_qaly == 20000 and gb.discount_rate_costs == 0.035 and gb.currency == "GBP"
+    # life table: the model's hazard at age 66 is WPP's m(x) for the 65-69 group
+    lt = pd.read_csv(INPUTS / "life_tables.csv")
+    m66 = lt[(lt.country_iso2 == "GB") & (lt.sex == "both") & (lt.age == 66)].mx.iloc[0]
+    assert gb.mx_by_age[66] == m66
+
+
+def test_country_override_and_scenario_override():
+    inputs = load_inputs(INPUTS)
+    jp = build_parameter_table(inputs, "JP")
+    assert jp.df.loc["q_body_weight_kg", "value"] == 58
+    assert "country_overrides.csv" in jp.df.loc["q_body_weight_kg", "origin"]
+    scen = load_scenario(INPUTS / "scenarios/direct_survival_effect.toml")
+    t = build_parameter_table(inputs, "GB", scen)
+    assert t.df.loc["hr_igrt_os", "value"] == 0.8 and t.df.loc["hr_igrt_os", "origin"].startswith(
+        "scenario"
+    )
+
+
+def test_unit_scale_converts_months_to_years():
+    t = build_parameter_table(load_inputs(INPUTS), "GB")
+    assert t.unit_scale["r_igg_decline"] == 12.0  # per month -> per year
+    assert t.unit_scale["t_median_tot_months"] == pytest.approx(1 / 12)
+    assert t.unit_scale["r_thromboembolism_ivig"] == 1.0  # already per year
+
+
+def test_bad_scenario_is_one_line(tmp_path):
+    p = tmp_path / "s.toml"
+    p.write_text('description = "x"\n[parameters]\nno_such_parameter = 1\n')
+    with pytest.raises(CeaError) as info:
+        build_parameter_table(load_inputs(INPUTS), "GB", load_scenario(p))
+    assert "unknown parameter 'no_such_parameter'" in str(info.value)
+    p.write_text('description = "x"\n[settings.model]\nhorizon_years = "ten"\n')
+    with pytest.raises(CeaError):
+        load_scenario(p)
+    p.write_text("[parameters\n")
+    with pytest.raises(InputFileError) as info:
+        load_scenario(p)
+    assert "not valid TOML" in str(info.value)
+
+
+def test_every_parameter_row_builds_with_its_centre_at_value():
+    t = build_parameter_table(load_inputs(INPUTS), "GB", Scenario())
+    for name in t.names:
+        d = t.distribution(name)
+        assert d.centre() == pytest.approx(float(t.df.loc[name, "value"]), rel=1e-9), name
+        assert str(t.df.loc[name, "source"]).strip(), name
+    lo, hi = t.dsa_range("c_scig_training")  # gamma without low/high: 2.5/97.5 percentiles
+    assert lo < t.df.loc["c_scig_training", "value"] < hi
+    assert np.isfinite([lo, hi]).all()
