@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from cea.errors import CeaError, ModelInputError
-from cea.markov import run_markov
+from cea.markov import make_transition_array, run_markov
 
 STATES = (
     "on_bsab_igg_normal",
@@ -287,6 +287,41 @@ class CohortArrays:
     )
 
 
+def _common_hazards(v: _Params, spec: ModelSpec) -> tuple[np.ndarray, ...]:
+    """Strategy-independent cumulative hazards over each cycle, (D, T), cached on ``v``.
+
+    Returns IgG decline, bsAb discontinuation, the infection time-shape multiplier, background
+    death, and the non-infectious myeloma death hazard on bsAb (per year, (D,)).
+    """
+    key = ("_common", spec.n_cycles, spec.dt, id(spec.mx_by_age))
+    if key in v._cache:
+        return v._cache[key]
+    T, dt = spec.n_cycles, spec.dt
+    tau = np.arange(T + 1) * dt  # years since bsAb start at each cycle boundary
+    t0, t1 = tau[:-1], tau[1:]
+    # IgG decline, cure fraction: S(t) = 1 - pi + pi exp(-lam t)
+    pi, lam = v["p_igg_low_ever"][:, None], v["r_igg_decline"][:, None]
+    log_s0 = np.log1p(pi * np.expm1(-lam * t0))
+    log_s1 = np.log1p(pi * np.expm1(-lam * t1))
+    h_decline = log_s0 - log_s1
+    # time on bsAb: H(t) = ln2 (t / median)^shape
+    median_tot, shape_tot = v["t_median_tot_months"][:, None], v["k_tot_weibull_shape"][:, None]
+    h_disc = np.log(2.0) * ((t1 / median_tot) ** shape_tot - (t0 / median_tot) ** shape_tot)
+    # infection hazard multiplier per cycle: cumulative hazard r*a*(t/a)^k, so the cycle share
+    # is a*((t1/a)^k - (t0/a)^k)/dt; equal to 1 when k = 1
+    anchor = v["t_infection_hazard_anchor_months"][:, None]
+    shape_inf = v["k_infection_hazard_shape"][:, None]
+    f_inf = anchor * ((t1 / anchor) ** shape_inf - (t0 / anchor) ** shape_inf) / dt
+    # background death at the integer age reached at the start of the cycle
+    age = v["q_start_age_years"][:, None] + t0[None, :]
+    idx = np.clip(np.floor(age).astype(int), 0, len(spec.mx_by_age) - 1)
+    h_bg = spec.mx_by_age[idx] * dt
+    # non-infectious non-relapse mortality on bsAb (the NRM proportion is at 12 months)
+    mu_on = -np.log1p(-v["p_nrm_12m"] * (1.0 - v["p_nrm_infection_share"]))
+    v._cache[key] = (h_decline, h_disc, f_inf, h_bg, mu_on)
+    return v._cache[key]
+
+
 def cohort_arrays(
     strategy: Strategy, subgroup: str, v: _Params, spec: ModelSpec, with_rewards: bool = True
 ) -> CohortArrays:
@@ -300,32 +335,7 @@ def cohort_arrays(
     """
     mu_off = v["r_myeloma_death_off_bsab"]
     D, T, dt = v.n, spec.n_cycles, spec.dt
-    tau = np.arange(T + 1) * dt  # years since bsAb start at each cycle boundary
-    t0, t1 = tau[:-1], tau[1:]
-
-    # --- time-dependent processes: cumulative hazard over each cycle, (D, T)
-    pi, lam = v["p_igg_low_ever"][:, None], v["r_igg_decline"][:, None]
-    log_s_g = lambda t: np.log1p(-pi * -np.expm1(-lam * t))  # noqa: E731  S(t) = 1 - pi + pi e^(-lam t)
-    h_decline = log_s_g(t0) - log_s_g(t1)
-
-    median_tot, shape_tot = v["t_median_tot_months"][:, None], v["k_tot_weibull_shape"][:, None]
-    cum_tot = lambda t: np.log(2.0) * (t / median_tot) ** shape_tot  # noqa: E731
-    h_disc = cum_tot(t1) - cum_tot(t0)
-
-    anchor, shape_inf = (
-        v["t_infection_hazard_anchor_months"][:, None],
-        v["k_infection_hazard_shape"][:, None],
-    )
-    # infection hazard multiplier per cycle: cumulative hazard r*a*(t/a)^k, so the cycle share is
-    # a*((t1/a)^k - (t0/a)^k)/dt; equal to 1 when k = 1
-    f_inf = anchor * ((t1 / anchor) ** shape_inf - (t0 / anchor) ** shape_inf) / dt  # (D, T)
-
-    age = v["q_start_age_years"][:, None] + t0[None, :]
-    idx = np.clip(np.floor(age).astype(int), 0, len(spec.mx_by_age) - 1)
-    h_bg = spec.mx_by_age[idx] * dt  # (D, T)
-
-    nrm_noninf = v["p_nrm_12m"] * (1.0 - v["p_nrm_infection_share"])
-    mu_on = -np.log1p(-nrm_noninf)  # per year (the NRM proportion is at 12 months)
+    h_decline, h_disc, f_inf, h_bg, mu_on = _common_hazards(v, spec)
     hr_os = v["hr_igrt_os"]
 
     # --- infection rates per year by state, (D, S)
@@ -414,7 +424,9 @@ def cohort_arrays(
     fill(OI, {DEAD: h_death[:, :, OI]}, {O: stop})
     fill(O, {DEAD: h_death[:, :, O]})
     Pft[DEAD, DEAD] = 1.0
-    P = np.ascontiguousarray(Pft.transpose(2, 3, 0, 1))
+    P = Pft.transpose(
+        2, 3, 0, 1
+    )  # (D, T, S, S) view; copied into the engine's layout by the caller
 
     start = np.zeros(S)
     start[I if strategy.trigger == "at_start" else N] = 1.0
@@ -605,11 +617,20 @@ def _engine_kwargs(spec: ModelSpec) -> dict:
 
 
 def _run_cohorts(cohorts: list[tuple[Strategy, str]], v: _Params, spec: ModelSpec):
-    """Run several cohorts in one batched engine call. Returns list of MarkovResult-like slices."""
-    arrays = [cohort_arrays(st, sg, v, spec) for st, sg in cohorts]
+    """Run several cohorts (stacked along the draw axis) in one batched engine call.
+
+    The transition array is laid out with draws innermost (``make_transition_array``), which
+    lets the engine run the trace as vector operations over draws.
+    """
     D = v.n
-    K = len(arrays)
-    P = np.concatenate([a.P for a in arrays], axis=0)
+    K = len(cohorts)
+    P = make_transition_array(K * D, spec.n_cycles, S)
+    arrays = []
+    for c, (st, sg) in enumerate(cohorts):
+        a = cohort_arrays(st, sg, v, spec)
+        P[c * D : (c + 1) * D] = a.P
+        a.P = None  # copied; free it
+        arrays.append(a)
     start = np.concatenate([np.broadcast_to(a.start, (D, S)) for a in arrays], axis=0)
 
     def stack(getter, names, shape_fn):
@@ -658,18 +679,6 @@ def _run_cohorts(cohorts: list[tuple[Strategy, str]], v: _Params, spec: ModelSpe
     res.undiscounted["infection_deaths"] = flows.sum(axis=1)
     res.discounted["infection_deaths"] = flows @ res.discount_effects[1:]
     return res, K, D
-
-
-def _validate_probabilities(P: np.ndarray, cohorts, D: int) -> None:
-    """Name the strategy and subgroup behind an invalid row (the engine names draw and cycle)."""
-    bad = (P < -1e-12) | (P > 1 + 1e-12) | ~np.isfinite(P)
-    if bad.any():
-        b, t, s, _ = np.argwhere(bad)[0]
-        st, sg = cohorts[b // D]
-        raise ModelInputError(
-            f"strategy '{st.strategy}' ({sg}): transition probability out of [0, 1] at draw {b % D}, "
-            f"cycle {t}, from state '{STATES[s]}'"
-        )
 
 
 def median_survival_years(alive: np.ndarray, dt: float) -> np.ndarray:
@@ -726,16 +735,26 @@ def no_igrt_incidence(v: _Params, spec: ModelSpec, months: float) -> np.ndarray:
     return _incidence_from(tr, a.state_rewards["severe_infections"], short, months)
 
 
-def _incidence_from(
-    trace: np.ndarray, events: np.ndarray, spec: ModelSpec, months: float
-) -> np.ndarray:
-    """1 - exp(-cumulative mean hazard among the alive) up to ``months`` (partial last cycle pro rata)."""
-    alive = trace[:, :-1, :DEAD].sum(axis=2)
-    hazard = (trace[:, :-1, :] * events).sum(axis=2) / alive
+def _incidence(alive: np.ndarray, events: np.ndarray, spec: ModelSpec, months: float) -> np.ndarray:
+    """Cumulative incidence by ``months``, deaths censored (as a Kaplan-Meier estimate):
+    1 - exp(-sum of per-cycle mean hazards among the alive); the last partial cycle pro rata.
+
+    alive : (D, T) alive at the start of each cycle; events : (D, T) expected events in it.
+    """
+    hazard = events / alive
     n = months / 12.0 / spec.dt
     k = int(np.floor(n))
     cum = hazard[:, :k].sum(axis=1) + ((n - k) * hazard[:, k] if k < hazard.shape[1] else 0.0)
     return -np.expm1(-cum)
+
+
+def _incidence_from(
+    trace: np.ndarray, events: np.ndarray, spec: ModelSpec, months: float
+) -> np.ndarray:
+    """Incidence from a trace (D, T+1, S) and events per person-cycle by state (D, T, S)."""
+    return _incidence(
+        trace[:, :-1, :DEAD].sum(axis=2), (trace[:, :-1, :] * events).sum(axis=2), spec, months
+    )
 
 
 def _solve(f, target: np.ndarray, lo, hi, what: str) -> np.ndarray:
@@ -783,7 +802,7 @@ def calibrate(v: _Params, spec: ModelSpec) -> _Params:
     * ``r_myeloma_death_off_bsab`` (per year): myeloma death after the bsAb stops, so that the
       calibration cohort's median OS equals ``t_target_median_os_months``.
 
-    Each is found by vectorized bisection given the other; the pair is iterated to a fixed
+    Each is found by vectorized root finding (:func:`_solve`) given the other; the pair is iterated to a fixed
     point (they interact only through infection deaths). Returns ``v`` with both as derived values.
     """
     target_inc = v["p_severe_12m_no_igrt"]
@@ -949,12 +968,7 @@ def severe_infection_incidence(
     alive), subgroups weighted. Returns (D,)."""
     st, v = _strategy_params(draws, spec, strategy, calibrated)
     trace, events = _mixture_trace(st, v, spec)
-    alive = trace[:, :-1, :DEAD].sum(axis=2)
-    hazard = events.sum(axis=2) / alive
-    n = months / 12.0 / spec.dt
-    k = int(np.floor(n))
-    cum = hazard[:, :k].sum(axis=1) + ((n - k) * hazard[:, k] if k < hazard.shape[1] else 0.0)
-    return -np.expm1(-cum)
+    return _incidence(trace[:, :-1, :DEAD].sum(axis=2), events.sum(axis=2), spec, months)
 
 
 def median_os_months(
