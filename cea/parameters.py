@@ -255,15 +255,7 @@ class ParameterTable:
         )
 
     def distribution(self, name: str) -> dist.Distribution:
-        r = self.df.loc[name]
-        return dist.build(
-            r["dist"],
-            r["value"],
-            se=_nan_none(r["se"]),
-            low=_nan_none(r["low"]),
-            high=_nan_none(r["high"]),
-            name=name,
-        )
+        return _row_distribution(name, self.df.loc[name])
 
     def dsa_range(self, name: str) -> tuple[float, float]:
         """low/high from the table, else the 2.5 and 97.5 percentiles of the distribution."""
@@ -289,6 +281,18 @@ class ParameterTable:
             else:
                 out[name] = 1.0
         return out
+
+
+def _row_distribution(name: str, r: pd.Series) -> dist.Distribution:
+    """The PSA distribution of one table row (centre = value)."""
+    return dist.build(
+        r["dist"],
+        r["value"],
+        se=_nan_none(r["se"]),
+        low=_nan_none(r["low"]),
+        high=_nan_none(r["high"]),
+        name=name,
+    )
 
 
 def _scaled(v, factor: float):
@@ -402,14 +406,7 @@ def build_parameter_table(
         _override(df, name, values, f"scenario {scenario.name}", "scenario override", "E")
     for name, r in df.iterrows():
         try:
-            dist.build(
-                r["dist"],
-                r["value"],
-                se=_nan_none(r["se"]),
-                low=_nan_none(r["low"]),
-                high=_nan_none(r["high"]),
-                name=name,
-            )
+            _row_distribution(name, r)
         except ValueError as exc:
             raise CeaError(f"parameter '{name}' ({r['origin']}): {exc}") from None
     return ParameterTable(df=df, country=country, settings=settings, scenario=scenario)

@@ -202,31 +202,23 @@ def run_base_case(
 # --------------------------------------------------------------------------- provenance
 
 
-def git_commit() -> str | None:
-    """The commit of the checkout this package runs from, if it is a git checkout."""
+def _git(*args: str) -> str | None:
     here = Path(__file__).resolve().parent
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=here,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
+            ["git", *args], cwd=here, capture_output=True, text=True, timeout=5, check=False
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    if out.returncode != 0:
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_commit() -> str | None:
+    """The commit of the checkout this package runs from (``-dirty`` with uncommitted changes)."""
+    head = _git("rev-parse", "HEAD")
+    if head is None:
         return None
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain"],
-        cwd=here,
-        capture_output=True,
-        text=True,
-        timeout=5,
-        check=False,
-    )
-    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    return head + ("-dirty" if _git("status", "--porcelain") else "")
 
 
 def provenance(base: BaseCase, command: str, seed: int | None = None) -> dict:
