@@ -381,7 +381,7 @@ def check_mass_conserved(base) -> CheckResult:
     )
 
 
-def check_probabilities(base) -> CheckResult:
+def check_probabilities_valid(base) -> CheckResult:
     """Every transition probability of every strategy, subgroup and cycle lies in [0, 1] and
     every row sums to 1 (arrays built by cea.model.cohort_arrays)."""
     v = _Params(base.ptable.base(), base.spec.unit_scale).with_derived(
@@ -485,7 +485,7 @@ BASE_CHECKS: tuple[Callable[..., CheckResult], ...] = (
     check_ig_price_zero,
     check_no_infections,
     check_mass_conserved,
-    check_probabilities,
+    check_probabilities_valid,
     check_order_invariance,
     check_cycle_halving,
 )
@@ -624,7 +624,10 @@ def check_evpi_nonnegative(evpi) -> CheckResult:
     """EVPI = E[max NMB] - max E[NMB] >= 0 at every WTP. ``evpi``: a number, an array, a Series
     or a table whose columns starting with ``evpi`` hold the values."""
     x = _evpi_values(evpi)
-    tol = max(EVPI_ABS_TOL, EVPI_RTOL * float(np.nanmax(np.abs(x)))) if x.size else EVPI_ABS_TOL
+    finite = x[np.isfinite(x)]
+    tol = (
+        max(EVPI_ABS_TOL, EVPI_RTOL * float(np.abs(finite).max())) if finite.size else EVPI_ABS_TOL
+    )
     ok = bool(x.size) and bool(np.isfinite(x).all()) and float(x.min()) >= -tol
     return CheckResult(
         "evpi_nonnegative",

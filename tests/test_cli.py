@@ -1,0 +1,305 @@
+"""``cea run`` through a subprocess, as a user runs it.
+
+Every run of this module is started once, in parallel, by the module-scoped ``runs``
+fixture; the tests only read what the runs printed and wrote. Runs that do not need the
+full strategy set use ``--strategies none,primary_ivig``.
+
+The console script ``cea`` is what ``pip install`` generates: ``sys.exit(main())`` from
+``cea.__main__``. It is invoked that way (``python -c``), so the tests run this checkout's
+code whether or not the package is installed; ``python -m cea`` is tested beside it.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cea.economics import ICER_COLUMNS
+from cea.model import COST_CATEGORIES, COUNTS, EFFECTS, STATES
+
+REPO = Path(__file__).resolve().parents[1]
+INPUTS = REPO / "inputs"
+TWO = "none,primary_ivig"
+CONSOLE_SCRIPT = "import sys; from cea.__main__ import main; sys.exit(main())"
+OUTPUT_FILES = ("results.csv", "incremental.csv", "comparisons.csv", "trace.csv", "run.json")
+#: Numeric cells of parameters.csv, written with a decimal comma in the ';' copy.
+NUMERIC_PARAMETER_COLUMNS = ("value", "se", "low", "high", "n")
+
+
+def cea_command(*args: str, console_script: bool = False) -> list[str]:
+    if console_script:
+        return [sys.executable, "-c", CONSOLE_SCRIPT, *args]
+    return [sys.executable, "-m", "cea", *args]
+
+
+def run_cea(cmd: list[str], cwd: Path = REPO, timeout: float = 180) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def copy_inputs(dest: Path) -> Path:
+    """A byte-for-byte copy of inputs/ (scenarios included)."""
+    for src in INPUTS.rglob("*"):
+        if src.is_file():
+            target = dest / src.relative_to(INPUTS)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(src.read_bytes())
+    return dest
+
+
+def semicolon_decimal_comma(text: str) -> str:
+    """parameters.csv as Excel writes it in a German locale: ';' separator, decimal commas."""
+    rows = list(csv.reader(io.StringIO(text)))
+    header = rows[0]
+    numeric = {header.index(c) for c in NUMERIC_PARAMETER_COLUMNS if c in header}
+    buf = io.StringIO()
+    w = csv.writer(buf, delimiter=";", lineterminator="\r\n")
+    w.writerow(header)
+    for row in rows[1:]:
+        w.writerow([cell.replace(".", ",") if i in numeric else cell for i, cell in enumerate(row)])
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def tmp(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cli")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp) -> dict[str, tuple[subprocess.CompletedProcess, Path, Path]]:
+    """name -> (completed process, output folder, inputs folder); all started in parallel."""
+    plain = copy_inputs(tmp / "copy" / "inputs")
+    bom = copy_inputs(tmp / "bom" / "inputs")
+    (bom / "parameters.csv").write_bytes(b"\xef\xbb\xbf" + (INPUTS / "parameters.csv").read_bytes())
+    semi = copy_inputs(tmp / "semi" / "inputs")
+    text = (INPUTS / "parameters.csv").read_text(encoding="utf-8")
+    (semi / "parameters.csv").write_text(
+        semicolon_decimal_comma(text), encoding="utf-8", newline=""
+    )
+    scenario = tmp / "unknown_parameter.toml"
+    scenario.write_text(
+        'name = "bad"\ndescription = "An unknown parameter."\n[parameters]\nno_such_parameter = 1\n'
+    )
+
+    plan = {
+        "gb": (cea_command("run", "--country", "GB", console_script=True), INPUTS),
+        "gb_two": (cea_command("run", "--country", "GB", "--strategies", TWO), INPUTS),
+        "us": (cea_command("run", "--country", "US", "--strategies", TWO), INPUTS),
+        "horizon": (
+            cea_command(
+                "run", "--scenario", "inputs/scenarios/horizon_5y.toml", "--strategies", TWO
+            ),
+            INPUTS,
+        ),
+        "copy": (cea_command("run", "--inputs", str(plain), "--strategies", TWO), plain),
+        "bom": (cea_command("run", "--inputs", str(bom), "--strategies", TWO), bom),
+        "semicolon": (cea_command("run", "--inputs", str(semi), "--strategies", TWO), semi),
+        "unknown_country": (cea_command("run", "--country", "XX"), INPUTS),
+        "unknown_strategy": (cea_command("run", "--strategies", "none,no_such_strategy"), INPUTS),
+        "unknown_parameter": (cea_command("run", "--scenario", str(scenario)), INPUTS),
+    }
+
+    def start(item):
+        name, (cmd, inputs) = item
+        out = tmp / "out" / name
+        return name, (run_cea([*cmd, "--out", str(out)]), out, inputs)
+
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+        return dict(pool.map(start, plan.items()))
+
+
+def ok(runs, name: str) -> Path:
+    proc, out, _ = runs[name]
+    assert proc.returncode == 0, f"{name}: exit {proc.returncode}\n{proc.stderr}"
+    return out
+
+
+def results(runs, name: str) -> pd.DataFrame:
+    return pd.read_csv(ok(runs, name) / "results.csv")
+
+
+def run_json(runs, name: str) -> dict:
+    return json.loads((ok(runs, name) / "run.json").read_text())
+
+
+# --------------------------------------------------------------------------- the GB base case
+
+
+def test_run_exits_0_and_prints_a_summary(runs):
+    proc = runs["gb"][0]
+    assert proc.returncode == 0, proc.stderr
+    assert "United Kingdom (GB)" in proc.stdout and "WTP 20,000 per QALY" in proc.stdout
+    table = proc.stdout.split("status", 1)[1]
+    for s in ("none", "preemptive_ivig", "preemptive_scig", "primary_ivig", "primary_scig"):
+        assert re.search(rf"^{s}\s+[\d,]+\s+\d\.\d{{4}}", table, re.M), s
+    assert "comparisons:" in proc.stdout and f"written: {runs['gb'][1]}/" in proc.stdout
+    assert proc.stderr == ""
+
+
+def test_run_writes_the_five_outputs(runs):
+    out = ok(runs, "gb")
+    for name in OUTPUT_FILES:
+        assert (out / name).is_file(), name
+    assert not list(out.parent.glob(".gb.tmp-*"))
+
+
+def test_results_columns(runs):
+    df = results(runs, "gb")
+    expected = {"strategy", "label", "cost", "cost_undiscounted"}
+    for name in (*COST_CATEGORIES, *EFFECTS, *COUNTS):
+        expected |= {name, f"{name}_undiscounted"}
+    assert list(df.columns[:3]) == ["strategy", "label", "cost"]
+    assert set(df.columns) == expected
+    assert list(df["strategy"]) == [
+        "none",
+        "preemptive_ivig",
+        "preemptive_scig",
+        "primary_ivig",
+        "primary_scig",
+    ]
+    assert np.isfinite(df.select_dtypes("number").to_numpy()).all()
+    np.testing.assert_allclose(df["cost"], df[list(COST_CATEGORIES)].sum(axis=1), rtol=1e-12)
+    assert (df["qaly"] <= df["ly"]).all() and (df["cost"] <= df["cost_undiscounted"]).all()
+
+
+def test_incremental_and_comparison_columns(runs):
+    out = ok(runs, "gb")
+    inc = pd.read_csv(out / "incremental.csv")
+    assert list(inc.columns) == [*ICER_COLUMNS, "nmb", "nhb", "optimal"]
+    assert set(inc["status"]) <= {"ND", "D", "ED"} and inc["optimal"].sum() == 1
+    comp = pd.read_csv(out / "comparisons.csv")
+    for col in (
+        "comparison",
+        "intervention",
+        "comparator",
+        "inc_cost",
+        "inc_effect",
+        "icer",
+        "inmb",
+    ):
+        assert col in comp.columns
+    assert "primary_ivig vs preemptive_ivig" in set(comp["comparison"])
+
+
+def test_trace_columns_and_mass(runs):
+    out = ok(runs, "gb")
+    trace = pd.read_csv(out / "trace.csv")
+    assert list(trace.columns) == ["strategy", "subgroup", "cycle", "time_years", *STATES]
+    n_cycles = run_json(runs, "gb")["conventions"]["n_cycles"]
+    assert len(trace) == 5 * 2 * (n_cycles + 1)
+    np.testing.assert_allclose(trace[list(STATES)].sum(axis=1), 1.0, atol=1e-12)
+
+
+def test_run_json_hashes_every_input_file(runs):
+    meta = run_json(runs, "gb")
+    hashes = meta["input_sha256"]
+    files = sorted(
+        p.relative_to(REPO).as_posix() for p in INPUTS.rglob("*") if p.suffix in (".csv", ".toml")
+    )
+    files = [f for f in files if not f.startswith("inputs/scenarios/")]  # scenarios: see 'scenario'
+    assert sorted(hashes) == files
+    for name, digest in hashes.items():
+        assert digest == hashlib.sha256((REPO / name).read_bytes()).hexdigest(), name
+
+
+def test_run_json_provenance_and_conventions(runs):
+    meta = run_json(runs, "gb")
+    assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", meta["git_commit"])
+    assert meta["command"].startswith("cea run --country GB")
+    c = meta["conventions"]
+    assert (
+        c["cycle_days"] == 28
+        and c["n_cycles"] == 130
+        and c["within_cycle_correction"] == "half_cycle"
+    )
+    assert c["discount_rate_costs"] == 0.035 and c["discount_rate_effects"] == 0.035
+    assert set(c["calibrated_per_year"]) == {"r_severe_on_bsab", "r_myeloma_death_off_bsab"}
+    assert meta["country"]["code"] == "GB" and meta["country"]["currency"] == "GBP"
+    assert meta["strategies"] == [
+        "none",
+        "preemptive_ivig",
+        "preemptive_scig",
+        "primary_ivig",
+        "primary_scig",
+    ]
+
+
+# --------------------------------------------------------------------------- options
+
+
+def test_python_m_cea_and_strategy_subset(runs):
+    df = results(runs, "gb_two")
+    assert list(df["strategy"]) == ["none", "primary_ivig"]
+    full = results(runs, "gb").set_index("strategy").loc[["none", "primary_ivig"]].reset_index()
+    pd.testing.assert_frame_equal(df, full, check_exact=False, rtol=1e-12)
+    comp = pd.read_csv(ok(runs, "gb_two") / "comparisons.csv")
+    assert list(comp["comparison"]) == ["primary_ivig vs none"]
+
+
+def test_country_us(runs):
+    meta = run_json(runs, "us")
+    assert meta["country"]["code"] == "US" and meta["country"]["currency"] == "USD"
+    assert meta["conventions"]["discount_rate_costs"] == 0.03
+    assert "United States" in runs["us"][0].stdout
+    us, gb = results(runs, "us"), results(runs, "gb_two")
+    assert not np.allclose(us["cost"], gb["cost"])
+
+
+def test_scenario_horizon_5y(runs):
+    meta = run_json(runs, "horizon")
+    assert meta["scenario"]["name"] == "horizon_5y"
+    assert (
+        meta["scenario"]["sha256"]
+        == hashlib.sha256((INPUTS / "scenarios/horizon_5y.toml").read_bytes()).hexdigest()
+    )
+    assert meta["conventions"]["n_cycles"] == 65
+    trace = pd.read_csv(ok(runs, "horizon") / "trace.csv")
+    assert trace["cycle"].max() == 65
+    assert (results(runs, "horizon")["ly"] < results(runs, "gb_two")["ly"]).all()
+
+
+@pytest.mark.parametrize("name", ["copy", "bom", "semicolon"])
+def test_inputs_copy_gives_identical_results(runs, name):
+    # a plain copy, a UTF-8-BOM parameters.csv and a ';'/decimal-comma parameters.csv
+    reference = (ok(runs, "gb_two") / "results.csv").read_bytes()
+    assert (ok(runs, name) / "results.csv").read_bytes() == reference
+    inputs = runs[name][2]
+    for key, digest in run_json(runs, name)["input_sha256"].items():
+        assert digest == hashlib.sha256((inputs.parent / key).read_bytes()).hexdigest(), key
+
+
+def test_semicolon_copy_really_uses_decimal_commas(runs):
+    text = (runs["semicolon"][2] / "parameters.csv").read_bytes().decode("utf-8")
+    assert (
+        text.startswith("parameter;value;se;") and "\r\nq_start_age_years;66;;62;70;fixed;" in text
+    )
+    assert ";0,0156;" in text  # p_igg_isotype se
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("unknown_country", "unknown country 'XX'"),
+        ("unknown_strategy", "unknown strategy 'no_such_strategy'"),
+        ("unknown_parameter", "unknown parameter 'no_such_parameter'"),
+    ],
+)
+def test_unknown_names_exit_2_with_one_line(runs, name, message):
+    proc, out, _ = runs[name]
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+    assert not out.exists() and not list(out.parent.glob(f".{out.name}.tmp-*"))
