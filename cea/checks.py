@@ -77,6 +77,8 @@ TORNADO_RTOL = 1e-9
 #: states before dying and is still alive after cycle 1 (about 7e-7 with 1e6 per year); 1e15
 #: makes that share ~1e-16, below the tolerance, and exp(-H) underflows to exactly 0.
 CERTAIN_DEATH_MX_PER_YEAR = 1e15
+#: Draws of the short PSA ``cea check`` runs for the PSA table checks (any n must pass them).
+CHECK_PSA_DRAWS = 200
 #: Seed of the row shuffle in the order check (a fixed permutation, not a PSA draw).
 ORDER_CHECK_SEED = 20190601
 #: Suffix of the duplicated strategies in the identical-strategies check.
@@ -572,11 +574,16 @@ def check_psa_means(draws: pd.DataFrame, parameters) -> CheckResult:
 
 def _ceac_wide(ceac: pd.DataFrame) -> pd.DataFrame:
     if "strategy" in ceac.columns:
-        value = [
-            c
-            for c in ceac.columns
-            if c not in ("wtp", "strategy") and pd.api.types.is_numeric_dtype(ceac[c])
-        ]
+        if "probability" in ceac.columns:
+            value = ["probability"]
+        else:
+            value = [
+                c
+                for c in ceac.columns
+                if c not in ("wtp", "strategy")
+                and pd.api.types.is_numeric_dtype(ceac[c])
+                and not pd.api.types.is_bool_dtype(ceac[c])
+            ]
         if len(value) != 1:
             raise ValueError(
                 f"long CEAC table needs one probability column besides wtp and strategy, got {value}"
@@ -609,41 +616,49 @@ def check_ceac_sums_to_one(ceac: pd.DataFrame) -> CheckResult:
     )
 
 
-def _evpi_values(evpi) -> np.ndarray:
+def _evpi_columns(evpi) -> dict[str, np.ndarray]:
     if isinstance(evpi, pd.DataFrame):
         cols = [c for c in evpi.columns if str(c).startswith("evpi")]
         if not cols:
             raise ValueError(
                 f"EVPI table needs a column starting with 'evpi', got {list(evpi.columns)}"
             )
-        return evpi[cols].to_numpy(float).ravel()
-    return np.atleast_1d(np.asarray(evpi, float)).ravel()
+        # a population EVPI is blank (NaN) throughout when the country has no population size
+        return {str(c): evpi[c].to_numpy(float) for c in cols if not evpi[c].isna().all()}
+    return {"evpi": np.atleast_1d(np.asarray(evpi, float)).ravel()}
 
 
 def check_evpi_nonnegative(evpi) -> CheckResult:
     """EVPI = E[max NMB] - max E[NMB] >= 0 at every WTP. ``evpi``: a number, an array, a Series
-    or a table whose columns starting with ``evpi`` hold the values."""
-    x = _evpi_values(evpi)
-    finite = x[np.isfinite(x)]
-    tol = (
-        max(EVPI_ABS_TOL, EVPI_RTOL * float(np.abs(finite).max())) if finite.size else EVPI_ABS_TOL
-    )
-    ok = bool(x.size) and bool(np.isfinite(x).all()) and float(x.min()) >= -tol
+    or a table whose columns starting with ``evpi`` hold the values (each column is checked
+    against its own rounding tolerance; a column blank throughout is skipped)."""
+    columns = _evpi_columns(evpi)
+    ok, parts, tols = bool(columns), [], []
+    for name, x in columns.items():
+        finite = x[np.isfinite(x)]
+        tol = (
+            max(EVPI_ABS_TOL, EVPI_RTOL * float(np.abs(finite).max()))
+            if finite.size
+            else EVPI_ABS_TOL
+        )
+        ok = ok and bool(x.size) and bool(np.isfinite(x).all()) and float(x.min()) >= -tol
+        lo, hi = (float(x.min()), float(x.max())) if x.size else (math.nan, math.nan)
+        parts.append(f"{name}: {x.size} values from {lo:.6g} to {hi:.6g}")
+        tols.append(f"{name} >= -{tol:.3g}")
     return CheckResult(
-        "evpi_nonnegative",
-        ok,
-        f"{x.size} EVPI values from {float(x.min()) if x.size else math.nan:.6g} to "
-        f"{float(x.max()) if x.size else math.nan:.6g}",
-        f">= -{tol:.3g}",
+        "evpi_nonnegative", ok, "; ".join(parts) or "no EVPI values", "; ".join(tols)
     )
 
 
 def check_tornado_base_inside(tornado: pd.DataFrame, outcome: str = "inmb") -> CheckResult:
     """The base-case value lies inside every tornado bar: min(low, high) <= base <= max(low,
-    high), for columns ``<outcome>_low``, ``<outcome>_high`` and ``base``."""
+    high), for columns ``<outcome>_low``, ``<outcome>_high`` and ``base`` (or
+    ``<outcome>_base``, as :func:`cea.dsa.tornado_table` names it). Tables of several
+    comparisons may be stacked: the check is row by row."""
     lo_c, hi_c = f"{outcome}_low", f"{outcome}_high"
+    base_c = "base" if "base" in tornado.columns else f"{outcome}_base"
     low, high = tornado[lo_c].to_numpy(float), tornado[hi_c].to_numpy(float)
-    b = tornado["base"].to_numpy(float)
+    b = tornado[base_c].to_numpy(float)
     scale = np.maximum(np.maximum(np.abs(low), np.abs(high)), np.maximum(np.abs(b), 1.0))
     margin = TORNADO_RTOL * scale
     outside = (
@@ -652,18 +667,25 @@ def check_tornado_base_inside(tornado: pd.DataFrame, outcome: str = "inmb") -> C
         | ~np.isfinite(b)
     )
     label = (
-        tornado["parameter"].astype(str).to_numpy()
+        tornado["parameter"].astype(str)
         if "parameter" in tornado.columns
-        else tornado.index.astype(str)
+        else tornado.index.to_series().astype(str)
     )
+    if "comparison" in tornado.columns and tornado["comparison"].nunique() > 1:
+        label = tornado["comparison"].astype(str) + ": " + label
+    label = label.to_numpy()
     bad = [str(label[i]) for i in np.flatnonzero(outside)]
     gap = np.maximum(np.minimum(low, high) - b, b - np.maximum(low, high)) / scale
     return CheckResult(
         "tornado_base_inside",
         not bad and len(b) > 0,
-        f"{len(b)} bars ({lo_c}/{hi_c}): {len(bad)} with the base outside"
+        f"{len(b)} bars ({lo_c}/{hi_c} around {base_c}): {len(bad)} with the base outside"
         + (f" ({', '.join(bad[:5])})" if bad else "")
-        + (f"; largest relative distance outside {float(np.nanmax(gap)):.2e}" if len(b) else ""),
+        + (
+            f"; largest relative overshoot beyond a bar end {max(0.0, float(np.nanmax(gap))):.2e}"
+            if len(b)
+            else ""
+        ),
         f"relative {TORNADO_RTOL:g}",
     )
 
@@ -737,8 +759,61 @@ def format_checks(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def analysis_tables(base, n_draws: int = CHECK_PSA_DRAWS) -> tuple[dict, list[CheckResult]]:
+    """PSA and DSA result tables of the base case, for the table checks of :func:`run_checks`.
+
+    A PSA of ``n_draws`` draws (seed from the settings; ``cea psa`` runs more) gives the draws,
+    the CEAC and the EVPI; the one-way DSA gives the tornado tables of every named comparison,
+    stacked. Returns (keyword arguments for run_checks, failed checks for analyses that raised).
+    A module not installed is skipped.
+    """
+    from cea.run import comparisons_from_settings
+
+    tables: dict = {}
+    failed: list[CheckResult] = []
+    try:
+        from cea import psa
+    except ImportError:
+        psa = None
+    if psa is not None:
+        try:
+            seed = int(base.ptable.settings.get("run", {}).get("seed", 1))
+            res = psa.run_psa(
+                base.inputs,
+                base.country.code,
+                n_draws=n_draws,
+                seed=seed,
+                scenario=base.ptable.scenario,
+                strategies=base.spec.strategy_names,
+            )
+            cp = res.countries[base.country.code]
+            tables.update(
+                psa_draws=cp.draws,
+                parameters=cp.base.ptable,
+                ceac=cp.tables.ceac,
+                evpi=cp.tables.evpi,
+            )
+        except Exception as exc:  # noqa: BLE001 (reported as a failed check)
+            failed.append(CheckResult("psa", False, f"error: {type(exc).__name__}: {exc}", ""))
+    try:
+        from cea import dsa
+    except ImportError:
+        dsa = None
+    comparisons = comparisons_from_settings(base.ptable.settings, base.spec)
+    if dsa is not None and comparisons:
+        try:
+            one_way = dsa.run_one_way(base)
+            tables["tornado"] = pd.concat(
+                [dsa.tornado_table(one_way, c) for c in comparisons], ignore_index=True
+            )
+        except Exception as exc:  # noqa: BLE001 (reported as a failed check)
+            failed.append(CheckResult("dsa", False, f"error: {type(exc).__name__}: {exc}", ""))
+    return tables, failed
+
+
 def cli_check(args) -> int:
-    """``cea check``: run the checks for one country (and scenario); exit 1 if any fails."""
+    """``cea check``: the base-case checks, and the PSA/DSA table checks on a short PSA and the
+    one-way DSA, for one country (and scenario); exit 1 if any fails."""
     from cea.__main__ import EXIT_CHECK_FAILED, EXIT_OK
     from cea.run import run_base_case
 
@@ -746,8 +821,14 @@ def cli_check(args) -> int:
     c = base.country
     print(
         f"cea check | {c.name} ({c.code}) | scenario: {base.ptable.scenario.name} | "
-        f"TECH-VER black-box checks (Buyukkaramikli et al. 2019)\n"
+        f"TECH-VER black-box checks (Buyukkaramikli et al. 2019); PSA checks on {CHECK_PSA_DRAWS} draws\n"
     )
-    table = run_checks(base)
+    tables, failed = analysis_tables(base)
+    table = run_checks(base, **tables)
+    if failed:
+        table = pd.concat(
+            [table, pd.DataFrame([tuple(r) for r in failed], columns=CHECK_COLUMNS)],
+            ignore_index=True,
+        )
     print(format_checks(table))
     return EXIT_OK if bool(table["passed"].all()) else EXIT_CHECK_FAILED

@@ -230,6 +230,17 @@ def test_ceac_sums_to_one_wide_and_long():
     assert result.passed and "21 WTP values x 3 strategies" in result.detail
 
 
+def test_ceac_in_the_psa_module_layout():
+    # cea.psa writes long tables with a boolean on_ceaf column beside the probability
+    long = (
+        _ceac_wide()
+        .reset_index()
+        .melt(id_vars="wtp", var_name="strategy", value_name="probability")
+    )
+    long["on_ceaf"] = long.groupby("wtp")["probability"].transform("max") == long["probability"]
+    assert checks.check_ceac_sums_to_one(long).passed
+
+
 def test_ceac_fails_when_a_row_does_not_sum_to_one():
     wide = _ceac_wide()
     wide.iloc[5, 0] -= 0.01
@@ -253,6 +264,11 @@ def test_evpi_nonnegative():
         {"wtp": [0, 20000], "evpi_per_patient": [0.0, 150.0], "evpi_population": [0.0, 1.5e6]}
     )
     assert checks.check_evpi_nonnegative(table).passed
+    # cea.psa layout: population EVPI blank throughout when the population is unknown
+    no_pop = table.assign(evpi_population=np.nan, optimal_strategy="none")
+    result = checks.check_evpi_nonnegative(no_pop)
+    assert result.passed and "evpi_population" not in result.detail
+    assert not checks.check_evpi_nonnegative(table.assign(evpi_per_patient=[0.0, -1.0])).passed
     assert not checks.check_evpi_nonnegative(np.array([5.0, -0.01])).passed
     assert not checks.check_evpi_nonnegative(np.array([np.nan])).passed
     assert not checks.check_evpi_nonnegative(np.array([])).passed
@@ -276,6 +292,18 @@ def _tornado() -> pd.DataFrame:
 def test_tornado_base_inside_every_bar():
     result = checks.check_tornado_base_inside(_tornado())
     assert result.passed, result.detail
+
+
+def test_tornado_in_the_dsa_module_layout():
+    # cea.dsa.tornado_table names the base column inmb_base; comparisons may be stacked
+    t = _tornado().rename(columns={"base": "inmb_base"})
+    two = pd.concat(
+        [t.assign(comparison="a vs b"), t.assign(comparison="c vs d")], ignore_index=True
+    )
+    assert checks.check_tornado_base_inside(two).passed
+    two.loc[4, "inmb_base"] = 0.0
+    result = checks.check_tornado_base_inside(two)
+    assert not result.passed and "c vs d: hr_igrt_severe" in result.detail
 
 
 def test_tornado_fails_when_the_base_is_outside_a_bar():
@@ -321,7 +349,9 @@ def test_cli_check_passes_on_gb():
     for fn in checks.BASE_CHECKS:
         name = fn.__name__.removeprefix("check_")
         assert any(line.startswith(f"PASS  {name}: ") for line in lines), name
-    n = len(checks.BASE_CHECKS)
+    for name in ("psa_sample_means", "ceac_sums_to_one", "evpi_nonnegative", "tornado_base_inside"):
+        assert any(line.startswith(f"PASS  {name}: ") for line in lines), name
+    n = len(checks.BASE_CHECKS) + 4
     assert f"{n} of {n} checks passed" in out.stdout
     assert "Traceback" not in out.stderr
 
@@ -333,7 +363,8 @@ def test_cli_check_exits_1_on_a_failed_check():
         "def check_planted(base):\n"
         "    return checks.CheckResult('planted', False, 'x 1 vs 2', 'exact')\n"
         "original = checks.run_checks\n"
-        "checks.run_checks = lambda base: original(base, checks=(checks.check_zero_discounting, check_planted))\n"
+        "checks.run_checks = lambda base, **kw: original(base, checks=(checks.check_zero_discounting, check_planted))\n"
+        "checks.analysis_tables = lambda base: ({}, [])\n"
         "from cea.__main__ import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
