@@ -794,16 +794,22 @@ def summary_text(res: RegionalResult) -> str:
         f"{', '.join(map(str, macro))}",
         "",
     ]
-    head = f"{'':<4}{'cur':<5}{'WTP/QALY':>14}{'WTP US$':>10}{'xGDP':>6}  {'optimal at WTP':<18}{'IVIG/g':>10}{'SCIG/g':>10}{'IVIG US$/g':>11}"
+    optimal = {
+        code: _optimal(r.outcomes, r.country.wtp_per_qaly) for code, r in res.countries.items()
+    }
+    w = max(len("optimal at WTP"), *(len(s) for s in optimal.values())) + 2
+    head = (
+        f"{'':<4}{'cur':<5}{'WTP/QALY':>14}{'WTP US$':>10}{'xGDP':>6}  {'optimal at WTP':<{w}}"
+        f"{'IVIG/g':>10}{'SCIG/g':>10}{'IVIG US$/g':>11}"
+    )
     lines += [head, "-" * len(head)]
     for code, r in res.countries.items():
         c = r.country
-        opt = _optimal(r.outcomes, c.wtp_per_qaly)
         ivig = r.price("c_ivig_per_g") if "c_ivig_per_g" in r.ptable.df.index else float("nan")
         scig = r.price("c_scig_per_g") if "c_scig_per_g" in r.ptable.df.index else float("nan")
         lines.append(
             f"{code:<4}{c.currency:<5}{c.wtp_per_qaly:>14,.0f}{to_usd(c.wtp_per_qaly, c.fx_lcu_per_usd):>10,.0f}"
-            f"{c.wtp_per_qaly / c.gdp_per_capita_lcu:>6.2f}  {opt:<18}{ivig:>10,.2f}{scig:>10,.2f}"
+            f"{c.wtp_per_qaly / c.gdp_per_capita_lcu:>6.2f}  {optimal[code]:<{w}}{ivig:>10,.2f}{scig:>10,.2f}"
             f"{to_usd(ivig, c.fx_lcu_per_usd):>11,.1f}"
         )
     if reg.empty:

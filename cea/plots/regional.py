@@ -197,13 +197,14 @@ def plot_threshold_prices(regional: pd.DataFrame, path: Path) -> None:
                         ls="",
                         clip_on=False,
                     )
-        for i in np.flatnonzero(has & (p != shown)):
+        for i in np.flatnonzero(has & (p != shown)):  # beyond the axis: value written inside it
+            below = p[i] < xmin
             ax.annotate(
                 f"{p[i]:,.0f}",
                 (shown[i], y[i]),
-                xytext=(-3 if p[i] < xmin else 3, 0),
+                xytext=(6 if below else -6, 0),
                 textcoords="offset points",
-                ha="right" if p[i] < xmin else "left",
+                ha="left" if below else "right",
                 va="center",
                 fontsize=6.5,
             )
