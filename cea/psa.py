@@ -89,6 +89,9 @@ MIN_DRAWS = 2
 GZIP_LEVEL = 1
 #: Per-draw columns written to outcomes.csv.gz (discounted, plus undiscounted event counts).
 OUTCOME_COLUMNS = ("cost", *COST_CATEGORIES, "qaly", "ly", *(f"{c}_undiscounted" for c in COUNTS))
+#: An EVPPI above the EVPI by more than this (relative) is flagged in its status: the
+#: regression estimator is biased upwards when the draws are few (Strong et al. 2014).
+EVPPI_EXCESS_RTOL = 1e-6
 #: Name of the EVPPI group holding every uncertain parameter (checked against the EVPI).
 ALL_PARAMETERS = "all_parameters"
 
@@ -518,6 +521,11 @@ def analyse(
         X = draws[params].to_numpy() if params else np.empty((D, 0))
         r = voi.evppi_regression(cost, qaly, X, grid, r2_wtp=wtp)
         v = float(r.evppi[i_wtp])
+        status = r.status
+        if status == "ok" and v > evpi_pp[i_wtp] * (1 + EVPPI_EXCESS_RTOL):
+            status = (
+                "ok; exceeds EVPI (upward bias of the regression with few draws: use more draws)"
+            )
         row = {
             "group": g,
             "n_parameters": len(params),
@@ -528,7 +536,7 @@ def analyse(
             "n_draws": r.n_draws,
             "basis": r.basis or "",
             "r2_min": float(np.nanmin(r.r2)) if np.isfinite(r.r2).any() else float("nan"),
-            "status": r.status,
+            "status": status,
         }
         for k, s in enumerate(names[1:]):
             row[f"r2_{s}_vs_{names[0]}"] = float(r.r2[k])
@@ -911,10 +919,13 @@ def summary_text(c: CountryPsa) -> str:
         "EVPPI per patient by parameter group (regression; R^2 min, terms/draws):",
     ]
     for _, r in t.evppi.iterrows():
-        if r["status"] == "ok":
+        if str(r["status"]).startswith("ok"):
+            flag = (
+                "" if r["status"] == "ok" else "  <- exceeds EVPI: regression bias, use more draws"
+            )
             lines.append(
                 f"  {r['group']:<16}{cur} {_money(r['evppi_per_patient']):>10}  ({r['share_of_evpi']:.0%} of EVPI; "
-                f"R^2 {r['r2_min']:.2f}, {r['n_terms']}/{r['n_draws']}, {r['basis']})"
+                f"R^2 {r['r2_min']:.2f}, {r['n_terms']}/{r['n_draws']}, {r['basis']}){flag}"
             )
         else:
             lines.append(f"  {r['group']:<16}{r['status']}")

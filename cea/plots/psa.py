@@ -110,14 +110,11 @@ def plot_ceac(ceac: pd.DataFrame, country, path: Path, labels: dict | None = Non
                 label=_label(labels, s),
             )
         f = sel[sel["on_ceaf"]].sort_values("wtp")
-        ax.plot(
-            f["wtp"],
-            f["probability"],
-            color="black",
-            lw=3,
-            alpha=0.35,
-            label="CEAF (optimal strategy)",
-        )
+        # one segment per run of the same optimal strategy, so switches are not joined by lines
+        run_id = (f["strategy"] != f["strategy"].shift()).cumsum()
+        for j, (_, seg) in enumerate(f.groupby(run_id)):
+            label = "CEAF (optimal strategy)" if j == 0 else None
+            ax.plot(seg["wtp"], seg["probability"], color="black", lw=4, alpha=0.3, label=label)
         ax.axvline(wtp, color="black", ls="--", lw=1)
         ax.text(wtp, 1.02, f"WTP {wtp:,.0f}", fontsize=7, ha="center")
         for a in alts:
@@ -174,14 +171,15 @@ def plot_evppi(
     t = evppi.iloc[::-1]
     y = np.arange(len(t))
     vals = t["evppi_per_patient"].fillna(0.0).to_numpy()
-    ax.barh(y, vals, color=[COLORS[0] if s == "ok" else "lightgrey" for s in t["status"]])
+    ax.barh(
+        y, vals, color=[COLORS[0] if str(s).startswith("ok") else "lightgrey" for s in t["status"]]
+    )
     ax.set_yticks(y, t["group"])
     for yi, (_, r) in zip(y, t.iterrows(), strict=True):
-        note = (
-            f" R^2 {r['r2_min']:.2f}"
-            if r["status"] == "ok" and np.isfinite(r["r2_min"])
-            else (" " + r["status"][:40] if r["status"] != "ok" else "")
-        )
+        ok = str(r["status"]).startswith("ok")
+        note = f" R^2 {r['r2_min']:.2f}" if ok and np.isfinite(r["r2_min"]) else ""
+        if r["status"] != "ok":
+            note += " " + str(r["status"])[:48]
         ax.text(
             r["evppi_per_patient"] if np.isfinite(r["evppi_per_patient"]) else 0,
             yi,

@@ -1,0 +1,391 @@
+"""Tests for cea/psa.py: draws (centres, sample means, seeding, sharing across countries,
+correlations), the full-model PSA (reproducibility, chunking, TECH-VER checks, seeded pin),
+output files and the command line."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from cea import distributions as dist
+from cea import psa
+from cea.__main__ import main
+from cea.errors import CeaError
+from cea.inputs import load_inputs
+from cea.parameters import build_parameter_table
+
+INPUTS = Path(__file__).resolve().parents[1] / "inputs"
+N_SAMPLE = 20_000
+#: seeded pin (STYLE.md "Seeded regression"): GB, seed 1, PIN_DRAWS draws, default strategies
+PIN_DRAWS = 200
+PIN_RTOL = 1e-9
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    return load_inputs(INPUTS)
+
+
+@pytest.fixture(scope="module")
+def all_tables(inputs):
+    return {c: build_parameter_table(inputs, c) for c in inputs.country_codes()}
+
+
+@pytest.fixture(scope="module")
+def all_draws(inputs, all_tables):
+    return psa.sample_draws(inputs, all_tables, N_SAMPLE, seed=1)
+
+
+@pytest.fixture(scope="module")
+def gb_psa(inputs):
+    """The GB PSA of the seeded pin (full model, default strategies and horizon)."""
+    return psa.run_psa(inputs, "GB", n_draws=PIN_DRAWS, seed=1)
+
+
+# --------------------------------------------------------------------------- draws
+
+
+def test_every_distribution_centre_is_the_value(all_tables):
+    for code, pt in all_tables.items():
+        for name in pt.names:
+            d = pt.distribution(name)
+            assert d.centre() == pytest.approx(
+                float(pt.df.loc[name, "value"]), rel=1e-6, abs=1e-12
+            ), (code, name)
+
+
+def sample_mean_z(pt, draws) -> dict[str, float]:
+    """(sample mean - value) / SE for every uncertain row; lognormal rows, whose value is the
+    median, on the log scale. Fixed rows must equal their value exactly."""
+    out = {}
+    for name in pt.names:
+        d, x = pt.distribution(name), draws[name].to_numpy()
+        value = float(pt.df.loc[name, "value"])
+        if isinstance(d, dist.Fixed):
+            assert np.all(x == value), name
+            continue
+        if isinstance(d, dist.LogNormal):
+            x, value = np.log(x), math.log(value)
+        out[name] = (x.mean() - value) / (x.std(ddof=1) / math.sqrt(len(x)))
+    return out
+
+
+def test_sample_means_within_three_standard_errors(all_tables, all_draws):
+    z = sample_mean_z(all_tables["GB"], all_draws["GB"])
+    assert len(z) > 30
+    bad = {k: v for k, v in z.items() if abs(v) > 3}
+    assert not bad, bad
+
+
+def test_sample_means_every_country_family_wise(all_tables, all_draws):
+    # ~600 rows over 14 countries: at 3 SE about 1.6 would fail by chance, so use the
+    # Bonferroni bound for a family-wise error of 0.1% (|z| < 5.0)
+    z = {
+        (c, k): v
+        for c, pt in all_tables.items()
+        for k, v in sample_mean_z(pt, all_draws[c]).items()
+    }
+    bound = stats.norm.ppf(1 - 0.001 / (2 * len(z)))
+    bad = {k: v for k, v in z.items() if abs(v) > bound}
+    assert not bad, (bound, bad)
+
+
+def test_clinical_draws_shared_and_prices_per_country(inputs, all_tables, all_draws):
+    gb = all_draws["GB"]
+    clinical = psa.clinical_parameters(all_tables["GB"])
+    prices = psa.price_parameters(all_tables["GB"])
+    assert "c_ivig_per_g" in prices and "hr_igrt_severe" in clinical
+    for code, draws in all_draws.items():
+        for name in clinical:
+            d_gb, d_c = all_tables["GB"].distribution(name), all_tables[code].distribution(name)
+            if d_gb == d_c:
+                np.testing.assert_array_equal(draws[name], gb[name], err_msg=f"{code} {name}")
+    # a country override (body weight 58 kg in JP) is the country's own fixed value
+    assert (all_draws["JP"]["q_body_weight_kg"] == 58).all() and (
+        gb["q_body_weight_kg"] == 69
+    ).all()
+    # prices come from independent streams: GB and US IVIG price draws are uncorrelated
+    rho = stats.spearmanr(all_draws["GB"]["c_ivig_per_g"], all_draws["US"]["c_ivig_per_g"])[0]
+    assert abs(rho) < 4 / math.sqrt(N_SAMPLE)
+
+
+def test_a_country_draws_do_not_depend_on_the_other_countries(inputs, all_tables, all_draws):
+    alone = psa.sample_draws(inputs, {"US": all_tables["US"]}, N_SAMPLE, seed=1)["US"]
+    pd.testing.assert_frame_equal(alone, all_draws["US"], check_exact=True)
+    reordered = psa.sample_draws(
+        inputs, {"ZA": all_tables["ZA"], "US": all_tables["US"]}, N_SAMPLE, seed=1
+    )
+    pd.testing.assert_frame_equal(reordered["US"], all_draws["US"], check_exact=True)
+    other_seed = psa.sample_draws(inputs, {"US": all_tables["US"]}, N_SAMPLE, seed=2)["US"]
+    assert not np.array_equal(other_seed["c_ivig_per_g"], alone["c_ivig_per_g"])
+    assert not np.array_equal(other_seed["hr_igrt_severe"], alone["hr_igrt_severe"])
+
+
+def test_seed_streams_are_keyed_by_country_code():
+    assert psa.country_key("GB") == 0x4742
+    assert psa.price_seed(1, "GB").spawn_key == (psa.PRICE_STREAM, 0x4742)
+    assert psa.clinical_seed(1).spawn_key == (psa.CLINICAL_STREAM,)
+    with pytest.raises(CeaError):
+        psa.clinical_seed(-1)
+
+
+def copy_inputs(tmp_path: Path) -> Path:
+    dst = tmp_path / "inputs"
+    shutil.copytree(INPUTS, dst)
+    return dst
+
+
+def test_uncertain_country_override_keeps_common_random_numbers(tmp_path):
+    # a country override of an uncertain parameter: the country's draws are its own
+    # distribution's quantiles of the shared uniforms (same ranks, centre = new value)
+    root = copy_inputs(tmp_path)
+    ov = pd.read_csv(root / "country_overrides.csv")
+    row = ov.iloc[0].copy()
+    row["country"], row["parameter"], row["value"] = "US", "p_igg_low_ever", 0.8
+    pd.concat([ov, row.to_frame().T]).to_csv(root / "country_overrides.csv", index=False)
+    inputs = load_inputs(root)
+    tables = {c: build_parameter_table(inputs, c) for c in ("GB", "US")}
+    draws = psa.sample_draws(inputs, tables, N_SAMPLE, seed=4)
+    gb, us = draws["GB"]["p_igg_low_ever"], draws["US"]["p_igg_low_ever"]
+    assert stats.spearmanr(gb, us)[0] == pytest.approx(1.0, abs=1e-9)
+    se = us.std() / math.sqrt(N_SAMPLE)
+    assert abs(us.mean() - 0.8) < 3 * se and abs(gb.mean() - 0.709) < 3 * se
+
+
+def test_correlations_from_the_inputs_table(tmp_path):
+    root = copy_inputs(tmp_path)
+    pd.DataFrame(
+        {
+            "parameter_a": ["u_on_bsab"],
+            "parameter_b": ["u_off_bsab"],
+            "correlation": [0.6],
+            "source": ["test"],
+            "evidence": ["E"],
+        }
+    ).to_csv(root / "correlations.csv", index=False)
+    inputs = load_inputs(root)
+    tables = {"GB": build_parameter_table(inputs, "GB")}
+    d = psa.sample_draws(inputs, tables, N_SAMPLE, seed=1)["GB"]
+    # Gaussian copula: Spearman = (6 / pi) asin(rho / 2)
+    want = 6 / math.pi * math.asin(0.3)
+    assert stats.spearmanr(d["u_on_bsab"], d["u_off_bsab"])[0] == pytest.approx(want, abs=0.02)
+    # the centre is unchanged by the copula
+    se = d["u_on_bsab"].std() / math.sqrt(N_SAMPLE)
+    assert abs(d["u_on_bsab"].mean() - 0.72) < 3 * se
+
+
+@pytest.mark.parametrize(
+    "rows, match",
+    [
+        (
+            [
+                ("u_on_bsab", "u_off_bsab", 0.9),
+                ("u_on_bsab", "q_qaly_loss_severe", 0.9),
+                ("u_off_bsab", "q_qaly_loss_severe", -0.9),
+            ],
+            "positive definite",
+        ),
+        ([("u_on_bsab", "u_off_bsab", 0.5), ("u_off_bsab", "u_on_bsab", 0.5)], "listed twice"),
+        ([("u_on_bsab", "u_on_bsab", 0.5)], "itself"),
+    ],
+)
+def test_bad_correlation_tables_are_refused(tmp_path, rows, match):
+    root = copy_inputs(tmp_path)
+    pd.DataFrame(rows, columns=["parameter_a", "parameter_b", "correlation"]).to_csv(
+        root / "correlations.csv", index=False
+    )
+    inputs = load_inputs(root)
+    with pytest.raises(CeaError, match=match):
+        psa.sample_draws(inputs, {"GB": build_parameter_table(inputs, "GB")}, 100, seed=1)
+
+
+def test_too_few_draws_is_a_user_error(inputs):
+    with pytest.raises(CeaError, match="draws"):
+        psa.sample_draws(inputs, {"GB": build_parameter_table(inputs, "GB")}, 1, seed=1)
+
+
+# --------------------------------------------------------------------------- the full-model PSA
+
+
+def test_ceac_sums_to_one_at_every_wtp(gb_psa):
+    ceac = gb_psa.countries["GB"].tables.ceac
+    sums = ceac.groupby("wtp")["probability"].sum()
+    np.testing.assert_allclose(sums.to_numpy(), 1.0, rtol=0, atol=1e-12)
+    # the CEAF has exactly one strategy at every wtp
+    assert (ceac.groupby("wtp")["on_ceaf"].sum() == 1).all()
+
+
+def test_evpi_nonnegative_and_evppi_table_consistent(gb_psa):
+    t = gb_psa.countries["GB"].tables
+    assert (t.evpi["evpi_per_patient"] >= 0).all()
+    ok = t.evppi[t.evppi["status"] == "ok"]
+    at_wtp = float(t.evpi.loc[t.evpi["wtp"] == t.headline["wtp"], "evpi_per_patient"].iloc[0])
+    assert (ok["evppi_per_patient"] <= at_wtp * (1 + psa.EVPPI_EXCESS_RTOL)).all()
+    # every group over the limit is refused, never reported
+    refused = t.evppi[t.evppi["status"].str.startswith("refused")]
+    assert refused["evppi_per_patient"].isna().all()
+    assert (
+        (t.evppi["n_terms"] * 10 < t.evppi["n_draws"])
+        | t.evppi["status"].str.startswith(("refused", "no "))
+    ).all()
+    # population EVPI = per patient x the discounted population over the decision horizon
+    c = gb_psa.countries["GB"].ptable.country
+    mult = sum(c.population_eligible_annual * (1 + c.discount_rate_costs) ** -t for t in range(5))
+    np.testing.assert_allclose(
+        t.evpi["evpi_population"], t.evpi["evpi_per_patient"] * mult, rtol=1e-12
+    )
+
+
+def test_psa_mean_close_to_deterministic(gb_psa):
+    # TECH-VER: the PSA mean is near the deterministic result (non-linearity and lognormal
+    # medians make them differ a little; the summary reports the difference)
+    s = gb_psa.countries["GB"].tables.summary
+    rows = s[(s["kind"] == "strategy") & s["measure"].isin(["cost", "qaly", "ly"])]
+    assert rows["relative_difference"].abs().max() < 0.05
+    np.testing.assert_allclose(
+        rows["psa_minus_deterministic"], rows["psa_mean"] - rows["deterministic"], rtol=1e-12
+    )
+
+
+def test_summary_intervals_contain_means(gb_psa):
+    s = gb_psa.countries["GB"].tables.summary
+    iv = s.dropna(subset=["interval_low"])
+    assert ((iv["interval_low"] <= iv["psa_mean"]) & (iv["psa_mean"] <= iv["interval_high"])).all()
+
+
+def test_seeded_regression_pin(gb_psa):
+    """Mean costs and QALYs of the GB PSA, seed 1, 200 draws (STYLE.md: change only in a
+    commit that says why)."""
+    out = gb_psa.countries["GB"].run.outcomes
+    means = out.groupby("strategy", sort=False)[["cost", "qaly"]].mean()
+    for s, (cost, qaly) in PIN.items():
+        assert means.loc[s, "cost"] == pytest.approx(cost, rel=PIN_RTOL), s
+        assert means.loc[s, "qaly"] == pytest.approx(qaly, rel=PIN_RTOL), s
+
+
+#: pinned at commit time from run_psa(INPUTS, "GB", n_draws=200, seed=1) (model of 4f81e69)
+PIN = {
+    "none": (410359.2798823288, 1.3861920365499645),
+    "preemptive_ivig": (440672.95752763835, 1.442447103345232),
+    "preemptive_scig": (436915.9271847542, 1.4425464565574615),
+    "primary_ivig": (455106.0699806854, 1.452556205920289),
+    "primary_scig": (448549.59292517335, 1.4527756791312012),
+}
+
+
+def test_rerun_is_bit_identical(inputs, gb_psa):
+    again = psa.run_psa(inputs, "GB", n_draws=PIN_DRAWS, seed=1)
+    a, b = gb_psa.countries["GB"], again.countries["GB"]
+    pd.testing.assert_frame_equal(a.draws, b.draws, check_exact=True)
+    pd.testing.assert_frame_equal(a.run.outcomes, b.run.outcomes, check_exact=True)
+    pd.testing.assert_frame_equal(a.tables.evppi, b.tables.evppi, check_exact=True)
+
+
+def test_results_do_not_depend_on_chunk_size(inputs, gb_psa):
+    small = psa.run_psa(inputs, "GB", n_draws=PIN_DRAWS, seed=1, chunk_draws=37)
+    a, b = gb_psa.countries["GB"], small.countries["GB"]
+    pd.testing.assert_frame_equal(a.draws, b.draws, check_exact=True)
+    num = [c for c in a.run.outcomes.columns if c not in ("draw", "strategy")]
+    assert (
+        (a.run.outcomes[["draw", "strategy"]] == b.run.outcomes[["draw", "strategy"]]).all().all()
+    )
+    # the per-draw calibration stops when every draw of a model call has converged, so the
+    # last bits can depend on which draws share a call (about 5e-12 relative; docs/psa.md)
+    np.testing.assert_allclose(
+        b.run.outcomes[num].to_numpy(), a.run.outcomes[num].to_numpy(), rtol=1e-10, atol=1e-10
+    )
+
+
+def test_a_country_gets_the_same_results_alone_or_with_others(inputs):
+    alone = psa.run_psa(inputs, "US", n_draws=30, seed=5, strategies=["none", "primary_ivig"])
+    both = psa.run_psa(
+        inputs, ["GB", "US"], n_draws=30, seed=5, strategies=["none", "primary_ivig"]
+    )
+    pd.testing.assert_frame_equal(
+        alone.countries["US"].draws, both.countries["US"].draws, check_exact=True
+    )
+    pd.testing.assert_frame_equal(
+        alone.countries["US"].run.outcomes, both.countries["US"].run.outcomes, check_exact=True
+    )
+    regional = psa.regional_table(both)
+    assert list(regional["country"]) == ["GB", "US"]
+
+
+def test_progress_only_when_enabled():
+    buf = io.StringIO()
+    bar = psa.Progress(10, enabled=True, stream=buf)
+    bar.update(5, "GB")
+    bar.close()
+    assert "5/10" in buf.getvalue()
+    quiet = io.StringIO()
+    bar = psa.Progress(10, enabled=None, stream=quiet)  # a StringIO is not a terminal
+    bar.update(10)
+    bar.close()
+    assert quiet.getvalue() == ""
+
+
+def test_wtp_grid_contains_thresholds():
+    g = psa.wtp_grid(20000, (30000, 51000), icers=(500000.0, float("nan")))
+    assert 20000 in g and 30000 in g and 51000 in g and g[0] == 0
+    assert g[-1] == pytest.approx(750000.0) and np.all(np.diff(g) > 0)
+    with pytest.raises(CeaError):
+        psa.wtp_grid(0, ())
+
+
+# --------------------------------------------------------------------------- outputs and CLI
+
+
+def test_cli_writes_every_output(tmp_path, capsys):
+    out = tmp_path / "psa_gb"
+    argv = ["psa", "--country", "GB", "--draws", "40", "--seed", "3", "--out", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "EVPI per patient" in printed and "PSA-det" in printed
+    for f in (
+        "draws.csv.gz",
+        "outcomes.csv.gz",
+        "summary.csv",
+        "ceac.csv",
+        "evpi.csv",
+        "evppi.csv",
+        "evppi_by_wtp.csv",
+        "convergence.csv",
+        "incremental_means.csv",
+        "parameters.csv",
+        "run.json",
+        "figures/ce_plane.png",
+        "figures/ceac.png",
+        "figures/evpi.png",
+        "figures/evppi.png",
+        "figures/convergence.png",
+    ):
+        assert (out / f).is_file(), f
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["seed"] == 3 and meta["psa"]["n_draws"] == 40
+    assert meta["psa"]["decision_horizon_years"] == psa.DEFAULT_DECISION_HORIZON_YEARS
+    assert "git_commit" in meta and meta["input_sha256"] and "conventions" in meta
+    draws = pd.read_csv(out / "draws.csv.gz")
+    outcomes = pd.read_csv(out / "outcomes.csv.gz")
+    assert len(draws) == 40 and len(outcomes) == 40 * 5
+    assert "calibrated_r_severe_on_bsab_per_year" in draws.columns
+    # the written per-draw numbers are exact (shortest round-trip repr)
+    again = psa.run_psa(INPUTS, "GB", n_draws=40, seed=3)
+    np.testing.assert_array_equal(
+        outcomes["cost"].to_numpy(), again.countries["GB"].run.outcomes["cost"].to_numpy()
+    )
+    # an existing folder is refused without --force: exit code 2, nothing changed
+    assert main(argv) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_cli_rejects_country_and_countries(capsys):
+    assert main(["psa", "--country", "GB", "--countries", "all", "--draws", "10"]) == 2
+    assert "not both" in capsys.readouterr().err
