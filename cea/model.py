@@ -878,7 +878,15 @@ def run_model(
     """
     D = len(draws)
     K = len(spec.strategies)
-    cohorts = [(st, sg) for st in spec.strategies for sg in SUBGROUPS]
+    # the subgroups differ only in detection: strategies that never test IgG run one cohort,
+    # used for both subgroups
+    cohorts: list[tuple[Strategy, str]] = []
+    which = np.zeros((K, 2), dtype=int)  # (strategy, subgroup) -> cohort index
+    for k, st in enumerate(spec.strategies):
+        for g, sg in enumerate(SUBGROUPS):
+            if st.trigger == "igg_below_threshold" or g == 0:
+                cohorts.append((st, sg))
+            which[k, g] = len(cohorts) - 1
     per_draw = len(cohorts) * spec.n_cycles * S * S
     chunk = chunk_draws or max(1, CHUNK_ELEMENTS // per_draw)
     totals_disc = {name: np.zeros((K, 2, D)) for name in REWARDS}
@@ -902,13 +910,13 @@ def run_model(
             und = res.undiscounted.get(name)
             if disc is None:
                 continue
-            totals_disc[name][:, :, lo:hi] = np.asarray(disc).reshape(K, 2, d)
-            totals_und[name][:, :, lo:hi] = np.asarray(und).reshape(K, 2, d)
+            totals_disc[name][:, :, lo:hi] = np.asarray(disc).reshape(len(cohorts), d)[which]
+            totals_und[name][:, :, lo:hi] = np.asarray(und).reshape(len(cohorts), d)[which]
         if keep_traces:
-            tr = res.trace.reshape(K, 2, d, spec.n_cycles + 1, S)
+            tr = res.trace.reshape(len(cohorts), d, spec.n_cycles + 1, S)
             for k, st in enumerate(spec.strategies):
                 for g, sg in enumerate(SUBGROUPS):
-                    traces.setdefault((st.strategy, sg), []).append(tr[k, g])
+                    traces.setdefault((st.strategy, sg), []).append(tr[which[k, g]])
     if keep_traces:
         traces = {key: np.concatenate(parts, axis=0) for key, parts in traces.items()}
     w = np.stack([weights, 1 - weights])  # (2, D): igg_isotype, non_igg
