@@ -557,6 +557,7 @@ def assemble_inputs(
     for code in countries.df["country"]:
         prices[code] = read(f"prices/{code}.csv", PRICE_COLUMNS, PRICE_KEY, False)
         _check_prices(prices[code], code, countries)
+    _check_price_items(prices)
     overrides = get("overrides")
     if overrides is not None:
         _check_overrides(overrides, set(countries.df["country"]), parameters)
@@ -771,6 +772,26 @@ def _check_prices(table: Table, code: str, countries: Table) -> None:
         check_parameter_row(table, r, name_col="item")
         if r["dist"] == "gamma" and r["value"] > 0 and r["se"] is None and r["low"] is None:
             raise table.error("a gamma price needs se or low/high", row=row, column="se")
+
+
+def _check_price_items(prices: dict[str, Table]) -> None:
+    """Every country prices the same items: a row missing from one country's file is an error
+    naming the country, the file, the item and the countries that price it."""
+    items = {code: set(t.df["item"]) for code, t in prices.items()}
+    every = set().union(*items.values()) if items else set()
+    for code, table in prices.items():
+        missing = sorted(every - items[code])
+        if missing:
+            have = [c for c in prices if missing[0] in items[c]]
+            more = (
+                f" (and {len(missing) - 1} more: {', '.join(missing[1:])})"
+                if len(missing) > 1
+                else ""
+            )
+            raise table.error(
+                f"country {code} has no row for price item '{missing[0]}'{more}; every country must price "
+                f"the same items ({len(have)} of {len(prices)} price it: {', '.join(have)})"
+            )
 
 
 def _check_overrides(table: Table, countries: set[str], parameters: Table) -> None:

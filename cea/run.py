@@ -149,10 +149,22 @@ def trace_table(traces: dict, spec: ModelSpec) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def comparisons_from_settings(settings: dict, spec: ModelSpec) -> list[tuple[str, str]]:
+def comparisons_from_settings(
+    settings: dict, spec: ModelSpec, known: set[str] | None = None
+) -> list[tuple[str, str]]:
+    """The settings' comparisons whose two strategies are in this run.
+
+    A comparison naming a strategy that exists (``known``: every id in strategies.csv) but is
+    not run is skipped (scenarios change the strategy set); an unknown id is an error.
+    """
     names = set(spec.strategy_names)
     out = []
     for a, b in settings.get("model", {}).get("comparisons", []):
+        for x in (a, b):
+            if known is not None and x not in known:
+                raise CeaError(
+                    f"comparison {a}:{b} names unknown strategy '{x}' (settings or scenario)"
+                )
         if a in names and b in names:
             out.append((a, b))
     return out
@@ -180,7 +192,7 @@ def run_base_case(
     outcomes = res.outcomes
     wtp = ptable.country.wtp_per_qaly
     incremental = icer_table(outcomes, cost="cost", effect="qaly", wtp=wtp)
-    comps = comparisons_from_settings(ptable.settings, spec)
+    comps = comparisons_from_settings(ptable.settings, spec, set(inputs.strategies.df["strategy"]))
     comparisons = (
         pairwise(outcomes, comps, wtp=wtp, extra=("severe_infections", "infection_deaths"))
         if comps
