@@ -50,6 +50,11 @@ MIN_DRAWS_PER_TERM = 10
 SPLINE_KNOT_QUANTILES = (0.05, 0.275, 0.5, 0.725, 0.95)
 #: Bases tried from the richest down; the first with few enough terms is used.
 BASES = ("spline+interactions", "spline", "linear")
+#: Pairwise interactions only for groups of at most this many parameters: their number grows
+#: as p^2 / 2 (43 parameters would give 903 terms), and larger groups use the additive splines.
+MAX_INTERACTION_PARAMS = 8
+#: Eigenvalues of A'A below this fraction of the largest are treated as zero (collinear terms).
+EIGEN_RTOL = 1e-12
 #: Relative tolerance under which two knots are the same (parameter with few distinct values).
 KNOT_RTOL = 1e-9
 
@@ -94,11 +99,35 @@ def ceac(cost, effect, wtp) -> np.ndarray:
     """
     dc, de = incremental(cost, effect)
     w = _wtp_grid(wtp)
-    K = dc.shape[1]
+    D, K = dc.shape
+    dcT, deT = np.ascontiguousarray(dc.T), np.ascontiguousarray(de.T)
     out = np.empty((len(w), K))
     for i, lam in enumerate(w):
-        best = np.argmax(lam * de - dc, axis=1)
-        out[i] = np.bincount(best, minlength=K) / dc.shape[0]
+        # running argmax over strategies on contiguous (D,) rows (ties: first listed)
+        best_v = lam * deT[0] - dcT[0]
+        best_k = np.zeros(D, dtype=np.intp)
+        for k in range(1, K):
+            v = lam * deT[k] - dcT[k]
+            better = v > best_v
+            best_v = np.where(better, v, best_v)
+            best_k[better] = k
+        out[i] = np.bincount(best_k, minlength=K) / D
+    return out
+
+
+def _mean_max(dcT: np.ndarray, deT: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """mean over draws of max(0, max_k (lam de_k - dc_k)) for each lam in w, (W,).
+
+    dcT, deT: (K-1, D) incremental cost and effect of strategies 1..K-1 (strategy 0 gives 0);
+    the maximum runs over contiguous rows, much faster than a reduction along a short axis.
+    """
+    out = np.empty(len(w))
+    m = np.empty(dcT.shape[1])
+    for i, lam in enumerate(w):
+        m.fill(0.0)
+        for k in range(dcT.shape[0]):
+            np.maximum(m, lam * deT[k] - dcT[k], out=m)
+        out[i] = m.mean()
     return out
 
 
@@ -127,12 +156,10 @@ def evpi(cost, effect, wtp) -> np.ndarray:
     """
     dc, de = incremental(cost, effect)
     w = _wtp_grid(wtp)
-    out = np.empty(len(w))
-    for i, lam in enumerate(w):
-        inb = lam * de - dc
-        out[i] = inb.max(axis=1).mean() - inb.mean(axis=0).max()
+    first = _mean_max(np.ascontiguousarray(dc[:, 1:].T), np.ascontiguousarray(de[:, 1:].T), w)
+    best_mean = (w[:, None] * de.mean(axis=0)[None, :] - dc.mean(axis=0)[None, :]).max(axis=1)
     # Jensen: never negative; tiny negatives are floating-point rounding of equal terms
-    return np.maximum(out, 0.0)
+    return np.maximum(first - best_mean, 0.0)
 
 
 def population_multiplier(
@@ -232,8 +259,11 @@ def design_matrix(X, basis: str = "spline+interactions") -> np.ndarray:
 
 
 def choose_basis(n_params: int, n_draws: int) -> str | None:
-    """The richest basis with terms < n_draws / MIN_DRAWS_PER_TERM, or None (refused)."""
+    """The richest basis with terms < n_draws / MIN_DRAWS_PER_TERM, or None (refused).
+    Interactions only up to MAX_INTERACTION_PARAMS parameters."""
     for basis in BASES:
+        if basis == "spline+interactions" and n_params > MAX_INTERACTION_PARAMS:
+            continue
         if n_basis_terms(n_params, basis) * MIN_DRAWS_PER_TERM < n_draws:
             return basis
     return None
@@ -320,13 +350,14 @@ def evppi_regression(
         )
     A = design_matrix(X, chosen)
     Y = np.concatenate([dc[:, 1:], de[:, 1:]], axis=1)  # (D, 2(K-1))
-    coef, *_ = np.linalg.lstsq(A, Y, rcond=None)
-    fit = A @ coef
+    fit = A @ _least_squares(A, Y)
     fc, fe = fit[:, : K - 1], fit[:, K - 1 :]
-    out = np.empty(len(w))
-    for i, lam in enumerate(w):
-        g = lam * fe - fc  # (D, K-1) fitted INB; strategy 0 is 0
-        out[i] = np.maximum(g.max(axis=1), 0.0).mean() - max(0.0, g.mean(axis=0).max())
+    first = _mean_max(np.ascontiguousarray(fc.T), np.ascontiguousarray(fe.T), w)
+    # the fits keep the means (intercept), so the baseline is max(0, max_k mean INB_k)
+    base = np.maximum(
+        (w[:, None] * fe.mean(axis=0)[None, :] - fc.mean(axis=0)[None, :]).max(axis=1), 0.0
+    )
+    out = first - base
     inb = r2_at * de[:, 1:] - dc[:, 1:]
     g = r2_at * fe - fc
     sst = ((inb - inb.mean(axis=0)) ** 2).sum(axis=0)
@@ -343,6 +374,18 @@ def evppi_regression(
         r2_wtp=r2_at,
         fitted=(fc, fe) if keep_fitted else None,
     )
+
+
+def _least_squares(A: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """Least-squares coefficients through the normal equations, solved by an eigendecomposition
+    of A'A that drops directions with eigenvalue below EIGEN_RTOL x the largest (a collinear
+    basis then behaves like the minimum-norm solution). The columns are standardised, so A'A is
+    well conditioned; this is 10-50 times faster than an SVD of A for 10,000+ draws."""
+    G = A.T @ A
+    lam, V = np.linalg.eigh(G)
+    keep = lam > EIGEN_RTOL * lam.max()
+    Vk = V[:, keep]
+    return Vk @ ((Vk.T @ (A.T @ Y)) / lam[keep][:, None])
 
 
 def evppi_nested(
