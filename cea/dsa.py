@@ -963,6 +963,9 @@ def find_threshold(
         )
         if len(roots) > 1:
             msg += f"; {len(roots)} crossings: " + ", ".join(f"{r:.6g}" for r in roots)
+        elif ends[0] * ends[1] < 0:
+            side = "above" if ends[1] > 0 else "below"
+            msg += f"; {a} is cost-effective against {b} for {parameter} {side} the threshold"
     else:
         sign = (
             "positive (a is cost-effective)"
@@ -1093,18 +1096,20 @@ def scenarios_summary(sc: Scenarios) -> str:
         "",
     ]
     hl = sc.headline
-    title = f"{hl[0]} vs {hl[1]}" if hl else ""
+    if hl:
+        lines.append(f"headline comparison: {hl[0]} vs {hl[1]} (INMB in {cur}; change vs base)")
     head = (
-        f"{'scenario':<28}{'optimal at WTP':<22}{'INMB ' + title:>44}{'change':>12}  interpretation"
+        f"{'scenario':<28}{'strategies':>10}  {'optimal at WTP':<18}{'INMB':>12}{'change':>10}"
+        "  interpretation"
     )
-    lines += [head, "-" * len(head)]
+    lines += [head, "-" * (len(head) + 24)]
     for _, r in sc.summary.iterrows():
         inmb_v = r.get("headline_inmb", np.nan)
         chg = r.get("headline_inmb_change", np.nan)
         lines.append(
-            f"{r['scenario']:<28}{r['optimal_strategy']:<22}"
-            f"{_money(inmb_v, cur) if pd.notna(inmb_v) else 'n/a':>44}"
-            f"{(f'{chg:+,.0f}' if pd.notna(chg) else ''):>12}  "
+            f"{r['scenario']:<28}{len(r['strategies'].split(',')):>10}  {r['optimal_strategy']:<18}"
+            f"{(f'{inmb_v:,.0f}' if pd.notna(inmb_v) else 'n/a'):>12}"
+            f"{(f'{chg:+,.0f}' if pd.notna(chg) else ''):>10}  "
             f"{r.get('headline_interpretation', '')}"
         )
     own = sc.comparisons[~sc.comparisons["in_base_case"]]
