@@ -1,0 +1,823 @@
+"""Robustness: property-based tests of the engine and the readers, and ``cea run`` against
+malformed inputs, interruption, concurrent runs and an existing output folder.
+
+The promise tested (README, "Exit codes"): bad input or options give one line on stderr
+naming the problem and exit code 2, with no traceback and nothing written (no output folder,
+no ``.<name>.tmp-*`` folder left beside it); inputs are only ever read; an interrupted run
+(Ctrl-C) exits 130 and leaves nothing; a killed run may leave a hidden temporary folder but
+never the output folder; runs into different folders do not interfere.
+
+Subprocess runs are started in parallel by module-scoped fixtures; tests read their results.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import importlib.util
+import io
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from cea.errors import InputFileError, ModelInputError
+from cea.inputs import (
+    MAX_FILE_BYTES,
+    PRICE_COLUMNS,
+    TABLES,
+    Col,
+    read_table,
+    read_toml,
+    table_from_rows,
+)
+from cea.markov import CORRECTIONS, make_transition_array, run_markov
+
+REPO = Path(__file__).resolve().parents[1]
+INPUTS = REPO / "inputs"
+TWO = "none,primary_ivig"
+WORKERS = max(2, os.cpu_count() or 2)
+HAS_XLSX_READER = importlib.util.find_spec("cea.xlsx_inputs") is not None
+
+
+# =========================================================================== engine (hypothesis)
+
+
+@st.composite
+def markov_models(draw):
+    """A random valid model: D draws, T cycles, S states, rows of P summing to 1."""
+    S = draw(st.integers(2, 5))
+    T = draw(st.integers(1, 8))
+    D = draw(st.integers(1, 3))
+    unit = st.floats(0.0, 1.0, allow_nan=False, allow_subnormal=False)
+    raw = draw(hnp.arrays(np.float64, (D, T, S, S), elements=unit))
+    # some exact zeros and absorbing states, as real models have
+    absorbing = draw(st.lists(st.integers(0, S - 1), max_size=2))
+    for s in absorbing:
+        raw[:, :, s, :] = 0.0
+    total = raw.sum(axis=-1, keepdims=True)
+    empty = total[..., 0] == 0
+    raw[empty] = np.eye(S)[np.nonzero(empty)[2]]
+    P = raw / raw.sum(axis=-1, keepdims=True)
+    start = draw(
+        hnp.arrays(np.float64, (S,), elements=st.floats(0.0, 1000.0, allow_subnormal=False))
+    )
+    reward = draw(hnp.arrays(np.float64, (S,), elements=st.floats(0.0, 1e6, allow_subnormal=False)))
+    return {
+        "start": start,
+        "P": P,
+        "reward": reward,
+        "correction": draw(st.sampled_from(CORRECTIONS)),
+        "rate": draw(st.floats(0.0, 0.2)),
+        "cycle": draw(st.sampled_from([1.0, 0.5, 28 / 365.25])),
+        "innermost": draw(st.booleans()),
+    }
+
+
+@settings(max_examples=150, deadline=None)
+@given(markov_models())
+def test_engine_conserves_mass_and_stays_non_negative(m):
+    P = m["P"]
+    if m["innermost"]:
+        P = make_transition_array(*P.shape[:3])
+        P[...] = m["P"]
+    res = run_markov(
+        m["start"],
+        P,
+        n_cycles=P.shape[1],
+        state_rewards={"cost": m["reward"], "qaly": m["reward"] / 1e6},
+        effects=("qaly",),
+        discount_rate_costs=m["rate"],
+        discount_rate_effects=m["rate"],
+        cycle_length_years=m["cycle"],
+        correction=m["correction"],
+    )
+    total = m["start"].sum()
+    assert res.trace.shape == (P.shape[0], P.shape[1] + 1, P.shape[2])
+    assert (res.trace >= 0).all()
+    np.testing.assert_allclose(res.trace.sum(axis=-1), total, rtol=1e-12, atol=1e-12)
+    for name in ("cost", "qaly"):
+        disc, und = np.asarray(res.discounted[name]), np.asarray(res.undiscounted[name])
+        assert np.isfinite(disc).all() and (disc >= 0).all()
+        assert (disc <= und * (1 + 1e-12) + 1e-12).all()
+
+
+@settings(max_examples=100, deadline=None)
+@given(markov_models(), st.integers(0, 10_000), st.sampled_from(["up", "negative", "nan"]))
+def test_engine_rejects_an_invalid_probability_with_model_input_error(m, where, how):
+    P = m["P"].copy()
+    flat = P.reshape(-1)
+    i = where % flat.size
+    flat[i] = {"up": flat[i] + 0.01, "negative": -0.01, "nan": np.nan}[how]
+    with pytest.raises(ModelInputError):
+        run_markov(m["start"], P, n_cycles=P.shape[1], state_rewards={"cost": m["reward"]})
+
+
+# =========================================================================== readers (hypothesis)
+
+SCHEMAS = [(name, spec[1], spec[2]) for name, spec in TABLES.items()] + [
+    ("prices", PRICE_COLUMNS, ("item",))
+]
+AWKWARD_CELLS = [
+    "",
+    " ",
+    "nan",
+    "NaN",
+    "inf",
+    "-inf",
+    "1e400",
+    "-0",
+    "5%",
+    "1,5",
+    "1.000,5",
+    "0x10",
+    "1_000",
+    "\u0661\u0662",
+    "true",
+    "maybe",
+    "beta",
+    "fixed",
+    "S",
+    "GB",
+    "p_male",
+    '"',
+    "a\nb",
+    "\u00a0",
+    "\ufeff",
+    "9" * 400,
+]
+cells = st.one_of(
+    st.sampled_from(AWKWARD_CELLS),
+    st.text(max_size=8),
+    st.floats().map(repr),
+    st.integers().map(str),
+)
+
+
+@st.composite
+def raw_tables(draw):
+    name, columns, key = draw(st.sampled_from(SCHEMAS))
+    names = [c.name for c in columns]
+    header = draw(
+        st.lists(st.sampled_from([*names, "extra", ""]), min_size=0, max_size=len(names) + 2)
+    )
+    if draw(st.booleans()):
+        header = names  # most often a complete header, so the cell parsers are reached
+    n_rows = draw(st.integers(0, 4))
+    rows = []
+    for i in range(n_rows):
+        width = len(header) if draw(st.integers(0, 5)) else draw(st.integers(0, len(header) + 2))
+        rows.append((i + 2, draw(st.lists(cells, min_size=width, max_size=width))))
+    return name, columns, key, header, rows, draw(st.sampled_from([",", ";"]))
+
+
+def _has_line_break(rows) -> bool:
+    return any("\n" in c or "\r" in c for _, cells in rows for c in cells)
+
+
+@settings(max_examples=250, deadline=None)
+@given(raw_tables())
+def test_table_from_rows_raises_only_input_file_error(t):
+    name, columns, key, header, rows, delim = t
+    try:
+        table = table_from_rows(f"{name}.csv", header, rows, columns, key=key, delim=delim)
+    except InputFileError as exc:
+        assert str(exc).startswith(f"{name}.csv")
+        # known bug (test_a_line_break_in_a_cell_keeps_the_error_on_one_line): a cell's line
+        # break is copied into the message
+        assert "\n" not in str(exc) or _has_line_break(rows)
+    else:
+        assert len(table.df) == len(rows)
+
+
+csv_bytes = st.one_of(
+    st.binary(max_size=300),
+    st.text(alphabet=',;"\n\r\t a1.-e%\u00e9\ufeff', max_size=300).map(lambda s: s.encode("utf-8")),
+    st.text(max_size=200).map(
+        lambda s: ("parameter,value,se,low,high,dist,unit,source,evidence\n" + s).encode()
+    ),
+)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug in cea/errors.py: InputFileError copies a cell's line break into the message, "
+    "so the CLI error is two lines; fix in the checks report",
+)
+def test_a_line_break_in_a_cell_keeps_the_error_on_one_line():
+    header = [c.name for c in TABLES["parameters"][1]]
+    cells = ["p_male", "0.5\n0.6", *[""] * (len(header) - 2)]
+    with pytest.raises(InputFileError) as info:
+        table_from_rows("parameters.csv", header, [(2, cells)], TABLES["parameters"][1])
+    assert "\n" not in str(info.value)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(csv_bytes, st.sampled_from(SCHEMAS))
+def test_read_table_on_arbitrary_bytes_raises_only_input_file_error(data, schema):
+    name, columns, key = schema
+    assume(not _blank_after_bom(data))  # known bug, see test_a_file_holding_only_a_bom_is_empty
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "t.csv"
+        path.write_bytes(data)
+        try:
+            read_table(path, columns, key=key, display=f"{name}.csv")
+        except InputFileError as exc:
+            assert str(exc).startswith(f"{name}.csv")
+            assert "\n" not in str(exc) or b"\n" in data or b"\r" in data  # known bug, see above
+        assert path.read_bytes() == data  # never written
+
+
+def _blank_after_bom(data: bytes) -> bool:
+    """A file holding nothing but a UTF-8 byte-order mark."""
+    return data == b"\xef\xbb\xbf"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug in cea/inputs.py: _decode checks emptiness before removing the BOM, so "
+    "_sniff_delimiter indexes splitlines() of an empty text (IndexError); fix in the checks report",
+)
+def test_a_file_holding_only_a_bom_is_empty(tmp_path):
+    path = tmp_path / "parameters.csv"
+    path.write_bytes(b"\xef\xbb\xbf")
+    with pytest.raises(InputFileError, match="file is empty"):
+        read_table(path, TABLES["parameters"][1])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(st.binary(max_size=200), st.text(max_size=200).map(str.encode)))
+def test_read_toml_on_arbitrary_bytes_raises_only_input_file_error(data):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "s.toml"
+        path.write_bytes(data)
+        try:
+            content, digest = read_toml(path)
+        except InputFileError:
+            pass
+        else:
+            assert isinstance(content, dict) and digest == hashlib.sha256(data).hexdigest()
+
+
+ROUND_TRIP_SCHEMA = (
+    Col("name"),
+    Col("x", "float"),
+    Col("k", "int"),
+    Col("flag", "bool", blank=True),
+    Col("note", blank=True, required=False),
+)
+clean_text = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    min_size=1,
+    max_size=12,
+)
+clean_text = clean_text.filter(lambda s: s == s.strip() and s.strip() != "")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            clean_text,
+            st.floats(allow_nan=False, allow_infinity=False),
+            st.integers(-(10**12), 10**12),
+            st.booleans(),
+            st.one_of(st.just(""), clean_text),
+        ),
+        min_size=1,
+        max_size=6,
+        unique_by=lambda r: r[0],
+    ),
+    st.sampled_from([",", ";"]),
+    st.booleans(),
+)
+def test_valid_tables_round_trip(records, delim, bom):
+    # written as Excel would (';' with decimal commas in some locales), read back exactly
+    buf = io.StringIO()
+    w = csv.writer(buf, delimiter=delim, lineterminator="\r\n")
+    w.writerow([c.name for c in ROUND_TRIP_SCHEMA])
+    for name, x, k, flag, note in records:
+        number = repr(x).replace(".", ",") if delim == ";" else repr(x)
+        w.writerow([name, number, k, "true" if flag else "false", note])
+    data = (b"\xef\xbb\xbf" if bom else b"") + buf.getvalue().encode("utf-8")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "t.csv"
+        path.write_bytes(data)
+        table = read_table(path, ROUND_TRIP_SCHEMA, key=("name",))
+    df = table.df
+    assert list(df["name"]) == [r[0] for r in records]
+    assert [float(v) for v in df["x"]] == [r[1] for r in records]
+    assert list(df["k"]) == [r[2] for r in records]
+    assert list(df["flag"]) == [r[3] for r in records]
+    assert list(df["note"]) == [r[4] for r in records]
+    assert table.sha256 == hashlib.sha256(data).hexdigest()
+
+
+# =========================================================================== subprocess helpers
+
+
+def cea_cmd(*args: str, code: str | None = None) -> list[str]:
+    return [sys.executable, "-c", code, *args] if code else [sys.executable, "-m", "cea", *args]
+
+
+def env() -> dict:
+    return {**os.environ, "PYTHONPATH": str(REPO)}
+
+
+def run(cmd: list[str], timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=REPO, env=env(), capture_output=True, text=True, timeout=timeout)
+
+
+def copy_inputs(dest: Path) -> Path:
+    for src in INPUTS.rglob("*"):
+        if src.is_file():
+            target = dest / src.relative_to(INPUTS)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(src.read_bytes())
+    return dest
+
+
+def digests(folder: Path) -> dict[str, str]:
+    """sha256 of every file under ``folder`` (sparse files hashed in chunks)."""
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            h = hashlib.sha256()
+            with p.open("rb") as f:
+                for chunk in iter(lambda f=f: f.read(1 << 20), b""):
+                    h.update(chunk)
+            out[str(p.relative_to(folder))] = h.hexdigest()
+    return out
+
+
+def leftovers(out: Path) -> list[str]:
+    """Anything a run into ``out`` left beside it (temporary or half-replaced folders)."""
+    return sorted(p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}."))
+
+
+def edit_csv(path: Path, fn) -> None:
+    """Rewrite a CSV through ``fn(header, rows) -> (header, rows)``."""
+    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
+    header, body = fn(rows[0], rows[1:])
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows([header, *body])
+    path.write_text(buf.getvalue(), encoding="utf-8")
+
+
+def set_cell(path: Path, key: str, column: str, value: str) -> None:
+    def fn(header, rows):
+        for r in rows:
+            if r[0] == key:
+                r[header.index(column)] = value
+        return header, rows
+
+    edit_csv(path, fn)
+
+
+# =========================================================================== malformed inputs
+
+
+def _truncate_mid_row(root: Path) -> None:
+    lines = (root / "parameters.csv").read_bytes().split(b"\n")
+    cut = b"\n".join(lines[:10]) + b"\n" + lines[10].split(b",")[0] + b",0.5"
+    (root / "parameters.csv").write_bytes(cut)
+
+
+def _truncate_in_quotes(root: Path) -> None:
+    data = (root / "strategies.csv").read_bytes()
+    (root / "strategies.csv").write_bytes(data[: data.index(b'"') + 5])
+
+
+def _not_utf8(root: Path) -> None:
+    text = (
+        (root / "countries.csv")
+        .read_text(encoding="utf-8")
+        .replace("United Kingdom", "Royaume-Uni \u00e9")
+    )
+    (root / "countries.csv").write_bytes(text.encode("cp1252"))
+
+
+def _huge(root: Path) -> None:
+    with (root / "life_tables.csv").open("r+b") as f:
+        f.truncate(MAX_FILE_BYTES + 1)  # sparse: no disk space used
+
+
+def _drop_column(name: str, column: str):
+    def fn(root: Path) -> None:
+        def drop(header, rows):
+            i = header.index(column)
+            return header[:i] + header[i + 1 :], [r[:i] + r[i + 1 :] for r in rows]
+
+        edit_csv(root / name, drop)
+
+    return fn
+
+
+def _duplicate_row(name: str, key: str):
+    def fn(root: Path) -> None:
+        edit_csv(root / name, lambda h, rows: (h, rows + [next(r for r in rows if r[0] == key)]))
+
+    return fn
+
+
+def _cell(name: str, key: str, column: str, value: str):
+    return lambda root: set_cell(root / name, key, column, value)
+
+
+def _write(name: str, data: bytes):
+    def fn(root: Path) -> None:
+        (root / name).write_bytes(data)
+
+    return fn
+
+
+def _header_only(name: str):
+    def fn(root: Path) -> None:
+        first = (root / name).read_bytes().split(b"\n")[0]
+        (root / name).write_bytes(first + b"\n")
+
+    return fn
+
+
+def _tabs(root: Path) -> None:
+    rows = list(csv.reader(io.StringIO((root / "parameters.csv").read_text(encoding="utf-8"))))
+    buf = io.StringIO()
+    csv.writer(buf, delimiter="\t", lineterminator="\n").writerows(rows)
+    (root / "parameters.csv").write_text(buf.getvalue(), encoding="utf-8")
+
+
+def _settings(text: str):
+    def fn(root: Path) -> None:
+        (root / "settings.toml").write_text((root / "settings.toml").read_text() + text)
+
+    return fn
+
+
+def _scenario(text: str):
+    def fn(root: Path) -> list[str]:
+        path = root.parent / "scenario.toml"
+        path.write_text('name = "bad"\ndescription = "Malformed on purpose."\n' + text)
+        return ["--scenario", str(path)]
+
+    return fn
+
+
+def _xlsx_not_zip(root: Path) -> list[str]:
+    path = root.parent / "bad.xlsx"
+    path.write_bytes(b"parameter,value\nthis is a CSV renamed to .xlsx\n")
+    return ["--inputs", str(path)]
+
+
+def _no_folder(root: Path) -> list[str]:
+    return ["--inputs", str(root.parent / "no_such_folder")]
+
+
+P, S, C, G = "parameters.csv", "strategies.csv", "countries.csv", "prices/GB.csv"
+#: id -> (mutation of a copy of inputs/ (may return extra CLI args), text the one-line error contains)
+MALFORMED = {
+    "truncated_row": (_truncate_mid_row, "fields but the header has"),
+    "truncated_in_quotes": (_truncate_in_quotes, "is not valid CSV"),
+    "not_utf8": (_not_utf8, "is not UTF-8 text"),
+    "binary_nul": (_write("life_tables.csv", b"country_iso2,sex\x00,age\n"), "binary file"),
+    "zip_saved_as_csv": (_write(S, b"PK\x03\x04\x14\x00\x06\x00"), "is a zip/Excel file"),
+    "wrong_type": (_cell(P, "p_male", "value", "abc"), "'abc' is not a number"),
+    "nan": (_cell(P, "u_on_bsab", "value", "nan"), "not a finite number"),
+    "inf": (_cell(G, "c_ivig_per_g", "value", "inf"), "not a finite number"),
+    "percent": (_cell(P, "p_male", "value", "58%"), "percent sign"),
+    "probability_above_1": (_cell(P, "p_male", "value", "1.5"), "outside [0, 1]"),
+    "negative_price": (_cell(G, "c_ivig_per_g", "value", "-5"), "below the minimum 0"),
+    "discount_rate_out_of_range": (
+        _cell(C, "GB", "discount_rate_costs", "0.5"),
+        "above the maximum 0.2",
+    ),
+    "year_not_whole": (_cell(C, "GB", "price_year", "2024.5"), "not a whole number"),
+    "bool_not_bool": (
+        _cell(S, "none", "start_after_severe_infection", "maybe"),
+        "is not true/false",
+    ),
+    "unknown_dist": (_cell(P, "p_male", "dist", "weibull"), "'weibull' is not one of"),
+    "unknown_strategy_parameter": (
+        _cell(S, "primary_ivig", "hr_severe_parameter", "hr_nope"),
+        "unknown parameter 'hr_nope'",
+    ),
+    "unknown_override_parameter": (
+        _cell("country_overrides.csv", "JP", "parameter", "q_nope"),
+        "unknown parameter 'q_nope'",
+    ),
+    "currency_mismatch": (
+        _cell(G, "c_ivig_per_g", "currency", "EUR"),
+        "differs from the country's currency",
+    ),
+    "duplicate_parameter": (_duplicate_row(P, "p_male"), "duplicate parameter 'p_male'"),
+    "duplicate_country": (_duplicate_row(C, "GB"), "duplicate country 'GB'"),
+    "missing_column": (_drop_column(P, "source"), "required column is missing"),
+    "empty_file": (_write(S, b""), "file is empty"),
+    "header_only": (_header_only(C), "has a header but no data rows"),
+    "missing_file": (lambda root: (root / G).unlink(), "file not found"),
+    "tab_separated": (_tabs, "is tab-separated"),
+    "huge_file": (_huge, "-byte limit"),
+    "settings_not_toml": (_settings("\n[model\n"), "is not valid TOML"),
+    "settings_unknown_key": (_settings("\n[extra]\nx = 1\n"), "unknown section [extra]"),
+    "scenario_not_a_number": (_scenario('[parameters]\np_male = "high"\n'), "must be a number"),
+    "scenario_out_of_range": (_scenario("[parameters]\np_male = 1.5\n"), "outside [0, 1]"),
+    "scenario_unreachable_target": (
+        _scenario("[parameters]\nt_target_median_os_months = 500\n"),
+        "cannot calibrate",
+    ),
+    "inputs_folder_missing": (_no_folder, "inputs folder not found"),
+    "xlsx_not_a_zip": (_xlsx_not_zip, "bad.xlsx"),
+    "line_break_in_cell": (_cell(P, "p_male", "value", "0.5\n0.6"), "is not a number"),
+}
+
+
+#: One case per kind of problem runs as a real subprocess (``python -m cea run``); the other
+#: cases run in-process through ``cea.__main__.main``, the same code without the interpreter
+#: start-up (about 2.5 s a run).
+SUBPROCESS_CASES = (
+    "truncated_row",
+    "not_utf8",
+    "wrong_type",
+    "nan",
+    "probability_above_1",
+    "unknown_dist",
+    "duplicate_parameter",
+    "missing_column",
+    "empty_file",
+    "huge_file",
+    "xlsx_not_a_zip",
+)
+KNOWN_BUGS = {
+    "line_break_in_cell": "bug in cea/errors.py: the cell's line break reaches the message (two lines)",
+}
+
+
+class Outcome:
+    """What a run printed and returned, and what it left on disk."""
+
+    def __init__(self, returncode, stdout, stderr, out, before, after):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+        self.out, self.before, self.after = out, before, after
+
+
+def _prepare(base: Path, name: str) -> tuple[list[str], Path, Path]:
+    case = base / name
+    root = copy_inputs(case / "inputs")
+    extra = MALFORMED[name][0](root) or ["--inputs", str(root)]
+    out = case / "results" / "out"
+    out.parent.mkdir()
+    return ["run", *extra, "--country", "GB", "--strategies", TWO, "--out", str(out)], case, out
+
+
+@pytest.fixture(scope="module")
+def malformed_runs(tmp_path_factory):
+    """id -> Outcome of ``python -m cea run`` on a copy of inputs/ with that problem."""
+    base = tmp_path_factory.mktemp("malformed")
+
+    def one(name):
+        args, case, out = _prepare(base, name)
+        before = digests(case)
+        proc = run(cea_cmd(*args))
+        return name, Outcome(proc.returncode, proc.stdout, proc.stderr, out, before, digests(case))
+
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        return dict(pool.map(one, SUBPROCESS_CASES))
+
+
+def _params(names, reasons):
+    for name in names:
+        marks = []
+        if name == "xlsx_not_a_zip" and not HAS_XLSX_READER:
+            reason = "cea/xlsx_inputs.py (Excel input reader) is not written yet"
+            marks = [pytest.mark.xfail(reason=reason, strict=True)]
+        if name in reasons:
+            marks = [pytest.mark.xfail(reason=reasons[name], strict=True)]
+        yield pytest.param(name, id=name, marks=marks)
+
+
+def _assert_refused(o: Outcome, name: str) -> None:
+    assert "Traceback" not in o.stderr, o.stderr
+    assert o.returncode == 2, o.stderr
+    lines = o.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), o.stderr
+    assert MALFORMED[name][1] in lines[0], lines[0]
+    assert o.stdout == ""
+    assert not o.out.exists() and leftovers(o.out) == [] and list(o.out.parent.iterdir()) == []
+    assert o.after == o.before, "an input file was modified"
+
+
+@pytest.mark.parametrize("name", _params(SUBPROCESS_CASES, KNOWN_BUGS))
+def test_malformed_input_one_line_exit_2_nothing_written(malformed_runs, name):
+    _assert_refused(malformed_runs[name], name)
+
+
+IN_PROCESS_CASES = [n for n in MALFORMED if n not in SUBPROCESS_CASES]
+
+
+@pytest.mark.parametrize("name", _params(IN_PROCESS_CASES, KNOWN_BUGS))
+def test_malformed_input_in_process(tmp_path, capsys, name):
+    from cea.__main__ import main
+
+    args, case, out = _prepare(tmp_path, name)
+    before = digests(case)
+    rc = main(args)
+    captured = capsys.readouterr()
+    _assert_refused(Outcome(rc, captured.out, captured.err, out, before, digests(case)), name)
+
+
+def test_malformed_errors_name_the_file_row_and_column(malformed_runs):
+    assert malformed_runs["wrong_type"].stderr == (
+        "error: inputs/parameters.csv, row 5, column 'value': 'abc' is not a number\n"
+    )
+    assert malformed_runs["probability_above_1"].stderr.startswith(
+        "error: inputs/parameters.csv, row 5, column 'value'"
+    )
+    assert "column 'source'" in malformed_runs["missing_column"].stderr
+
+
+# =========================================================================== interruption
+
+#: Runs ``cea`` with the output writer slowed down: it writes everything into the temporary
+#: folder, prints where, then sleeps, so a signal lands while the output is half-way.
+SLOW_WRITE = """
+import sys, time
+import cea.run as run
+write = run.write_base_outputs
+def slow(base, folder, command):
+    write(base, folder, command)
+    print("WRITTEN", folder, flush=True)
+    time.sleep(120)
+run.write_base_outputs = slow
+from cea.__main__ import main
+sys.exit(main(sys.argv[1:]))
+"""
+#: The same with the computation slowed down (before any output folder exists).
+SLOW_COMPUTE = """
+import sys, time
+import cea.run as run
+compute = run.run_base_case
+def slow(*args, **kwargs):
+    base = compute(*args, **kwargs)
+    print("COMPUTED", flush=True)
+    time.sleep(120)
+    return base
+run.run_base_case = slow
+from cea.__main__ import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _signal_run(out: Path, code: str, marker: str, sig: int) -> tuple[int, str, str]:
+    proc = subprocess.Popen(
+        cea_cmd("run", "--country", "GB", "--strategies", TWO, "--out", str(out), code=code),
+        cwd=REPO,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith(marker), line + proc.stderr.read()
+        proc.send_signal(sig)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, line + stdout, stderr
+
+
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory):
+    base = tmp_path_factory.mktemp("interrupt")
+    cases = {
+        "sigint_writing": (SLOW_WRITE, "WRITTEN", signal.SIGINT),
+        "sigkill_writing": (SLOW_WRITE, "WRITTEN", signal.SIGKILL),
+        "sigint_computing": (SLOW_COMPUTE, "COMPUTED", signal.SIGINT),
+    }
+
+    def one(item):
+        name, (code, marker, sig) = item
+        out = base / name / "out"
+        out.parent.mkdir()
+        return name, (*_signal_run(out, code, marker, sig), out)
+
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        return dict(pool.map(one, cases.items()))
+
+
+def test_ctrl_c_while_writing_exits_130_and_leaves_nothing(interrupted):
+    rc, stdout, stderr, out = interrupted["sigint_writing"]
+    tmp_folder = Path(stdout.split()[1])
+    assert tmp_folder.parent == out.parent and tmp_folder.name.startswith(".out.tmp-")
+    assert rc == 130, stderr
+    assert stderr == "interrupted: no output written\n"
+    assert not out.exists() and not tmp_folder.exists() and list(out.parent.iterdir()) == []
+
+
+def test_ctrl_c_while_computing_exits_130_and_leaves_nothing(interrupted):
+    rc, _, stderr, out = interrupted["sigint_computing"]
+    assert rc == 130 and stderr == "interrupted: no output written\n"
+    assert list(out.parent.iterdir()) == []
+
+
+def test_killed_run_never_leaves_the_output_folder(interrupted):
+    # SIGKILL cannot be caught: the hidden temporary folder may stay, the target never appears
+    rc, _, _, out = interrupted["sigkill_writing"]
+    assert rc == -signal.SIGKILL
+    assert not out.exists()
+    left = [p.name for p in out.parent.iterdir()]
+    assert left and all(name.startswith(".out.tmp-") for name in left), left
+
+
+def test_ctrl_c_at_an_arbitrary_moment_never_half_writes(tmp_path):
+    # the real CLI, no hooks: whenever the signal lands, the folder is complete or absent
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        cea_cmd("run", "--country", "GB", "--strategies", TWO, "--out", str(out)),
+        cwd=REPO,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(2.5)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert leftovers(out) == []
+    if out.exists():
+        assert proc.returncode == 0
+        assert {"results.csv", "incremental.csv", "comparisons.csv", "trace.csv", "run.json"} <= {
+            p.name for p in out.iterdir()
+        }
+    else:
+        assert proc.returncode in (130, -signal.SIGINT), stderr
+
+
+# =========================================================================== concurrency and --force
+
+
+@pytest.fixture(scope="module")
+def concurrent(tmp_path_factory):
+    """Two runs into different folders at the same time, then one alone for reference."""
+    base = tmp_path_factory.mktemp("concurrent")
+    before = digests(INPUTS)
+    args = ("run", "--country", "GB", "--strategies", TWO, "--out")
+    procs = [
+        subprocess.Popen(
+            cea_cmd(*args, str(base / name)),
+            cwd=REPO,
+            env=env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for name in ("a", "b")
+    ]
+    results = [p.communicate(timeout=180) + (p.returncode,) for p in procs]
+    sequential = run(cea_cmd(*args, str(base / "alone")))
+    return base, results, sequential, before, digests(INPUTS)
+
+
+def test_concurrent_runs_do_not_interfere(concurrent):
+    base, results, sequential, _, _ = concurrent
+    assert sequential.returncode == 0, sequential.stderr
+    for _, stderr, rc in results:
+        assert rc == 0, stderr
+    for name in ("results.csv", "incremental.csv", "comparisons.csv", "trace.csv"):
+        reference = (base / "alone" / name).read_bytes()
+        assert (base / "a" / name).read_bytes() == reference, name
+        assert (base / "b" / name).read_bytes() == reference, name
+    assert sorted(p.name for p in base.iterdir()) == ["a", "alone", "b"]
+
+
+def test_runs_never_modify_the_inputs(concurrent):
+    _, _, _, before, after = concurrent
+    assert after == before
+
+
+def test_existing_output_folder_needs_force(tmp_path, capsys):
+    # in-process (cea.__main__.main): the same code as the command without the start-up time
+    from cea.__main__ import main
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    args = ["run", "--country", "GB", "--strategies", TWO, "--out", str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "already exists" in err and "--force" in err
+    assert (out / "keep.txt").read_text() == "mine" and leftovers(out) == []
+    assert main([*args, "--force"]) == 0
+    assert f"written: {out}/" in capsys.readouterr().out
+    assert not (out / "keep.txt").exists() and (out / "results.csv").is_file()
+    assert leftovers(out) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
