@@ -80,6 +80,7 @@ from cea.model import (
     SUBGROUPS,
     Strategy,
 )
+from cea.xlsx_inputs import save_workbook
 
 try:  # the engine's guard for whole-year discounting (private there)
     from cea.markov import _ANNUAL_STEP_GUARD_YEARS as ANNUAL_STEP_GUARD_YEARS
@@ -121,6 +122,7 @@ FMT_GENERAL = "General"
 FMT_RATE = "0.0000%"
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_CELL_LIKE = re.compile(r"^([A-Za-z]{1,3}\d+|[Rr]\d*[Cc]\d*)$")
 _SHEET_BAD = re.compile(r"[^a-z0-9_]+")
 SHEET_NAME_MAX = 31
 
@@ -192,8 +194,15 @@ def put_formula(ws, row: int, col: int, formula: str, fmt: str | None = None, fo
     return cell
 
 
+def _sheet_ref(sheet: str) -> str:
+    """A sheet name as a formula writes it: quoted only when it must be."""
+    if _NAME_RE.match(sheet) and not _CELL_LIKE.match(sheet):
+        return sheet
+    return quote_sheetname(sheet)
+
+
 def _abs(sheet: str, col: int, row: int) -> str:
-    return f"{quote_sheetname(sheet)}!${get_column_letter(col)}${row}"
+    return f"{_sheet_ref(sheet)}!${get_column_letter(col)}${row}"
 
 
 def _header(ws, row: int, names, start_col: int = 1):
@@ -1863,9 +1872,7 @@ class _ReportWriter:
                 put(ws, r, 1, "trace")
                 put(ws, r, 2, st.strategy)
                 put(ws, r, 3, f"{sg}: largest |row sum - 1|")
-                put_formula(
-                    ws, r, 4, f"MAX({quote_sheetname(sheet)}!{c}{a + 1}:{c}{z})", FMT_GENERAL
-                )
+                put_formula(ws, r, 4, f"MAX({_sheet_ref(sheet)}!{c}{a + 1}:{c}{z})", FMT_GENERAL)
                 put(ws, r, 5, 0.0)
                 put_formula(ws, r, 6, f"D{r}-E{r}", FMT_GENERAL)
                 put_formula(ws, r, 7, f"ABS(F{r})", FMT_GENERAL)
@@ -2344,5 +2351,5 @@ def write_report(
     path = Path(path)
     wb = _ReportWriter(base, command).build(dsa=dsa, psa=psa, regional=regional)
     path.parent.mkdir(parents=True, exist_ok=True)
-    wb.save(path)
+    save_workbook(wb, path)
     return path

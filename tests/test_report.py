@@ -1,0 +1,334 @@
+"""report.xlsx structure, formulas, safety and optional sheets (no spreadsheet engine needed;
+tests/test_excel_reference.py recalculates the workbook with LibreOffice)."""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import openpyxl
+import pandas as pd
+import pytest
+
+from cea.report import snake_sheet_name, write_report
+from cea.run import run_base_case
+from cea.xlsx_inputs import exact_numbers, save_workbook
+
+INPUTS = Path(__file__).resolve().parents[1] / "inputs"
+INJECTED = {"p_male": "=1+1", "p_igg_isotype": "+SUM(A1)", "u_on_bsab": "-2", "u_off_bsab": "@cmd"}
+# numbers a formula may contain: 0 and 1 (index arithmetic, complements), 2 (LN(2), a median)
+ALLOWED_LITERALS = {"0", "1", "2"}
+
+
+def synthetic_dsa() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "parameter": ["c_ivig_per_g", "hr_igrt_severe", "u_on_bsab"],
+            "low_value": [25.0, 0.3, 0.6],
+            "high_value": [50.0, 0.7, 0.8],
+            "inmb_low": [-1000.0, 500.0, -200.0],
+            "inmb_high": [-3000.0, -800.0, 100.0],
+        }
+    )
+
+
+def synthetic_psa() -> dict[str, pd.DataFrame]:
+    wtp = np.array([0.0, 20000.0, 40000.0])
+    ceac = pd.DataFrame({"wtp": wtp, "none": [1.0, 0.7, 0.4], "primary_ivig": [0.0, 0.3, 0.6]})
+    rng = np.random.default_rng(1)
+    plane = pd.DataFrame(
+        {
+            "draw": np.tile(np.arange(5), 2),
+            "comparison": ["primary_ivig vs none"] * 5 + ["preemptive_ivig vs none"] * 5,
+            "inc_cost": rng.normal(30000, 5000, 10),
+            "inc_qaly": rng.normal(0.05, 0.02, 10),
+        }
+    )
+    summary = pd.DataFrame(
+        {
+            "strategy": ["none", "primary_ivig"],
+            "cost_mean": [4.2e5, 4.6e5],
+            "qaly_mean": [1.37, 1.44],
+        }
+    )
+    return {"summary": summary, "ceac": ceac, "ce_plane": plane}
+
+
+def synthetic_regional() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "country": ["GB", "US"],
+            "currency": ["GBP", "USD"],
+            "icer": [473518.0, 250000.0],
+            "threshold_price_per_g": [10.5, 40.1],
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    base = run_base_case(INPUTS, "GB")
+    for name, text in INJECTED.items():
+        base.ptable.df.loc[name, "source"] = text
+    path = tmp_path_factory.mktemp("report") / "report.xlsx"
+    write_report(
+        base,
+        path,
+        command="cea run --country GB --report xlsx",
+        dsa=synthetic_dsa(),
+        psa=synthetic_psa(),
+        regional=synthetic_regional(),
+    )
+    wb = openpyxl.load_workbook(path)
+    return base, path, wb
+
+
+def test_sheets_snake_case_and_present(report):
+    base, _, wb = report
+    names = wb.sheetnames
+    assert names[0] == "about"
+    for name in names:
+        assert re.fullmatch(r"[a-z0-9_]{1,31}", name), name
+    expected = {
+        "about",
+        "inputs",
+        "prices",
+        "strategies",
+        "settings",
+        "life_table",
+        "cycles",
+        "per_state",
+        "results",
+        "incremental",
+        "comparisons",
+        "checks",
+        "dsa",
+        "psa",
+        "psa_ceac",
+        "psa_ce_plane",
+        "regional",
+    }
+    assert expected <= set(names)
+    for st in base.spec.strategies:
+        assert f"trace_{st.strategy}" in names
+
+
+def test_snake_sheet_name_is_short_and_unique():
+    used: set[str] = set()
+    a = snake_sheet_name("Preemptive IVIG or after a severe infection!", "trace_", used)
+    b = snake_sheet_name("Preemptive IVIG or after a severe infection?", "trace_", used)
+    assert len(a) <= 31 and len(b) <= 31 and a != b
+    assert re.fullmatch(r"[a-z0-9_]+", a) and re.fullmatch(r"[a-z0-9_]+", b)
+
+
+def test_every_total_is_a_formula_over_the_trace_sheets(report):
+    """results: every number is a formula; weighted totals come from trace_<strategy>!rows 8-9."""
+    base, _, wb = report
+    ws = wb["results"]
+    header = [c.value for c in ws[4]]
+    for r in range(5, 5 + len(base.spec.strategies)):
+        for j, name in enumerate(header):
+            value = ws.cell(r, j + 1).value
+            if name in ("strategy", "label"):
+                assert isinstance(value, str)
+            else:
+                assert isinstance(value, str) and value.startswith("="), (name, value)
+    assert re.match(r"^='?trace_none'?!\$[A-Z]+\$9$", ws.cell(5, header.index("qaly") + 1).value)
+
+
+def _formulas(ws):
+    for row in ws.iter_rows():
+        for cell in row:
+            if cell.data_type == "f":
+                yield cell.coordinate, cell.value
+
+
+def _literals(formula: str) -> set[str]:
+    """Numbers written in a formula, once cell references, sheet names and names are removed."""
+    text = re.sub(r'"[^"]*"', "", formula)  # string literals
+    text = re.sub(r"(?:'[^']+'|[A-Za-z_][A-Za-z0-9_]*)!", "", text)  # sheet prefixes
+    text = re.sub(r"\$?[A-Z]{1,3}\$?\d+", "", text)  # cell references
+    text = re.sub(r"[A-Za-z_][A-Za-z0-9_.]*", "", text)  # names and functions
+    return set(re.findall(r"\d+\.?\d*(?:[eE][+-]?\d+)?", text))
+
+
+def test_model_formulas_hold_no_bare_numbers(report):
+    """Every number the model's formulas use is a reference (a named cell or another sheet's cell):
+    cycles, per_state and the trace sheets contain no numeric literal except 0, 1 and 2."""
+    base, _, wb = report
+    sheets = ["cycles", "per_state", "results", "incremental", "comparisons"] + [
+        f"trace_{s.strategy}" for s in base.spec.strategies
+    ]
+    seen = 0
+    for name in sheets:
+        for coord, formula in _formulas(wb[name]):
+            seen += 1
+            bad = _literals(formula) - ALLOWED_LITERALS
+            assert not bad, f"{name}!{coord}: {formula} has bare numbers {bad}"
+    assert seen > 50_000
+
+
+def test_defined_names_point_at_inputs_and_settings(report):
+    base, _, wb = report
+    names = wb.defined_names
+    for param in base.ptable.df.index:
+        assert param in names, param
+        dest = names[param].attr_text
+        assert dest.startswith("inputs!$E$"), (param, dest)
+    for name in ("r_severe_on_bsab", "r_myeloma_death_off_bsab"):
+        assert names[name].attr_text.startswith("inputs!")
+    for name in (
+        "cycle_length_years",
+        "discount_rate_costs",
+        "wtp_per_qaly",
+        "n_cycles",
+        "mx_by_age",
+    ):
+        assert names[name].attr_text.startswith(("settings!", "life_table!"))
+    # prices: the inputs value of a price is a reference to the prices sheet
+    ws = wb["inputs"]
+    row = next(r for r in range(5, ws.max_row + 1) if ws.cell(r, 1).value == "c_ivig_per_g")
+    assert ws.cell(row, 2).value.startswith("=prices!$B$")
+
+
+def test_text_from_inputs_is_never_a_formula(report):
+    """inputs!L (source): text starting with =, +, - or @ is stored as a string, not a formula."""
+    _, path, wb = report
+    ws = wb["inputs"]
+    header = [c.value for c in ws[4]]
+    col = header.index("source") + 1
+    found = {}
+    for r in range(5, ws.max_row + 1):
+        name = ws.cell(r, 1).value
+        if name in INJECTED:
+            cell = ws.cell(r, col)
+            assert cell.data_type == "s", (name, cell.data_type)
+            found[name] = cell.value
+    assert found == INJECTED
+    with zipfile.ZipFile(path) as zf:
+        xml = zf.read(f"xl/worksheets/sheet{wb.sheetnames.index('inputs') + 1}.xml").decode()
+    assert "<f>1+1</f>" not in xml and "<f>+SUM(A1)</f>" not in xml
+    assert "<t>=1+1</t>" in xml
+
+
+def test_formatting(report):
+    base, _, wb = report
+    for ws in wb.worksheets:
+        assert ws.sheet_view.showGridLines is False, ws.title
+    assert wb["results"].freeze_panes == "C5"
+    assert wb["trace_none"].freeze_panes == "D12"
+    assert wb["inputs"].freeze_panes == "B5"
+    ws = wb["results"]
+    header = [c.value for c in ws[4]]
+    assert base.country.currency in ws.cell(5, header.index("cost") + 1).number_format
+    assert ws.column_dimensions["A"].width >= 20
+
+
+def test_optional_sheets_have_native_charts(report):
+    _, _, wb = report
+    assert [type(c).__name__ for c in wb["dsa"]._charts] == ["BarChart"]
+    assert wb["dsa"]._charts[0].type == "bar"
+    assert [type(c).__name__ for c in wb["psa_ceac"]._charts] == ["LineChart"]
+    plane = wb["psa_ce_plane"]._charts
+    assert [type(c).__name__ for c in plane] == ["ScatterChart"]
+    assert len(plane[0].series) == 2  # one series per comparison
+    ws = wb["dsa"]
+    assert [c.value for c in ws[4]][:5] == [
+        "parameter",
+        "low_value",
+        "high_value",
+        "inmb_low",
+        "inmb_high",
+    ]
+
+
+def test_about_records_provenance_and_cheers(report):
+    base, _, wb = report
+    ws = wb["about"]
+    text = {ws.cell(r, 1).value: ws.cell(r, 2).value for r in range(1, ws.max_row + 1)}
+    assert "United Kingdom" in text["country"]
+    assert text["currency"] == "GBP"
+    assert text["price_year"] == base.country.price_year
+    assert text["discount_rate_costs"] == pytest.approx(base.spec.discount_rate_costs)
+    assert text["seed"] == 1
+    assert "calibrated by the engine" in text["calibrated (per year)"]
+    for item in (
+        "7 comparators",
+        "8 perspective",
+        "15 currency, price date and conversion",
+        "22 study parameters",
+    ):
+        assert item in text
+    for fname, sha in base.inputs.hashes.items():
+        assert text[fname] == sha
+
+
+def test_read_back_with_pandas_equals_in_memory_tables(report):
+    """The inputs, prices and engine tables read back with pandas equal the in-memory ones."""
+    base, path, _ = report
+    inputs = pd.read_excel(
+        path, sheet_name="inputs", header=3, nrows=len(base.ptable.df)
+    ).set_index("parameter")
+    df = base.ptable.df
+    not_price = df["category"] != "prices"
+    np.testing.assert_array_equal(
+        inputs.loc[df.index[not_price], "value"].to_numpy(float),
+        df.loc[not_price, "value"].to_numpy(float),
+    )
+    assert list(inputs.index) == list(df.index)
+    assert list(inputs["dist"]) == list(df["dist"])
+    prices = pd.read_excel(path, sheet_name="prices", header=3).set_index("item")
+    np.testing.assert_array_equal(
+        prices["value"].to_numpy(float), df.loc[~not_price, "value"].to_numpy(float)
+    )
+    checks = pd.read_excel(path, sheet_name="checks", header=8)
+    res = base.results.set_index("strategy")
+    rows = checks[checks["check"] == "results"]
+    engine = [res.loc[s, q] for s, q in zip(rows["strategy"], rows["quantity"], strict=True)]
+    np.testing.assert_array_equal(rows["engine"].to_numpy(float), np.asarray(engine, float))
+    dsa = pd.read_excel(path, sheet_name="dsa", header=3)
+    pd.testing.assert_frame_equal(dsa, synthetic_dsa(), check_dtype=False)
+
+
+def test_without_optional_frames_no_optional_sheets(tmp_path):
+    base = run_base_case(INPUTS, "GB", strategies=["none", "primary_ivig"])
+    path = write_report(base, tmp_path / "r.xlsx")
+    names = openpyxl.load_workbook(path, read_only=True).sheetnames
+    assert not any(n.startswith(("dsa", "psa", "regional")) for n in names)
+    assert {"trace_none", "trace_primary_ivig"} <= set(names)
+
+
+def test_fast_writer_writes_the_same_bytes(tmp_path):
+    """save_workbook (exact numbers + fast cell writer) writes the same sheet XML as openpyxl."""
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    values = [
+        0.1 + 0.2,
+        1 / 3,
+        42,
+        -1.5e-300,
+        "=SUM(A1:A3)",
+        " padded ",
+        "a & <b>",
+        "=text",
+        None,
+        True,
+    ]
+    for i, v in enumerate(values):
+        cell = ws.cell(i + 1, 1)
+        cell.value = v
+        if v == "=text":
+            cell.data_type = "s"
+        ws.cell(i + 1, 2).number_format = "0.00"
+    ws.cell(1, 3).value = 1.0
+    ws.cell(1, 3).number_format = '#,##0 "GBP"'
+    with exact_numbers():
+        wb.save(tmp_path / "a.xlsx")
+    save_workbook(wb, tmp_path / "b.xlsx")
+    with zipfile.ZipFile(tmp_path / "a.xlsx") as a, zipfile.ZipFile(tmp_path / "b.xlsx") as b:
+        assert a.read("xl/worksheets/sheet1.xml") == b.read("xl/worksheets/sheet1.xml")
+    back = openpyxl.load_workbook(tmp_path / "b.xlsx")
+    assert back.active["A1"].value == 0.1 + 0.2  # 17 digits where 16 would change the double
+    assert back.active["A8"].value == "=text" and back.active["A8"].data_type == "s"
