@@ -16,13 +16,16 @@ Run: ``python benchmarks/bench_model.py`` (options: ``--models full markov``,
 
 Each case runs in a fresh Python process so that its peak resident memory (``ru_maxrss``)
 is its own; the baseline of an idle process that has imported the same modules is printed
-beside it. Nothing is cached between cases.
+beside it. Nothing is cached between cases. The model's CPU time is printed beside its wall
+time: on a shared machine the wall time also measures the other processes, the CPU time
+(draws per CPU second) does not. The full model runs in one process (``WORKERS``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -37,6 +40,15 @@ DEFAULT_DRAWS = (1000, 10_000, 100_000)
 MARKOV_CHUNK = 10_000
 MARKOV_CYCLES = 130
 SEED = 1
+#: The full model runs in one process here, so the figures measure the model, not the
+#: machine's free cores (``cea psa`` uses one worker process per CPU by default).
+WORKERS = 1
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (user + system)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def peak_rss_mb() -> float:
@@ -61,7 +73,9 @@ def case_full(n_draws: int, country: str) -> dict:
     t = time.perf_counter()
     draws = psa.sample_draws(inputs, {country: pt}, n_draws, SEED)[country]
     t_draw = time.perf_counter() - t
-    run = psa.run_draws(draws, spec)
+    cpu0 = cpu_seconds()
+    run = psa.run_draws(draws, spec, workers=WORKERS)
+    model_cpu = cpu_seconds() - cpu0
     base = psa._base_case(inputs, pt, spec)
     t = time.perf_counter()
     psa.analyse(run, draws, pt, spec, base.outcomes, comparisons_from_settings(pt.settings, spec))
@@ -79,6 +93,7 @@ def case_full(n_draws: int, country: str) -> dict:
         "analyse_s": t_analyse,
         "end_to_end_s": end_to_end,
         "model_draws_per_s": n_draws / run.seconds,
+        "model_cpu_s": model_cpu,
         "end_to_end_draws_per_s": n_draws / end_to_end,
         "peak_rss_mb": peak_rss_mb(),
         "baseline_rss_mb": base_rss,
@@ -122,6 +137,7 @@ def case_markov(n_draws: int) -> dict:
     base_rss = peak_rss_mb()
     rng = np.random.default_rng(SEED)
     t = time.perf_counter()
+    cpu0 = cpu_seconds()
     total = 0.0
     for lo in range(0, n_draws, MARKOV_CHUNK):
         n = min(MARKOV_CHUNK, n_draws - lo)
@@ -141,6 +157,7 @@ def case_markov(n_draws: int) -> dict:
         total += float(np.sum(res.discounted["cost"]))
         del P, res
     secs = time.perf_counter() - t
+    model_cpu = cpu_seconds() - cpu0
     return {
         "model": "markov",
         "draws": n_draws,
@@ -149,6 +166,7 @@ def case_markov(n_draws: int) -> dict:
         "model_s": secs,
         "end_to_end_s": secs,
         "model_draws_per_s": n_draws / secs,
+        "model_cpu_s": model_cpu,
         "end_to_end_draws_per_s": n_draws / secs,
         "peak_rss_mb": peak_rss_mb(),
         "baseline_rss_mb": base_rss,
@@ -194,7 +212,8 @@ def main(argv=None) -> int:
         profile(args.models[0], args.draws[0], args.country)
         return 0
     print(
-        f"{'model':<8}{'draws':>9}{'model s':>10}{'draws/s':>11}{'end-to-end s':>14}{'draws/s':>10}{'peak MB':>9}{'idle MB':>9}  parts"
+        f"{'model':<8}{'draws':>9}{'model s':>10}{'draws/s':>11}{'CPU s':>8}{'draws/CPU s':>13}"
+        f"{'end-to-end s':>14}{'draws/s':>10}{'peak MB':>9}{'idle MB':>9}  parts"
     )
     for model in args.models:
         for n in args.draws:
@@ -204,6 +223,7 @@ def main(argv=None) -> int:
                 parts = f"load {r['load_s']:.2f} s, draw {r['draw_s']:.2f} s, analyse {r['analyse_s']:.2f} s"
             print(
                 f"{model:<8}{n:>9,}{r['model_s']:>10.2f}{r['model_draws_per_s']:>11,.0f}"
+                f"{r['model_cpu_s']:>8.2f}{n / r['model_cpu_s']:>13,.0f}"
                 f"{r['end_to_end_s']:>14.2f}{r['end_to_end_draws_per_s']:>10,.0f}"
                 f"{r['peak_rss_mb']:>9,.0f}{r['baseline_rss_mb']:>9,.0f}  {parts}",
                 flush=True,

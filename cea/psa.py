@@ -35,9 +35,12 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import multiprocessing as mp
+import os
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -73,6 +76,8 @@ PRICE_CATEGORY = "prices"
 CLINICAL_STREAM, PRICE_STREAM = 0, 1
 #: Draws per model call: progress granularity only (results do not depend on it).
 PSA_CHUNK_DRAWS = 1000
+#: Most worker processes for the model (one per CPU up to this).
+MAX_WORKERS = 8
 #: Central interval of the summary: 2.5% and 97.5% percentiles of the draws.
 INTERVAL = (0.025, 0.975)
 #: WTP grid: dense from 0 to WTP_GRID_FACTOR x the country's WTP (and its alternatives), then
@@ -290,26 +295,58 @@ class ModelRun:
     seconds: float
 
 
+def _run_chunk(draws: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One model call (top level, so worker processes can run it)."""
+    res = run_model(draws, spec)
+    return res.outcomes, res.calibrated
+
+
+def default_workers(n_chunks: int) -> int:
+    """Worker processes for ``n_chunks`` chunks: one per CPU (at most MAX_WORKERS), 1 for a
+    single chunk (a pool costs more than it saves)."""
+    return max(1, min(n_chunks, os.cpu_count() or 1, MAX_WORKERS))
+
+
 def run_draws(
     draws: pd.DataFrame,
     spec: ModelSpec,
     chunk_draws: int = PSA_CHUNK_DRAWS,
     progress: Progress | None = None,
     label: str = "",
+    workers: int | None = None,
 ) -> ModelRun:
-    """Run the model over all draws in chunks (memory is bounded inside ``run_model``)."""
+    """Run the model over all draws in chunks of ``chunk_draws`` (memory is bounded inside
+    ``run_model``), in ``workers`` processes (default :func:`default_workers`).
+
+    Each chunk is the same model call whichever process runs it and whatever the number of
+    workers, so the results are bit-identical with 1 or more workers.
+    """
     if chunk_draws < 1:
         raise CeaError(f"chunk_draws must be >= 1, got {chunk_draws}")
     D, K = len(draws), len(spec.strategies)
     t0 = time.perf_counter()
-    parts, cal = [], []
-    for lo in range(0, D, chunk_draws):
-        hi = min(D, lo + chunk_draws)
-        res = run_model(draws.iloc[lo:hi], spec)
-        parts.append(res.outcomes)
-        cal.append(res.calibrated)
-        if progress is not None:
-            progress.update(hi - lo, label)
+    bounds = [(lo, min(D, lo + chunk_draws)) for lo in range(0, D, chunk_draws)]
+    workers = default_workers(len(bounds)) if workers is None else max(1, int(workers))
+    results: list = [None] * len(bounds)
+    if workers == 1:
+        for i, (lo, hi) in enumerate(bounds):
+            results[i] = _run_chunk(draws.iloc[lo:hi], spec)
+            if progress is not None:
+                progress.update(hi - lo, label)
+    else:
+        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            futures = {
+                pool.submit(_run_chunk, draws.iloc[lo:hi], spec): i
+                for i, (lo, hi) in enumerate(bounds)
+            }
+            for fut in as_completed(futures):
+                i = futures[fut]
+                results[i] = fut.result()
+                if progress is not None:
+                    progress.update(bounds[i][1] - bounds[i][0], label)
+    parts = [r[0] for r in results]
+    cal = [r[1] for r in results]
     # each chunk is strategy-major; put all draws of a strategy together, strategies in spec order
     out = pd.concat(parts, ignore_index=True)
     order = {s: i for i, s in enumerate(spec.strategy_names)}
@@ -673,12 +710,14 @@ def run_psa(
     decision_horizon_years: float = DEFAULT_DECISION_HORIZON_YEARS,
     chunk_draws: int = PSA_CHUNK_DRAWS,
     progress: bool | None = False,
+    workers: int | None = None,
 ) -> PsaRun:
     """The PSA of one or several countries (clinical draws shared; prices per country).
 
     ``countries``: an ISO2 code, a list, "all", or None (the settings' country). ``n_draws``
     and ``seed`` default to ``[run]`` of the settings (after the scenario). ``progress``:
-    True/False, or None for "when stderr is a terminal".
+    True/False, or None for "when stderr is a terminal". ``workers``: model processes
+    (default one per CPU when there are several chunks; results do not depend on it).
     """
     t0 = time.perf_counter()
     if not isinstance(inputs, Inputs):
@@ -718,7 +757,7 @@ def run_psa(
                 build_spec(pt, inputs, list(strategies) if strategies else None), pt.settings
             )
             base = _base_case(inputs, pt, spec)
-            run = run_draws(all_draws[code], spec, chunk_draws, bar, label=code)
+            run = run_draws(all_draws[code], spec, chunk_draws, bar, label=code, workers=workers)
             comps = comparisons_from_settings(pt.settings, spec)
             t1 = time.perf_counter()
             tables = analyse(

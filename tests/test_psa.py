@@ -304,6 +304,14 @@ def test_results_do_not_depend_on_chunk_size(inputs, gb_psa):
     )
 
 
+def test_worker_processes_give_identical_results(inputs):
+    kw = dict(n_draws=24, seed=2, strategies=["none", "preemptive_scig"], chunk_draws=8)
+    one = psa.run_psa(inputs, "GB", workers=1, **kw).countries["GB"].run
+    two = psa.run_psa(inputs, "GB", workers=2, **kw).countries["GB"].run
+    pd.testing.assert_frame_equal(one.outcomes, two.outcomes, check_exact=True)
+    pd.testing.assert_frame_equal(one.calibrated, two.calibrated, check_exact=True)
+
+
 def test_a_country_gets_the_same_results_alone_or_with_others(inputs):
     alone = psa.run_psa(inputs, "US", n_draws=30, seed=5, strategies=["none", "primary_ivig"])
     both = psa.run_psa(
