@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -342,6 +343,59 @@ def _with_labels(df: pd.DataFrame, labels: dict) -> pd.DataFrame:
     return df
 
 
+# --------------------------------------------------------------------------- running a design
+
+
+@dataclass
+class DesignResult:
+    """``run_model`` on a design, with the rows the model could not evaluate set aside."""
+
+    outcomes: pd.DataFrame  # feasible rows only
+    calibrated: pd.DataFrame
+    failures: dict[int, str]  # draw -> the model's message
+    calls: int
+    seconds: float
+
+
+def run_design(draws: pd.DataFrame, spec) -> DesignResult:
+    """One :func:`cea.model.run_model` call on the whole design.
+
+    A single row the model cannot evaluate (e.g. a calibration target no rate can reach with the
+    other parameters at that row's values) makes the vectorized call fail; then the design is split
+    in halves, recursively, until each failing row is isolated (about 2 log2(n) more calls). Its
+    message is kept in ``failures`` and its results are missing, not invented.
+    """
+    parts: list = []
+    failures: dict[int, str] = {}
+    calls = 0
+    t0 = time.perf_counter()
+
+    def run(d: pd.DataFrame) -> None:
+        nonlocal calls
+        calls += 1
+        try:
+            parts.append(run_model(d, spec))
+        except CeaError as exc:
+            if len(d) == 1:
+                failures[int(d.index[0])] = re.sub(r" ?\(draw \d+\)", "", str(exc))
+            else:
+                half = len(d) // 2
+                run(d.iloc[:half])
+                run(d.iloc[half:])
+
+    run(draws)
+    if not parts:
+        first = next(iter(failures.values()))
+        raise CeaError(f"the model cannot be evaluated at any row of the design: {first}")
+    return DesignResult(
+        outcomes=pd.concat([p.outcomes for p in parts], ignore_index=True),
+        calibrated=pd.concat([p.calibrated for p in parts]).sort_index(),
+        failures=failures,
+        calls=calls,
+        seconds=time.perf_counter() - t0,
+    )
+
+
 # --------------------------------------------------------------------------- one-way
 
 
@@ -359,6 +413,8 @@ class OneWay:
     optimal: pd.DataFrame  # optimal_by_draw
     seconds: float
     base_check: float  # largest relative gap between the design's base row and the base case
+    failures: dict[int, str] = field(default_factory=dict)  # draw -> model message
+    calls: int = 1
 
     @property
     def wtp(self) -> float:
@@ -368,7 +424,8 @@ class OneWay:
 def run_one_way(base: BaseCase, parameters: list[str] | None = None) -> OneWay:
     """Move every parameter with a range to its low and its high value, one at a time.
 
-    One :func:`cea.model.run_model` call on the 2k + 1 row design (row 0 is the base case).
+    One :func:`cea.model.run_model` call on the 2k + 1 row design (row 0 is the base case); see
+    :func:`run_design` for rows the model cannot evaluate.
     """
     ranges, skipped = ranges_table(base.ptable, parameters)
     design_rows = [{"draw": 0, "parameter": BASE, "side": BASE, "value": np.nan}]
@@ -385,11 +442,12 @@ def run_one_way(base: BaseCase, parameters: list[str] | None = None) -> OneWay:
         for p, v in zip(design["parameter"], design["value"], strict=True)
     ]
     draws = _design_draws(base.ptable.base(), changes)
-    t0 = time.perf_counter()
-    res = run_model(draws, base.spec)
-    seconds = time.perf_counter() - t0
+    res = run_design(draws, base.spec)
+    if 0 in res.failures:
+        raise CeaError(f"the base case cannot be evaluated: {res.failures[0]}")
     wtp = base.country.wtp_per_qaly
     out = res.outcomes.merge(design[["draw", "parameter", "side", "value"]], on="draw")
+    out = out.sort_values("draw", kind="stable").reset_index(drop=True)
     out["nmb"] = nmb(out["cost"], out["qaly"], wtp)
     lead = ["draw", "parameter", "side", "value", "strategy", "cost", "qaly", "ly", "nmb"]
     out = out[lead + [c for c in out.columns if c not in lead]]
@@ -402,8 +460,10 @@ def run_one_way(base: BaseCase, parameters: list[str] | None = None) -> OneWay:
         outcomes=out,
         calibrated=res.calibrated,
         optimal=optimal_by_draw(res.outcomes, wtp),
-        seconds=seconds,
+        seconds=res.seconds,
         base_check=_base_check(res.outcomes, base),
+        failures=res.failures,
+        calls=res.calls,
     )
 
 
@@ -458,6 +518,7 @@ TORNADO_COLUMNS = [
     "optimal_high",
     "enters_comparison",
     "enters_model",
+    "model_error",
 ]
 
 
@@ -484,10 +545,14 @@ def tornado_table(ow: OneWay, comparison: tuple[str, str], outcome: str = "inmb"
     if outcome not in ("inmb", "icer"):
         raise CeaError(f"outcome must be 'inmb' or 'icer', got '{outcome}'")
     a, b = comparison
-    comp = comparisons_by_draw(ow.outcomes, [comparison], ow.wtp).set_index("draw")
-    opt = ow.optimal[ow.optimal["optimal"]].set_index("draw")["strategy"]
+    every = ow.design["draw"]
+    comp = comparisons_by_draw(ow.outcomes, [comparison], ow.wtp).set_index("draw").reindex(every)
+    comp["quadrant"] = comp["quadrant"].fillna("not evaluable")
+    comp["interpretation"] = comp["interpretation"].fillna("model not evaluable")
+    opt = ow.optimal[ow.optimal["optimal"]].set_index("draw")["strategy"].reindex(every)
+    opt = opt.fillna("")
     per = ow.outcomes.pivot_table(index="draw", columns="strategy", values=["cost", "qaly"])
-    moved = (per - per.loc[0]).abs()
+    moved = (per - per.loc[0]).abs().reindex(every).fillna(0.0)
     ab_moved = moved.loc[:, [(v, s) for v in ("cost", "qaly") for s in (a, b)]].max(axis=1)
     all_moved = moved.max(axis=1)
     d = ow.design.set_index(["parameter", "side"])["draw"]
@@ -496,6 +561,12 @@ def tornado_table(ow: OneWay, comparison: tuple[str, str], outcome: str = "inmb"
     for _, r in ow.ranges.iterrows():
         p = r["parameter"]
         lo, hi = comp.loc[d[(p, LOW)]], comp.loc[d[(p, HIGH)]]
+        ends = [x for x in (lo["inmb"], hi["inmb"]) if np.isfinite(x)]
+        errors = [
+            f"{side}: {ow.failures[d[(p, side)]]}"
+            for side in (LOW, HIGH)
+            if d[(p, side)] in ow.failures
+        ]
         row = {
             "parameter": p,
             "category": r["category"],
@@ -507,13 +578,10 @@ def tornado_table(ow: OneWay, comparison: tuple[str, str], outcome: str = "inmb"
             "inmb_base": base_row["inmb"],
             "inmb_low": lo["inmb"],
             "inmb_high": hi["inmb"],
-            "swing": abs(hi["inmb"] - lo["inmb"]),
-            "inmb_min": min(lo["inmb"], hi["inmb"]),
-            "inmb_max": max(lo["inmb"], hi["inmb"]),
-            "decision_changes": bool(
-                np.sign(lo["inmb"]) != np.sign(base_row["inmb"])
-                or np.sign(hi["inmb"]) != np.sign(base_row["inmb"])
-            ),
+            "swing": abs(hi["inmb"] - lo["inmb"]),  # NaN when an end is not evaluable
+            "inmb_min": min(ends, default=np.nan),
+            "inmb_max": max(ends, default=np.nan),
+            "decision_changes": any(np.sign(x) != np.sign(base_row["inmb"]) for x in ends),
         }
         for tag, x in ((BASE, base_row), (LOW, lo), (HIGH, hi)):
             row[f"inc_cost_{tag}"] = x["inc_cost"]
@@ -532,6 +600,7 @@ def tornado_table(ow: OneWay, comparison: tuple[str, str], outcome: str = "inmb"
         row["enters_model"] = bool(
             max(all_moved.loc[d[(p, LOW)]], all_moved.loc[d[(p, HIGH)]]) > NO_EFFECT_ATOL
         )
+        row["model_error"] = "; ".join(errors)
         rows.append(row)
     t = pd.DataFrame(rows)
     if outcome == "inmb":
@@ -553,11 +622,11 @@ def tornado_table(ow: OneWay, comparison: tuple[str, str], outcome: str = "inmb"
 
 def _icer_status(row: dict) -> tuple[str, float]:
     q0, ql, qh = row["quadrant_base"], row["quadrant_low"], row["quadrant_high"]
-    if q0 not in ("NE", "SW"):
-        return f"base not a ratio ({q0})", np.nan
     flips = [side for side, q in ((LOW, ql), (HIGH, qh)) if q != q0]
     if flips:
         return f"quadrant flip at {' and '.join(flips)}", np.nan
+    if q0 not in ("NE", "SW"):
+        return f"base not a ratio ({q0})", np.nan
     swing = abs(row["icer_high"] - row["icer_low"])
     return ("numeric" if swing > 0 else "no change"), swing
 
@@ -578,6 +647,8 @@ class TwoWay:
     outcomes: pd.DataFrame  # long: draw, p1, p2, strategy, ...
     seconds: float
     base_check: float
+    calls: int = 1
+    failures: dict[int, str] = field(default_factory=dict)
 
 
 def grid_axis(low: float, high: float, base_value: float, n: int) -> np.ndarray:
@@ -610,9 +681,8 @@ def run_two_way(
     x1, x2 = np.meshgrid(axes[0], axes[1], indexing="ij")
     points = list(zip(x1.ravel(), x2.ravel(), strict=True))
     draws = _design_draws(base.ptable.base(), [{p1: u, p2: v} for u, v in points])
-    t0 = time.perf_counter()
-    res = run_model(draws, base.spec)
-    seconds = time.perf_counter() - t0
+    res = run_design(draws, base.spec)
+    seconds = res.seconds
     wtp = base.country.wtp_per_qaly
     pts = pd.DataFrame({"draw": draws.index, p1: x1.ravel(), p2: x2.ravel()})
     b1, b2 = r.loc[p1, "base_value"], r.loc[p2, "base_value"]
@@ -623,12 +693,18 @@ def run_two_way(
     grid = pts.merge(
         comp[["draw", "inc_cost", "inc_effect", "icer", "quadrant", "interpretation", "inmb"]],
         on="draw",
+        how="left",
     ).rename(columns={"inc_effect": "inc_qaly"})
-    grid["optimal_strategy"] = grid["draw"].map(opt[opt["optimal"]].set_index("draw")["strategy"])
-    grid = grid.merge(nmbs.reset_index(), on="draw")
+    grid["optimal_strategy"] = (
+        grid["draw"].map(opt[opt["optimal"]].set_index("draw")["strategy"]).fillna("not evaluable")
+    )
+    grid = grid.merge(nmbs.reset_index(), on="draw", how="left")
+    grid["model_error"] = [res.failures.get(int(d), "") for d in grid["draw"]]
     out = pts.merge(res.outcomes, on="draw")
     out["nmb"] = nmb(out["cost"], out["qaly"], wtp)
     base_draw = int(pts.loc[pts["is_base"], "draw"].iloc[0])
+    if base_draw in res.failures:
+        raise CeaError(f"the base case cannot be evaluated: {res.failures[base_draw]}")
     base_out = res.outcomes[res.outcomes["draw"] == base_draw]
     return TwoWay(
         base=base,
@@ -640,6 +716,8 @@ def run_two_way(
         outcomes=out,
         seconds=seconds,
         base_check=_base_check(base_out, base),
+        calls=res.calls,
+        failures=res.failures,
     )
 
 
@@ -855,15 +933,10 @@ class _InmbFunction:
     def table(self, values) -> pd.DataFrame:
         values = np.atleast_1d(np.asarray(values, dtype=float))
         draws = _design_draws(self.row, [{self.parameter: x} for x in values])
-        self.calls += 1
-        try:
-            out = run_model(draws, self.spec).outcomes
-        except CeaError as exc:
-            raise CeaError(
-                f"the model cannot be run with {self.parameter} between {values.min():.6g} and "
-                f"{values.max():.6g} ({exc}); give a narrower --low/--high"
-            ) from None
-        c = comparisons_by_draw(out, [self.comparison], self.base.country.wtp_per_qaly)
+        res = run_design(draws, self.spec)
+        self.calls += res.calls
+        c = comparisons_by_draw(res.outcomes, [self.comparison], self.base.country.wtp_per_qaly)
+        c = c.set_index("draw").reindex(draws.index)
         return pd.DataFrame(
             {
                 "value": values,
@@ -871,12 +944,18 @@ class _InmbFunction:
                 "inmb": c["inmb"].to_numpy(),
                 "inc_cost": c["inc_cost"].to_numpy(),
                 "inc_qaly": c["inc_effect"].to_numpy(),
-                "quadrant": c["quadrant"].to_numpy(),
+                "quadrant": c["quadrant"].fillna("not evaluable").to_numpy(),
+                "model_error": [res.failures.get(int(d), "") for d in draws.index],
             }
         )
 
     def __call__(self, x: float) -> float:
-        return float(self.table([x])["inmb"].iloc[0])
+        t = self.table([x]).iloc[0]
+        if t["model_error"]:
+            raise CeaError(
+                f"the model cannot be evaluated at {self.parameter} = {x:.6g}: {t['model_error']}"
+            )
+        return float(t["inmb"])
 
 
 def _crossings(scan: pd.DataFrame) -> list[tuple[float, float]]:
@@ -884,6 +963,8 @@ def _crossings(scan: pd.DataFrame) -> list[tuple[float, float]]:
     x, y = scan["value"].to_numpy(), scan["inmb"].to_numpy()
     out = []
     for i in range(len(x) - 1):
+        if not (np.isfinite(y[i]) and np.isfinite(y[i + 1])):
+            continue  # the model could not be evaluated at one end
         if y[i] == 0:
             out.append((x[i], x[i]))
         elif np.sign(y[i]) != np.sign(y[i + 1]) and y[i + 1] != 0:
@@ -950,7 +1031,16 @@ def find_threshold(
     scan = pd.concat(scans, ignore_index=True)
     (lo, hi), origin = brackets[len(scans) - 1]
     last = scans[-1]
-    ends = (float(last["inmb"].iloc[0]), float(last["inmb"].iloc[-1]))
+    finite = last[np.isfinite(last["inmb"])]
+    if finite.empty:
+        raise CeaError(
+            f"the model cannot be evaluated anywhere in the bracket for {parameter}: "
+            f"{last['model_error'].iloc[0]}"
+        )
+    # the ends of the range where the model could be evaluated
+    elo, ehi = float(finite["value"].iloc[0]), float(finite["value"].iloc[-1])
+    ends = (float(finite["inmb"].iloc[0]), float(finite["inmb"].iloc[-1]))
+    failed = last[last["model_error"] != ""]
     check = f.table(roots)["inmb"].tolist() if roots else []
     a, b = comparison
     cur = base.country.currency
@@ -958,8 +1048,8 @@ def find_threshold(
         x = min(roots, key=lambda r: abs(r - value))
         msg = (
             f"INMB of {a} vs {b} is zero at {parameter} = {x:.6g} (base {value:.6g}; "
-            f"searched {origin} [{lo:.6g}, {hi:.6g}]); INMB {_money(ends[0], cur)} at {lo:.6g} "
-            f"and {_money(ends[1], cur)} at {hi:.6g}"
+            f"searched {origin} [{lo:.6g}, {hi:.6g}]); INMB {_money(ends[0], cur)} at {elo:.6g} "
+            f"and {_money(ends[1], cur)} at {ehi:.6g}"
         )
         if len(roots) > 1:
             msg += f"; {len(roots)} crossings: " + ", ".join(f"{r:.6g}" for r in roots)
@@ -975,8 +1065,14 @@ def find_threshold(
         where = " and ".join(f"{o} [{br[0]:.6g}, {br[1]:.6g}]" for br, o in brackets[: len(scans)])
         msg = (
             f"no threshold: the INMB of {a} vs {b} does not cross zero for {parameter} in {where}; "
-            f"it is {sign} throughout ({_money(ends[0], cur)} at {lo:.6g}, "
-            f"{_money(ends[1], cur)} at {hi:.6g})"
+            f"it is {sign} throughout ({_money(ends[0], cur)} at {elo:.6g}, "
+            f"{_money(ends[1], cur)} at {ehi:.6g})"
+        )
+    if len(failed):
+        msg += (
+            f"; the model could not be evaluated at {len(failed)} of {len(last)} scanned values "
+            f"({failed['value'].min():.6g} to {failed['value'].max():.6g}: "
+            f"{failed['model_error'].iloc[0]})"
         )
     return Threshold(
         base=base,
@@ -1025,8 +1121,13 @@ def one_way_summary(ow: OneWay, table: pd.DataFrame, outcome: str, top: int = SU
     lines = [
         "One-way DSA | " + _header(ow.base, comp),
         _base_line(ow.base, comp),
-        f"design: {len(ow.draws)} rows ({len(ow.ranges)} parameters x 2 + base) in one model call, "
-        f"{ow.seconds:.1f} s",
+        f"design: {len(ow.draws)} rows ({len(ow.ranges)} parameters x 2 + base) in "
+        + (
+            "one model call"
+            if ow.calls == 1
+            else f"{ow.calls} model calls (one, then halves to isolate rows it cannot evaluate)"
+        )
+        + f", {ow.seconds:.1f} s",
         "",
     ]
     if outcome == "inmb":
@@ -1059,6 +1160,8 @@ def one_way_summary(ow: OneWay, table: pd.DataFrame, outcome: str, top: int = SU
     lines.append(
         "INMB changes sign within the range of: " + (", ".join(flips) if flips else "no parameter")
     )
+    for _, r in table[table["model_error"] != ""].iterrows():
+        lines.append(f"model not evaluable for {r['parameter']} at {r['model_error']}")
     no_eff = table[~table["enters_comparison"]]["parameter"].tolist()
     if no_eff:
         lines.append(f"no effect on this comparison ({len(no_eff)}): " + ", ".join(no_eff))
@@ -1078,7 +1181,13 @@ def two_way_summary(tw: TwoWay) -> str:
         _base_line(tw.base, tw.comparison),
         f"grid: {len(tw.axes[0])} x {len(tw.axes[1])} points ({p1} {tw.axes[0][0]:.4g} to "
         f"{tw.axes[0][-1]:.4g}; {p2} {tw.axes[1][0]:.4g} to {tw.axes[1][-1]:.4g}; base values "
-        f"included) in one model call, {tw.seconds:.1f} s",
+        f"included) in {'one model call' if tw.calls == 1 else f'{tw.calls} model calls'}, "
+        f"{tw.seconds:.1f} s"
+        + (
+            f"; the model could not be evaluated at {len(tw.failures)} points"
+            if tw.failures
+            else ""
+        ),
         f"INMB from {_money(g['inmb'].min(), cur)} to {_money(g['inmb'].max(), cur)}; "
         f"positive at {int((g['inmb'] > 0).sum())} of {len(g)} points",
         "optimal strategy at WTP: "
@@ -1208,6 +1317,8 @@ def write_one_way(ow: OneWay, comparison: tuple[str, str], folder: Path, command
         "one run_model call with per-row calibration",
         "model_seconds": ow.seconds,
         "base_row_vs_base_case_max_rel_gap": ow.base_check,
+        "model_calls": ow.calls,
+        "rows_not_evaluable": {str(k): v for k, v in ow.failures.items()},
         "prob_edge": PROB_EDGE,
         "range_rule": "low/high of the parameter table, else the 2.5 and 97.5 percentiles of the "
         "distribution built from value and se (ParameterTable.dsa_range)",
@@ -1251,6 +1362,8 @@ def write_two_way(tw: TwoWay, folder: Path, command: str) -> list[str]:
         "grid_points": len(tw.grid),
         "model_seconds": tw.seconds,
         "base_point_vs_base_case_max_rel_gap": tw.base_check,
+        "model_calls": tw.calls,
+        "points_not_evaluable": len(tw.failures),
         "prob_edge": PROB_EDGE,
     }
     (folder / "run.json").write_text(_run_json(tw.base, command, analysis))

@@ -167,6 +167,20 @@ def test_icer_that_flips_quadrant_is_reported_not_a_number(one_way):
     assert (numeric["icer_swing"] > 0).all() and np.isfinite(numeric["icer_low"]).all()
 
 
+def test_rows_the_model_cannot_evaluate_are_isolated_not_invented(base):
+    # a 0.5-month median OS cannot be reached by any myeloma death rate after the bsAb stops
+    # (patients stay on the bsAb for a median of 11.3 months): that row alone fails
+    draws = dsa._design_draws(base.ptable.base(), [{}, {"t_target_median_os_months": 0.5}, {}])
+    res = dsa.run_design(draws, base.spec)
+    assert list(res.failures) == [1]
+    assert "cannot calibrate" in res.failures[1]
+    assert sorted(res.outcomes["draw"].unique()) == [0, 2]
+    o = res.outcomes.set_index(["draw", "strategy"])["cost"]
+    ref = base.outcomes.set_index("strategy")["cost"]
+    for d in (0, 2):
+        np.testing.assert_allclose(o.loc[d].loc[ref.index], ref, rtol=1e-9)
+
+
 # --------------------------------------------------------------------------- two-way
 
 

@@ -56,9 +56,26 @@ def tornado_inmb(table: pd.DataFrame, path: Path, title: str, top: int = 20) -> 
     fig, ax = plt.subplots(figsize=(10, 1.2 + 0.38 * n))
     base = float(table["inmb_base"].iloc[0])
     y = np.arange(len(shown))[::-1]
+    trans = transforms.blended_transform_factory(ax.transAxes, ax.transData)
     for yi, (_, r) in zip(y, shown.iterrows(), strict=True):
-        ax.barh(yi, r["inmb_low"] - base, left=base, color=LOW_COLOUR, height=0.7)
-        ax.barh(yi, r["inmb_high"] - base, left=base, color=HIGH_COLOUR, height=0.7, alpha=0.85)
+        missing = []
+        for side, colour in (("low", LOW_COLOUR), ("high", HIGH_COLOUR)):
+            if math.isfinite(r[f"inmb_{side}"]):
+                ax.barh(
+                    yi, r[f"inmb_{side}"] - base, left=base, color=colour, height=0.7, alpha=0.9
+                )
+            else:
+                missing.append(f"{side}: model not evaluable")
+        if missing:
+            ax.text(
+                1.01,
+                yi,
+                "; ".join(missing),
+                transform=trans,
+                fontsize=7,
+                va="center",
+                color=DECISION_COLOUR,
+            )
     ax.set_yticks(y)
     ax.set_yticklabels(
         [_label(r) + ("  *" if r["decision_changes"] else "") for _, r in shown.iterrows()],
@@ -171,22 +188,29 @@ def two_way(
     base = grid[grid["is_base"]].iloc[0]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(13, 5.2))
     lo, hi = np.nanmin(z), np.nanmax(z)
+    # white is always INMB = 0 (blue positive, red negative), whatever the range
     if lo < 0 < hi:
         norm = colors.TwoSlopeNorm(vmin=lo, vcenter=0.0, vmax=hi)
     else:
-        norm = colors.Normalize(vmin=lo, vmax=hi)
+        span = max(abs(lo), abs(hi)) or 1.0
+        norm = colors.Normalize(vmin=-span, vmax=span)
     m = a1.pcolormesh(x, y, z, shading="nearest", cmap="RdBu", norm=norm)
     fig.colorbar(m, ax=a1, label=f"INMB ({cur})")
     if lo < 0 < hi:
         a1.contour(x, y, z, levels=[0.0], colors="black", linewidths=1.2)
-    a1.set_title(f"INMB of {grid['comparison'].iloc[0]}\n(black line: INMB = 0)", fontsize=9)
+    blank = "; blank: model not evaluable" if np.isnan(z).any() else ""
+    a1.set_title(
+        f"INMB of {grid['comparison'].iloc[0]}\n(blue > 0 > red; black line: INMB = 0{blank})",
+        fontsize=9,
+    )
     names = sorted(best.stack().unique())
     codes = best.apply(lambda col: col.map({s: i for i, s in enumerate(names)})).to_numpy(float)
     palette = plt.get_cmap("tab10")
-    cmap = colors.ListedColormap([palette(i % 10) for i in range(len(names))])
+    shades = ["lightgrey" if s == "not evaluable" else palette(i % 10) for i, s in enumerate(names)]
+    cmap = colors.ListedColormap(shades)
     a2.pcolormesh(x, y, codes, shading="nearest", cmap=cmap, vmin=-0.5, vmax=len(names) - 0.5)
     a2.legend(
-        handles=[Patch(color=palette(i % 10), label=s) for i, s in enumerate(names)],
+        handles=[Patch(color=c, label=s) for c, s in zip(shades, names, strict=True)],
         fontsize=7,
         loc="upper right",
     )
