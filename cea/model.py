@@ -291,7 +291,8 @@ def _common_hazards(v: _Params, spec: ModelSpec) -> tuple[np.ndarray, ...]:
     """Strategy-independent cumulative hazards over each cycle, (D, T), cached on ``v``.
 
     Returns IgG decline, bsAb discontinuation, the infection time-shape multiplier, background
-    death, and the non-infectious myeloma death hazard on bsAb (per year, (D,)).
+    death, the non-infectious myeloma death hazard on bsAb (per year, (D,)), and the share of
+    patients whose IgG would be low by then (cure-fraction model, averaged over the cycle).
     """
     key = ("_common", spec.n_cycles, spec.dt, id(spec.mx_by_age))
     if key in v._cache:
@@ -301,9 +302,13 @@ def _common_hazards(v: _Params, spec: ModelSpec) -> tuple[np.ndarray, ...]:
     t0, t1 = tau[:-1], tau[1:]
     # IgG decline, cure fraction: S(t) = 1 - pi + pi exp(-lam t)
     pi, lam = v["p_igg_low_ever"][:, None], v["r_igg_decline"][:, None]
-    log_s0 = np.log1p(pi * np.expm1(-lam * t0))
-    log_s1 = np.log1p(pi * np.expm1(-lam * t1))
-    h_decline = log_s0 - log_s1
+    with np.errstate(divide="ignore", invalid="ignore"):  # pi = 1: log1p(-1) = -inf
+        log_s0 = np.log1p(pi * np.expm1(-lam * t0))
+        log_s1 = np.log1p(pi * np.expm1(-lam * t1))
+        # pi = 1 is a plain exponential: S(t) = exp(-lam t)
+        h_decline = np.where(pi < 1.0, log_s0 - log_s1, lam * (t1 - t0))
+    # share whose IgG would be low, averaged over the cycle: 1 - (S(t0) + S(t1)) / 2
+    low_share = 1.0 - 0.5 * (np.exp(log_s0) + np.exp(log_s1))
     # time on bsAb: H(t) = ln2 (t / median)^shape
     median_tot, shape_tot = v["t_median_tot_months"][:, None], v["k_tot_weibull_shape"][:, None]
     h_disc = np.log(2.0) * ((t1 / median_tot) ** shape_tot - (t0 / median_tot) ** shape_tot)
@@ -318,7 +323,7 @@ def _common_hazards(v: _Params, spec: ModelSpec) -> tuple[np.ndarray, ...]:
     h_bg = spec.mx_by_age[idx] * dt
     # non-infectious non-relapse mortality on bsAb (the NRM proportion is at 12 months)
     mu_on = -np.log1p(-v["p_nrm_12m"] * (1.0 - v["p_nrm_infection_share"]))
-    v._cache[key] = (h_decline, h_disc, f_inf, h_bg, mu_on)
+    v._cache[key] = (h_decline, h_disc, f_inf, h_bg, mu_on, low_share)
     return v._cache[key]
 
 
@@ -335,7 +340,7 @@ def cohort_arrays(
     """
     mu_off = v["r_myeloma_death_off_bsab"]
     D, T, dt = v.n, spec.n_cycles, spec.dt
-    h_decline, h_disc, f_inf, h_bg, mu_on = _common_hazards(v, spec)
+    h_decline, h_disc, f_inf, h_bg, mu_on, low_share = _common_hazards(v, spec)
     hr_os = v["hr_igrt_os"]
 
     # --- infection rates per year by state, (D, S)
@@ -355,9 +360,16 @@ def cohort_arrays(
     ns[:, I] = v["r_nonsevere_on_bsab"] * hr_ns
     ns[:, OI] = v["r_nonsevere_off_bsab"] * hr_ns
     ns[:, O] = v["r_nonsevere_off_bsab"]
+    # IgRT multiplies the rate the patient would have without it. Preemptive patients reach IgRT
+    # because their IgG is low; primary (and secondary) patients are on IgRT whatever their IgG,
+    # so their untreated rate is the mix of normal and low IgG expected at that time:
+    # rr_normal x S(t) + (1 - S(t)), S(t) the share whose IgG is not yet low.
+    mix = np.ones((D, T, S))
+    if strategy.trigger in ("at_start", "after_severe_infection"):
+        mix[:, :, I] = rr_normal[:, None] * (1.0 - low_share) + low_share
     # expected events per person-cycle in each state, (D, T, S)
-    sev_cycle = sev[:, None, :] * dt * f_inf[:, :, None]
-    ns_cycle = ns[:, None, :] * dt * f_inf[:, :, None]
+    sev_cycle = sev[:, None, :] * dt * f_inf[:, :, None] * mix
+    ns_cycle = ns[:, None, :] * dt * f_inf[:, :, None] * mix
 
     cf = v["p_case_fatality_severe"][:, None, None]
     h_inf_death = sev_cycle * cf  # (D, T, S)

@@ -311,3 +311,18 @@ def test_face_validity_model_md_section_3(gb):
         base, spec, "primary_ivig", 12, calibrated=res.calibrated
     )[0]
     assert 0.21 < inc_primary < 0.45
+
+
+def test_igrt_without_effect_barely_changes_infections_in_primary(gb):
+    """With hazard ratios of 1, primary IgRT must not raise infections materially.
+
+    On IgRT, primary patients carry the untreated rate of their expected IgG mix,
+    rr_normal x S(t) + (1 - S(t)); applying the low-IgG rate to all of them made IgRT at HR 1
+    raise severe infections by 16%. What remains (about 1%) is selection: the mix uses the
+    unconditional share with low IgG, while without IgRT low-IgG patients die a little faster.
+    """
+    _, _, spec, base, _ = gb
+    d = with_values(base, hr_igrt_severe=1.0, hr_igrt_nonsevere=1.0, rr_scig_vs_ivig=1.0)
+    out = m.run_model(d, spec).outcomes.set_index("strategy")["severe_infections_undiscounted"]
+    assert out["preemptive_ivig"] == pytest.approx(out["none"], rel=1e-12)  # IgRT only once IgG is low
+    assert abs(out["primary_ivig"] / out["none"] - 1) < 0.02
