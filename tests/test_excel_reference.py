@@ -161,6 +161,43 @@ def _engine_rerun(base, **changes) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
     return results_table(outcomes, base.spec), incremental, comparisons
 
 
+COVERAGE_SCENARIO = """
+name = "excel_coverage"
+description = "Every strategy and the less common settings, so that every formula branch of report.xlsx is recalculated."
+[settings.model]
+horizon_years = 3
+correction = "simpson"
+discount_step = "annual"
+discount_offset_cycles = 0.5
+bsab_drug = "elranatamab"
+include_end_of_life = true
+include_subsequent_therapy = true
+strategies = STRATEGIES
+comparisons = [["secondary_ivig", "none"], ["primary_ivig_flat30", "primary_ivig"], ["preemptive_ivig_or_infection", "preemptive_ivig"]]
+[parameters]
+c_end_of_life = 150000
+c_subsequent_therapy_month = 90000
+k_infection_hazard_shape = 0.8
+k_tot_weibull_shape = 1.3
+hr_igrt_os = 0.9
+q_qaly_loss_ivig_visit = 0.001
+q_qaly_loss_scig_week = 0.0002
+"""
+
+
+def _coverage_base(tmp: Path):
+    """Japan (JPY, 58 kg), every strategy of strategies.csv (flat, adjusted-weight, vial-rounded,
+    low-dose, q6w, secondary, preemptive-or-infection), Simpson weights, whole-year discounting
+    with a half-cycle offset, end-of-life and subsequent-therapy costs, a Weibull time on
+    treatment and a declining infection hazard."""
+    names = pd.read_csv(INPUTS / "strategies.csv")["strategy"].tolist()
+    path = tmp / "coverage.toml"
+    path.write_text(
+        COVERAGE_SCENARIO.replace("STRATEGIES", "[" + ", ".join(f'"{n}"' for n in names) + "]")
+    )
+    return run_base_case(INPUTS, "JP", scenario=path)
+
+
 @pytest.fixture(scope="module")
 def excel(tmp_path_factory):
     _require_soffice()
@@ -184,8 +221,10 @@ def excel(tmp_path_factory):
     wb.save(src / "changed_utility.xlsx")
     print(f"\n[excel fixture] workbooks written and edited in {time.perf_counter() - t0:.1f} s")
     started = time.perf_counter()
+    coverage = _coverage_base(tmp)
+    write_report(coverage, src / "coverage.xlsx", command="pytest coverage scenario")
     files = recalculate(
-        [report, src / "changed_price.xlsx", src / "changed_utility.xlsx"],
+        [report, src / "changed_price.xlsx", src / "changed_utility.xlsx", src / "coverage.xlsx"],
         tmp / "out",
         tmp / "profile",
     )
@@ -193,6 +232,7 @@ def excel(tmp_path_factory):
     books = {name: Book(path) for name, path in files.items()}
     return {
         "base": base,
+        "coverage": coverage,
         "books": books,
         "seconds": seconds,
         "changed_price": _engine_rerun(base, c_ivig_per_g=new_price),
@@ -328,6 +368,20 @@ def test_changed_input_moves_results_like_the_engine(excel, name):
         assert not np.allclose(results["qaly"], base.results["qaly"])
     # the checks sheet reports the distance from the engine's base case
     assert book["checks"]["D6"] > 0
+
+
+def test_every_strategy_and_setting_branch_equals_engine(excel):
+    """coverage.xlsx (see _coverage_base): results!* equal the engine, checks!D7 PASS, and the
+    live incremental analysis and comparisons equal the engine's."""
+    base = excel["coverage"]
+    book = excel["books"]["coverage.xlsx"]
+    worst = _assert_results_equal(book["results"], base.results)
+    assert book["checks"]["D7"].startswith("PASS"), book["checks"]["D4"]
+    _assert_incremental(book["incremental"], base.incremental)
+    _assert_comparisons(book["comparisons"], base.comparisons)
+    res = base.results.set_index("strategy")
+    assert res["cost_end_of_life"].min() > 0 and res["cost_subsequent_therapy"].min() > 0
+    print(f"\nlargest relative difference workbook vs engine (coverage scenario): {worst:.3g}")
 
 
 def test_text_stays_text_after_recalculation(excel):
