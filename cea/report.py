@@ -790,9 +790,11 @@ class _ReportWriter:
         "h_background": 9,
         "f_infection": 10,
         "log_surv_igg": 11,
-        "h_igg_decline": 12,
-        "cumhaz_discontinuation": 13,
-        "h_discontinuation": 14,
+        "surv_igg": 12,
+        "h_igg_decline": 13,
+        "low_igg_share": 14,
+        "igrt_infection_mix": 15,
+        "h_discontinuation": 16,
     }
 
     def cyc(self, key: str, t: int) -> str:
@@ -806,7 +808,9 @@ class _ReportWriter:
             ws,
             "Per cycle, shared by every strategy: time, correction weights, discount factors, time-dependent hazards",
             "Row t is the cohort at time t x dt; cycle t runs from row t to row t + 1. Hazards are cumulative over the cycle. "
-            "The last row's infection multiplier repeats the last cycle's (rewards of the last row use the last cycle).",
+            "surv_igg: share whose IgG is not yet low (cure fraction); low_igg_share: its complement averaged over the cycle; "
+            "igrt_infection_mix: untreated infection rate of a primary/secondary patient on IgRT relative to low IgG. "
+            "The last row's infection values repeat the last cycle's (rewards of the last row use the last cycle).",
         )
         _header(ws, 4, list(self.CYC))
         weights = correction_weights(spec.correction, T)
@@ -820,6 +824,7 @@ class _ReportWriter:
             put(ws, r, 4, float(weights[t]), FMT_GENERAL)
             for col, rate in ((5, "discount_rate_costs"), (6, "discount_rate_effects")):
                 put_formula(ws, r, col, _discount_formula(step, rate, f"A{r}"), FMT_SMALL)
+            pi, lam = self.n("p_igg_low_ever"), self.n("r_igg_decline")
             if t < T:
                 put_formula(ws, r, 7, f"{self.n('q_start_age_years')}+B{r}", FMT_SMALL)
                 put_formula(
@@ -835,19 +840,20 @@ class _ReportWriter:
                 put_formula(
                     ws, r, 10, f"{a}*((C{r}/{a})^{k}-(B{r}/{a})^{k})/cycle_length_years", FMT_SMALL
                 )
-                put_formula(ws, r, 12, f"K{r}-K{r + 1}", FMT_GENERAL)
-                put_formula(ws, r, 14, f"M{r + 1}-M{r}", FMT_GENERAL)
-            else:
-                put_formula(ws, r, 10, f"J{r - 1}", FMT_SMALL)
-            pi, lam = self.n("p_igg_low_ever"), self.n("r_igg_decline")
-            put_formula(ws, r, 11, f"LN(1-{pi}*(1-EXP(-{lam}*B{r})))", FMT_GENERAL)
-            put_formula(
-                ws,
-                r,
-                13,
-                f"LN(2)*(B{r}/{self.n('t_median_tot_months')})^{self.n('k_tot_weibull_shape')}",
-                FMT_GENERAL,
-            )
+                # cure fraction S(t) = 1 - pi + pi exp(-lam t); pi = 1 is a plain exponential
+                put_formula(ws, r, 13, f"IF({pi}<1,K{r}-K{r + 1},{lam}*(C{r}-B{r}))", FMT_GENERAL)
+                put_formula(ws, r, 14, f"1-(L{r}+L{r + 1})/2", FMT_GENERAL)
+                put_formula(
+                    ws, r, 15, f"{self.n('rr_infection_igg_normal')}*(1-N{r})+N{r}", FMT_GENERAL
+                )
+                m, k = self.n("t_median_tot_months"), self.n("k_tot_weibull_shape")
+                put_formula(ws, r, 16, f"LN(2)*((C{r}/{m})^{k}-(B{r}/{m})^{k})", FMT_GENERAL)
+            else:  # the last row's rewards use the last cycle's values (engine reward_alignment)
+                for col in (10, 14, 15):
+                    L = get_column_letter(col)
+                    put_formula(ws, r, col, f"{L}{r - 1}", FMT_SMALL)
+            put_formula(ws, r, 11, f'IF({pi}<1,LN(1+{pi}*(EXP(-{lam}*B{r})-1)),"")', FMT_GENERAL)
+            put_formula(ws, r, 12, f"1+{pi}*(EXP(-{lam}*B{r})-1)", FMT_GENERAL)
         _finish(ws, {1: 7}, freeze="B5", default_width=14)
 
     # ------------------------------------------------------------------ per state
@@ -1034,7 +1040,7 @@ class _ReportWriter:
                 "severe_infections_per_cycle_base",
                 sev,
                 "per person-cycle",
-                "rate per year x dt; x cycles!J on the trace sheets",
+                "rate per year x dt; x cycles!J (infection multiplier) on the trace sheets, and on IgRT x cycles!O for primary/secondary strategies",
             )
             rn, rnoff = n("r_nonsevere_on_bsab"), n("r_nonsevere_off_bsab")
             hn = self.ps_ref(o, "hr_nonsevere_on_igrt") if uses else None
@@ -1321,6 +1327,7 @@ class _ReportWriter:
             st.trigger == "igg_below_threshold" and st.start_after_severe_infection
         )
         start_normal = st.trigger == "after_severe_infection"
+        mixed = st.trigger in ("at_start", "after_severe_infection")
         cf = n("p_case_fatality_severe")
         phi = n("p_continue_igrt_after_bsab")
         stop = self.ps_ref("all", "igrt_stop_hazard_per_cycle")
@@ -1339,11 +1346,17 @@ class _ReportWriter:
             f(r, "disc_effects", self.cyc("disc_effects", t), FMT_SMALL)
             finf = self.cyc("f_infection", t)
             for s in ALIVE_SHORT:
-                f(r, f"sev_{s}", f"{self.ps_ref(o, 'severe_infections_per_cycle_base', s)}*{finf}")
+                # primary/secondary patients on IgRT: the untreated rate of their expected IgG mix
+                mix = f"*{self.cyc('igrt_infection_mix', t)}" if s == "I" and mixed else ""
+                f(
+                    r,
+                    f"sev_{s}",
+                    f"{self.ps_ref(o, 'severe_infections_per_cycle_base', s)}*{finf}{mix}",
+                )
                 f(
                     r,
                     f"ns_{s}",
-                    f"{self.ps_ref(o, 'nonsevere_infections_per_cycle_base', s)}*{finf}",
+                    f"{self.ps_ref(o, 'nonsevere_infections_per_cycle_base', s)}*{finf}{mix}",
                 )
             if t < T:
                 hbg = self.cyc("h_background", t)
