@@ -75,7 +75,7 @@ PRICE_CATEGORY = "prices"
 #: spawn_key streams of the run's SeedSequence.
 CLINICAL_STREAM, PRICE_STREAM = 0, 1
 #: Draws per model call: progress granularity only (results do not depend on it).
-PSA_CHUNK_DRAWS = 1000
+PSA_CHUNK_DRAWS = 500
 #: Most worker processes for the model (one per CPU up to this).
 MAX_WORKERS = 8
 #: Central interval of the summary: 2.5% and 97.5% percentiles of the draws.

@@ -19,8 +19,18 @@ DPI = 150
 COLORS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666")
 
 
+def _compact(x: float) -> str:
+    """Axis label: 1,500 / 25k / 1.5M (keeps wide WTP axes readable)."""
+    ax = abs(x)
+    if ax >= 1e6:
+        return f"{x / 1e6:.4g}M"
+    if ax >= 1e4:
+        return f"{x / 1e3:.4g}k"
+    return f"{x:,.0f}" if ax >= 1 or x == 0 else f"{x:.3g}"
+
+
 def _money(cur: str):
-    return FuncFormatter(lambda x, _pos: f"{x:,.0f}")
+    return FuncFormatter(lambda x, _pos: _compact(x))
 
 
 def _label(labels: dict | None, s: str) -> str:
