@@ -49,6 +49,7 @@ This module computes nothing itself: it writes formulas and the engine's results
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -96,6 +97,8 @@ except ImportError:  # pragma: no cover
 VIAL_ROUNDING_TOLERANCE = 1e-9
 #: Months per year (the model's ``cycle_months = dt x 12``).
 MONTHS_PER_YEAR = 12.0
+#: Largest number of draws per series drawn on the CE plane chart (the table holds them all).
+CE_PLANE_MAX_POINTS = 5000
 #: Relative difference between a workbook total and the engine accepted by the checks sheet.
 CHECK_TOLERANCE = 1e-9
 
@@ -1965,7 +1968,7 @@ class _ReportWriter:
         return FMT_GENERAL
 
     def write_dsa(self, dsa) -> list[str]:
-        frames = dict(dsa) if isinstance(dsa, Mapping) else {"tornado": dsa}
+        frames = _frames(dsa, "tornado")
         made = []
         tornado = frames.pop("tornado", None)
         if tornado is not None:
@@ -2007,7 +2010,7 @@ class _ReportWriter:
         return made
 
     def write_psa(self, psa) -> list[str]:
-        frames = dict(psa) if isinstance(psa, Mapping) else {"summary": psa}
+        frames = _frames(psa, "summary")
         made = []
         summary = frames.pop("summary", None)
         if summary is not None:
@@ -2056,15 +2059,19 @@ class _ReportWriter:
                 chart.y_axis.title = f"incremental cost ({self.country.currency})"
                 xc, yc = cols.index("inc_qaly") + 1, cols.index("inc_cost") + 1
                 groups = [(None, 5, 4 + len(df))]
-                if "comparison" in cols:
+                by = next((c for c in ("comparison", "strategy") if c in cols), None)
+                if by is not None:
                     groups = []
-                    labels = df["comparison"].astype(str).tolist()
+                    labels = df[by].astype(str).tolist()
                     start = 0
                     for i in range(1, len(labels) + 1):
                         if i == len(labels) or labels[i] != labels[start]:
                             groups.append((labels[start], 5 + start, 4 + i))
                             start = i
                 for label, a, z in groups:
+                    z = min(
+                        z, a + CE_PLANE_MAX_POINTS - 1
+                    )  # all draws are in the table; the chart shows the first ones
                     s = Series(
                         Reference(ws, min_col=yc, min_row=a, max_row=z),
                         Reference(ws, min_col=xc, min_row=a, max_row=z),
@@ -2085,7 +2092,7 @@ class _ReportWriter:
         return made
 
     def write_regional(self, regional) -> list[str]:
-        frames = dict(regional) if isinstance(regional, Mapping) else {"regional": regional}
+        frames = _frames(regional, "regional")
         made = []
         for key, df in frames.items():
             name = "regional" if key == "regional" else f"regional_{key}"
@@ -2292,6 +2299,36 @@ TRANSITIONS = (
     ("O", "O"),
     ("O", "D"),
 )
+
+
+def _frames(obj, default_key: str) -> dict[str, pd.DataFrame]:
+    """Tables passed for an optional analysis: a DataFrame, a mapping or a dataclass of them.
+    A dict entry (e.g. a headline) becomes a key/value table; other entries are ignored."""
+    if obj is None:
+        return {}
+    if isinstance(obj, pd.DataFrame):
+        return {default_key: obj}
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        obj = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    if not isinstance(obj, Mapping):
+        raise CeaError(
+            f"report: {default_key} must be a DataFrame or a mapping of DataFrames, got {type(obj).__name__}"
+        )
+    out = {}
+    for key, value in obj.items():
+        if isinstance(value, pd.DataFrame):
+            out[str(key)] = value
+        elif isinstance(value, Mapping) and value:
+            out[str(key)] = pd.DataFrame(
+                {
+                    "key": [str(k) for k in value],
+                    "value": [
+                        _clean(v) if isinstance(v, (int, float, np.number)) else str(v)
+                        for v in value.values()
+                    ],
+                }
+            )
+    return out
 
 
 def _has_named_index(df: pd.DataFrame) -> bool:

@@ -332,3 +332,48 @@ def test_fast_writer_writes_the_same_bytes(tmp_path):
     back = openpyxl.load_workbook(tmp_path / "b.xlsx")
     assert back.active["A1"].value == 0.1 + 0.2  # 17 digits where 16 would change the double
     assert back.active["A8"].value == "=text" and back.active["A8"].data_type == "s"
+
+
+def test_psa_as_dataclass_long_ceac_and_plane_by_strategy(tmp_path):
+    """The PSA tables as cea.psa returns them: a dataclass, a long CEAC (wtp, strategy,
+    probability), a CE plane grouped by strategy and a headline dict."""
+    from dataclasses import dataclass
+
+    @dataclass
+    class Tables:
+        summary: pd.DataFrame
+        ceac: pd.DataFrame
+        ce_plane: pd.DataFrame
+        headline: dict
+
+    ceac = pd.DataFrame(
+        {
+            "wtp": [0.0, 0.0, 1e4, 1e4],
+            "strategy": ["none", "primary_ivig"] * 2,
+            "probability": [1.0, 0.0, 0.6, 0.4],
+            "on_ceaf": [True, False, True, False],
+        }
+    )
+    plane = pd.DataFrame(
+        {
+            "draw": [0, 1, 2],
+            "strategy": ["primary_ivig"] * 3,
+            "reference": "none",
+            "inc_cost": [1.0, 2.0, 3.0],
+            "inc_qaly": [0.1, 0.2, 0.3],
+        }
+    )
+    tables = Tables(
+        pd.DataFrame({"strategy": ["none"], "cost_mean": [1.0]}),
+        ceac,
+        plane,
+        {"wtp": 20000.0, "optimal": "none"},
+    )
+    base = run_base_case(INPUTS, "GB", strategies=["none", "primary_ivig"])
+    path = write_report(base, tmp_path / "r.xlsx", psa=tables)
+    wb = openpyxl.load_workbook(path)
+    ws = wb["psa_ceac"]
+    assert [c.value for c in ws[4]] == ["wtp", "none", "primary_ivig"]
+    assert ws["C6"].value == 0.4
+    assert len(wb["psa_ce_plane"]._charts[0].series) == 1
+    assert wb["psa_headline"]["A5"].value == "wtp"
