@@ -72,6 +72,10 @@ EVPI_ABS_TOL = 1e-6
 EVPI_RTOL = 1e-9
 #: Tornado bars: base inside [min(low, high), max(low, high)] widened by this relative margin.
 TORNADO_RTOL = 1e-9
+#: A tornado bar with the base outside is recomputed on this many points over its range; its
+#: low, high and base values must match the recomputation to this relative tolerance.
+TORNADO_GRID_POINTS = 9
+TORNADO_RECOMPUTE_RTOL = 1e-6
 #: Background mortality hazard (per year) of the certain-death check. Exits compete within a
 #: cycle (p_i = H_i/H (1 - exp(-H))), so a share H_stop/H of the cohort leaves the on-bsAb
 #: states before dying and is still alive after cycle 1 (about 7e-7 with 1e6 per year); 1e15
@@ -684,11 +688,69 @@ def check_evpi_nonnegative(evpi) -> CheckResult:
     )
 
 
-def check_tornado_base_inside(tornado: pd.DataFrame, outcome: str = "inmb") -> CheckResult:
+def _comparison_of(row: pd.Series) -> tuple[str, str] | None:
+    if {"intervention", "comparator"} <= set(row.index):
+        return str(row["intervention"]), str(row["comparator"])
+    if "comparison" in row.index and " vs " in str(row["comparison"]):
+        a, b = str(row["comparison"]).split(" vs ", 1)
+        return a, b
+    return None
+
+
+def _explain_non_monotone(base, row: pd.Series, outcome: str, base_c: str) -> str | None:
+    """Recompute one bar of a tornado on a grid over its range (calibrated per point, as the
+    DSA does). Returns a description when the bar's low, high and base values match the
+    recomputation and the curve has an interior extremum, i.e. the base is outside the bar
+    because the response is not monotone; None when it cannot be explained that way."""
+    pair, name = _comparison_of(row), str(row.get("parameter", ""))
+    if outcome != "inmb" or pair is None or name not in base.ptable.names:
+        return None
+    lo, hi = float(row["low"]), float(row["high"])
+    x0 = (
+        float(row["base_value"])
+        if "base_value" in row.index
+        else float(base.ptable.df.loc[name, "value"])
+    )
+    grid = np.unique(np.concatenate([np.linspace(lo, hi, TORNADO_GRID_POINTS), [x0]]))
+    draws = pd.concat([base.ptable.base()] * len(grid), ignore_index=True).rename_axis("draw")
+    draws[name] = grid
+    if not set(pair) <= set(base.spec.strategy_names):
+        return None
+    o = run_model(draws, base.spec).outcomes.pivot(
+        index="draw", columns="strategy", values=["cost", "qaly"]
+    )
+    wtp = float(row["wtp_per_qaly"]) if "wtp_per_qaly" in row.index else base.country.wtp_per_qaly
+    a, b = pair
+    inmb = (wtp * (o[("qaly", a)] - o[("qaly", b)]) - (o[("cost", a)] - o[("cost", b)])).to_numpy()
+    at = {x: v for x, v in zip(grid, inmb, strict=True)}
+    agree = max(
+        float(_rel(at[lo], row[f"{outcome}_low"])),
+        float(_rel(at[hi], row[f"{outcome}_high"])),
+        float(_rel(at[x0], row[base_c])),
+    )
+    k_min, k_max = int(np.argmin(inmb)), int(np.argmax(inmb))
+    interior = [k for k in (k_min, k_max) if 0 < k < len(grid) - 1]
+    if agree > TORNADO_RECOMPUTE_RTOL or not interior:
+        return None
+    k = interior[0]
+    kind = "lowest" if k == k_min else "highest"
+    return f"{name}: INMB {kind} at {grid[k]:.4g} inside [{lo:.4g}, {hi:.4g}], ends and base recomputed within {agree:.1e}"
+
+
+def check_tornado_base_inside(
+    tornado: pd.DataFrame, outcome: str = "inmb", base=None
+) -> CheckResult:
     """The base-case value lies inside every tornado bar: min(low, high) <= base <= max(low,
     high), for columns ``<outcome>_low``, ``<outcome>_high`` and ``base`` (or
     ``<outcome>_base``, as :func:`cea.dsa.tornado_table` names it). Tables of several
-    comparisons may be stacked: the check is row by row."""
+    comparisons may be stacked: the check is row by row.
+
+    A response that is not monotone in the parameter (a U-shape, e.g. through the calibration)
+    puts the base outside its bar without any error. With ``base`` (the BaseCase) such a bar
+    is recomputed on a grid over its range (:data:`TORNADO_GRID_POINTS` points and the base
+    value): when the bar's three values match the recomputation and the curve has an interior
+    extremum, the bar counts as explained and passes; the detail names it.
+    """
     lo_c, hi_c = f"{outcome}_low", f"{outcome}_high"
     base_c = "base" if "base" in tornado.columns else f"{outcome}_base"
     low, high = tornado[lo_c].to_numpy(float), tornado[hi_c].to_numpy(float)
@@ -708,20 +770,35 @@ def check_tornado_base_inside(tornado: pd.DataFrame, outcome: str = "inmb") -> C
     if "comparison" in tornado.columns and tornado["comparison"].nunique() > 1:
         label = tornado["comparison"].astype(str) + ": " + label
     label = label.to_numpy()
-    bad = [str(label[i]) for i in np.flatnonzero(outside)]
+    bad, explained = [], []
+    for i in np.flatnonzero(outside):
+        why = (
+            _explain_non_monotone(base, tornado.iloc[i], outcome, base_c)
+            if base is not None
+            else None
+        )
+        if why is None:
+            bad.append(str(label[i]))
+        else:
+            explained.append(
+                f"{label[i].rsplit(': ', 1)[0]}: {why}" if ": " in str(label[i]) else why
+            )
     gap = np.maximum(np.minimum(low, high) - b, b - np.maximum(low, high)) / scale
-    return CheckResult(
-        "tornado_base_inside",
-        not bad and len(b) > 0,
-        f"{len(b)} bars ({lo_c}/{hi_c} around {base_c}): {len(bad)} with the base outside"
-        + (f" ({', '.join(bad[:5])})" if bad else "")
-        + (
-            f"; largest relative overshoot beyond a bar end {max(0.0, float(np.nanmax(gap))):.2e}"
-            if len(b)
-            else ""
-        ),
-        f"relative {TORNADO_RTOL:g}",
-    )
+    n_out = int(outside.sum())
+    detail = f"{len(b)} bars ({lo_c}/{hi_c} around {base_c}): base outside {n_out}"
+    if len(b):
+        detail += (
+            f" (largest relative overshoot beyond a bar end {max(0.0, float(np.nanmax(gap))):.2e})"
+        )
+    if explained:
+        detail += (
+            f"; explained by a non-monotone response {len(explained)} ({'; '.join(explained[:3])})"
+        )
+    detail += f"; unexplained {len(bad)}" + (f" ({', '.join(bad[:5])})" if bad else "")
+    tol = f"relative {TORNADO_RTOL:g}"
+    if base is not None:
+        tol += f"; bars outside recomputed on a {TORNADO_GRID_POINTS}-point grid within {TORNADO_RECOMPUTE_RTOL:g}"
+    return CheckResult("tornado_base_inside", not bad and len(b) > 0, detail, tol)
 
 
 # --------------------------------------------------------------------------- running
@@ -771,7 +848,9 @@ def run_checks(
     if evpi is not None:
         results.append(_safe("evpi_nonnegative", lambda: check_evpi_nonnegative(evpi)))
     if tornado is not None:
-        results.append(_safe("tornado_base_inside", lambda: check_tornado_base_inside(tornado)))
+        results.append(
+            _safe("tornado_base_inside", lambda: check_tornado_base_inside(tornado, base=base))
+        )
     df = pd.DataFrame([tuple(r) for r in results], columns=CHECK_COLUMNS)
     df["passed"] = df["passed"].astype(bool)
     return df

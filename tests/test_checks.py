@@ -303,7 +303,7 @@ def test_tornado_in_the_dsa_module_layout():
     assert checks.check_tornado_base_inside(two).passed
     two.loc[4, "inmb_base"] = 0.0
     result = checks.check_tornado_base_inside(two)
-    assert not result.passed and "c vs d: hr_igrt_severe" in result.detail
+    assert not result.passed and "unexplained 1 (c vs d: hr_igrt_severe)" in result.detail
 
 
 def test_tornado_fails_when_the_base_is_outside_a_bar():
@@ -311,6 +311,63 @@ def test_tornado_fails_when_the_base_is_outside_a_bar():
     t.loc[1, ["inmb_low", "inmb_high"]] = [-9000.0, -5000.0]  # non-monotone effect, or a bug
     result = checks.check_tornado_base_inside(t)
     assert not result.passed and "hr_igrt_severe" in result.detail
+
+
+def _fake_run_model(parameter: str, bottom: float):
+    """A model whose INMB of primary_ivig vs none is U-shaped in ``parameter`` (lowest at
+    ``bottom``): cost 1000 + (x - bottom)^2 x 1e4 cheaper, QALYs unchanged."""
+
+    def run(draws, spec, **kwargs):
+        x = draws[parameter].to_numpy(float)
+        rows = []
+        for d, xi in zip(draws.index, x, strict=True):
+            rows.append({"draw": d, "strategy": "none", "cost": 0.0, "qaly": 1.0})
+            rows.append(
+                {
+                    "draw": d,
+                    "strategy": "primary_ivig",
+                    "cost": 1000 - (xi - bottom) ** 2 * 1e4,
+                    "qaly": 1.0,
+                }
+            )
+        return type("R", (), {"outcomes": pd.DataFrame(rows)})()
+
+    return run
+
+
+def _u_shaped_bar(base, x_low=0.3, x_base=0.5, x_high=1.0, bottom=0.65):
+    inmb = lambda x: -(1000 - (x - bottom) ** 2 * 1e4)  # noqa: E731
+    return pd.DataFrame(
+        {
+            "comparison": ["primary_ivig vs none"],
+            "parameter": ["rr_infection_igg_normal"],
+            "low": [x_low],
+            "high": [x_high],
+            "base_value": [x_base],
+            "wtp_per_qaly": [base.country.wtp_per_qaly],
+            "inmb_low": [inmb(x_low)],
+            "inmb_high": [inmb(x_high)],
+            "inmb_base": [inmb(x_base)],
+        }
+    )
+
+
+def test_tornado_base_outside_explained_by_a_non_monotone_response(base_gb, monkeypatch):
+    # INMB = (x - 0.65)^2 x 1e4 - 1000: 225 at both ends (0.3, 1.0), -775 at the base 0.5
+    monkeypatch.setattr(checks, "run_model", _fake_run_model("rr_infection_igg_normal", 0.65))
+    bar = _u_shaped_bar(base_gb)
+    assert not checks.check_tornado_base_inside(bar).passed  # strict without the base case
+    result = checks.check_tornado_base_inside(bar, base=base_gb)
+    assert result.passed, result.detail
+    assert "non-monotone response 1 (rr_infection_igg_normal: INMB lowest at 0.65" in result.detail
+
+
+def test_tornado_base_outside_not_explained_when_the_bar_is_wrong(base_gb, monkeypatch):
+    monkeypatch.setattr(checks, "run_model", _fake_run_model("rr_infection_igg_normal", 0.65))
+    bar = _u_shaped_bar(base_gb)
+    bar["inmb_low"] -= 1.0  # the table disagrees with a recomputation
+    result = checks.check_tornado_base_inside(bar, base=base_gb)
+    assert not result.passed and "unexplained 1 (rr_infection_igg_normal)" in result.detail
 
 
 def test_run_checks_includes_the_table_checks_given(base_gb):
