@@ -496,6 +496,7 @@ TORNADO_COLUMNS = [
     "swing",
     "inmb_min",
     "inmb_max",
+    "non_monotone",
     "decision_changes",
     "inc_cost_base",
     "inc_cost_low",
@@ -578,9 +579,17 @@ def tornado_table(ow: OneWay, comparison: tuple[str, str], outcome: str = "inmb"
             "inmb_base": base_row["inmb"],
             "inmb_low": lo["inmb"],
             "inmb_high": hi["inmb"],
-            "swing": abs(hi["inmb"] - lo["inmb"]),  # NaN when an end is not evaluable
-            "inmb_min": min(ends, default=np.nan),
-            "inmb_max": max(ends, default=np.nan),
+            # the bar runs from the base to each end, so it spans the base too; a response that
+            # is not monotone over the range (both ends on the same side of the base) is flagged
+            "swing": (max(ends + [base_row["inmb"]]) - min(ends + [base_row["inmb"]]))
+            if len(ends) == 2
+            else np.nan,
+            "inmb_min": min(ends + [base_row["inmb"]]),
+            "inmb_max": max(ends + [base_row["inmb"]]),
+            "non_monotone": len(ends) == 2
+            and (min(ends) - base_row["inmb"]) * (max(ends) - base_row["inmb"]) > 0
+            and min(abs(e - base_row["inmb"]) for e in ends)
+            > NO_EFFECT_ATOL * max(1.0, abs(base_row["inmb"])),
             "decision_changes": any(np.sign(x) != np.sign(base_row["inmb"]) for x in ends),
         }
         for tag, x in ((BASE, base_row), (LOW, lo), (HIGH, hi)):
