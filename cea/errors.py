@@ -28,7 +28,9 @@ class InputFileError(CeaError):
             where.append(f"row {row}")
         if column is not None:
             where.append(f"column '{column}'")
-        super().__init__(f"{', '.join(where)}: {problem}")
+        # one line whatever the file holds: a line break in a cell or header is shown escaped
+        message = f"{', '.join(where)}: {problem}"
+        super().__init__(message.replace("\r", "\\r").replace("\n", "\\n"))
 
 
 class ModelInputError(CeaError):

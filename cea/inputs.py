@@ -179,6 +179,16 @@ CORRELATION_COLUMNS = (
 # --------------------------------------------------------------------------- raw reading
 
 
+def _read_bytes(path: Path, shown: Path) -> bytes:
+    """The file's bytes, refusing one above MAX_FILE_BYTES before reading it."""
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise InputFileError(
+            shown, f"file is {size:,} bytes, above the {MAX_FILE_BYTES:,}-byte limit"
+        )
+    return path.read_bytes()
+
+
 def _decode(path: Path, data: bytes) -> str:
     if len(data) > MAX_FILE_BYTES:
         raise InputFileError(
@@ -204,7 +214,8 @@ def _decode(path: Path, data: bytes) -> str:
 
 
 def _sniff_delimiter(path: Path, text: str) -> str:
-    header = text.splitlines()[0]
+    lines = text.splitlines()  # empty when the file held only a byte-order mark
+    header = lines[0] if lines else ""
     if "," in header:
         return ","
     if ";" in header:
@@ -325,7 +336,7 @@ def read_table(
     shown = Path(display) if display else path
     if not path.is_file():
         raise InputFileError(shown, "file not found")
-    data = path.read_bytes()
+    data = _read_bytes(path, shown)
     header, rows, delim = read_csv_text(shown, data)
     return table_from_rows(
         shown, header, rows, columns, key=key, delim=delim, sha256=hashlib.sha256(data).hexdigest()
@@ -406,7 +417,7 @@ def read_toml(path: Path | str, display: str | None = None) -> tuple[dict, str]:
     shown = Path(display) if display else path
     if not path.is_file():
         raise InputFileError(shown, "file not found")
-    data = path.read_bytes()
+    data = _read_bytes(path, shown)
     text = _decode(shown, data) if data.strip() else ""
     try:
         content = tomllib.loads(text)
@@ -639,6 +650,8 @@ def check_parameter_row(table: Table, r: pd.Series, name_col: str = "parameter")
             raise table.error(f"{v:g} is negative", row=row, column=col)
         if pre in ("rr_", "hr_", "or_", "q_") and v < 0:
             raise table.error(f"{v:g} is negative", row=row, column=col)
+        if (pre == "t_" or name.endswith("_interval_days")) and v <= 0:
+            raise table.error(f"{v:g} must be greater than 0 (a duration or interval)", row=row, column=col)
     low_ok = low is not None and not (isinstance(low, float) and math.isnan(low))
     high_ok = high is not None and not (isinstance(high, float) and math.isnan(high))
     if low_ok != high_ok:

@@ -340,6 +340,18 @@ class OutputDir:
         if exc_type is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
             return False
+        if not self.force:
+            # another run may have created the target since __enter__: a directory is renamed
+            # only onto a missing or empty one, so that run's output is never replaced
+            try:
+                os.rename(self.tmp, self.target)
+            except OSError:
+                shutil.rmtree(self.tmp, ignore_errors=True)
+                raise CeaError(
+                    f"output folder {self.target} was created by another run while this one was "
+                    "running: nothing written; use --force to replace it, or --out"
+                ) from None
+            return False
         old = None
         if self.target.exists():
             old = self.target.with_name(f".{self.target.name}.old-{os.getpid()}")
