@@ -155,7 +155,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("interrupted: no output written", file=sys.stderr)
+        from cea.run import COMMITTED
+
+        if COMMITTED:  # the signal landed after the output was complete and in place
+            done = ", ".join(f"{p}/" for p in COMMITTED)
+            print(f"interrupted after the output was complete: {done}", file=sys.stderr)
+        else:
+            print("interrupted: no output written", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 

@@ -914,6 +914,10 @@ def write_outputs(psa: PsaRun, target: Path, command: str, force: bool = False) 
 # --------------------------------------------------------------------------- terminal
 
 
+def _share(x: float) -> str:
+    return f"{x:.0%}" if math.isfinite(x) else "n/a"
+
+
 def _money(x: float) -> str:
     return f"{x:,.0f}" if math.isfinite(x) else "n/a"
 
@@ -963,7 +967,7 @@ def summary_text(c: CountryPsa) -> str:
                 "" if r["status"] == "ok" else "  <- exceeds EVPI: regression bias, use more draws"
             )
             lines.append(
-                f"  {r['group']:<16}{cur} {_money(r['evppi_per_patient']):>10}  ({r['share_of_evpi']:.0%} of EVPI; "
+                f"  {r['group']:<16}{cur} {_money(r['evppi_per_patient']):>10}  ({_share(r['share_of_evpi'])} of EVPI; "
                 f"R^2 {r['r2_min']:.2f}, {r['n_terms']}/{r['n_draws']}, {r['basis']}){flag}"
             )
         else:

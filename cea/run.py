@@ -308,6 +308,10 @@ def provenance(base: BaseCase, command: str, seed: int | None = None) -> dict:
 # --------------------------------------------------------------------------- writing
 
 
+#: Output folders this process has moved into place (the CLI names them if interrupted later).
+COMMITTED: list[Path] = []
+
+
 def default_run_name(base: BaseCase) -> str:
     return f"{base.ptable.scenario.name}_{base.country.code}"
 
@@ -351,12 +355,14 @@ class OutputDir:
                     f"output folder {self.target} was created by another run while this one was "
                     "running: nothing written; use --force to replace it, or --out"
                 ) from None
+            COMMITTED.append(self.target)
             return False
         old = None
         if self.target.exists():
             old = self.target.with_name(f".{self.target.name}.old-{os.getpid()}")
             os.replace(self.target, old)
         os.replace(self.tmp, self.target)
+        COMMITTED.append(self.target)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         return False

@@ -55,6 +55,9 @@ BASES = ("spline+interactions", "spline", "linear")
 MAX_INTERACTION_PARAMS = 8
 #: Eigenvalues of A'A below this fraction of the largest are treated as zero (collinear terms).
 EIGEN_RTOL = 1e-12
+#: EVPI and EVPPI below this fraction of the scale of the incremental net benefit are rounding
+#: of equal terms (E[max] - max E when one strategy is best in every draw) and reported as 0.
+NOISE_RTOL = 1e-12
 #: Relative tolerance under which two knots are the same (parameter with few distinct values).
 KNOT_RTOL = 1e-9
 
@@ -158,8 +161,15 @@ def evpi(cost, effect, wtp) -> np.ndarray:
     w = _wtp_grid(wtp)
     first = _mean_max(np.ascontiguousarray(dc[:, 1:].T), np.ascontiguousarray(de[:, 1:].T), w)
     best_mean = (w[:, None] * de.mean(axis=0)[None, :] - dc.mean(axis=0)[None, :]).max(axis=1)
-    # Jensen: never negative; tiny negatives are floating-point rounding of equal terms
-    return np.maximum(first - best_mean, 0.0)
+    # Jensen: never negative; tiny values either side of 0 are rounding of equal terms
+    return _clean(first - best_mean, dc, de, w)
+
+
+def _clean(value: np.ndarray, dc: np.ndarray, de: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """0 for values within rounding of 0: below NOISE_RTOL x the scale of the incremental net
+    benefit at each wtp (w x max mean |dE| + max mean |dC|)."""
+    scale = w * np.abs(de).mean(axis=0).max() + np.abs(dc).mean(axis=0).max()
+    return np.where(value > NOISE_RTOL * scale, value, 0.0)
 
 
 def population_multiplier(
@@ -357,7 +367,7 @@ def evppi_regression(
     base = np.maximum(
         (w[:, None] * fe.mean(axis=0)[None, :] - fc.mean(axis=0)[None, :]).max(axis=1), 0.0
     )
-    out = first - base
+    out = _clean(first - base, dc, de, w)
     inb = r2_at * de[:, 1:] - dc[:, 1:]
     g = r2_at * fe - fc
     sst = ((inb - inb.mean(axis=0)) ** 2).sum(axis=0)
@@ -365,7 +375,7 @@ def evppi_regression(
     with np.errstate(invalid="ignore", divide="ignore"):
         r2 = np.where(sst > 0, 1.0 - sse / sst, np.nan)
     return EvppiResult(
-        evppi=np.maximum(out, 0.0),
+        evppi=out,
         r2=r2,
         n_terms=A.shape[1] - 1,
         n_draws=D,

@@ -39,7 +39,7 @@ from cea.model import CALIBRATED, run_model
 from cea.report import write_report
 from cea.run import comparisons_from_settings, results_table, run_base_case
 
-pytestmark = pytest.mark.excel
+pytestmark = [pytest.mark.excel, pytest.mark.slow]
 
 INPUTS = Path(__file__).resolve().parents[1] / "inputs"
 RTOL = 1e-9

@@ -16,6 +16,7 @@ import csv
 import hashlib
 import importlib.util
 import io
+import json
 import os
 import signal
 import subprocess
@@ -851,13 +852,36 @@ def test_ctrl_c_at_an_arbitrary_moment_never_half_writes(tmp_path):
     _, stderr = proc.communicate(timeout=60)
     assert leftovers(out) == []
     if out.exists():
-        assert proc.returncode == 0
+        # complete; a signal after the folder was moved into place may still end the process
+        # (130 with the folder named, or -SIGINT during interpreter shutdown)
         assert {"results.csv", "incremental.csv", "comparisons.csv", "trace.csv", "run.json"} <= {
             p.name for p in out.iterdir()
         }
+        json.loads((out / "run.json").read_text())
+        assert proc.returncode in (0, 130, -signal.SIGINT), stderr
+        if proc.returncode == 130:
+            assert stderr == f"interrupted after the output was complete: {out}/\n"
     else:
         assert proc.returncode in (130, -signal.SIGINT), stderr
 
+
+
+def test_ctrl_c_after_the_folder_is_in_place_says_so(tmp_path, monkeypatch, capsys):
+    # interrupted while printing the summary: the folder is complete, and the message must not
+    # claim that nothing was written
+    import cea.run as run
+    from cea.__main__ import main
+
+    def interrupt(base):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run, "summary_text", interrupt)
+    monkeypatch.setattr(run, "COMMITTED", [])
+    out = tmp_path / "out"
+    rc = main(["run", "--country", "GB", "--strategies", TWO, "--out", str(out)])
+    assert rc == 130
+    assert capsys.readouterr().err == f"interrupted after the output was complete: {out}/\n"
+    assert (out / "run.json").is_file() and (out / "results.csv").is_file()
 
 #: The slowed-down writer again, waiting for a file to appear instead of sleeping.
 WAIT_WRITE = """
