@@ -651,7 +651,9 @@ def check_parameter_row(table: Table, r: pd.Series, name_col: str = "parameter")
         if pre in ("rr_", "hr_", "or_", "q_") and v < 0:
             raise table.error(f"{v:g} is negative", row=row, column=col)
         if (pre == "t_" or name.endswith("_interval_days")) and v <= 0:
-            raise table.error(f"{v:g} must be greater than 0 (a duration or interval)", row=row, column=col)
+            raise table.error(
+                f"{v:g} must be greater than 0 (a duration or interval)", row=row, column=col
+            )
     low_ok = low is not None and not (isinstance(low, float) and math.isnan(low))
     high_ok = high is not None and not (isinstance(high, float) and math.isnan(high))
     if low_ok != high_ok:

@@ -150,7 +150,9 @@ def test_linear_price_gives_the_hand_derived_swing(one_way, base):
     assert base.spec.discount_rate_costs == base.spec.discount_rate_effects
     t = dsa.tornado_table(ow, PP).set_index("parameter").loc["c_ivig_per_g"]
     g = base.outcomes.set_index("strategy")["ig_grams"]
-    d_grams = g["primary_ivig"] - g["preemptive_ivig"]  # primary treats from day 0 and the never-low
+    d_grams = (
+        g["primary_ivig"] - g["preemptive_ivig"]
+    )  # primary treats from day 0 and the never-low
     assert d_grams > 0
     expected = -(t["high"] - t["low"]) * d_grams
     assert t["inmb_high"] - t["inmb_low"] == pytest.approx(expected, rel=1e-9)

@@ -324,5 +324,7 @@ def test_igrt_without_effect_barely_changes_infections_in_primary(gb):
     _, _, spec, base, _ = gb
     d = with_values(base, hr_igrt_severe=1.0, hr_igrt_nonsevere=1.0, rr_scig_vs_ivig=1.0)
     out = m.run_model(d, spec).outcomes.set_index("strategy")["severe_infections_undiscounted"]
-    assert out["preemptive_ivig"] == pytest.approx(out["none"], rel=1e-12)  # IgRT only once IgG is low
+    assert out["preemptive_ivig"] == pytest.approx(
+        out["none"], rel=1e-12
+    )  # IgRT only once IgG is low
     assert abs(out["primary_ivig"] / out["none"] - 1) < 0.02

@@ -865,7 +865,6 @@ def test_ctrl_c_at_an_arbitrary_moment_never_half_writes(tmp_path):
         assert proc.returncode in (130, -signal.SIGINT), stderr
 
 
-
 def test_ctrl_c_after_the_folder_is_in_place_says_so(tmp_path, monkeypatch, capsys):
     # interrupted while printing the summary: the folder is complete, and the message must not
     # claim that nothing was written
@@ -882,6 +881,7 @@ def test_ctrl_c_after_the_folder_is_in_place_says_so(tmp_path, monkeypatch, caps
     assert rc == 130
     assert capsys.readouterr().err == f"interrupted after the output was complete: {out}/\n"
     assert (out / "run.json").is_file() and (out / "results.csv").is_file()
+
 
 #: The slowed-down writer again, waiting for a file to appear instead of sleeping.
 WAIT_WRITE = """
