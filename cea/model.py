@@ -56,6 +56,12 @@ CALIBRATION_MAX_ITER = 100
 CALIBRATION_FIXED_POINT_TOL = 1e-9
 CALIBRATION_ROUNDS = 10
 CALIBRATION_WARM_FACTOR = 1.25
+#: Joint calibration: each rate is first found alone to this tolerance on its target (bracketed),
+#: then both together by Broyden's method to CALIBRATION_FTOL, with steps in log(rate) of at
+#: most CALIBRATION_MAX_STEP; draws Broyden does not settle go to the alternating method.
+CALIBRATION_START_FTOL = 1e-4
+CALIBRATION_MAX_STEP = 1.0
+CALIBRATION_BROYDEN_ITER = 40
 CALIBRATION_MONTHS = 12.0
 #: Chunk size target: elements of one (draws x cohorts x cycles x states x states) array.
 CHUNK_ELEMENTS = 24_000_000
@@ -200,6 +206,21 @@ class _Params:
             for k, x in self.derived.items()
         }
         return _Params(self._draws[mask], self._scale, derived)
+
+    def take(self, idx: np.ndarray) -> _Params:
+        """The draws at positions ``idx`` (converted columns and derived values taken alike)."""
+        if len(idx) == self.n and np.array_equal(idx, np.arange(self.n)):
+            return self
+        derived = {
+            k: np.broadcast_to(np.asarray(x, float), (self.n,))[idx]
+            for k, x in self.derived.items()
+        }
+        out = _Params(self._draws.iloc[idx], self._scale, derived)
+        out._cache = {
+            k: tuple(e[idx] for e in x) if isinstance(x, tuple) else x[idx]
+            for k, x in self._cache.items()
+        }
+        return out
 
     def with_derived(self, **values) -> _Params:
         out = _Params(self._draws, self._scale, {**self.derived, **values})
@@ -769,18 +790,22 @@ def _incidence_from(
     )
 
 
-def _solve(f, target: np.ndarray, lo, hi, what: str) -> np.ndarray:
+def _solve(f, target: np.ndarray, lo, hi, what: str, ftol=CALIBRATION_FTOL):
     """Solve f(x) = target for x > 0, one root per draw, vectorized over draws.
 
-    Illinois (modified regula falsi) on log(x) within the bracket [lo, hi], which must
-    enclose every root; f must be monotone in x. Converges superlinearly (about 10 calls).
+    ``f(x, idx)`` gives the function at rates ``x`` for the draws at positions ``idx``.
+    Illinois (modified regula falsi) on log(x) within the bracket [lo, hi], which must enclose
+    every root; f must be monotone in x. Each draw stops on its own once
+    ``|f - target| <= ftol * max(1, |target|)`` (ftol scalar or per draw), so its root does not
+    depend on which other draws share the call. Converges superlinearly (about 10 calls).
+
+    Returns (root, slope): slope is d f / d log(x) through the last two points evaluated.
     """
     n = len(target)
-    a, b = (
-        np.log(np.broadcast_to(lo, (n,))).astype(float),
-        np.log(np.broadcast_to(hi, (n,))).astype(float),
-    )
-    ga, gb = f(np.exp(a)) - target, f(np.exp(b)) - target
+    everyone = np.arange(n)
+    a = np.log(np.broadcast_to(lo, (n,))).astype(float)
+    b = np.log(np.broadcast_to(hi, (n,))).astype(float)
+    ga, gb = f(np.exp(a), everyone) - target, f(np.exp(b), everyone) - target
     ok = np.sign(ga) * np.sign(gb) <= 0
     if not ok.all():
         d = int(np.argmax(~ok))
@@ -789,21 +814,28 @@ def _solve(f, target: np.ndarray, lo, hi, what: str) -> np.ndarray:
             f"cannot calibrate {what}: target {target[d]:.4g} is outside the reachable range "
             f"{min(fa, fb):.4g} to {max(fa, fb):.4g} (draw {d})"
         )
+    tol = np.broadcast_to(ftol, (n,)) * np.maximum(1.0, np.abs(target))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        slope = (gb - ga) / (b - a)
+    active = np.ones(n, dtype=bool)
     for _ in range(CALIBRATION_MAX_ITER):
-        with np.errstate(invalid="ignore", divide="ignore"):
-            c = np.where(gb != ga, b - gb * (b - a) / (gb - ga), 0.5 * (a + b))
-        c = np.clip(c, np.minimum(a, b), np.maximum(a, b))
-        gc = f(np.exp(c)) - target
-        same = np.sign(gc) == np.sign(gb)
-        # Illinois step: keep the bracket; halve the stale end's value when the same end moves twice
-        a, ga = np.where(same, a, b), np.where(same, ga / 2.0, gb)
-        b, gb = c, gc
-        if np.all(
-            (np.abs(gc) <= CALIBRATION_FTOL * np.maximum(1.0, np.abs(target)))
-            | (np.abs(b - a) < CALIBRATION_LOG_TOL)
-        ):
+        i = np.flatnonzero(active)
+        if i.size == 0:
             break
-    return np.exp(b)
+        ai, bi, gai, gbi = a[i], b[i], ga[i], gb[i]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            c = np.where(gbi != gai, bi - gbi * (bi - ai) / (gbi - gai), 0.5 * (ai + bi))
+        c = np.clip(c, np.minimum(ai, bi), np.maximum(ai, bi))
+        gc = f(np.exp(c), i) - target[i]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            slope[i] = np.where(c != bi, (gc - gbi) / (c - bi), slope[i])
+        same = np.sign(gc) == np.sign(gbi)
+        # Illinois step: keep the bracket; halve the stale end's value when the same end moves twice
+        a[i], ga[i] = np.where(same, ai, bi), np.where(same, gai / 2.0, gbi)
+        b[i], gb[i] = c, gc
+        done = (np.abs(gc) <= tol[i]) | (np.abs(c - a[i]) < CALIBRATION_LOG_TOL)
+        active[i[done]] = False
+    return np.exp(b), slope
 
 
 def calibrate(v: _Params, spec: ModelSpec) -> _Params:
@@ -814,19 +846,128 @@ def calibrate(v: _Params, spec: ModelSpec) -> _Params:
     * ``r_myeloma_death_off_bsab`` (per year): myeloma death after the bsAb stops, so that the
       calibration cohort's median OS equals ``t_target_median_os_months``.
 
-    Each is found by vectorized root finding (:func:`_solve`) given the other; the pair is iterated to a fixed
-    point (they interact only through infection deaths). Returns ``v`` with both as derived values.
+    Each rate is first found alone by bracketed root finding (:func:`_solve`) to
+    ``CALIBRATION_START_FTOL``; then both together, per draw, by Broyden's method on the two
+    conditions (the rates interact only through infection deaths, so the start is close and
+    convergence fast) until both are met to ``CALIBRATION_FTOL``. Draws it does not settle are
+    solved by alternating bracketed solves to a fixed point (:func:`_calibrate_alternating`).
+    Every draw is solved on its own: its result does not depend on the other draws in the call.
+    Returns ``v`` with both as derived values.
     """
     target_inc = v["p_severe_12m_no_igrt"]
     target_os = v["t_target_median_os_months"]  # years, through unit_scale
-    mu = np.full(v.n, 1.0)
-    r = np.zeros(v.n)
+    n = v.n
     zero = target_inc <= 0  # no severe infections at all: the rate is 0, nothing to solve
-    # the median OS is reached well before 3 x its target: a shorter horizon suffices
-    os_spec = replace(
+    os_spec = _os_spec(spec, target_os)
+
+    def inc_at(r, mu, idx):
+        sub = v.take(idx).with_derived(r_severe_on_bsab=r, r_myeloma_death_off_bsab=mu)
+        return no_igrt_incidence(sub, spec, CALIBRATION_MONTHS)
+
+    def os_at(r, mu, idx):
+        sub = v.take(idx).with_derived(r_severe_on_bsab=r, r_myeloma_death_off_bsab=mu)
+        return trial_median_os_years(sub, os_spec)
+
+    what_r = "the severe-infection rate (p_severe_12m_no_igrt)"
+    what_mu = "myeloma death after bsAb (t_target_median_os_months, in years)"
+    # 1. one at a time, loosely (exactly where r = 0: mu alone is then the whole problem)
+    r = np.zeros(n)
+    s_r = np.zeros(n)
+    nz = np.flatnonzero(~zero)
+    mu_start = np.ones(n)
+    if nz.size:
+        r[nz], s_r[nz] = _solve(
+            lambda x, i: inc_at(x, mu_start[nz[i]], nz[i]),
+            target_inc[nz],
+            *CALIBRATION_RATE_BOUNDS,
+            what=what_r,
+            ftol=CALIBRATION_START_FTOL,
+        )
+    mu, s_mu = _solve(
+        lambda x, i: os_at(r[i], x, i),
+        target_os,
+        *CALIBRATION_RATE_BOUNDS,
+        what=what_mu,
+        ftol=np.where(zero, CALIBRATION_FTOL, CALIBRATION_START_FTOL),
+    )
+    if nz.size == 0:
+        return v.with_derived(r_severe_on_bsab=r, r_myeloma_death_off_bsab=mu)
+    # 2. both together (Broyden, per draw, on x = log rates)
+    m = nz.size
+    t = np.stack([target_inc[nz], target_os[nz]], axis=1)
+    tol = CALIBRATION_FTOL * np.maximum(1.0, np.abs(t))
+    x = np.log(np.stack([r[nz], mu[nz]], axis=1))
+
+    def residual(x, i):
+        rr, mm = np.exp(x[:, 0]), np.exp(x[:, 1])
+        g = nz[i]
+        return np.stack([inc_at(rr, mm, g), os_at(rr, mm, g)], axis=1) - t[i]
+
+    F = residual(x, np.arange(m))
+    J = np.zeros((m, 2, 2))
+    J[:, 0, 0], J[:, 1, 1] = s_r[nz], s_mu[nz]
+    active = ~(np.abs(F) <= tol).all(axis=1)
+    failed = np.zeros(m, dtype=bool)
+    for _ in range(CALIBRATION_BROYDEN_ITER):
+        i = np.flatnonzero(active)
+        if i.size == 0:
+            break
+        Ji, Fi = J[i], F[i]
+        det = Ji[:, 0, 0] * Ji[:, 1, 1] - Ji[:, 0, 1] * Ji[:, 1, 0]
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            dx = (
+                -np.stack(
+                    [
+                        Ji[:, 1, 1] * Fi[:, 0] - Ji[:, 0, 1] * Fi[:, 1],
+                        -Ji[:, 1, 0] * Fi[:, 0] + Ji[:, 0, 0] * Fi[:, 1],
+                    ],
+                    axis=1,
+                )
+                / det[:, None]
+            )
+            big = np.abs(dx).max(axis=1)
+            dx *= np.where(big > CALIBRATION_MAX_STEP, CALIBRATION_MAX_STEP / big, 1.0)[:, None]
+        bad = ~np.isfinite(dx).all(axis=1)
+        if bad.any():
+            failed[i[bad]] = True
+            active[i[bad]] = False
+            i, dx, Ji, Fi = i[~bad], dx[~bad], Ji[~bad], Fi[~bad]
+            if i.size == 0:
+                continue
+        xn = x[i] + dx
+        Fn = residual(xn, i)
+        # Broyden's update: J += (dF - J dx) dx' / (dx' dx)
+        u = (Fn - Fi) - np.einsum("kab,kb->ka", Ji, dx)
+        J[i] = Ji + u[:, :, None] * dx[:, None, :] / (dx * dx).sum(axis=1)[:, None, None]
+        x[i], F[i] = xn, Fn
+        done = (np.abs(Fn) <= tol[i]).all(axis=1)
+        stuck = ~np.isfinite(Fn).all(axis=1) | (np.abs(dx).max(axis=1) < CALIBRATION_LOG_TOL)
+        failed[i[stuck & ~done]] = True
+        active[i[done | stuck]] = False
+    failed |= active
+    r[nz], mu[nz] = np.exp(x[:, 0]), np.exp(x[:, 1])
+    if failed.any():
+        g = nz[failed]
+        rr, mm = _calibrate_alternating(v.take(g), spec, os_spec)
+        r[g], mu[g] = rr, mm
+    return v.with_derived(r_severe_on_bsab=r, r_myeloma_death_off_bsab=mu)
+
+
+def _os_spec(spec: ModelSpec, target_os: np.ndarray) -> ModelSpec:
+    """The median OS is reached well before 3 x its target: a shorter horizon suffices."""
+    return replace(
         spec, n_cycles=min(spec.n_cycles, int(np.ceil(3 * target_os.max() / spec.dt)) + 1)
     )
-    sub = v.subset(~zero) if zero.any() else v
+
+
+def _calibrate_alternating(v: _Params, spec: ModelSpec, os_spec: ModelSpec):
+    """The robust fallback of :func:`calibrate`: each rate solved to CALIBRATION_FTOL given the
+    other, alternately, until both move by less than CALIBRATION_FIXED_POINT_TOL (relative).
+    Every draw has a positive incidence target. Returns (r, mu) per year."""
+    target_inc = v["p_severe_12m_no_igrt"]
+    target_os = v["t_target_median_os_months"]
+    mu = np.full(v.n, 1.0)
+    r = np.zeros(v.n)
 
     def bracket(x, first):
         # first round: the global bracket; later rounds: a narrow one around the last solution,
@@ -837,21 +978,20 @@ def calibrate(v: _Params, spec: ModelSpec) -> _Params:
 
     for k in range(CALIBRATION_ROUNDS):
         r_old, mu_old = r, mu
-        if (~zero).any():
-            sub_mu = sub.with_derived(r_myeloma_death_off_bsab=mu[~zero])
-            r = r.copy()
-            r[~zero] = _solve(
-                lambda x, sub_mu=sub_mu: no_igrt_incidence(
-                    sub_mu.with_derived(r_severe_on_bsab=x), spec, CALIBRATION_MONTHS
-                ),
-                target_inc[~zero],
-                *bracket(r_old[~zero], k == 0),
-                what="the severe-infection rate (p_severe_12m_no_igrt)",
-            )
-        vr = v.with_derived(r_severe_on_bsab=r)
-        mu = _solve(
-            lambda x, vr=vr: trial_median_os_years(
-                vr.with_derived(r_myeloma_death_off_bsab=x), os_spec
+        r, _ = _solve(
+            lambda x, i, mu=mu: no_igrt_incidence(
+                v.take(i).with_derived(r_severe_on_bsab=x, r_myeloma_death_off_bsab=mu[i]),
+                spec,
+                CALIBRATION_MONTHS,
+            ),
+            target_inc,
+            *bracket(r_old, k == 0),
+            what="the severe-infection rate (p_severe_12m_no_igrt)",
+        )
+        mu, _ = _solve(
+            lambda x, i, r=r: trial_median_os_years(
+                v.take(i).with_derived(r_severe_on_bsab=r[i], r_myeloma_death_off_bsab=x),
+                os_spec,
             ),
             target_os,
             *bracket(mu_old, k == 0),
@@ -861,7 +1001,7 @@ def calibrate(v: _Params, spec: ModelSpec) -> _Params:
             np.abs(mu - mu_old) <= CALIBRATION_FIXED_POINT_TOL * mu
         ):
             break
-    return v.with_derived(r_severe_on_bsab=r, r_myeloma_death_off_bsab=mu)
+    return r, mu
 
 
 CALIBRATED = ("r_severe_on_bsab", "r_myeloma_death_off_bsab")

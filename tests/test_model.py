@@ -282,6 +282,39 @@ def test_calibration_hits_both_targets(gb):
     assert median_years * 12 == pytest.approx(base["t_target_median_os_months"].iloc[0], abs=1e-6)
 
 
+def test_joint_calibration_equals_the_alternating_fallback(gb, monkeypatch):
+    # Broyden on both conditions and the slow alternating fixed point are two routes to the
+    # same root: on varied draws (incidence 0.2-0.7, median OS 15-30 months) both meet both
+    # targets to 1e-11 and agree to 1e-9; with Broyden given no iterations every draw takes the
+    # fallback route, which must give the same rates
+    _, _, spec, base, _ = gb
+    draws = pd.concat([base] * 6, ignore_index=True)
+    draws["p_severe_12m_no_igrt"] = [0.2, 0.3, 0.45, 0.55, 0.6, 0.7]
+    draws["t_target_median_os_months"] = [15.0, 30.0, 22.2, 18.0, 25.0, 20.0]
+    v = m._Params(draws, spec.unit_scale)
+    joint = m.calibrate(v, spec)
+    inc = m.no_igrt_incidence(joint, spec, m.CALIBRATION_MONTHS)
+    np.testing.assert_allclose(inc, draws["p_severe_12m_no_igrt"], rtol=0, atol=1e-11)
+    os_years = m.trial_median_os_years(joint, m._os_spec(spec, v["t_target_median_os_months"]))
+    np.testing.assert_allclose(os_years * 12, draws["t_target_median_os_months"], atol=1e-9)
+    monkeypatch.setattr(m, "CALIBRATION_BROYDEN_ITER", 0)
+    slow = m.calibrate(m._Params(draws, spec.unit_scale), spec)
+    for name in m.CALIBRATED:
+        np.testing.assert_allclose(joint[name], slow[name], rtol=1e-9)
+        assert not np.array_equal(joint[name], slow[name])  # the fallback really ran
+
+
+def test_calibration_of_a_draw_does_not_depend_on_its_neighbours(gb):
+    # each draw stops on its own: alone or beside others, the same bits
+    _, _, spec, base, _ = gb
+    draws = pd.concat([base] * 3, ignore_index=True)
+    draws["p_severe_12m_no_igrt"] = [0.45, 0.1, 0.8]
+    together = m.calibrate(m._Params(draws, spec.unit_scale), spec)
+    alone = m.calibrate(m._Params(draws.iloc[[0]], spec.unit_scale), spec)
+    for name in m.CALIBRATED:
+        assert together[name][0] == alone[name][0]
+
+
 def test_zero_incidence_target_gives_zero_rate(gb):
     _, _, spec, base, _ = gb
     v = m.calibrate(m._Params(with_values(base, p_severe_12m_no_igrt=0.0), spec.unit_scale), spec)

@@ -297,10 +297,11 @@ def test_results_do_not_depend_on_chunk_size(inputs, gb_psa):
     assert (
         (a.run.outcomes[["draw", "strategy"]] == b.run.outcomes[["draw", "strategy"]]).all().all()
     )
-    # the per-draw calibration stops when every draw of a model call has converged, so the
-    # last bits can depend on which draws share a call (about 5e-12 relative; docs/psa.md)
+    # each draw's calibration stops on its own: identical whatever draws share a call
+    pd.testing.assert_frame_equal(a.run.calibrated, b.run.calibrated, check_exact=True)
+    # NumPy's matrix products may sum in another order for another number of draws (~1e-15)
     np.testing.assert_allclose(
-        b.run.outcomes[num].to_numpy(), a.run.outcomes[num].to_numpy(), rtol=1e-10, atol=1e-10
+        b.run.outcomes[num].to_numpy(), a.run.outcomes[num].to_numpy(), rtol=1e-13, atol=1e-13
     )
 
 
