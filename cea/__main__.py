@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--report",
         choices=("xlsx",),
         default=None,
-        help="also write report.xlsx with live formulas",
+        help="also write report.xlsx with live formulas and the verification checks",
     )
     _inputs(p)
     _outputs(p)
@@ -81,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="two parameters, e.g. hr_igrt_severe,c_ivig_per_g",
     )
     p.add_argument("--grid", type=int, default=11, help="grid points per parameter for --two-way")
+    p.add_argument(
+        "--report",
+        choices=("xlsx",),
+        default=None,
+        help="also write report.xlsx: the base case as live formulas, the tornado with a bar "
+        "chart and the verification checks (one-way only)",
+    )
     _inputs(p)
     _outputs(p)
 
@@ -117,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--draws", type=int, default=None, help="number of draws (default: settings.toml)"
     )
     p.add_argument("--seed", type=int, default=None, help="seed (default: settings.toml)")
+    p.add_argument(
+        "--report",
+        choices=("xlsx",),
+        default=None,
+        help="also write report.xlsx: the base case as live formulas, the PSA with CEAC and CE "
+        "plane charts and the verification checks (one --country only)",
+    )
     _inputs(p)
     _outputs(p)
 
@@ -149,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = ["cea", *(sys.argv[1:] if argv is None else argv)]
     module, func = COMMANDS[args.command]
+    if args.command == "run" and args.report == "xlsx":
+        # cea.run.cli_run writes the workbook without the verification sheet; this does both
+        module, func = "cea.report", "cli_run_report"
     try:
         return getattr(importlib.import_module(module), func)(args)
     except CeaError as exc:

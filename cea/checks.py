@@ -924,6 +924,23 @@ def analysis_tables(base, n_draws: int = CHECK_PSA_DRAWS) -> tuple[dict, list[Ch
     return tables, failed
 
 
+def check_table(base, tables: Mapping | None = None) -> pd.DataFrame:
+    """The check table for the report: :func:`run_checks` on ``base`` with the PSA/DSA tables
+    ``tables`` (keyword arguments of run_checks). Without ``tables``, the table ``cea check``
+    prints: the tables of :func:`analysis_tables` (a short PSA and the one-way DSA), and a
+    failed row for an analysis that raised."""
+    if tables is not None:
+        return run_checks(base, **tables)
+    tables, failed = analysis_tables(base)
+    table = run_checks(base, **tables)
+    if failed:
+        table = pd.concat(
+            [table, pd.DataFrame([tuple(r) for r in failed], columns=CHECK_COLUMNS)],
+            ignore_index=True,
+        )
+    return table
+
+
 def cli_check(args) -> int:
     """``cea check``: the base-case checks, and the PSA/DSA table checks on a short PSA and the
     one-way DSA, for one country (and scenario); exit 1 if any fails."""

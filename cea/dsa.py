@@ -1461,8 +1461,39 @@ def _scenario_suffix(base: BaseCase) -> str:
     return "" if name == BASE else f"_{name}"
 
 
+def _write_report(
+    ow: OneWay, comparison: tuple[str, str], args, folder: Path, command: str
+) -> pd.DataFrame:
+    """report.xlsx of ``cea dsa --report xlsx``: the base case (same inputs, country, scenario
+    and strategies) as live formulas; sheet ``dsa`` the tornado table ordered by the INMB swing
+    with a bar chart, ``dsa_tornado_icer`` the table ordered for the ICER; sheet
+    ``verification`` the base-case checks and the tornado check on this tornado."""
+    from cea.report import write_analysis_report
+
+    inmb_t = tornado_table(ow, comparison, "inmb")
+    icer_t = tornado_table(ow, comparison, "icer")
+    return write_analysis_report(
+        folder,
+        args.inputs,
+        ow.base.country.code,
+        ow.base.ptable.scenario,
+        list(ow.base.spec.strategy_names),
+        command,
+        dsa={"tornado": inmb_t, "tornado_icer": icer_t},
+        check_tables={"tornado": inmb_t},
+        verification_note=f"The tornado check ran on this workbook's tornado ({comparison[0]} vs "
+        f"{comparison[1]}, sheet dsa); no PSA checks (no PSA in this run: cea psa --report xlsx).",
+    )
+
+
 def cli_dsa(args) -> int:
-    """``cea dsa``: one-way tornado (default) or ``--two-way p1,p2`` grid."""
+    """``cea dsa``: one-way tornado (default) or ``--two-way p1,p2`` grid; ``--report xlsx``
+    (one-way only) adds report.xlsx (:func:`_write_report`)."""
+    report = getattr(args, "report", None)
+    if report and args.two_way:
+        raise CeaError(
+            "--report xlsx is written for the one-way DSA only: drop --two-way, or --report"
+        )
     base, comp = prepare(args.inputs, args.country, args.scenario, args.comparison)
     command = " ".join(args.argv)
     code = base.country.code
@@ -1490,9 +1521,17 @@ def cli_dsa(args) -> int:
             if args.out
             else (DEFAULT_OUTPUTS / f"dsa_{code}_{comp[0]}_vs_{comp[1]}{_scenario_suffix(base)}")
         )
+        verification = None
         with OutputDir(out, force=args.force) as tmp:
             files = write_one_way(ow, comp, tmp, command)
+            if report == "xlsx":
+                verification = _write_report(ow, comp, args, tmp, command)
+                files = sorted([*files, "report.xlsx"])
         print(one_way_summary(ow, tornado_table(ow, comp, args.outcome), args.outcome))
+        if verification is not None:
+            from cea.report import verification_summary
+
+            print(verification_summary(verification))
     print(f"\nwritten: {out}/ ({', '.join(files)})")
     return 0
 

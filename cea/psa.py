@@ -975,10 +975,47 @@ def summary_text(c: CountryPsa) -> str:
     return "\n".join(lines)
 
 
+def _write_with_report(
+    psa: PsaRun, inputs, target: Path, command: str, force: bool = False
+) -> pd.DataFrame:
+    """The files of :func:`write_outputs` for one country, and report.xlsx beside them: the
+    base case (same inputs, country, scenario and strategies) as live formulas, the PSA
+    sheets (summary, CEAC line chart, CE plane scatter chart, EVPI, EVPPI, convergence) and
+    the verification sheet (base-case checks and the PSA table checks on these draws).
+    Returns the check table."""
+    from cea.report import write_analysis_report
+
+    if len(psa.countries) != 1:
+        raise CeaError("--report xlsx is written for one country: use --country, not --countries")
+    (c,) = psa.countries.values()
+    with OutputDir(target, force=force) as tmp:
+        write_country(c, psa, tmp, command)
+        return write_analysis_report(
+            tmp,
+            inputs,
+            c.code,
+            psa.scenario,
+            list(c.spec.strategy_names),
+            command,
+            psa=c.tables,
+            check_tables={
+                "psa_draws": c.draws,
+                "parameters": c.ptable,
+                "ceac": c.tables.ceac,
+                "evpi": c.tables.evpi,
+            },
+            verification_note=f"The PSA table checks ran on this PSA ({psa.n_draws:,} draws, seed "
+            f"{psa.seed}); no tornado check (no DSA in this run: cea dsa --report xlsx).",
+        )
+
+
 def cli_psa(args) -> int:
     """``cea psa``: PSA and value of information for one country or several."""
     if args.country and args.countries:
         raise CeaError("give --country or --countries, not both")
+    report = getattr(args, "report", None)
+    if report and args.countries:
+        raise CeaError("--report xlsx is written for one country: use --country, not --countries")
     countries = args.countries or args.country
     psa = run_psa(args.inputs, countries, args.draws, args.seed, args.scenario, progress=None)
     codes = list(psa.countries)
@@ -988,7 +1025,12 @@ def cli_psa(args) -> int:
         if args.out
         else DEFAULT_OUTPUTS / default_run_name(codes, psa.n_draws, every)
     )
-    write_outputs(psa, out, " ".join(args.argv), force=args.force)
+    command = " ".join(args.argv)
+    verification = None
+    if report == "xlsx":
+        verification = _write_with_report(psa, args.inputs, out, command, force=args.force)
+    else:
+        write_outputs(psa, out, command, force=args.force)
     for c in psa.countries.values():
         print(summary_text(c))
         print()
@@ -996,5 +1038,9 @@ def cli_psa(args) -> int:
     print(
         f"model {model_s:.1f} s for {len(codes) * psa.n_draws:,} country-draws; total {psa.seconds['total']:.1f} s"
     )
+    if verification is not None:
+        from cea.report import verification_summary
+
+        print(verification_summary(verification))
     print(f"written: {out}/")
     return 0

@@ -26,6 +26,8 @@ workbook and see every trace, total and ICER move, without Python:
                     NMB) beside the engine's table
 ``comparisons``     live named pairwise comparisons
 ``checks``          the workbook's totals beside the engine's values, with differences
+``verification``    optional: the TECH-VER black-box checks (:func:`cea.checks.run_checks`,
+                    what ``cea check`` prints), PASS/FAIL with detail and tolerance
 ``dsa``/``psa_*``   optional tables and native charts (tornado, CEAC, CE plane)
 ``regional``        optional regional comparison table
 ==================  =====================================================================
@@ -44,7 +46,9 @@ infection deaths on flows into ``dead``) counted once and discounted at the end 
 cycle; start rewards at time 0, undiscounted. ``tests/test_excel_reference.py`` recalculates
 the workbook with LibreOffice and compares every total with the engine (relative 1e-9).
 
-This module computes nothing itself: it writes formulas and the engine's results.
+The writer computes nothing itself: it writes formulas and the engine's results. The command
+helpers at the end (:func:`write_analysis_report`, :func:`cli_run_report`) run the base case
+and the checks (:mod:`cea.checks`) for ``cea run/dsa/psa --report xlsx``.
 """
 
 from __future__ import annotations
@@ -101,6 +105,8 @@ MONTHS_PER_YEAR = 12.0
 CE_PLANE_MAX_POINTS = 5000
 #: Relative difference between a workbook total and the engine accepted by the checks sheet.
 CHECK_TOLERANCE = 1e-9
+#: Columns of the verification sheet (:data:`cea.checks.CHECK_COLUMNS`); ``passed`` as PASS/FAIL.
+VERIFICATION_COLUMNS = ["check", "passed", "detail", "tolerance"]
 
 SHORT = ("N", "L", "I", "OI", "O", "D")  # column codes of the six states, in STATES order
 ALIVE_SHORT = SHORT[:5]
@@ -115,6 +121,7 @@ NOTE_FONT = Font(italic=True, color="555555")
 HEADER_FILL = PatternFill("solid", fgColor="DDE5F0")
 TOTAL_FILL = PatternFill("solid", fgColor="F2F2F2")
 INPUT_FILL = PatternFill("solid", fgColor="FFF2CC")  # cells a reviewer may change
+FAIL_FILL = PatternFill("solid", fgColor="F8CBAD")  # a verification check that failed
 WRAP = Alignment(wrap_text=True, vertical="top")
 
 FMT_PROB = "0.000000"
@@ -307,7 +314,9 @@ class _ReportWriter:
         return self.names(name)
 
     # ------------------------------------------------------------------ build
-    def build(self, dsa=None, psa=None, regional=None) -> Workbook:
+    def build(
+        self, dsa=None, psa=None, regional=None, verification=None, verification_note=""
+    ) -> Workbook:
         self.about = self.sheet("about")
         self.write_settings()
         self.write_inputs()
@@ -322,6 +331,8 @@ class _ReportWriter:
         self.write_incremental()
         self.write_comparisons()
         self.write_checks()
+        if verification is not None:
+            self.write_verification(verification, verification_note)
         extra = []
         if dsa is not None:
             extra += self.write_dsa(dsa)
@@ -340,6 +351,7 @@ class _ReportWriter:
             "incremental",
             "comparisons",
             "checks",
+            "verification",
         ]
         order += extra
         order += ["per_state", "cycles", "life_table"] + [
@@ -1936,6 +1948,42 @@ class _ReportWriter:
         self.check_rows = (first, last)
         _finish(ws, {1: 14, 2: 40, 3: 40, 4: 18, 5: 18, 6: 14, 7: 18, 8: 16}, freeze="A10")
 
+    # ------------------------------------------------------------------ verification
+    def write_verification(self, table: pd.DataFrame, note: str = ""):
+        """The TECH-VER check table (:func:`cea.checks.run_checks`): one row per check."""
+        missing = [c for c in VERIFICATION_COLUMNS if c not in table.columns]
+        if missing:
+            raise CeaError(
+                f"report: the verification table needs columns {', '.join(VERIFICATION_COLUMNS)}; "
+                f"missing {', '.join(missing)}"
+            )
+        ws = self.verification = self.sheet("verification")
+        passed = [_pass_text(v) for v in table["passed"]]
+        n_ok = passed.count("PASS")
+        _title(
+            ws,
+            "Verification: TECH-VER black-box checks of the engine (Buyukkaramikli et al., "
+            "PharmacoEconomics 2019;37:1391)",
+            "Each check changes inputs to values whose effect is known a priori, runs the Python engine and "
+            "compares (cea.checks.run_checks: the table 'cea check' prints; docs/verification.md). Computed "
+            "when this workbook was written, on the engine, not on this workbook's formulas (the checks sheet "
+            "compares those with the engine)." + (f" {note}" if note else ""),
+        )
+        summary = f"{'PASS' if n_ok == len(passed) and passed else 'FAIL'}: {n_ok} of {len(passed)} checks passed"
+        put(ws, 3, 1, summary, font=HEADER_FONT)
+        _header(ws, 4, VERIFICATION_COLUMNS)
+        for i, (row, verdict) in enumerate(
+            zip(table[VERIFICATION_COLUMNS].itertuples(index=False), passed, strict=True)
+        ):
+            r = 5 + i
+            put(ws, r, 1, str(row.check))
+            put(ws, r, 2, verdict, fill=None if verdict == "PASS" else FAIL_FILL)
+            put(ws, r, 3, "" if _clean(row.detail) is None else str(row.detail)).alignment = WRAP
+            put(
+                ws, r, 4, "" if _clean(row.tolerance) is None else str(row.tolerance)
+            ).alignment = WRAP
+        _finish(ws, {1: 28, 2: 9, 3: 110, 4: 45}, freeze="A5")
+
     # ------------------------------------------------------------------ optional analyses
     def _frame_sheet(
         self, name: str, df: pd.DataFrame, title: str, note: str = "", start_row: int = 4
@@ -2186,6 +2234,7 @@ class _ReportWriter:
         put(ws, r, 2, "where this workbook answers it", font=HEADER_FONT, fill=HEADER_FILL)
         r += 1
         has = set(extra_sheets)
+        has_verification = hasattr(self, "verification")
         uncertainty = (
             ", ".join(s for s in extra_sheets if s.startswith(("dsa", "psa")))
             or "not in this run (cea dsa / cea psa)"
@@ -2221,7 +2270,13 @@ class _ReportWriter:
             ),
             (
                 "17 analytics and assumptions",
-                "settings; inputs (calibrated rates); cycles; trace sheets (competing risks)",
+                "settings; inputs (calibrated rates); cycles; trace sheets (competing risks); "
+                "validation: checks (workbook vs engine)"
+                + (
+                    "; verification (TECH-VER black-box checks of the engine)"
+                    if has_verification
+                    else ""
+                ),
             ),
             (
                 "18 characterising heterogeneity",
@@ -2257,6 +2312,19 @@ class _ReportWriter:
             put(ws, r, 1, name)
             put(ws, r, 2, text)
             r += 1
+            if name != "checks":
+                continue
+            # the optional sheets, in workbook order, after checks
+            optional = (["verification"] if has_verification else []) + list(extra_sheets)
+            for extra in optional:
+                put(ws, r, 1, extra)
+                put(
+                    ws,
+                    r,
+                    2,
+                    OPTIONAL_SHEET_NOTES.get(extra, "optional analysis table (engine values)"),
+                )
+                r += 1
         _finish(ws, {1: 40, 2: 130})
         for row in ws.iter_rows(min_row=5, max_row=r, min_col=2, max_col=2):
             for cell in row:
@@ -2276,6 +2344,22 @@ SHEET_NOTES = {
     "cycles": "per cycle: time, correction weights, discount factors, time-dependent hazards",
     "life_table": "background mortality by single year of age",
     "trace_<strategy>": "per strategy and subgroup: hazards, transition probabilities, trace, events, costs, QALYs; totals in rows 4-9",
+}
+
+OPTIONAL_SHEET_NOTES = {
+    "verification": "TECH-VER black-box checks of the engine (cea check): PASS/FAIL, detail, tolerance",
+    "dsa": "one-way DSA: tornado table (engine values) with a native bar chart",
+    "dsa_tornado_icer": "one-way DSA: the tornado table ordered for the ICER",
+    "psa": "PSA summary (engine values)",
+    "psa_ceac": "cost-effectiveness acceptability curves, native line chart",
+    "psa_ce_plane": "cost-effectiveness plane per draw, native scatter chart",
+    "psa_incremental_means": "PSA: incremental analysis of the mean costs and QALYs over the draws",
+    "psa_evpi": "PSA: expected value of perfect information by WTP",
+    "psa_evppi": "PSA: expected value of partial perfect information by parameter group",
+    "psa_evppi_by_wtp": "PSA: EVPPI by parameter group and WTP",
+    "psa_convergence": "PSA: means and Monte Carlo standard errors by number of draws",
+    "psa_headline": "PSA: headline numbers",
+    "regional": "regional comparison (engine values)",
 }
 
 # (from, to) of the 18 possible transitions, in the order of the trace sheet's p_ columns
@@ -2331,6 +2415,19 @@ def _frames(obj, default_key: str) -> dict[str, pd.DataFrame]:
     return out
 
 
+def _pass_text(value) -> str:
+    """A check's ``passed`` as PASS or FAIL (a bool, or the text PASS/FAIL/true/false)."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("pass", "true", "yes", "1"):
+            return "PASS"
+        if text in ("fail", "false", "no", "0", ""):
+            return "FAIL"
+        raise CeaError(f"report: a check's passed value must be PASS or FAIL, got {value!r}")
+    value = _clean(value)
+    return "PASS" if value is not None and bool(value) else "FAIL"
+
+
 def _has_named_index(df: pd.DataFrame) -> bool:
     return df.index.name is not None or not isinstance(df.index, pd.RangeIndex)
 
@@ -2374,7 +2471,14 @@ def _discount_formula(step: str, rate: str, cycle_ref: str) -> str:
 
 
 def write_report(
-    base, path: Path | str, command: str = "", dsa=None, psa=None, regional=None
+    base,
+    path: Path | str,
+    command: str = "",
+    dsa=None,
+    psa=None,
+    regional=None,
+    verification: pd.DataFrame | None = None,
+    verification_note: str = "",
 ) -> Path:
     """Write report.xlsx for a base case: inputs, live formula traces, results, checks.
 
@@ -2393,13 +2497,115 @@ def write_report(
         ``comparison``; native scatter chart); other entries get their own sheets.
     regional : DataFrame or dict of DataFrames, optional
         The regional comparison table (sheet ``regional``).
+    verification : DataFrame, optional
+        The TECH-VER check table of :func:`cea.checks.run_checks` (columns ``check, passed,
+        detail, tolerance``; what ``cea check`` prints): sheet ``verification``, one row per
+        check with PASS/FAIL. ``verification_note``: a sentence added to the sheet's note
+        (e.g. which PSA/DSA tables the table checks ran on).
 
     Returns
     -------
     Path of the written workbook.
     """
     path = Path(path)
-    wb = _ReportWriter(base, command).build(dsa=dsa, psa=psa, regional=regional)
+    wb = _ReportWriter(base, command).build(
+        dsa=dsa,
+        psa=psa,
+        regional=regional,
+        verification=verification,
+        verification_note=verification_note,
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     save_workbook(wb, path)
     return path
+
+
+# =========================================================================== commands
+
+
+def verification_summary(table: pd.DataFrame) -> str:
+    """One terminal line: how many of the report's verification checks passed."""
+    n_ok = sum(_pass_text(v) == "PASS" for v in table["passed"])
+    failed = [
+        str(c)
+        for c, v in zip(table["check"], table["passed"], strict=True)
+        if _pass_text(v) != "PASS"
+    ]
+    return (
+        f"verification: {n_ok} of {len(table)} TECH-VER checks passed"
+        + (f"; FAILED: {', '.join(failed)}" if failed else "")
+        + " (report.xlsx, sheet verification)"
+    )
+
+
+def write_analysis_report(
+    folder: Path,
+    inputs,
+    country: str,
+    scenario,
+    strategies: list[str] | None,
+    command: str,
+    *,
+    dsa=None,
+    psa=None,
+    check_tables: Mapping | None = None,
+    verification_note: str = "",
+) -> pd.DataFrame:
+    """``folder/report.xlsx`` for a command: the base case of ``inputs``/``country``/
+    ``scenario``/``strategies`` (:func:`cea.run.run_base_case`) as live formulas, the analysis
+    sheets (``dsa``, ``psa``) and the verification sheet: the base-case checks plus the table
+    checks on ``check_tables`` (keyword arguments of :func:`cea.checks.run_checks`; None: a
+    short PSA and the one-way DSA, as ``cea check``). Returns the check table."""
+    from cea.checks import check_table
+    from cea.run import run_base_case
+
+    base = run_base_case(inputs, country, scenario, strategies)
+    table = check_table(base, check_tables)
+    write_report(
+        base,
+        Path(folder) / "report.xlsx",
+        command=command,
+        dsa=dsa,
+        psa=psa,
+        verification=table,
+        verification_note=verification_note,
+    )
+    return table
+
+
+def cli_run_report(args) -> int:
+    """``cea run --report xlsx``: :func:`cea.run.cli_run`, with the verification sheet.
+
+    The same steps as ``cli_run`` (base case, output files, report.xlsx inside the temporary
+    output folder, summary) plus the check table ``cea check`` prints, computed for the same
+    base case and passed to :func:`write_report`. The command line sends ``cea run --report
+    xlsx`` here (cea/__main__.py) until ``cli_run`` passes the table itself.
+    """
+    from cea.checks import CHECK_PSA_DRAWS, check_table
+    from cea.run import (
+        DEFAULT_OUTPUTS,
+        OutputDir,
+        default_run_name,
+        run_base_case,
+        summary_text,
+        write_base_outputs,
+    )
+
+    strategies = [s.strip() for s in args.strategies.split(",")] if args.strategies else None
+    base = run_base_case(args.inputs, args.country, args.scenario, strategies)
+    out = Path(args.out) if args.out else DEFAULT_OUTPUTS / default_run_name(base)
+    command = " ".join(args.argv)
+    table = check_table(base)
+    note = (
+        f"As 'cea check': the PSA table checks on a short PSA of {CHECK_PSA_DRAWS} draws (seed from "
+        "the settings) and the tornado check on the one-way DSA of the settings' comparisons."
+    )
+    with OutputDir(out, force=args.force) as tmp:
+        write_base_outputs(base, tmp, command)
+        write_report(
+            base, tmp / "report.xlsx", command=command, verification=table, verification_note=note
+        )
+    print(summary_text(base))
+    print(verification_summary(table))
+    print(f"\nwritten: {out}/")
+    return 0

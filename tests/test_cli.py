@@ -305,3 +305,159 @@ def test_unknown_names_exit_2_with_one_line(runs, name, message):
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert proc.stdout == ""
     assert not out.exists() and not list(out.parent.glob(f".{out.name}.tmp-*"))
+
+
+# --------------------------------------------------------------------------- --report xlsx
+
+#: Base-case TECH-VER checks (cea.checks.BASE_CHECKS) every verification sheet lists.
+BASE_CHECK_NAMES = (
+    "qalys_equal_life_years",
+    "zero_discounting",
+    "identical_strategies",
+    "zero_mortality",
+    "certain_death",
+    "ig_price_zero",
+    "no_infections",
+    "mass_conserved",
+    "probabilities_valid",
+    "order_invariance",
+    "cycle_halving",
+)
+
+
+@pytest.fixture(scope="module")
+def report_runs(tmp) -> dict[str, tuple[subprocess.CompletedProcess, Path]]:
+    """``--report xlsx`` of run, dsa and psa, and the refused combinations, in parallel."""
+    plan = {
+        "run": ("run", "--country", "GB", "--strategies", TWO, "--report", "xlsx"),
+        "dsa": ("dsa", "--country", "GB", "--report", "xlsx"),
+        "psa": ("psa", "--country", "GB", "--draws", "40", "--report", "xlsx"),
+        "two_way": (
+            "dsa",
+            "--country",
+            "GB",
+            "--two-way",
+            "hr_igrt_severe,c_ivig_per_g",
+            "--report",
+            "xlsx",
+        ),
+        "countries": ("psa", "--countries", "GB", "--draws", "40", "--report", "xlsx"),
+    }
+
+    def start(item):
+        name, args = item
+        out = tmp / "report_out" / name
+        return name, (run_cea([*cea_command(*args), "--out", str(out)], timeout=300), out)
+
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+        return dict(pool.map(start, plan.items()))
+
+
+def report_of(report_runs, name: str):
+    import openpyxl
+
+    proc, out = report_runs[name]
+    assert proc.returncode == 0, f"{name}: exit {proc.returncode}\n{proc.stderr}"
+    assert proc.stdout.rstrip().splitlines()[-1].startswith(f"written: {out}/")
+    assert (out / "report.xlsx").is_file()
+    assert not list(out.parent.glob(f".{out.name}.tmp-*"))
+    path = out / "report.xlsx"
+    verification = pd.read_excel(path, sheet_name="verification", header=3)
+    return proc, openpyxl.load_workbook(path), verification
+
+
+def chart_kinds(path: Path) -> set[str]:
+    """The chart types in the workbook's chart parts (xl/charts/chart*.xml)."""
+    import zipfile
+
+    kinds = set()
+    with zipfile.ZipFile(path) as zf:
+        for part in zf.namelist():
+            if re.fullmatch(r"xl/charts/chart\d+\.xml", part):
+                kinds |= set(
+                    re.findall(
+                        r"<(?:\w+:)?(barChart|lineChart|scatterChart)>", zf.read(part).decode()
+                    )
+                )
+    return kinds
+
+
+def assert_verification(proc, verification: pd.DataFrame, extra: set[str]) -> None:
+    """Every base-case check and the analysis checks ``extra``, PASS on GB; the printed line
+    counts the same rows."""
+    assert list(verification.columns) == ["check", "passed", "detail", "tolerance"]
+    assert list(verification["check"][: len(BASE_CHECK_NAMES)]) == list(BASE_CHECK_NAMES)
+    assert set(verification["check"]) == set(BASE_CHECK_NAMES) | extra
+    assert set(verification["passed"]) == {"PASS"}, verification[verification["passed"] != "PASS"]
+    assert verification["detail"].str.len().min() > 10
+    n = len(verification)
+    assert f"verification: {n} of {n} TECH-VER checks passed" in proc.stdout
+
+
+def test_run_report_has_the_verification_sheet_of_cea_check(report_runs):
+    """cea run --report xlsx: the base case workbook and the table cea check prints (base-case
+    checks, PSA table checks on a short PSA, the tornado check on the one-way DSA)."""
+    proc, wb, verification = report_of(report_runs, "run")
+    assert_verification(
+        proc,
+        verification,
+        {"psa_sample_means", "ceac_sums_to_one", "evpi_nonnegative", "tornado_base_inside"},
+    )
+    assert {"results", "checks", "trace_none", "trace_primary_ivig"} <= set(wb.sheetnames)
+    assert wb["results"]["C5"].value.startswith("=")  # live formulas
+    _, out = report_runs["run"]
+    for name in OUTPUT_FILES:
+        assert (out / name).is_file(), name
+
+
+def test_dsa_report_has_the_tornado_bar_chart_and_its_check(report_runs):
+    proc, wb, verification = report_of(report_runs, "dsa")
+    _, out = report_runs["dsa"]
+    assert_verification(proc, verification, {"tornado_base_inside"})
+    assert "this workbook's tornado" in wb["verification"]["A2"].value
+    assert [type(c).__name__ for c in wb["dsa"]._charts] == ["BarChart"]
+    assert chart_kinds(out / "report.xlsx") == {"barChart"}
+    # the dsa sheet is the tornado the command wrote (ordered by the INMB swing)
+    sheet = pd.read_excel(out / "report.xlsx", sheet_name="dsa", header=3)
+    csv_t = pd.read_csv(out / "tornado_inmb.csv")
+    assert list(sheet["parameter"]) == list(csv_t["parameter"])
+    np.testing.assert_allclose(sheet["inmb_low"], csv_t["inmb_low"], rtol=1e-15)
+    assert "dsa_tornado_icer" in wb.sheetnames
+    # the base case as live formulas, for the same strategies
+    assert wb["results"]["C5"].value.startswith("=")
+    assert {f"trace_{s}" for s in ("none", "preemptive_ivig", "primary_ivig")} <= set(wb.sheetnames)
+    assert (out / "tornado_inmb.csv").is_file() and "report.xlsx" in proc.stdout
+
+
+def test_psa_report_has_ceac_and_ce_plane_charts_and_their_checks(report_runs):
+    proc, wb, verification = report_of(report_runs, "psa")
+    _, out = report_runs["psa"]
+    assert_verification(
+        proc, verification, {"psa_sample_means", "ceac_sums_to_one", "evpi_nonnegative"}
+    )
+    assert "40 draws" in wb["verification"]["A2"].value
+    assert {"psa", "psa_ceac", "psa_ce_plane", "psa_evpi"} <= set(wb.sheetnames)
+    assert [type(c).__name__ for c in wb["psa_ceac"]._charts] == ["LineChart"]
+    assert [type(c).__name__ for c in wb["psa_ce_plane"]._charts] == ["ScatterChart"]
+    assert chart_kinds(out / "report.xlsx") == {"lineChart", "scatterChart"}
+    plane = pd.read_excel(out / "report.xlsx", sheet_name="psa_ce_plane", header=3)
+    assert plane["draw"].nunique() == 40
+    assert wb["results"]["C5"].value.startswith("=")
+    for name in ("summary.csv", "ceac.csv", "evpi.csv", "run.json"):  # the PSA files as before
+        assert (out / name).is_file(), name
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("two_way", "--report xlsx is written for the one-way DSA only"),
+        ("countries", "--report xlsx is written for one country"),
+    ],
+)
+def test_report_refused_combinations_exit_2_with_one_line(report_runs, name, message):
+    proc, out = report_runs[name]
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+    assert not out.exists() and not list(out.parent.glob(f".{out.name}.tmp-*"))

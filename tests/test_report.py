@@ -12,6 +12,7 @@ import openpyxl
 import pandas as pd
 import pytest
 
+from cea.checks import BASE_CHECKS, CHECK_COLUMNS, run_checks
 from cea.report import snake_sheet_name, write_report
 from cea.run import run_base_case
 from cea.xlsx_inputs import exact_numbers, save_workbook
@@ -68,7 +69,13 @@ def synthetic_regional() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
+def checks_table():
+    """The TECH-VER check table of the GB base case (run_checks, base-case checks)."""
+    return run_checks(run_base_case(INPUTS, "GB"))
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory, checks_table):
     base = run_base_case(INPUTS, "GB")
     for name, text in INJECTED.items():
         base.ptable.df.loc[name, "source"] = text
@@ -80,6 +87,7 @@ def report(tmp_path_factory):
         dsa=synthetic_dsa(),
         psa=synthetic_psa(),
         regional=synthetic_regional(),
+        verification=checks_table,
     )
     wb = openpyxl.load_workbook(path)
     return base, path, wb
@@ -104,6 +112,7 @@ def test_sheets_snake_case_and_present(report):
         "incremental",
         "comparisons",
         "checks",
+        "verification",
         "dsa",
         "psa",
         "psa_ceac",
@@ -220,6 +229,8 @@ def test_formatting(report):
     assert wb["results"].freeze_panes == "C5"
     assert wb["trace_none"].freeze_panes == "D12"
     assert wb["inputs"].freeze_panes == "B5"
+    assert wb["verification"].freeze_panes == "A5"
+    assert wb["verification"].column_dimensions["C"].width >= 60  # the detail column
     ws = wb["results"]
     header = [c.value for c in ws[4]]
     assert base.country.currency in ws.cell(5, header.index("cost") + 1).number_format
@@ -296,7 +307,7 @@ def test_without_optional_frames_no_optional_sheets(tmp_path):
     base = run_base_case(INPUTS, "GB", strategies=["none", "primary_ivig"])
     path = write_report(base, tmp_path / "r.xlsx")
     names = openpyxl.load_workbook(path, read_only=True).sheetnames
-    assert not any(n.startswith(("dsa", "psa", "regional")) for n in names)
+    assert not any(n.startswith(("dsa", "psa", "regional", "verification")) for n in names)
     assert {"trace_none", "trace_primary_ivig"} <= set(names)
 
 
@@ -377,3 +388,70 @@ def test_psa_as_dataclass_long_ceac_and_plane_by_strategy(tmp_path):
     assert ws["C6"].value == 0.4
     assert len(wb["psa_ce_plane"]._charts[0].series) == 1
     assert wb["psa_headline"]["A5"].value == "wtp"
+
+
+# --------------------------------------------------------------------------- verification sheet
+
+
+def test_verification_sheet_lists_every_check_of_run_checks(report, checks_table):
+    """One row per check of cea.checks.run_checks, in its order, with its PASS/FAIL, detail and
+    tolerance; the sheet sits after checks; row 3 summarises."""
+    _, path, wb = report
+    assert wb.sheetnames.index("verification") == wb.sheetnames.index("checks") + 1
+    ws = wb["verification"]
+    assert [c.value for c in ws[4]] == CHECK_COLUMNS
+    sheet = pd.read_excel(path, sheet_name="verification", header=3)
+    assert len(sheet) == len(checks_table) == len(BASE_CHECKS)
+    assert list(sheet["check"]) == list(checks_table["check"])
+    assert list(sheet["passed"]) == ["PASS" if p else "FAIL" for p in checks_table["passed"]]
+    assert list(sheet["detail"]) == list(checks_table["detail"])
+    assert list(sheet["tolerance"]) == list(checks_table["tolerance"])
+    n_ok = int(checks_table["passed"].sum())
+    verdict = "PASS" if n_ok == len(checks_table) else "FAIL"
+    assert ws["A3"].value == f"{verdict}: {n_ok} of {len(checks_table)} checks passed"
+
+
+def test_verification_in_the_about_sheet(report):
+    """The about sheet's CHEERS item 17 (validation) and its list of sheets name it."""
+    _, _, wb = report
+    ws = wb["about"]
+    rows = [(ws.cell(r, 1).value, ws.cell(r, 2).value) for r in range(1, ws.max_row + 1)]
+    item17 = dict(rows)["17 analytics and assumptions"]
+    assert "verification" in item17 and "checks" in item17
+    listed = [a for a, _ in rows]
+    assert listed.index("verification") == listed.index("checks") + 1
+    assert {"dsa", "psa_ceac", "psa_ce_plane"} <= set(listed)
+
+
+def test_verification_failures_and_formula_like_text_stay_text(tmp_path):
+    """A failed check reads FAIL (highlighted) and the summary says FAIL; a detail or tolerance
+    that starts with =, +, - or @ is stored as text, never as a formula."""
+    table = pd.DataFrame(
+        {
+            "check": ["ok_check", "bad_check", "@odd"],
+            "passed": [True, False, np.bool_(True)],
+            "detail": ["=1+1", "-2 below", "+SUM(A1)"],
+            "tolerance": ["relative 1e-12", "@cmd", ""],
+        }
+    )
+    base = run_base_case(INPUTS, "GB", strategies=["none", "primary_ivig"])
+    path = write_report(base, tmp_path / "r.xlsx", verification=table, verification_note="=note")
+    wb = openpyxl.load_workbook(path)
+    ws = wb["verification"]
+    assert ws["A3"].value == "FAIL: 2 of 3 checks passed"
+    assert [ws.cell(r, 2).value for r in (5, 6, 7)] == ["PASS", "FAIL", "PASS"]
+    assert ws["B6"].fill.fgColor.rgb.endswith("F8CBAD") and ws["B5"].fill.fill_type is None
+    for coord, text in (("C5", "=1+1"), ("C6", "-2 below"), ("C7", "+SUM(A1)"), ("D6", "@cmd")):
+        assert ws[coord].data_type == "s" and ws[coord].value == text, coord
+    assert ws["A7"].value == "@odd" and ws["A2"].value.endswith(" =note")
+    assert not list(_formulas(ws))
+    assert ws.sheet_view.showGridLines is False
+
+
+def test_verification_table_without_its_columns_is_refused(tmp_path):
+    from cea.errors import CeaError
+
+    base = run_base_case(INPUTS, "GB", strategies=["none", "primary_ivig"])
+    with pytest.raises(CeaError, match="verification table needs columns"):
+        write_report(base, tmp_path / "r.xlsx", verification=pd.DataFrame({"check": ["a"]}))
+    assert not (tmp_path / "r.xlsx").exists()
