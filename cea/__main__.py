@@ -163,9 +163,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = ["cea", *(sys.argv[1:] if argv is None else argv)]
     module, func = COMMANDS[args.command]
-    if args.command == "run" and args.report == "xlsx":
-        # cea.run.cli_run writes the workbook without the verification sheet; this does both
-        module, func = "cea.report", "cli_run_report"
     try:
         return getattr(importlib.import_module(module), func)(args)
     except CeaError as exc:

@@ -953,12 +953,6 @@ def cli_check(args) -> int:
         f"cea check | {c.name} ({c.code}) | scenario: {base.ptable.scenario.name} | "
         f"TECH-VER black-box checks (Buyukkaramikli et al. 2019); PSA checks on {CHECK_PSA_DRAWS} draws\n"
     )
-    tables, failed = analysis_tables(base)
-    table = run_checks(base, **tables)
-    if failed:
-        table = pd.concat(
-            [table, pd.DataFrame([tuple(r) for r in failed], columns=CHECK_COLUMNS)],
-            ignore_index=True,
-        )
+    table = check_table(base)
     print(format_checks(table))
     return EXIT_OK if bool(table["passed"].all()) else EXIT_CHECK_FAILED

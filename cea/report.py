@@ -47,8 +47,9 @@ cycle; start rewards at time 0, undiscounted. ``tests/test_excel_reference.py`` 
 the workbook with LibreOffice and compares every total with the engine (relative 1e-9).
 
 The writer computes nothing itself: it writes formulas and the engine's results. The command
-helpers at the end (:func:`write_analysis_report`, :func:`cli_run_report`) run the base case
-and the checks (:mod:`cea.checks`) for ``cea run/dsa/psa --report xlsx``.
+helper at the end (:func:`write_analysis_report`) runs the base case and the checks
+(:mod:`cea.checks`) for ``cea dsa/psa --report xlsx``; ``cea run --report xlsx`` is
+:func:`cea.run.cli_run`.
 """
 
 from __future__ import annotations
@@ -2571,41 +2572,3 @@ def write_analysis_report(
         verification_note=verification_note,
     )
     return table
-
-
-def cli_run_report(args) -> int:
-    """``cea run --report xlsx``: :func:`cea.run.cli_run`, with the verification sheet.
-
-    The same steps as ``cli_run`` (base case, output files, report.xlsx inside the temporary
-    output folder, summary) plus the check table ``cea check`` prints, computed for the same
-    base case and passed to :func:`write_report`. The command line sends ``cea run --report
-    xlsx`` here (cea/__main__.py) until ``cli_run`` passes the table itself.
-    """
-    from cea.checks import CHECK_PSA_DRAWS, check_table
-    from cea.run import (
-        DEFAULT_OUTPUTS,
-        OutputDir,
-        default_run_name,
-        run_base_case,
-        summary_text,
-        write_base_outputs,
-    )
-
-    strategies = [s.strip() for s in args.strategies.split(",")] if args.strategies else None
-    base = run_base_case(args.inputs, args.country, args.scenario, strategies)
-    out = Path(args.out) if args.out else DEFAULT_OUTPUTS / default_run_name(base)
-    command = " ".join(args.argv)
-    table = check_table(base)
-    note = (
-        f"As 'cea check': the PSA table checks on a short PSA of {CHECK_PSA_DRAWS} draws (seed from "
-        "the settings) and the tornado check on the one-way DSA of the settings' comparisons."
-    )
-    with OutputDir(out, force=args.force) as tmp:
-        write_base_outputs(base, tmp, command)
-        write_report(
-            base, tmp / "report.xlsx", command=command, verification=table, verification_note=note
-        )
-    print(summary_text(base))
-    print(verification_summary(table))
-    print(f"\nwritten: {out}/")
-    return 0

@@ -421,12 +421,32 @@ def cli_run(args) -> int:
     base = run_base_case(args.inputs, args.country, args.scenario, strategies)
     out = Path(args.out) if args.out else DEFAULT_OUTPUTS / default_run_name(base)
     command = " ".join(args.argv)
+    report = getattr(args, "report", None) == "xlsx"
+    table = None
+    if report:  # the checks `cea check` prints, for the workbook's verification sheet
+        from cea.checks import CHECK_PSA_DRAWS, check_table
+
+        table = check_table(base)
+        note = (
+            f"As 'cea check': the PSA table checks on a short PSA of {CHECK_PSA_DRAWS} draws (seed "
+            "from the settings) and the tornado check on the one-way DSA of the settings' comparisons."
+        )
     with OutputDir(out, force=args.force) as tmp:
         write_base_outputs(base, tmp, command)
-        if getattr(args, "report", None) == "xlsx":
+        if report:
             from cea.report import write_report
 
-            write_report(base, tmp / "report.xlsx", command=command)
+            write_report(
+                base,
+                tmp / "report.xlsx",
+                command=command,
+                verification=table,
+                verification_note=note,
+            )
     print(summary_text(base))
+    if report:
+        from cea.report import verification_summary
+
+        print(verification_summary(table))
     print(f"\nwritten: {out}/")
     return 0
