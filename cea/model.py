@@ -348,19 +348,59 @@ def _common_hazards(v: _Params, spec: ModelSpec) -> tuple[np.ndarray, ...]:
     return v._cache[key]
 
 
-def cohort_arrays(
-    strategy: Strategy, subgroup: str, v: _Params, spec: ModelSpec, with_rewards: bool = True
-) -> CohortArrays:
-    """Transition probabilities and rewards for one strategy and subgroup.
+@dataclass
+class Cohort:
+    """One (strategy, subgroup) cohort for D draws, in compact form: every hazard and reward
+    the transition array and the engine's rewards are built from, with no (D, T, S, S) or
+    (D, T, S) array. :func:`expand` turns it into the engine's inputs (NumPy, the reference);
+    :mod:`cea._kernel` runs it directly (compiled, for the PSA).
 
-    With ``with_rewards=False`` only the transition array and start vector are built (the
-    calibration needs nothing else), except ``state_rewards['severe_infections']``.
+    Per cycle k and state s, with f = ``f_inf[:, k]`` and the IgG mix m (1, or on IgRT in
+    state I when ``mix_igrt``: ``rr_normal (1 - low_share) + low_share``):
+
+    * expected severe / non-severe infections: ``sev[:, s] dt f m`` / ``ns[:, s] dt f m``;
+    * death hazard: ``h_bg + mm[:, s] dt + severe infections x cf``;
+    * reward r per person-cycle: ``const[:, r, s] + on_severe[:, r] x severe infections
+      + on_nonsevere[:, r] x non-severe infections``.
+    """
+
+    start: np.ndarray  # (S,)
+    dt: float
+    h_decline: np.ndarray  # (D, T) cumulative hazards over each cycle
+    h_disc: np.ndarray
+    f_inf: np.ndarray  # (D, T) infection time-shape multiplier
+    h_bg: np.ndarray
+    low_share: np.ndarray  # (D, T)
+    sev: np.ndarray  # (D, S) per year, IgRT hazard ratios applied
+    ns: np.ndarray
+    mix_igrt: bool
+    rr_normal: np.ndarray  # (D,)
+    cf: np.ndarray  # (D,) case fatality of a severe infection
+    mm: np.ndarray  # (D, S) myeloma death per year
+    h_detect: np.ndarray | None  # (D,) per cycle, preemptive only
+    infection_starts_low: bool  # a severe infection with low IgG starts IgRT
+    infection_starts_normal: bool  # ... with IgG not yet low
+    phi: np.ndarray  # (D,) share continuing IgRT after the bsAb
+    h_stop: np.ndarray  # (D,) per cycle, IgRT stop after the bsAb
+    reward_names: tuple[str, ...] = ()
+    const: np.ndarray | None = None  # (D, R, S)
+    on_severe: np.ndarray | None = None  # (D, R)
+    on_nonsevere: np.ndarray | None = None  # (D, R)
+    transition_names: tuple[str, ...] = ()
+    transition: np.ndarray | None = None  # (D, R', S, S) constant over time
+    start_rewards: dict[str, np.ndarray] | None = None  # (D, S)
+
+
+def cohort(
+    strategy: Strategy, subgroup: str, v: _Params, spec: ModelSpec, with_rewards: bool = True
+) -> Cohort:
+    """The compact description of one strategy and subgroup (see :class:`Cohort`).
 
     ``v`` must hold the calibrated ``r_severe_on_bsab`` and ``r_myeloma_death_off_bsab``
     (see :func:`calibrate`).
     """
     mu_off = v["r_myeloma_death_off_bsab"]
-    D, T, dt = v.n, spec.n_cycles, spec.dt
+    D, dt = v.n, spec.dt
     h_decline, h_disc, f_inf, h_bg, mu_on, low_share = _common_hazards(v, spec)
     hr_os = v["hr_igrt_os"]
 
@@ -381,26 +421,12 @@ def cohort_arrays(
     ns[:, I] = v["r_nonsevere_on_bsab"] * hr_ns
     ns[:, OI] = v["r_nonsevere_off_bsab"] * hr_ns
     ns[:, O] = v["r_nonsevere_off_bsab"]
-    # IgRT multiplies the rate the patient would have without it. Preemptive patients reach IgRT
-    # because their IgG is low; primary (and secondary) patients are on IgRT whatever their IgG,
-    # so their untreated rate is the mix of normal and low IgG expected at that time:
-    # rr_normal x S(t) + (1 - S(t)), S(t) the share whose IgG is not yet low.
-    mix = np.ones((D, T, S))
-    if strategy.trigger in ("at_start", "after_severe_infection"):
-        mix[:, :, I] = rr_normal[:, None] * (1.0 - low_share) + low_share
-    # expected events per person-cycle in each state, (D, T, S)
-    sev_cycle = sev[:, None, :] * dt * f_inf[:, :, None] * mix
-    ns_cycle = ns[:, None, :] * dt * f_inf[:, :, None] * mix
-
-    cf = v["p_case_fatality_severe"][:, None, None]
-    h_inf_death = sev_cycle * cf  # (D, T, S)
     mm = np.zeros((D, S))
     mm[:, N] = mu_on
     mm[:, L] = mu_on
     mm[:, I] = mu_on * hr_os
     mm[:, OI] = mu_off * hr_os
     mm[:, O] = mu_off
-    h_death = h_bg[:, :, None] + mm[:, None, :] * dt + h_inf_death  # (D, T, S)
 
     # --- IgRT starts
     h_detect = None
@@ -410,69 +436,42 @@ def cohort_arrays(
             s = s * (1.0 - v["p_masked_igg_isotype"])
         tests_per_cycle = spec.cycle_days / v["q_igg_test_interval_days"]
         # per cycle P(detect) = 1 - (1 - s)^tests  ->  cumulative hazard -tests x log(1 - s)
-        h_detect = np.broadcast_to(
-            (-tests_per_cycle * np.log1p(-np.minimum(s, DETECTION_PROB_CAP)))[:, None], (D, T)
-        )
-    start_on_infection_low = strategy.trigger == "after_severe_infection" or (
-        strategy.trigger == "igg_below_threshold" and strategy.start_after_severe_infection
-    )
-    start_on_infection_normal = strategy.trigger == "after_severe_infection"
-
-    # --- transition array (D, T, S, S)
-    # Two independent processes act in each cycle. Exits (death, bsAb discontinuation) compete
-    # with each other; among those who neither die nor stop the bsAb, the internal changes of
-    # IgG/IgRT status (decline, detection, infection-triggered start, IgRT stop) compete with
-    # each other. Letting a fast internal change (detection hazard ~3 per cycle) compete with
-    # the exits would shield patients from dying or stopping the bsAb in the cycle they change
-    # IgG state, which biases the preemptive strategies (see docs/model.md).
-    # built as (from, to, draw, cycle) blocks, which are contiguous, then laid out (D, T, S, S)
-    Pft = np.zeros((S, S, D, T))
-
-    def fill(frm: int, exits: dict, internal: dict | None = None):
-        exit_p, stay_exit = _competing(exits)
-        for dest, p in exit_p.items():
-            Pft[frm, dest] += p
-        if internal and any(h is not None for h in internal.values()):
-            int_p, stay_int = _competing(internal)
-            for dest, p in int_p.items():
-                Pft[frm, dest] += stay_exit * p
-            Pft[frm, frm] += stay_exit * stay_int
-        else:
-            Pft[frm, frm] += stay_exit
-
-    fill(
-        N,
-        {O: h_disc, DEAD: h_death[:, :, N]},
-        {L: h_decline, I: sev_cycle[:, :, N] if start_on_infection_normal else None},
-    )
-    detect = h_detect
-    if start_on_infection_low:
-        detect = sev_cycle[:, :, L] if detect is None else detect + sev_cycle[:, :, L]
-    fill(L, {O: h_disc, DEAD: h_death[:, :, L]}, {I: detect})
-    phi = v["p_continue_igrt_after_bsab"][:, None]
-    fill(I, {OI: h_disc * phi, O: h_disc * (1 - phi), DEAD: h_death[:, :, I]})
-    stop = np.broadcast_to(
-        (np.log(2.0) / v["t_median_igrt_after_bsab_months"])[:, None] * dt, (D, T)
-    )
-    fill(OI, {DEAD: h_death[:, :, OI]}, {O: stop})
-    fill(O, {DEAD: h_death[:, :, O]})
-    Pft[DEAD, DEAD] = 1.0
-    P = Pft.transpose(
-        2, 3, 0, 1
-    )  # (D, T, S, S) view; copied into the engine's layout by the caller
-
+        h_detect = -tests_per_cycle * np.log1p(-np.minimum(s, DETECTION_PROB_CAP))
     start = np.zeros(S)
     start[I if strategy.trigger == "at_start" else N] = 1.0
-    if not with_rewards:
-        return CohortArrays(
-            P=P,
-            state_rewards={"severe_infections": sev_cycle},
-            transition_rewards={},
-            start_rewards={},
-            start=start,
-        )
+    c = Cohort(
+        start=start,
+        dt=dt,
+        h_decline=h_decline,
+        h_disc=h_disc,
+        f_inf=f_inf,
+        h_bg=h_bg,
+        low_share=low_share,
+        sev=sev,
+        ns=ns,
+        # IgRT multiplies the rate the patient would have without it. Preemptive patients
+        # reach IgRT because their IgG is low; primary (and secondary) patients are on IgRT
+        # whatever their IgG, so their untreated rate is the mix of normal and low IgG
+        # expected at that time: rr_normal x S(t) + (1 - S(t)), S(t) the share not yet low.
+        mix_igrt=strategy.trigger in ("at_start", "after_severe_infection"),
+        rr_normal=rr_normal,
+        cf=v["p_case_fatality_severe"],
+        mm=mm,
+        h_detect=h_detect,
+        infection_starts_low=strategy.trigger == "after_severe_infection"
+        or (strategy.trigger == "igg_below_threshold" and strategy.start_after_severe_infection),
+        infection_starts_normal=strategy.trigger == "after_severe_infection",
+        phi=v["p_continue_igrt_after_bsab"],
+        h_stop=np.log(2.0) / v["t_median_igrt_after_bsab_months"] * dt,
+    )
+    if with_rewards:
+        _add_rewards(c, strategy, v, spec)
+    return c
 
-    # --- resource use per person-cycle, (D, S)
+
+def _add_rewards(c: Cohort, strategy: Strategy, v: _Params, spec: ModelSpec) -> None:
+    """Resource use, costs, QALYs and counts per person-cycle, and the one-off rewards."""
+    D, dt = v.n, spec.dt
     grams = grams_per_administration(strategy, v)  # (D,)
     admins_per_cycle = spec.cycle_days / strategy.interval_days if strategy.uses_igrt else 0.0
     ig_grams = np.zeros((D, S))
@@ -552,67 +551,165 @@ def cohort_arrays(
         - thrombo * v["q_qaly_loss_thromboembolism"][:, None]
         - process_loss
     )
-    qaly = (
-        const_qaly[:, None, :]
-        - sev_cycle * v["q_qaly_loss_severe"][:, None, None]
-        - ns_cycle * v["q_qaly_loss_nonsevere"][:, None, None]
-    )
     years_on_igrt = np.zeros((D, S))
     years_on_igrt[:, list(ON_IGRT)] = dt
-
-    c = lambda a: a[:, None, :]  # noqa: E731  (D, S) -> (D, 1, S): constant over time
-    state_rewards = {
-        "cost_ig": c(cost_ig),
-        "cost_ig_admin": c(cost_admin),
-        "cost_monitoring": c(cost_monitoring),
-        "cost_severe_infections": sev_cycle * v["c_hosp_severe_infection"][:, None, None],
-        "cost_nonsevere_infections": ns_cycle * v["c_outpatient_infection"][:, None, None],
-        "cost_adverse_events": c(cost_ae),
-        "cost_bsab": c(cost_bsab),
-        "cost_subsequent_therapy": c(cost_subsequent),
-        "qaly": qaly,
-        "ly": c(ly),
-        "severe_infections": sev_cycle,
-        "nonsevere_infections": ns_cycle,
-        "ig_grams": c(ig_grams),
-        "infusions": c(infusions),
-        "igg_tests": c(igg_tests),
-        "years_on_igrt": c(years_on_igrt),
-        "thromboembolic_events": c(thrombo),
-        "infusion_reactions": c(reactions),
+    zero, one = np.zeros(D), np.ones(D)
+    # name: (constant part (D, S), x severe infections (D,), x non-severe infections (D,))
+    rewards = {
+        "cost_ig": (cost_ig, zero, zero),
+        "cost_ig_admin": (cost_admin, zero, zero),
+        "cost_monitoring": (cost_monitoring, zero, zero),
+        "cost_severe_infections": (np.zeros((D, S)), v["c_hosp_severe_infection"], zero),
+        "cost_nonsevere_infections": (np.zeros((D, S)), zero, v["c_outpatient_infection"]),
+        "cost_adverse_events": (cost_ae, zero, zero),
+        "cost_bsab": (cost_bsab, zero, zero),
+        "cost_subsequent_therapy": (cost_subsequent, zero, zero),
+        "qaly": (const_qaly, -v["q_qaly_loss_severe"], -v["q_qaly_loss_nonsevere"]),
+        "ly": (ly, zero, zero),
+        "severe_infections": (np.zeros((D, S)), one, zero),
+        "nonsevere_infections": (np.zeros((D, S)), zero, one),
+        "ig_grams": (ig_grams, zero, zero),
+        "infusions": (infusions, zero, zero),
+        "igg_tests": (igg_tests, zero, zero),
+        "years_on_igrt": (years_on_igrt, zero, zero),
+        "thromboembolic_events": (thrombo, zero, zero),
+        "infusion_reactions": (reactions, zero, zero),
     }
-    # --- one-off rewards on transitions
-    transition_rewards: dict[str, np.ndarray] = {}
-    # infection deaths: the flow into 'dead' times the share of the death hazard that is
-    # infection death. Counted from the trace after the engine call (a (D, T, S, S) transition
-    # reward with one non-zero column would cost memory for nothing); see _run_cohorts.
-    with np.errstate(invalid="ignore", divide="ignore"):
-        share = np.where(h_death > 0, h_inf_death / h_death, 0.0)  # (D, T, S)
-    infection_death_prob = P[:, :, :, DEAD] * share
-    infection_death_prob[:, :, DEAD] = 0.0
-    training = np.zeros((D, 1, S, S))
+    c.reward_names = tuple(rewards)
+    c.const = np.stack([r[0] for r in rewards.values()], axis=1)
+    c.on_severe = np.stack([np.broadcast_to(r[1], (D,)) for r in rewards.values()], axis=1)
+    c.on_nonsevere = np.stack([np.broadcast_to(r[2], (D,)) for r in rewards.values()], axis=1)
+    # --- one-off rewards on transitions (infection deaths are counted from the flows into
+    # 'dead', see _run_cohorts)
+    transitions = {}
     start_rewards: dict[str, np.ndarray] = {}
+    training = np.zeros((D, S, S))
     if strategy.is_scig:
-        training[:, 0, N, I] = v["c_scig_training"]
-        training[:, 0, L, I] = v["c_scig_training"]
+        training[:, N, I] = v["c_scig_training"]
+        training[:, L, I] = v["c_scig_training"]
         if strategy.trigger == "at_start":
             sr = np.zeros((D, S))
             sr[:, I] = v["c_scig_training"]
             start_rewards["cost_scig_training"] = sr
-    transition_rewards["cost_scig_training"] = training
+    transitions["cost_scig_training"] = training
     if spec.include_end_of_life:
-        eol = np.zeros((D, 1, S, S))
+        eol = np.zeros((D, S, S))
         for st in ALIVE:
-            eol[:, 0, st, DEAD] = v["c_end_of_life"]
-        transition_rewards["cost_end_of_life"] = eol
+            eol[:, st, DEAD] = v["c_end_of_life"]
+        transitions["cost_end_of_life"] = eol
+    c.transition_names = tuple(transitions)
+    c.transition = np.stack(list(transitions.values()), axis=1)
+    c.start_rewards = start_rewards
+
+
+def infection_events(c: Cohort) -> tuple[np.ndarray, np.ndarray]:
+    """Expected severe and non-severe infections per person-cycle by state, (D, T, S) each."""
+    D, T = c.f_inf.shape
+    mix = np.ones((D, T, S))
+    if c.mix_igrt:
+        mix[:, :, I] = c.rr_normal[:, None] * (1.0 - c.low_share) + c.low_share
+    sev_cycle = c.sev[:, None, :] * c.dt * c.f_inf[:, :, None] * mix
+    ns_cycle = c.ns[:, None, :] * c.dt * c.f_inf[:, :, None] * mix
+    return sev_cycle, ns_cycle
+
+
+def expand(c: Cohort, with_rewards: bool = True) -> CohortArrays:
+    """The engine's inputs for a cohort (the NumPy reference path): the (D, T, S, S)
+    transition array and the rewards, as :func:`cea.markov.run_markov` takes them.
+
+    With ``with_rewards=False`` only the transition array and start vector are built, and
+    ``state_rewards['severe_infections']`` (the calibration needs nothing else)."""
+    D, T = c.f_inf.shape
+    sev_cycle, ns_cycle = infection_events(c)
+    h_inf_death = sev_cycle * c.cf[:, None, None]  # (D, T, S)
+    h_death = c.h_bg[:, :, None] + c.mm[:, None, :] * c.dt + h_inf_death  # (D, T, S)
+    h_disc = c.h_disc
+    h_detect = None if c.h_detect is None else np.broadcast_to(c.h_detect[:, None], (D, T))
+
+    # --- transition array (D, T, S, S)
+    # Two independent processes act in each cycle. Exits (death, bsAb discontinuation) compete
+    # with each other; among those who neither die nor stop the bsAb, the internal changes of
+    # IgG/IgRT status (decline, detection, infection-triggered start, IgRT stop) compete with
+    # each other. Letting a fast internal change (detection hazard ~3 per cycle) compete with
+    # the exits would shield patients from dying or stopping the bsAb in the cycle they change
+    # IgG state, which biases the preemptive strategies (see docs/model.md).
+    # built as (from, to, draw, cycle) blocks, which are contiguous, then laid out (D, T, S, S)
+    Pft = np.zeros((S, S, D, T))
+
+    def fill(frm: int, exits: dict, internal: dict | None = None):
+        exit_p, stay_exit = _competing(exits)
+        for dest, p in exit_p.items():
+            Pft[frm, dest] += p
+        if internal and any(h is not None for h in internal.values()):
+            int_p, stay_int = _competing(internal)
+            for dest, p in int_p.items():
+                Pft[frm, dest] += stay_exit * p
+            Pft[frm, frm] += stay_exit * stay_int
+        else:
+            Pft[frm, frm] += stay_exit
+
+    fill(
+        N,
+        {O: h_disc, DEAD: h_death[:, :, N]},
+        {L: c.h_decline, I: sev_cycle[:, :, N] if c.infection_starts_normal else None},
+    )
+    detect = h_detect
+    if c.infection_starts_low:
+        detect = sev_cycle[:, :, L] if detect is None else detect + sev_cycle[:, :, L]
+    fill(L, {O: h_disc, DEAD: h_death[:, :, L]}, {I: detect})
+    phi = c.phi[:, None]
+    fill(I, {OI: h_disc * phi, O: h_disc * (1 - phi), DEAD: h_death[:, :, I]})
+    fill(OI, {DEAD: h_death[:, :, OI]}, {O: np.broadcast_to(c.h_stop[:, None], (D, T))})
+    fill(O, {DEAD: h_death[:, :, O]})
+    Pft[DEAD, DEAD] = 1.0
+    P = Pft.transpose(2, 3, 0, 1)  # (D, T, S, S) view; copied into the engine's layout by the caller
+
+    if not with_rewards or c.const is None:
+        return CohortArrays(
+            P=P,
+            state_rewards={"severe_infections": sev_cycle},
+            transition_rewards={},
+            start_rewards={},
+            start=c.start,
+        )
+    state_rewards = {}
+    for r, name in enumerate(c.reward_names):
+        value = c.const[:, None, r, :]  # (D, 1, S): constant over time
+        a, b = c.on_severe[:, r], c.on_nonsevere[:, r]
+        if np.any(a != 0):
+            value = value + a[:, None, None] * sev_cycle
+        if np.any(b != 0):
+            value = value + b[:, None, None] * ns_cycle
+        state_rewards[name] = value
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(h_death > 0, h_inf_death / h_death, 0.0)  # (D, T, S)
+    infection_death_prob = P[:, :, :, DEAD] * share
+    infection_death_prob[:, :, DEAD] = 0.0
     return CohortArrays(
         P=P,
         state_rewards=state_rewards,
-        transition_rewards=transition_rewards,
-        start_rewards=start_rewards,
-        start=start,
+        transition_rewards={
+            name: c.transition[:, None, r] for r, name in enumerate(c.transition_names)
+        },
+        start_rewards=dict(c.start_rewards or {}),
+        start=c.start,
         infection_death_prob=infection_death_prob,
     )
+
+
+def cohort_arrays(
+    strategy: Strategy, subgroup: str, v: _Params, spec: ModelSpec, with_rewards: bool = True
+) -> CohortArrays:
+    """Transition probabilities and rewards for one strategy and subgroup (NumPy): the
+    engine's inputs, ``expand(cohort(...))``.
+
+    With ``with_rewards=False`` only the transition array and start vector are built (the
+    calibration needs nothing else), except ``state_rewards['severe_infections']``.
+
+    ``v`` must hold the calibrated ``r_severe_on_bsab`` and ``r_myeloma_death_off_bsab``
+    (see :func:`calibrate`).
+    """
+    return expand(cohort(strategy, subgroup, v, spec, with_rewards), with_rewards)
 
 
 # --------------------------------------------------------------------------- running
