@@ -19,8 +19,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
+from cea import _kernel
 from cea.errors import CeaError, ModelInputError
-from cea.markov import make_transition_array, run_markov
+from cea.markov import correction_weights, discount_factors, make_transition_array, run_markov
 
 STATES = (
     "on_bsab_igg_normal",
@@ -60,6 +61,10 @@ CALIBRATION_WARM_FACTOR = 1.25
 #: then both together by Broyden's method to CALIBRATION_FTOL, with steps in log(rate) of at
 #: most CALIBRATION_MAX_STEP; draws Broyden does not settle go to the alternating method.
 CALIBRATION_START_FTOL = 1e-4
+#: First brackets of the calibration: these multiples of a rough guess per draw.
+CALIBRATION_GUESS_BRACKET = (0.5, 4.0)
+#: The survival curves of the OS calibration run for this multiple of the target median.
+CALIBRATION_OS_HORIZON = 1.5
 CALIBRATION_MAX_STEP = 1.0
 CALIBRATION_BROYDEN_ITER = 40
 CALIBRATION_MONTHS = 12.0
@@ -662,7 +667,9 @@ def expand(c: Cohort, with_rewards: bool = True) -> CohortArrays:
     fill(OI, {DEAD: h_death[:, :, OI]}, {O: np.broadcast_to(c.h_stop[:, None], (D, T))})
     fill(O, {DEAD: h_death[:, :, O]})
     Pft[DEAD, DEAD] = 1.0
-    P = Pft.transpose(2, 3, 0, 1)  # (D, T, S, S) view; copied into the engine's layout by the caller
+    P = Pft.transpose(
+        2, 3, 0, 1
+    )  # (D, T, S, S) view; copied into the engine's layout by the caller
 
     if not with_rewards or c.const is None:
         return CohortArrays(
@@ -746,12 +753,84 @@ def _engine_kwargs(spec: ModelSpec) -> dict:
     )
 
 
-def _run_cohorts(cohorts: list[tuple[Strategy, str]], v: _Params, spec: ModelSpec):
+def use_kernel() -> bool:
+    """True when the compiled kernel runs the cohorts (Numba installed and ``CEA_ENGINE`` is
+    not ``numpy``); otherwise the NumPy path (the engine) does. Both give the same results
+    to rounding (tests/test_kernel.py)."""
+    return _kernel.HAVE_NUMBA
+
+
+@dataclass
+class _KernelResult:
+    """What :func:`_run_cohorts` returns from the kernel, shaped like the engine's result."""
+
+    discounted: dict[str, np.ndarray]
+    undiscounted: dict[str, np.ndarray]
+    trace: np.ndarray | None
+    discount_effects: np.ndarray
+
+
+def _discounting(spec: ModelSpec, n_cycles: int):
+    """Correction weights and the costs' and effects' discount factors of each trace row."""
+    kw = dict(
+        n_rows=n_cycles + 1,
+        cycle_length_years=spec.dt,
+        offset_cycles=spec.discount_offset_cycles,
+        step=spec.discount_step,
+    )
+    return (
+        correction_weights(spec.correction, n_cycles),
+        discount_factors(spec.discount_rate_costs, **kw),
+        discount_factors(spec.discount_rate_effects, **kw),
+    )
+
+
+def _run_cohorts_kernel(
+    cohorts: list[tuple[Strategy, str]], v: _Params, spec: ModelSpec, keep_traces: bool
+):
+    """:func:`_run_cohorts` through the compiled kernel (:mod:`cea._kernel`)."""
+    D, K, T = v.n, len(cohorts), spec.n_cycles
+    weights, disc_c, disc_e = _discounting(spec, T)
+    effects = set(_engine_kwargs(spec)["effects"])
+    disc: dict[str, np.ndarray] = {}
+    und: dict[str, np.ndarray] = {}
+    traces = []
+    for k, (st, sg) in enumerate(cohorts):
+        c = cohort(st, sg, v, spec)
+        rows = np.array([disc_e if n in effects else disc_c for n in c.reward_names])
+        trows = np.array([disc_e if n in effects else disc_c for n in c.transition_names])
+        out_d, out_u, tr, _ = _kernel.run_cohort(
+            c,
+            weights,
+            rows.reshape(len(c.reward_names), T + 1),
+            trows.reshape(len(c.transition_names), T + 1),
+            disc_e,
+            keep_trace=keep_traces,
+        )
+        names = [*c.reward_names, *c.transition_names, "infection_deaths"]
+        for j, name in enumerate(names):
+            d_tot, u_tot = out_d[:, j], out_u[:, j]
+            if name in c.start_rewards:  # one-off at time 0, undiscounted
+                once = c.start_rewards[name] @ c.start
+                d_tot, u_tot = d_tot + once, u_tot + once
+            disc.setdefault(name, np.zeros(K * D))[k * D : (k + 1) * D] = d_tot
+            und.setdefault(name, np.zeros(K * D))[k * D : (k + 1) * D] = u_tot
+        if keep_traces:
+            traces.append(tr)
+    trace = np.concatenate(traces, axis=0) if keep_traces else None
+    return _KernelResult(disc, und, trace, disc_e), K, D
+
+
+def _run_cohorts(
+    cohorts: list[tuple[Strategy, str]], v: _Params, spec: ModelSpec, keep_traces: bool = True
+):
     """Run several cohorts (stacked along the draw axis) in one batched engine call.
 
     The transition array is laid out with draws innermost (``make_transition_array``), which
     lets the engine run the trace as vector operations over draws.
     """
+    if use_kernel():
+        return _run_cohorts_kernel(cohorts, v, spec, keep_traces)
     D = v.n
     K = len(cohorts)
     P = make_transition_array(K * D, spec.n_cycles, S)
@@ -837,6 +916,10 @@ def calibration_cohorts(spec: ModelSpec) -> tuple[Strategy, Strategy]:
 
 
 def _alive_curve(st: Strategy, v: _Params, spec: ModelSpec) -> np.ndarray:
+    if use_kernel():
+        c = cohort(st, "non_igg", v, spec, with_rewards=False)
+        trace = _kernel.run_cohort(c, keep_trace=True)[2]
+        return 1.0 - trace[:, :, DEAD]
     a = cohort_arrays(st, "non_igg", v, spec, with_rewards=False)
     return (
         1.0 - run_markov(a.start, a.P, n_cycles=spec.n_cycles, correction="none").trace[:, :, DEAD]
@@ -858,11 +941,20 @@ def trial_median_os_years(v: _Params, spec: ModelSpec) -> np.ndarray:
 
 def no_igrt_incidence(v: _Params, spec: ModelSpec, months: float) -> np.ndarray:
     """12-month (``months``) cumulative incidence of severe infection without IgRT, deaths censored."""
-    short = replace(spec, n_cycles=min(spec.n_cycles, int(np.ceil(months / 12.0 / spec.dt)) + 1))
+    short = _incidence_spec(spec, months)
     none = Strategy("calibration_none", "never")
+    if use_kernel():
+        c = cohort(none, "non_igg", v, short, with_rewards=False)
+        _, _, trace, events = _kernel.run_cohort(c, keep_trace=True, keep_events=True)
+        return _incidence(trace[:, :-1, :DEAD].sum(axis=2), events, short, months)
     a = cohort_arrays(none, "non_igg", v, short, with_rewards=False)
     tr = run_markov(a.start, a.P, n_cycles=short.n_cycles, correction="none").trace
     return _incidence_from(tr, a.state_rewards["severe_infections"], short, months)
+
+
+def _incidence_spec(spec: ModelSpec, months: float) -> ModelSpec:
+    """The horizon the incidence at ``months`` needs."""
+    return replace(spec, n_cycles=min(spec.n_cycles, int(np.ceil(months / 12.0 / spec.dt)) + 1))
 
 
 def _incidence(alive: np.ndarray, events: np.ndarray, spec: ModelSpec, months: float) -> np.ndarray:
@@ -887,7 +979,7 @@ def _incidence_from(
     )
 
 
-def _solve(f, target: np.ndarray, lo, hi, what: str, ftol=CALIBRATION_FTOL):
+def _solve(f, target: np.ndarray, lo, hi, what: str, ftol=CALIBRATION_FTOL, wide=None):
     """Solve f(x) = target for x > 0, one root per draw, vectorized over draws.
 
     ``f(x, idx)`` gives the function at rates ``x`` for the draws at positions ``idx``.
@@ -895,6 +987,9 @@ def _solve(f, target: np.ndarray, lo, hi, what: str, ftol=CALIBRATION_FTOL):
     every root; f must be monotone in x. Each draw stops on its own once
     ``|f - target| <= ftol * max(1, |target|)`` (ftol scalar or per draw), so its root does not
     depend on which other draws share the call. Converges superlinearly (about 10 calls).
+
+    ``wide``: a second bracket (lo, hi) for the draws whose [lo, hi] does not enclose the root
+    (a narrow first guess per draw, the global bounds as the fallback).
 
     Returns (root, slope): slope is d f / d log(x) through the last two points evaluated.
     """
@@ -904,6 +999,13 @@ def _solve(f, target: np.ndarray, lo, hi, what: str, ftol=CALIBRATION_FTOL):
     b = np.log(np.broadcast_to(hi, (n,))).astype(float)
     ga, gb = f(np.exp(a), everyone) - target, f(np.exp(b), everyone) - target
     ok = np.sign(ga) * np.sign(gb) <= 0
+    if wide is not None and not ok.all():
+        i = np.flatnonzero(~ok)
+        a[i] = np.log(np.broadcast_to(wide[0], (n,))[i])
+        b[i] = np.log(np.broadcast_to(wide[1], (n,))[i])
+        ga[i] = f(np.exp(a[i]), i) - target[i]
+        gb[i] = f(np.exp(b[i]), i) - target[i]
+        ok = np.sign(ga) * np.sign(gb) <= 0
     if not ok.all():
         d = int(np.argmax(~ok))
         fa, fb = ga[d] + target[d], gb[d] + target[d]
@@ -956,6 +1058,10 @@ def calibrate(v: _Params, spec: ModelSpec) -> _Params:
     n = v.n
     zero = target_inc <= 0  # no severe infections at all: the rate is 0, nothing to solve
     os_spec = _os_spec(spec, target_os)
+    # the strategy-independent hazards of both horizons, computed once and shared by every
+    # subset of draws the root finding takes
+    _common_hazards(v, _incidence_spec(spec, CALIBRATION_MONTHS))
+    _common_hazards(v, os_spec)
 
     def inc_at(r, mu, idx):
         sub = v.take(idx).with_derived(r_severe_on_bsab=r, r_myeloma_death_off_bsab=mu)
@@ -972,20 +1078,29 @@ def calibrate(v: _Params, spec: ModelSpec) -> _Params:
     s_r = np.zeros(n)
     nz = np.flatnonzero(~zero)
     mu_start = np.ones(n)
+    # first brackets per draw around rough guesses (the rate that alone would give the
+    # incidence; the exponential rate with the target median), the global bounds if they miss
+    lo_f, hi_f = CALIBRATION_GUESS_BRACKET
     if nz.size:
+        guess = -np.log1p(-np.minimum(target_inc[nz], 1 - 1e-9)) / (CALIBRATION_MONTHS / 12.0)
         r[nz], s_r[nz] = _solve(
             lambda x, i: inc_at(x, mu_start[nz[i]], nz[i]),
             target_inc[nz],
-            *CALIBRATION_RATE_BOUNDS,
+            guess * lo_f,
+            guess * hi_f,
             what=what_r,
             ftol=CALIBRATION_START_FTOL,
+            wide=CALIBRATION_RATE_BOUNDS,
         )
+    guess = np.log(2.0) / target_os
     mu, s_mu = _solve(
         lambda x, i: os_at(r[i], x, i),
         target_os,
-        *CALIBRATION_RATE_BOUNDS,
+        guess * lo_f,
+        guess * hi_f,
         what=what_mu,
         ftol=np.where(zero, CALIBRATION_FTOL, CALIBRATION_START_FTOL),
+        wide=CALIBRATION_RATE_BOUNDS,
     )
     if nz.size == 0:
         return v.with_derived(r_severe_on_bsab=r, r_myeloma_death_off_bsab=mu)
@@ -1051,9 +1166,15 @@ def calibrate(v: _Params, spec: ModelSpec) -> _Params:
 
 
 def _os_spec(spec: ModelSpec, target_os: np.ndarray) -> ModelSpec:
-    """The median OS is reached well before 3 x its target: a shorter horizon suffices."""
+    """A horizon of 1.5 x the target median OS: the root (median = target) lies well inside it,
+    and where a trial rate leaves the median beyond it, the median reads as the horizon
+    (> target), which still brackets the root. The trace up to the median does not depend on
+    the horizon, so neither does the calibrated rate."""
     return replace(
-        spec, n_cycles=min(spec.n_cycles, int(np.ceil(3 * target_os.max() / spec.dt)) + 1)
+        spec,
+        n_cycles=min(
+            spec.n_cycles, int(np.ceil(CALIBRATION_OS_HORIZON * target_os.max() / spec.dt)) + 1
+        ),
     )
 
 
@@ -1153,7 +1274,7 @@ def run_model(
         for name in CALIBRATED:
             cal[name][lo:hi] = v[name]
         weights[lo:hi] = v["p_igg_isotype"]
-        res, _, d = _run_cohorts(cohorts, v, spec)
+        res, _, d = _run_cohorts(cohorts, v, spec, keep_traces)
         for name in REWARDS:
             disc = res.discounted.get(name)
             und = res.undiscounted.get(name)

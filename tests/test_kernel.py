@@ -1,0 +1,141 @@
+"""The compiled cohort kernel (cea._kernel) against the NumPy reference path.
+
+The reference is the general engine: cea.model.expand builds the (D, T, S, S) transition array
+and the rewards, cea.markov.run_markov runs them (DMHEE-verified, tests/test_published.py).
+The kernel must give the same totals, traces and calibration for every kind of strategy and
+every switch of the model, on varied draws.
+"""
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import cea.model as m
+from cea import _kernel
+from cea.inputs import load_inputs
+from cea.parameters import build_parameter_table
+from cea.psa import sample_draws
+from cea.run import apply_discount_settings, build_spec
+
+pytestmark = pytest.mark.skipif(not _kernel.HAVE_NUMBA, reason="Numba not installed")
+
+INPUTS = Path(__file__).resolve().parents[1] / "inputs"
+
+#: One strategy of every kind: each trigger, both products, each dosing rule.
+STRATEGIES = (
+    m.Strategy("none", "never"),
+    m.Strategy("primary_ivig", "at_start", "ivig", 0.4, 28.0),
+    m.Strategy("primary_scig", "at_start", "scig", 0.4, 7.0, dosing_weight="ideal"),
+    m.Strategy("preemptive_ivig", "igg_below_threshold", "ivig", 0.4, 28.0, vial_rounding_g=5.0),
+    m.Strategy(
+        "preemptive_or_infection",
+        "igg_below_threshold",
+        "scig",
+        0.4,
+        7.0,
+        start_after_severe_infection=True,
+    ),
+    m.Strategy(
+        "secondary_ivig", "after_severe_infection", "ivig", 0.4, 28.0, dosing_weight="adjusted"
+    ),
+    m.Strategy("flat_ivig", "at_start", "ivig", 0.0, 42.0, dosing_weight="flat", flat_dose_g=30.0),
+)
+
+
+@pytest.fixture(scope="module")
+def setting():
+    inputs = load_inputs(INPUTS)
+    pt = build_parameter_table(inputs, "GB")
+    spec = apply_discount_settings(build_spec(pt, inputs), pt.settings)
+    spec = spec.with_strategies(STRATEGIES)
+    draws = sample_draws(inputs, {"GB": pt}, 24, 7)["GB"]
+    v = m.calibrate(m._Params(draws, spec.unit_scale), spec)
+    return spec, v
+
+
+def _cohorts(spec):
+    return [(st, sg) for st in spec.strategies for sg in m.SUBGROUPS]
+
+
+def _both(spec, v, monkeypatch):
+    cohorts = _cohorts(spec)
+    fast, _, _ = m._run_cohorts(cohorts, v, spec, True)
+    monkeypatch.setattr(m, "use_kernel", lambda: False)
+    ref, _, _ = m._run_cohorts(cohorts, v, spec, True)
+    monkeypatch.undo()
+    return fast, ref
+
+
+VARIANTS = {
+    "base": {},
+    "end_of_life_and_subsequent_therapy": dict(
+        include_end_of_life=True, include_subsequent_therapy=True
+    ),
+    "no_bsab_costs_simpson": dict(include_bsab_costs=False, correction="simpson"),
+    "annual_discounting_offset": dict(discount_step="annual", discount_offset_cycles=0.5),
+    "no_correction_other_rates": dict(
+        correction="none", discount_rate_costs=0.05, discount_rate_effects=0.015
+    ),
+    "short_horizon": dict(n_cycles=7),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_kernel_equals_the_engine_for_every_strategy_and_switch(setting, variant, monkeypatch):
+    spec, v = setting
+    spec = replace(spec, **VARIANTS[variant])
+    fast, ref = _both(spec, v, monkeypatch)
+    assert set(fast.discounted) == set(ref.discounted)
+    for name in ref.discounted:
+        for got, want in ((fast.discounted, ref.discounted), (fast.undiscounted, ref.undiscounted)):
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-12, atol=1e-13, err_msg=name)
+    np.testing.assert_allclose(fast.trace, ref.trace, rtol=0, atol=1e-14)
+    # the comparison is not empty: costs, QALYs and infection deaths are all positive
+    for name in ("cost_ig", "qaly", "infection_deaths", "cost_scig_training"):
+        assert ref.discounted[name].max() > 0, name
+
+
+def test_kernel_counts_end_of_life_on_every_death(setting, monkeypatch):
+    # one-off cost 1 on every move into 'dead': the undiscounted total is the share who died
+    spec, v = setting
+    spec = replace(spec, include_end_of_life=True)
+    v1 = v.with_derived(c_end_of_life=np.ones(v.n))
+    fast, _ = _both(spec, v1, monkeypatch)
+    dead_at_end = fast.trace[:, -1, m.DEAD]
+    np.testing.assert_allclose(fast.undiscounted["cost_end_of_life"], dead_at_end, rtol=1e-12)
+
+
+def test_calibration_functions_equal(setting, monkeypatch):
+    spec, v = setting
+    os_spec = m._os_spec(spec, v["t_target_median_os_months"])
+    fast = (m.no_igrt_incidence(v, spec, 12.0), m.trial_median_os_years(v, os_spec))
+    monkeypatch.setattr(m, "use_kernel", lambda: False)
+    ref = (m.no_igrt_incidence(v, spec, 12.0), m.trial_median_os_years(v, os_spec))
+    np.testing.assert_allclose(fast[0], ref[0], rtol=1e-13)
+    np.testing.assert_allclose(fast[1], ref[1], rtol=1e-13)
+    # and the calibration through either path lands on the same rates
+    again = m.calibrate(m._Params(v._draws, spec.unit_scale), spec)
+    for name in m.CALIBRATED:
+        np.testing.assert_allclose(again[name], v[name], rtol=1e-9)
+
+
+def test_run_model_same_results_either_path(setting, monkeypatch):
+    spec, v = setting
+    cal = {n: v[n] for n in m.CALIBRATED}
+    import pandas as pd
+
+    calibrated = pd.DataFrame(cal, index=v._draws.index)
+    fast = m.run_model(v._draws, spec, calibrated=calibrated).outcomes
+    monkeypatch.setattr(m, "use_kernel", lambda: False)
+    ref = m.run_model(v._draws, spec, calibrated=calibrated).outcomes
+    num = [c for c in ref.columns if c not in ("draw", "strategy")]
+    np.testing.assert_allclose(fast[num].to_numpy(), ref[num].to_numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_run_cohort_refuses_wrong_shapes(setting):
+    spec, v = setting
+    c = m.cohort(STRATEGIES[1], "non_igg", v, spec)
+    with pytest.raises(ValueError, match="shapes"):
+        _kernel.run_cohort(c, np.ones(3))
