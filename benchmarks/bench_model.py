@@ -15,7 +15,7 @@ Run: ``python benchmarks/bench_model.py`` (options: ``--models full markov``,
   ``cea.markov.run_markov`` in chunks of 10,000 draws.
 
 Each case runs in a fresh Python process so that its peak resident memory (``ru_maxrss``)
-is its own; the baseline of an idle process that has imported the same modules is printed
+is its own (with worker processes: the parent's; each worker holds one 500-draw chunk); the baseline of an idle process that has imported the same modules is printed
 beside it. Nothing is cached between cases. The model's CPU time is printed beside its wall
 time: on a shared machine the wall time also measures the other processes, the CPU time
 (draws per CPU second) does not. The full model runs in one process (``WORKERS``).
@@ -40,9 +40,9 @@ DEFAULT_DRAWS = (1000, 10_000, 100_000)
 MARKOV_CHUNK = 10_000
 MARKOV_CYCLES = 130
 SEED = 1
-#: The full model runs in one process here, so the figures measure the model, not the
-#: machine's free cores (``cea psa`` uses one worker process per CPU by default).
-WORKERS = 1
+#: Worker processes for the full model: 1 (the model alone, per core) and 0 = as ``cea psa``
+#: runs it (one worker process per CPU).
+DEFAULT_WORKERS = (1, 0)
 
 
 def cpu_seconds() -> float:
@@ -56,7 +56,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def case_full(n_draws: int, country: str) -> dict:
+def case_full(n_draws: int, country: str, workers: int = 1) -> dict:
     t0 = time.perf_counter()
     from cea import psa
     from cea.inputs import load_inputs
@@ -74,7 +74,7 @@ def case_full(n_draws: int, country: str) -> dict:
     draws = psa.sample_draws(inputs, {country: pt}, n_draws, SEED)[country]
     t_draw = time.perf_counter() - t
     cpu0 = cpu_seconds()
-    run = psa.run_draws(draws, spec, workers=WORKERS)
+    run = psa.run_draws(draws, spec, workers=workers or None)
     model_cpu = cpu_seconds() - cpu0
     base = psa._base_case(inputs, pt, spec)
     t = time.perf_counter()
@@ -84,6 +84,7 @@ def case_full(n_draws: int, country: str) -> dict:
     return {
         "model": "full",
         "draws": n_draws,
+        "workers": workers or psa.default_workers(-(-n_draws // psa.PSA_CHUNK_DRAWS)),
         "strategies": len(spec.strategies),
         "cycles": spec.n_cycles,
         "import_s": t_import,
@@ -174,9 +175,10 @@ def case_markov(n_draws: int) -> dict:
     }
 
 
-def run_case(model: str, n_draws: int, country: str) -> dict:
+def run_case(model: str, n_draws: int, country: str, workers: int = 1) -> dict:
     """One case in a fresh interpreter; returns its JSON line."""
     cmd = [sys.executable, __file__, "--one", model, str(n_draws), "--country", country]
+    cmd += ["--workers", str(workers)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -187,7 +189,7 @@ def profile(model: str, n_draws: int, country: str, top: int = 25) -> None:
 
     prof = cProfile.Profile()
     prof.enable()
-    case_full(n_draws, country) if model == "full" else case_markov(n_draws)
+    case_full(n_draws, country, 1) if model == "full" else case_markov(n_draws)
     prof.disable()
     pstats.Stats(prof).sort_stats("cumulative").print_stats(top)
     pstats.Stats(prof).sort_stats("tottime").print_stats(top)
@@ -198,6 +200,13 @@ def main(argv=None) -> int:
     ap.add_argument("--models", nargs="+", default=["full", "markov"], choices=["full", "markov"])
     ap.add_argument("--draws", nargs="+", type=int, default=list(DEFAULT_DRAWS))
     ap.add_argument("--country", default="GB")
+    ap.add_argument(
+        "--workers",
+        nargs="+",
+        type=int,
+        default=list(DEFAULT_WORKERS),
+        help="worker processes of the full model (0: as cea psa, one per CPU)",
+    )
     ap.add_argument("--one", nargs=2, metavar=("MODEL", "DRAWS"), help=argparse.SUPPRESS)
     ap.add_argument(
         "--profile", action="store_true", help="cProfile the first model at the first draw count"
@@ -205,30 +214,37 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.one:
         model, n = args.one[0], int(args.one[1])
-        res = case_full(n, args.country) if model == "full" else case_markov(n)
+        res = case_full(n, args.country, args.workers[0]) if model == "full" else case_markov(n)
         print(json.dumps(res))
         return 0
     if args.profile:
         profile(args.models[0], args.draws[0], args.country)
         return 0
     print(
-        f"{'model':<8}{'draws':>9}{'model s':>10}{'draws/s':>11}{'CPU s':>8}{'draws/CPU s':>13}"
+        f"{'model':<8}{'draws':>9}{'procs':>6}{'model s':>10}{'draws/s':>11}{'CPU s':>8}{'draws/CPU s':>13}"
         f"{'end-to-end s':>14}{'draws/s':>10}{'peak MB':>9}{'idle MB':>9}  parts"
     )
     for model in args.models:
         for n in args.draws:
-            r = run_case(model, n, args.country)
-            parts = ""
-            if model == "full":
-                parts = f"load {r['load_s']:.2f} s, draw {r['draw_s']:.2f} s, analyse {r['analyse_s']:.2f} s"
-            print(
-                f"{model:<8}{n:>9,}{r['model_s']:>10.2f}{r['model_draws_per_s']:>11,.0f}"
-                f"{r['model_cpu_s']:>8.2f}{n / r['model_cpu_s']:>13,.0f}"
-                f"{r['end_to_end_s']:>14.2f}{r['end_to_end_draws_per_s']:>10,.0f}"
-                f"{r['peak_rss_mb']:>9,.0f}{r['baseline_rss_mb']:>9,.0f}  {parts}",
-                flush=True,
-            )
+            for w in args.workers if model == "full" else [1]:
+                row(model, n, run_case(model, n, args.country, w))
     return 0
+
+
+def row(model: str, n: int, r: dict) -> None:
+    """Print one case."""
+    parts = ""
+    if model == "full":
+        parts = (
+            f"load {r['load_s']:.2f} s, draw {r['draw_s']:.2f} s, analyse {r['analyse_s']:.2f} s"
+        )
+    print(
+        f"{model:<8}{n:>9,}{r.get('workers', 1):>6}{r['model_s']:>10.2f}"
+        f"{r['model_draws_per_s']:>11,.0f}{r['model_cpu_s']:>8.2f}{n / r['model_cpu_s']:>13,.0f}"
+        f"{r['end_to_end_s']:>14.2f}{r['end_to_end_draws_per_s']:>10,.0f}"
+        f"{r['peak_rss_mb']:>9,.0f}{r['baseline_rss_mb']:>9,.0f}  {parts}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

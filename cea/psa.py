@@ -335,6 +335,10 @@ def run_draws(
                 progress.update(hi - lo, label)
     else:
         ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
+        if ctx is not None:
+            # load the compiled kernel here once (one draw), so that the forked workers inherit
+            # it instead of each loading it again
+            run_model(draws.iloc[:1], spec)
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             futures = {
                 pool.submit(_run_chunk, draws.iloc[lo:hi], spec): i
