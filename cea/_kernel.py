@@ -12,24 +12,26 @@ row ``t`` weighted by the correction weight and discounted by the row's factor; 
 rewards and infection deaths counted once on row ``t + 1``, unweighted. ``tests/test_kernel.py``
 checks it against the NumPy path for every strategy type and switch.
 
-Numba compiles it on first use and caches the machine code beside this file. Without Numba
-(or with ``CEA_ENGINE=numpy``) the model uses the NumPy path.
+Numba compiles it on first use and caches the machine code beside this file. The PSA switches it
+on (:func:`cea.model.compiled_kernel`); without Numba, or with ``CEA_ENGINE=numpy``, the model
+uses the NumPy path.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 
 import numpy as np
 
-try:  # pragma: no cover - exercised by whichever way the environment is
-    import numba
-
-    HAVE_NUMBA = os.environ.get("CEA_ENGINE", "").lower() != "numpy"
-except ImportError:  # pragma: no cover
-    numba = None
-    HAVE_NUMBA = False
+#: Numba is installed and not switched off by CEA_ENGINE=numpy. It is imported, and the kernel
+#: compiled (or loaded from its cache), on first use only: commands that never run the model
+#: do not pay for it.
+HAVE_NUMBA = (
+    importlib.util.find_spec("numba") is not None
+    and os.environ.get("CEA_ENGINE", "").lower() != "numpy"
+)
 
 # state indices (as cea.model; repeated here so that the kernel has no Python-object lookups)
 _N, _L, _I, _OI, _O, _DEAD = 0, 1, 2, 3, 4, 5
@@ -243,12 +245,22 @@ def _cohort_kernel(
                     trace_out[d, t + 1, j] = xn[j]
 
 
-if HAVE_NUMBA:
-    _opts = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
-    _competing1 = numba.njit(**_opts)(_competing1)
-    _competing2 = numba.njit(**_opts)(_competing2)
-    _competing3 = numba.njit(**_opts)(_competing3)
-    _cohort_kernel = numba.njit(**_opts)(_cohort_kernel)
+_compiled = None
+
+
+def _kernel():
+    """The compiled kernel (compiled, or loaded from Numba's cache, on first call)."""
+    global _compiled, _competing1, _competing2, _competing3
+    if _compiled is None:
+        import numba
+
+        opts = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
+        # the helpers must be compiled functions in this module's globals when the kernel is
+        _competing1 = numba.njit(**opts)(_competing1)
+        _competing2 = numba.njit(**opts)(_competing2)
+        _competing3 = numba.njit(**opts)(_competing3)
+        _compiled = numba.njit(**opts)(_cohort_kernel)
+    return _compiled
 
 
 def run_cohort(
@@ -296,7 +308,7 @@ def run_cohort(
     trace = np.empty((D, T + 1, _S)) if keep_trace else np.empty((0, 0, 0))
     events = np.empty((D, T)) if keep_events else np.empty((0, 0))
     has_detect = c.h_detect is not None
-    _cohort_kernel(
+    _kernel()(
         f64(c.start),
         float(c.dt),
         f64(c.h_decline),

@@ -35,7 +35,6 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from cea.errors import CeaError
 
@@ -171,12 +170,16 @@ class Beta(Distribution):
         return rng.beta(self.alpha, self.beta, size=_check_n(n))
 
     def ppf(self, u) -> np.ndarray:
+        from scipy import stats  # here, not at the top: scipy.stats is slow to load
+
         return stats.beta.ppf(_as_u(u), self.alpha, self.beta)
 
     def mean(self) -> float:
         return self.alpha / (self.alpha + self.beta)
 
     def median(self) -> float:
+        from scipy import stats  # here, not at the top: scipy.stats is slow to load
+
         return float(stats.beta.median(self.alpha, self.beta))
 
 
@@ -208,12 +211,16 @@ class Gamma(Distribution):
         return rng.gamma(self.shape, self.scale, size=_check_n(n))
 
     def ppf(self, u) -> np.ndarray:
+        from scipy import stats  # here, not at the top: scipy.stats is slow to load
+
         return stats.gamma.ppf(_as_u(u), self.shape, scale=self.scale)
 
     def mean(self) -> float:
         return self.shape * self.scale
 
     def median(self) -> float:
+        from scipy import stats  # here, not at the top: scipy.stats is slow to load
+
         return float(stats.gamma.median(self.shape, scale=self.scale))
 
 
@@ -264,6 +271,8 @@ class LogNormal(Distribution):
         return rng.lognormal(self.mu, self.sigma, size=_check_n(n))
 
     def ppf(self, u) -> np.ndarray:
+        from scipy import stats  # here, not at the top: scipy.stats is slow to load
+
         return stats.lognorm.ppf(_as_u(u), self.sigma, scale=math.exp(self.mu))
 
     def mean(self) -> float:
@@ -301,6 +310,8 @@ class Normal(Distribution):
         return rng.normal(self.mu, self.sd, size=_check_n(n))
 
     def ppf(self, u) -> np.ndarray:
+        from scipy import stats  # here, not at the top: scipy.stats is slow to load
+
         return stats.norm.ppf(_as_u(u), loc=self.mu, scale=self.sd)
 
     def mean(self) -> float:
@@ -330,6 +341,8 @@ class Uniform(Distribution):
         return rng.uniform(self.low, self.high, size=_check_n(n))
 
     def ppf(self, u) -> np.ndarray:
+        from scipy import stats  # here, not at the top: scipy.stats is slow to load
+
         return stats.uniform.ppf(_as_u(u), loc=self.low, scale=self.high - self.low)
 
     def mean(self) -> float:
@@ -659,6 +672,8 @@ def correlated_uniforms(n: int, corr, rng: np.random.Generator) -> np.ndarray:
     z = rng.standard_normal((n, c.shape[0])) @ np.linalg.cholesky(c).T
     # Phi(z) rounds to exactly 0 or 1 beyond |z| ~ 8, where gamma/lognormal ppf would give inf
     tiny = np.finfo(float).tiny
+    from scipy import stats  # here, not at the top: scipy.stats is slow to load
+
     return np.clip(stats.norm.cdf(z), tiny, np.nextafter(1.0, 0.0))
 
 

@@ -69,7 +69,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.integrate import simpson
 
 from cea.errors import ModelInputError
 
@@ -168,6 +167,8 @@ def _correction_weights(correction, n_cycles: int, prefix: str) -> np.ndarray:
         elif correction == "simpson":
             # Integrating each unit vector gives the weight of that row; this is exactly
             # scipy's rule, including its treatment of an odd number of intervals.
+            from scipy.integrate import simpson  # imported here: scipy.integrate is slow to load
+
             w = np.asarray(simpson(np.eye(n_rows), dx=1.0, axis=-1), dtype=float)
         else:
             valid = ", ".join(f"'{c}'" for c in CORRECTIONS)

@@ -13,7 +13,9 @@ Units inside: time in years, rates per year (input units are converted with
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -753,11 +755,30 @@ def _engine_kwargs(spec: ModelSpec) -> dict:
     )
 
 
+#: Whether the compiled kernel is switched on (see :func:`compiled_kernel`).
+_KERNEL_ON = [False]
+
+
 def use_kernel() -> bool:
-    """True when the compiled kernel runs the cohorts (Numba installed and ``CEA_ENGINE`` is
-    not ``numpy``); otherwise the NumPy path (the engine) does. Both give the same results
-    to rounding (tests/test_kernel.py)."""
-    return _kernel.HAVE_NUMBA
+    """True when the compiled kernel runs the cohorts: Numba is installed and either the caller
+    asked for it (:func:`compiled_kernel`, as the PSA does) or ``CEA_ENGINE=numba``;
+    ``CEA_ENGINE=numpy`` never. Otherwise the NumPy path (the general engine) runs them. Both
+    give the same results to rounding (tests/test_kernel.py); the kernel pays off from
+    hundreds of draws, while for a few model runs loading it costs more than it saves."""
+    if not _kernel.HAVE_NUMBA:
+        return False
+    return _KERNEL_ON[0] or os.environ.get("CEA_ENGINE", "").lower() == "numba"
+
+
+@contextmanager
+def compiled_kernel(on: bool = True):
+    """Within the block, run cohorts through the compiled kernel when Numba is available."""
+    before = _KERNEL_ON[0]
+    _KERNEL_ON[0] = on
+    try:
+        yield
+    finally:
+        _KERNEL_ON[0] = before
 
 
 @dataclass

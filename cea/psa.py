@@ -53,7 +53,7 @@ from cea import voi
 from cea.economics import icer_table
 from cea.errors import CeaError
 from cea.inputs import Inputs, load_inputs
-from cea.model import COST_CATEGORIES, COUNTS, ModelSpec, run_model
+from cea.model import COST_CATEGORIES, COUNTS, ModelSpec, compiled_kernel, run_model
 from cea.parameters import ParameterTable, Scenario, build_parameter_table, load_scenario
 from cea.run import (
     DEFAULT_OUTPUTS,
@@ -296,8 +296,10 @@ class ModelRun:
 
 
 def _run_chunk(draws: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One model call (top level, so worker processes can run it)."""
-    res = run_model(draws, spec)
+    """One model call (top level, so worker processes can run it), through the compiled
+    kernel when Numba is available (cea.model.compiled_kernel)."""
+    with compiled_kernel():
+        res = run_model(draws, spec)
     return res.outcomes, res.calibrated
 
 
@@ -338,7 +340,7 @@ def run_draws(
         if ctx is not None:
             # load the compiled kernel here once (one draw), so that the forked workers inherit
             # it instead of each loading it again
-            run_model(draws.iloc[:1], spec)
+            _run_chunk(draws.iloc[:1], spec)
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             futures = {
                 pool.submit(_run_chunk, draws.iloc[lo:hi], spec): i

@@ -45,7 +45,12 @@ STRATEGIES = (
 
 
 @pytest.fixture(scope="module")
-def setting():
+def setting():  # calibrated through the kernel (module fixtures run outside kernel_on)
+    with m.compiled_kernel():
+        return _setting()
+
+
+def _setting():
     inputs = load_inputs(INPUTS)
     pt = build_parameter_table(inputs, "GB")
     spec = apply_discount_settings(build_spec(pt, inputs), pt.settings)
@@ -59,12 +64,20 @@ def _cohorts(spec):
     return [(st, sg) for st in spec.strategies for sg in m.SUBGROUPS]
 
 
-def _both(spec, v, monkeypatch):
+@pytest.fixture(autouse=True)
+def kernel_on():
+    # every model call in these tests runs through the kernel unless a test switches it off
+    with m.compiled_kernel():
+        yield
+
+
+def _both(spec, v):
     cohorts = _cohorts(spec)
+    assert m.use_kernel()
     fast, _, _ = m._run_cohorts(cohorts, v, spec, True)
-    monkeypatch.setattr(m, "use_kernel", lambda: False)
-    ref, _, _ = m._run_cohorts(cohorts, v, spec, True)
-    monkeypatch.undo()
+    with m.compiled_kernel(False):
+        assert not m.use_kernel()
+        ref, _, _ = m._run_cohorts(cohorts, v, spec, True)
     return fast, ref
 
 
@@ -83,10 +96,10 @@ VARIANTS = {
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_kernel_equals_the_engine_for_every_strategy_and_switch(setting, variant, monkeypatch):
+def test_kernel_equals_the_engine_for_every_strategy_and_switch(setting, variant):
     spec, v = setting
     spec = replace(spec, **VARIANTS[variant])
-    fast, ref = _both(spec, v, monkeypatch)
+    fast, ref = _both(spec, v)
     assert set(fast.discounted) == set(ref.discounted)
     for name in ref.discounted:
         for got, want in ((fast.discounted, ref.discounted), (fast.undiscounted, ref.undiscounted)):
@@ -97,39 +110,40 @@ def test_kernel_equals_the_engine_for_every_strategy_and_switch(setting, variant
         assert ref.discounted[name].max() > 0, name
 
 
-def test_kernel_counts_end_of_life_on_every_death(setting, monkeypatch):
+def test_kernel_counts_end_of_life_on_every_death(setting):
     # one-off cost 1 on every move into 'dead': the undiscounted total is the share who died
     spec, v = setting
     spec = replace(spec, include_end_of_life=True)
     v1 = v.with_derived(c_end_of_life=np.ones(v.n))
-    fast, _ = _both(spec, v1, monkeypatch)
+    fast, _ = _both(spec, v1)
     dead_at_end = fast.trace[:, -1, m.DEAD]
     np.testing.assert_allclose(fast.undiscounted["cost_end_of_life"], dead_at_end, rtol=1e-12)
 
 
-def test_calibration_functions_equal(setting, monkeypatch):
+def test_calibration_functions_equal(setting):
     spec, v = setting
     os_spec = m._os_spec(spec, v["t_target_median_os_months"])
     fast = (m.no_igrt_incidence(v, spec, 12.0), m.trial_median_os_years(v, os_spec))
-    monkeypatch.setattr(m, "use_kernel", lambda: False)
-    ref = (m.no_igrt_incidence(v, spec, 12.0), m.trial_median_os_years(v, os_spec))
+    with m.compiled_kernel(False):
+        ref = (m.no_igrt_incidence(v, spec, 12.0), m.trial_median_os_years(v, os_spec))
     np.testing.assert_allclose(fast[0], ref[0], rtol=1e-13)
     np.testing.assert_allclose(fast[1], ref[1], rtol=1e-13)
     # and the calibration through either path lands on the same rates
-    again = m.calibrate(m._Params(v._draws, spec.unit_scale), spec)
+    with m.compiled_kernel(False):
+        again = m.calibrate(m._Params(v._draws, spec.unit_scale), spec)
     for name in m.CALIBRATED:
         np.testing.assert_allclose(again[name], v[name], rtol=1e-9)
 
 
-def test_run_model_same_results_either_path(setting, monkeypatch):
+def test_run_model_same_results_either_path(setting):
     spec, v = setting
     cal = {n: v[n] for n in m.CALIBRATED}
     import pandas as pd
 
     calibrated = pd.DataFrame(cal, index=v._draws.index)
     fast = m.run_model(v._draws, spec, calibrated=calibrated).outcomes
-    monkeypatch.setattr(m, "use_kernel", lambda: False)
-    ref = m.run_model(v._draws, spec, calibrated=calibrated).outcomes
+    with m.compiled_kernel(False):
+        ref = m.run_model(v._draws, spec, calibrated=calibrated).outcomes
     num = [c for c in ref.columns if c not in ("draw", "strategy")]
     np.testing.assert_allclose(fast[num].to_numpy(), ref[num].to_numpy(), rtol=1e-12, atol=1e-12)
 
