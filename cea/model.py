@@ -1315,9 +1315,18 @@ def run_model(
         "draw": np.tile(draws.index.to_numpy(), K),
         "strategy": np.repeat(spec.strategy_names, D),
     }
+    # strategies whose subgroups share one cohort take its value as it is (w x + (1 - w) x is
+    # not exactly x in floating point, which would let the subgroup share move them)
+    shared = which[:, 0] == which[:, 1]
+
+    def weighted(totals: np.ndarray) -> np.ndarray:
+        out = (totals * w[None]).sum(axis=1)  # (K, D)
+        out[shared] = totals[shared, 0]
+        return out.reshape(-1)
+
     for name in REWARDS:
-        cols[name] = (totals_disc[name] * w[None]).sum(axis=1).reshape(-1)
-        cols[f"{name}_undiscounted"] = (totals_und[name] * w[None]).sum(axis=1).reshape(-1)
+        cols[name] = weighted(totals_disc[name])
+        cols[f"{name}_undiscounted"] = weighted(totals_und[name])
     out = pd.DataFrame(cols)
     out.insert(2, "cost", out[list(COST_CATEGORIES)].sum(axis=1))
     out.insert(
