@@ -13,25 +13,31 @@ rewards and infection deaths counted once on row ``t + 1``, unweighted. ``tests/
 checks it against the NumPy path for every strategy type and switch.
 
 Numba compiles it on first use and caches the machine code beside this file. The PSA switches it
-on (:func:`cea.model.compiled_kernel`); without Numba, or with ``CEA_ENGINE=numpy``, the model
-uses the NumPy path.
+on (:func:`cea.model.compiled_kernel`); without Numba (or with Numba failing to import), or with
+``CEA_ENGINE=numpy``, the model uses the NumPy path. A draw with a transition probability
+outside [0, 1] makes the call rerun through the engine, whose error names it.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import math
-import os
 
 import numpy as np
 
-#: Numba is installed and not switched off by CEA_ENGINE=numpy. It is imported, and the kernel
-#: compiled (or loaded from its cache), on first use only: commands that never run the model
-#: do not pay for it.
-HAVE_NUMBA = (
-    importlib.util.find_spec("numba") is not None
-    and os.environ.get("CEA_ENGINE", "").lower() != "numpy"
-)
+#: Numba is installed (it is imported, and the kernel compiled or loaded from its cache, on
+#: first use only: commands that never run the kernel do not pay for it).
+HAVE_NUMBA = importlib.util.find_spec("numba") is not None
+
+
+class KernelUnavailable(Exception):
+    """The kernel cannot run here (Numba missing or failing to import)."""
+
+
+class InvalidProbabilities(Exception):
+    """Some draw gave a transition probability outside [0, 1] (or not finite): the caller
+    reruns the call through the engine, whose error names the strategy, draw, cycle and state."""
+
 
 # state indices (as cea.model; repeated here so that the kernel has no Python-object lookups)
 _N, _L, _I, _OI, _O, _DEAD = 0, 1, 2, 3, 4, 5
@@ -95,6 +101,8 @@ def _cohort_kernel(
     out_und,
     trace_out,  # (D, T + 1, S) or empty
     sev_events_out,  # (D, T) or empty: expected severe infections in each cycle
+    prob_tol,  # a probability outside [-prob_tol, 1 + prob_tol] (or not finite) flags the draw
+    bad,  # (D,) uint8, set to 1 for a flagged draw
 ):
     D, T = h_decline.shape
     R = const.shape[1]
@@ -216,6 +224,10 @@ def _cohort_kernel(
             P[_O, _DEAD] += p_dead
             P[_O, _O] += stay_exit
             P[_DEAD, _DEAD] = 1.0
+            for i in range(_S):
+                for j in range(_S):
+                    if not (P[i, j] >= -prob_tol and P[i, j] <= 1.0 + prob_tol):
+                        bad[d] = 1
             # infection deaths: flow into dead x the infection share of the death hazard
             inf = 0.0
             for s in range(_DEAD):
@@ -246,14 +258,23 @@ def _cohort_kernel(
 
 
 _compiled = None
+_failed: str | None = None
 
 
 def _kernel():
-    """The compiled kernel (compiled, or loaded from Numba's cache, on first call)."""
-    global _compiled, _competing1, _competing2, _competing3
-    if _compiled is None:
-        import numba
+    """The compiled kernel (compiled, or loaded from Numba's cache, on first call).
 
+    Raises KernelUnavailable when Numba is missing or fails to import (e.g. a NumPy version it
+    does not support); the model then runs through the engine."""
+    global _compiled, _failed, _competing1, _competing2, _competing3
+    if _compiled is None:
+        if _failed is not None:
+            raise KernelUnavailable(_failed)
+        try:
+            import numba
+        except Exception as exc:  # noqa: BLE001 - any import failure means: use the engine
+            _failed = f"numba cannot be imported: {exc}"
+            raise KernelUnavailable(_failed) from None
         opts = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
         # the helpers must be compiled functions in this module's globals when the kernel is
         _competing1 = numba.njit(**opts)(_competing1)
@@ -261,6 +282,17 @@ def _kernel():
         _competing3 = numba.njit(**opts)(_competing3)
         _compiled = numba.njit(**opts)(_cohort_kernel)
     return _compiled
+
+
+def available() -> bool:
+    """True when the kernel can run (Numba installed and importable)."""
+    if not HAVE_NUMBA:
+        return False
+    try:
+        _kernel()
+    except KernelUnavailable:
+        return False
+    return True
 
 
 def run_cohort(
@@ -272,6 +304,7 @@ def run_cohort(
     *,
     keep_trace: bool = False,
     keep_events: bool = False,
+    prob_tol: float | None = None,
 ):
     """Run one :class:`cea.model.Cohort` through the kernel.
 
@@ -279,6 +312,10 @@ def run_cohort(
     factor of each reward's rows; disc_trans : (R2, T + 1) the same for transition rewards;
     disc_effects : (T + 1,) for infection deaths. Left out (only the trace or the events
     wanted): zeros.
+
+    Raises InvalidProbabilities when a transition probability of some draw is outside
+    [-prob_tol, 1 + prob_tol] or not finite (the engine's check and, by default, its tolerance
+    cea.markov.PROB_TOL, made inside the kernel).
 
     Returns (discounted (D, R + R2 + 1), undiscounted (same), trace (D, T + 1, S) or None,
     severe infections per cycle (D, T) or None). Columns: ``c.reward_names``, then
@@ -300,6 +337,23 @@ def run_cohort(
     shapes = (np.shape(weights), np.shape(disc_rows), np.shape(disc_trans), np.shape(disc_effects))
     if shapes != ((T + 1,), (R, T + 1), (R2, T + 1), (T + 1,)):  # the kernel does not check
         raise ValueError(f"run_cohort: weight/discount shapes {shapes} for T={T}, R={R}, R2={R2}")
+    # the kernel does not check bounds: every per-draw array must have the cohort's shape
+    for name in ("h_decline", "h_disc", "f_inf", "h_bg", "low_share"):
+        if np.shape(getattr(c, name)) != (D, T):
+            raise ValueError(
+                f"run_cohort: {name} has shape {np.shape(getattr(c, name))}, not {(D, T)}"
+            )
+    for name in ("sev", "ns", "mm"):
+        if np.shape(getattr(c, name)) != (D, _S):
+            raise ValueError(
+                f"run_cohort: {name} has shape {np.shape(getattr(c, name))}, not {(D, _S)}"
+            )
+    if (const.shape[:1] + const.shape[2:], on_sev.shape, on_ns.shape) != ((D, _S), (D, R), (D, R)):
+        raise ValueError("run_cohort: reward arrays do not match the cohort's draws and states")
+    if np.shape(c.start) != (_S,) or (c.h_detect is not None and np.shape(c.h_detect) != (D,)):
+        raise ValueError("run_cohort: start must be (S,) and h_detect (D,)")
+    if trans.shape[0] != D or trans.shape[2:] != (_S, _S):
+        raise ValueError(f"run_cohort: transition rewards have shape {trans.shape}")
     kinds, kind_of = np.unique(np.asarray(disc_rows, dtype=np.float64), axis=0, return_inverse=True)
     kinds = kinds.reshape(-1, T + 1) if R else np.zeros((0, T + 1))
     kind_of = np.ascontiguousarray(kind_of.reshape(-1), dtype=np.int64)
@@ -308,6 +362,9 @@ def run_cohort(
     trace = np.empty((D, T + 1, _S)) if keep_trace else np.empty((0, 0, 0))
     events = np.empty((D, T)) if keep_events else np.empty((0, 0))
     has_detect = c.h_detect is not None
+    if prob_tol is None:
+        from cea.markov import PROB_TOL as prob_tol  # the engine's tolerance
+    bad = np.zeros(D, dtype=np.uint8)
     _kernel()(
         f64(c.start),
         float(c.dt),
@@ -341,7 +398,11 @@ def run_cohort(
         out_und,
         trace,
         events,
+        float(prob_tol),
+        bad,
     )
+    if bad.any():
+        raise InvalidProbabilities(f"draw {int(np.argmax(bad))}")
     return (
         out_disc,
         out_und,

@@ -14,6 +14,7 @@ Units inside: time in years, rates per year (input units are converted with
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -755,24 +756,34 @@ def _engine_kwargs(spec: ModelSpec) -> dict:
     )
 
 
-#: Whether the compiled kernel is switched on (see :func:`compiled_kernel`).
-_KERNEL_ON = [False]
+#: The caller's choice of path (see :func:`compiled_kernel`): None = not stated.
+_KERNEL_ON: list[bool | None] = [None]
+
+
+def engine_setting() -> str:
+    """``CEA_ENGINE`` (``numpy``, ``numba`` or empty), read in this one place."""
+    return os.environ.get("CEA_ENGINE", "").strip().lower()
 
 
 def use_kernel() -> bool:
-    """True when the compiled kernel runs the cohorts: Numba is installed and either the caller
-    asked for it (:func:`compiled_kernel`, as the PSA does) or ``CEA_ENGINE=numba``;
-    ``CEA_ENGINE=numpy`` never. Otherwise the NumPy path (the general engine) runs them. Both
-    give the same results to rounding (tests/test_kernel.py); the kernel pays off from
-    hundreds of draws, while for a few model runs loading it costs more than it saves."""
-    if not _kernel.HAVE_NUMBA:
+    """True when the compiled kernel runs the cohorts.
+
+    ``CEA_ENGINE=numpy`` turns it off everywhere. Otherwise the caller's choice decides
+    (:func:`compiled_kernel`: the PSA switches it on, tests switch it off), and without one,
+    ``CEA_ENGINE=numba``. The kernel also needs Numba to import. Both paths give the same
+    results to rounding (tests/test_kernel.py); the kernel pays off from hundreds of draws,
+    while for a few model runs loading it costs more than it saves.
+    """
+    setting = engine_setting()
+    if setting == "numpy" or not _kernel.HAVE_NUMBA:
         return False
-    return _KERNEL_ON[0] or os.environ.get("CEA_ENGINE", "").lower() == "numba"
+    wanted = _KERNEL_ON[0] if _KERNEL_ON[0] is not None else setting == "numba"
+    return wanted and _kernel.available()
 
 
 @contextmanager
 def compiled_kernel(on: bool = True):
-    """Within the block, run cohorts through the compiled kernel when Numba is available."""
+    """Within the block, run cohorts through the compiled kernel (``on``) or the engine."""
     before = _KERNEL_ON[0]
     _KERNEL_ON[0] = on
     try:
@@ -851,7 +862,10 @@ def _run_cohorts(
     lets the engine run the trace as vector operations over draws.
     """
     if use_kernel():
-        return _run_cohorts_kernel(cohorts, v, spec, keep_traces)
+        try:
+            return _run_cohorts_kernel(cohorts, v, spec, keep_traces)
+        except _kernel.InvalidProbabilities:
+            pass  # the engine below refuses them, naming the strategy, draw, cycle and state
     D = v.n
     K = len(cohorts)
     P = make_transition_array(K * D, spec.n_cycles, S)
@@ -892,23 +906,40 @@ def _run_cohorts(
     inf_prob = np.concatenate([a.infection_death_prob for a in arrays], axis=0)
     arrays.clear()  # free the per-cohort copies before the engine runs
     labels = ",".join(f"{st.strategy}/{sg}" for st, sg in cohorts)
-    res = run_markov(
-        start,
-        P,
-        n_cycles=spec.n_cycles,
-        state_rewards=state_rewards,
-        transition_rewards=transition_rewards,
-        start_rewards=start_rewards,
-        label=labels if K == 1 else None,
-        keep_per_cycle=False,
-        **_engine_kwargs(spec),
-    )
+    try:
+        res = run_markov(
+            start,
+            P,
+            n_cycles=spec.n_cycles,
+            state_rewards=state_rewards,
+            transition_rewards=transition_rewards,
+            start_rewards=start_rewards,
+            label=labels if K == 1 else None,
+            keep_per_cycle=False,
+            **_engine_kwargs(spec),
+        )
+    except ModelInputError as exc:
+        raise ModelInputError(_name_stacked_draw(str(exc), cohorts, v)) from None
     # flows in cycle k leave trace row k and are discounted at the end of the cycle (row k + 1),
     # as the engine does for transition rewards
     flows = np.einsum("bts,bts->bt", res.trace[:, :-1, :], inf_prob)
     res.undiscounted["infection_deaths"] = flows.sum(axis=1)
     res.discounted["infection_deaths"] = flows @ res.discount_effects[1:]
     return res, K, D
+
+
+def _name_stacked_draw(message: str, cohorts: list[tuple[Strategy, str]], v: _Params) -> str:
+    """The engine names a draw of the stacked (cohort x draw) call by its position: name the
+    strategy, subgroup and the draw's own label instead."""
+    found = re.search(r"\bdraw (\d+)", message)
+    if found is None or len(cohorts) == 1:
+        return message
+    k, d = divmod(int(found.group(1)), v.n)
+    if k >= len(cohorts):
+        return message
+    st, sg = cohorts[k]
+    where = f"draw {v._draws.index[d]}"
+    return f"strategy '{st.strategy}' ({sg}): " + message.replace(found.group(0), where, 1)
 
 
 def median_survival_years(alive: np.ndarray, dt: float) -> np.ndarray:
@@ -939,25 +970,29 @@ def calibration_cohorts(spec: ModelSpec) -> tuple[Strategy, Strategy]:
 def _alive_curve(st: Strategy, v: _Params, spec: ModelSpec) -> np.ndarray:
     if use_kernel():
         c = cohort(st, "non_igg", v, spec, with_rewards=False)
-        trace = _kernel.run_cohort(c, keep_trace=True)[2]
-        return 1.0 - trace[:, :, DEAD]
+        try:
+            trace = _kernel.run_cohort(c, keep_trace=True)[2]
+            return 1.0 - trace[:, :, DEAD]
+        except _kernel.InvalidProbabilities:
+            pass  # the engine below refuses them with its one-line error
     a = cohort_arrays(st, "non_igg", v, spec, with_rewards=False)
     return (
         1.0 - run_markov(a.start, a.P, n_cycles=spec.n_cycles, correction="none").trace[:, :, DEAD]
     )
 
 
-def trial_median_os_years(v: _Params, spec: ModelSpec) -> np.ndarray:
+def trial_median_os_years(v: _Params, spec: ModelSpec, cap: np.ndarray | None = None) -> np.ndarray:
     """Median OS (years) of the calibration cohort, (D,).
 
     Only death hazards matter; the two cohorts' triggers do not depend on the subgroup, so one
-    subgroup suffices.
+    subgroup suffices. A median beyond the horizon, or beyond ``cap`` (years, per draw), reads
+    as that limit (keeps the function finite and monotone).
     """
     none, igrt = calibration_cohorts(spec)
     share = v["p_trial_igrt_use"][:, None]
     alive = (1 - share) * _alive_curve(none, v, spec) + share * _alive_curve(igrt, v, spec)
-    # not reached within the horizon: report the horizon (keeps the function finite and monotone)
-    return np.minimum(median_survival_years(alive, spec.dt), spec.n_cycles * spec.dt)
+    limit = spec.n_cycles * spec.dt if cap is None else np.minimum(cap, spec.n_cycles * spec.dt)
+    return np.minimum(median_survival_years(alive, spec.dt), limit)
 
 
 def no_igrt_incidence(v: _Params, spec: ModelSpec, months: float) -> np.ndarray:
@@ -966,8 +1001,11 @@ def no_igrt_incidence(v: _Params, spec: ModelSpec, months: float) -> np.ndarray:
     none = Strategy("calibration_none", "never")
     if use_kernel():
         c = cohort(none, "non_igg", v, short, with_rewards=False)
-        _, _, trace, events = _kernel.run_cohort(c, keep_trace=True, keep_events=True)
-        return _incidence(trace[:, :-1, :DEAD].sum(axis=2), events, short, months)
+        try:
+            _, _, trace, events = _kernel.run_cohort(c, keep_trace=True, keep_events=True)
+            return _incidence(trace[:, :-1, :DEAD].sum(axis=2), events, short, months)
+        except _kernel.InvalidProbabilities:
+            pass  # the engine below refuses them with its one-line error
     a = cohort_arrays(none, "non_igg", v, short, with_rewards=False)
     tr = run_markov(a.start, a.P, n_cycles=short.n_cycles, correction="none").trace
     return _incidence_from(tr, a.state_rewards["severe_infections"], short, months)
@@ -1000,7 +1038,7 @@ def _incidence_from(
     )
 
 
-def _solve(f, target: np.ndarray, lo, hi, what: str, ftol=CALIBRATION_FTOL, wide=None):
+def _solve(f, target: np.ndarray, lo, hi, what: str, ftol=CALIBRATION_FTOL, wide=None, ids=None):
     """Solve f(x) = target for x > 0, one root per draw, vectorized over draws.
 
     ``f(x, idx)`` gives the function at rates ``x`` for the draws at positions ``idx``.
@@ -1010,7 +1048,8 @@ def _solve(f, target: np.ndarray, lo, hi, what: str, ftol=CALIBRATION_FTOL, wide
     depend on which other draws share the call. Converges superlinearly (about 10 calls).
 
     ``wide``: a second bracket (lo, hi) for the draws whose [lo, hi] does not enclose the root
-    (a narrow first guess per draw, the global bounds as the fallback).
+    (a narrow first guess per draw, the global bounds as the fallback). ``ids``: the draw
+    numbers the error message names (default: positions).
 
     Returns (root, slope): slope is d f / d log(x) through the last two points evaluated.
     """
@@ -1032,7 +1071,7 @@ def _solve(f, target: np.ndarray, lo, hi, what: str, ftol=CALIBRATION_FTOL, wide
         fa, fb = ga[d] + target[d], gb[d] + target[d]
         raise CeaError(
             f"cannot calibrate {what}: target {target[d]:.4g} is outside the reachable range "
-            f"{min(fa, fb):.4g} to {max(fa, fb):.4g} (draw {d})"
+            f"{min(fa, fb):.4g} to {max(fa, fb):.4g} (draw {d if ids is None else ids[d]})"
         )
     tol = np.broadcast_to(ftol, (n,)) * np.maximum(1.0, np.abs(target))
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -1079,6 +1118,8 @@ def calibrate(v: _Params, spec: ModelSpec) -> _Params:
     n = v.n
     zero = target_inc <= 0  # no severe infections at all: the rate is 0, nothing to solve
     os_spec = _os_spec(spec, target_os)
+    cap = _os_cap(spec, target_os)  # each draw's own horizon: as if it were calibrated alone
+    ids = v._draws.index.to_numpy()
     # the strategy-independent hazards of both horizons, computed once and shared by every
     # subset of draws the root finding takes
     _common_hazards(v, _incidence_spec(spec, CALIBRATION_MONTHS))
@@ -1090,7 +1131,7 @@ def calibrate(v: _Params, spec: ModelSpec) -> _Params:
 
     def os_at(r, mu, idx):
         sub = v.take(idx).with_derived(r_severe_on_bsab=r, r_myeloma_death_off_bsab=mu)
-        return trial_median_os_years(sub, os_spec)
+        return trial_median_os_years(sub, os_spec, cap[idx])
 
     what_r = "the severe-infection rate (p_severe_12m_no_igrt)"
     what_mu = "myeloma death after bsAb (t_target_median_os_months, in years)"
@@ -1112,6 +1153,7 @@ def calibrate(v: _Params, spec: ModelSpec) -> _Params:
             what=what_r,
             ftol=CALIBRATION_START_FTOL,
             wide=CALIBRATION_RATE_BOUNDS,
+            ids=ids[nz],
         )
     guess = np.log(2.0) / target_os
     mu, s_mu = _solve(
@@ -1122,6 +1164,7 @@ def calibrate(v: _Params, spec: ModelSpec) -> _Params:
         what=what_mu,
         ftol=np.where(zero, CALIBRATION_FTOL, CALIBRATION_START_FTOL),
         wide=CALIBRATION_RATE_BOUNDS,
+        ids=ids,
     )
     if nz.size == 0:
         return v.with_derived(r_severe_on_bsab=r, r_myeloma_death_off_bsab=mu)
@@ -1181,9 +1224,15 @@ def calibrate(v: _Params, spec: ModelSpec) -> _Params:
     r[nz], mu[nz] = np.exp(x[:, 0]), np.exp(x[:, 1])
     if failed.any():
         g = nz[failed]
-        rr, mm = _calibrate_alternating(v.take(g), spec, os_spec)
+        rr, mm = _calibrate_alternating(v.take(g), spec, os_spec, cap[g])
         r[g], mu[g] = rr, mm
     return v.with_derived(r_severe_on_bsab=r, r_myeloma_death_off_bsab=mu)
+
+
+def _os_cap(spec: ModelSpec, target_os: np.ndarray) -> np.ndarray:
+    """Each draw's own OS horizon (years): the one :func:`_os_spec` would give it alone."""
+    n = np.minimum(spec.n_cycles, np.ceil(CALIBRATION_OS_HORIZON * target_os / spec.dt) + 1)
+    return n * spec.dt
 
 
 def _os_spec(spec: ModelSpec, target_os: np.ndarray) -> ModelSpec:
@@ -1199,47 +1248,74 @@ def _os_spec(spec: ModelSpec, target_os: np.ndarray) -> ModelSpec:
     )
 
 
-def _calibrate_alternating(v: _Params, spec: ModelSpec, os_spec: ModelSpec):
+def _calibrate_alternating(v: _Params, spec: ModelSpec, os_spec: ModelSpec, cap: np.ndarray):
     """The robust fallback of :func:`calibrate`: each rate solved to CALIBRATION_FTOL given the
     other, alternately, until both move by less than CALIBRATION_FIXED_POINT_TOL (relative).
-    Every draw has a positive incidence target. Returns (r, mu) per year."""
+    Every draw has a positive incidence target and iterates on its own (a draw's result does
+    not depend on the others). Returns (r, mu) per year; raises CeaError for a draw that has
+    not converged after CALIBRATION_ROUNDS rounds."""
+    n = v.n
     target_inc = v["p_severe_12m_no_igrt"]
     target_os = v["t_target_median_os_months"]
-    mu = np.full(v.n, 1.0)
-    r = np.zeros(v.n)
-
-    def bracket(x, first):
-        # first round: the global bracket; later rounds: a narrow one around the last solution,
-        # which the weak coupling between the two rates keeps the new root inside
-        if first:
-            return CALIBRATION_RATE_BOUNDS
-        return x / CALIBRATION_WARM_FACTOR, x * CALIBRATION_WARM_FACTOR
-
+    ids = v._draws.index.to_numpy()
+    mu = np.full(n, 1.0)
+    r = np.zeros(n)
+    active = np.ones(n, dtype=bool)
     for k in range(CALIBRATION_ROUNDS):
-        r_old, mu_old = r, mu
-        r, _ = _solve(
-            lambda x, i, mu=mu: no_igrt_incidence(
-                v.take(i).with_derived(r_severe_on_bsab=x, r_myeloma_death_off_bsab=mu[i]),
+        a = np.flatnonzero(active)
+        if a.size == 0:
+            break
+        sub, r_old, mu_old = v.take(a), r[a], mu[a]
+        # first round: the global bracket; later rounds: a narrow one around the last solution
+        # (the weak coupling between the two rates keeps the new root near), the global one
+        # for a draw whose root has left it
+        lo_r, hi_r = (
+            CALIBRATION_RATE_BOUNDS
+            if k == 0
+            else (r_old / CALIBRATION_WARM_FACTOR, r_old * CALIBRATION_WARM_FACTOR)
+        )
+        r_new, _ = _solve(
+            lambda x, i, sub=sub, mu_old=mu_old: no_igrt_incidence(
+                sub.take(i).with_derived(r_severe_on_bsab=x, r_myeloma_death_off_bsab=mu_old[i]),
                 spec,
                 CALIBRATION_MONTHS,
             ),
-            target_inc,
-            *bracket(r_old, k == 0),
+            target_inc[a],
+            lo_r,
+            hi_r,
             what="the severe-infection rate (p_severe_12m_no_igrt)",
+            wide=CALIBRATION_RATE_BOUNDS,
+            ids=ids[a],
         )
-        mu, _ = _solve(
-            lambda x, i, r=r: trial_median_os_years(
-                v.take(i).with_derived(r_severe_on_bsab=r[i], r_myeloma_death_off_bsab=x),
+        lo_m, hi_m = (
+            CALIBRATION_RATE_BOUNDS
+            if k == 0
+            else (mu_old / CALIBRATION_WARM_FACTOR, mu_old * CALIBRATION_WARM_FACTOR)
+        )
+        mu_new, _ = _solve(
+            lambda x, i, sub=sub, r_new=r_new, cap_a=cap[a]: trial_median_os_years(
+                sub.take(i).with_derived(r_severe_on_bsab=r_new[i], r_myeloma_death_off_bsab=x),
                 os_spec,
+                cap_a[i],
             ),
-            target_os,
-            *bracket(mu_old, k == 0),
+            target_os[a],
+            lo_m,
+            hi_m,
             what="myeloma death after bsAb (t_target_median_os_months, in years)",
+            wide=CALIBRATION_RATE_BOUNDS,
+            ids=ids[a],
         )
-        if np.all(np.abs(r - r_old) <= CALIBRATION_FIXED_POINT_TOL * r) and np.all(
-            np.abs(mu - mu_old) <= CALIBRATION_FIXED_POINT_TOL * mu
-        ):
-            break
+        settled = (np.abs(r_new - r_old) <= CALIBRATION_FIXED_POINT_TOL * r_new) & (
+            np.abs(mu_new - mu_old) <= CALIBRATION_FIXED_POINT_TOL * mu_new
+        )
+        r[a], mu[a] = r_new, mu_new
+        active[a[settled]] = False
+    if active.any():
+        d = int(np.argmax(active))
+        raise CeaError(
+            "cannot calibrate the severe-infection rate and myeloma death after bsAb together: "
+            f"no fixed point after {CALIBRATION_ROUNDS} rounds (draw {ids[d]})"
+        )
     return r, mu
 
 

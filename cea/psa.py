@@ -53,7 +53,14 @@ from cea import voi
 from cea.economics import icer_table
 from cea.errors import CeaError
 from cea.inputs import Inputs, load_inputs
-from cea.model import COST_CATEGORIES, COUNTS, ModelSpec, compiled_kernel, run_model
+from cea.model import (
+    COST_CATEGORIES,
+    COUNTS,
+    ModelSpec,
+    compiled_kernel,
+    run_model,
+    use_kernel,
+)
 from cea.parameters import ParameterTable, Scenario, build_parameter_table, load_scenario
 from cea.run import (
     DEFAULT_OUTPUTS,
@@ -295,6 +302,11 @@ class ModelRun:
     seconds: float
 
 
+def _kernel_wanted() -> bool:
+    with compiled_kernel():
+        return use_kernel()
+
+
 def _run_chunk(draws: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One model call (top level, so worker processes can run it), through the compiled
     kernel when Numba is available (cea.model.compiled_kernel)."""
@@ -337,7 +349,7 @@ def run_draws(
                 progress.update(hi - lo, label)
     else:
         ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-        if ctx is not None:
+        if ctx is not None and _kernel_wanted():
             # load the compiled kernel here once (one draw), so that the forked workers inherit
             # it instead of each loading it again
             _run_chunk(draws.iloc[:1], spec)

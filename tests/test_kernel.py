@@ -14,6 +14,7 @@ import pytest
 
 import cea.model as m
 from cea import _kernel
+from cea.errors import ModelInputError
 from cea.inputs import load_inputs
 from cea.parameters import build_parameter_table
 from cea.psa import sample_draws
@@ -65,8 +66,10 @@ def _cohorts(spec):
 
 
 @pytest.fixture(autouse=True)
-def kernel_on():
-    # every model call in these tests runs through the kernel unless a test switches it off
+def kernel_on(monkeypatch):
+    # every model call in these tests runs through the kernel unless a test switches it off;
+    # CEA_ENGINE from the environment would override either
+    monkeypatch.delenv("CEA_ENGINE", raising=False)
     with m.compiled_kernel():
         yield
 
@@ -153,3 +156,44 @@ def test_run_cohort_refuses_wrong_shapes(setting):
     c = m.cohort(STRATEGIES[1], "non_igg", v, spec)
     with pytest.raises(ValueError, match="shapes"):
         _kernel.run_cohort(c, np.ones(3))
+
+
+def test_invalid_probabilities_get_the_engines_error(setting):
+    # a negative IgG test interval makes the detection probability negative: the kernel flags the
+    # draw and the call reruns through the engine, whose one-line error names strategy and draw
+    spec, v = setting
+    bad = v.with_derived(q_igg_test_interval_days=np.where(np.arange(v.n) == 3, -5.0, 28.0))
+    label = v._draws.index[3]
+    with pytest.raises(
+        ModelInputError, match=rf"^strategy 'preemptive_ivig' \(\w+\): .*at draw {label},"
+    ):
+        m._run_cohorts(_cohorts(spec), bad, spec, False)
+    c = m.cohort(STRATEGIES[3], "non_igg", bad, spec)
+    with pytest.raises(_kernel.InvalidProbabilities, match="draw 3"):
+        _kernel.run_cohort(c)
+
+
+def test_cea_engine_setting(monkeypatch):
+    # numpy: never the kernel; numba: the kernel unless a caller says otherwise; unset: callers
+    monkeypatch.setenv("CEA_ENGINE", "numpy")
+    with m.compiled_kernel(True):
+        assert not m.use_kernel()
+    monkeypatch.setenv("CEA_ENGINE", "numba")
+    with m.compiled_kernel(None):
+        assert m.use_kernel()
+    with m.compiled_kernel(False):
+        assert not m.use_kernel()
+    monkeypatch.delenv("CEA_ENGINE")
+    with m.compiled_kernel(None):
+        assert not m.use_kernel()
+    with m.compiled_kernel(True):
+        assert m.use_kernel()
+
+
+def test_a_numba_that_cannot_import_falls_back_to_the_engine(setting, monkeypatch):
+    spec, v = setting
+    monkeypatch.setattr(_kernel, "_compiled", None)
+    monkeypatch.setattr(_kernel, "_failed", "numba cannot be imported: test")
+    assert not _kernel.available() and not m.use_kernel()
+    out, _, _ = m._run_cohorts(_cohorts(spec)[:2], v, spec, False)
+    assert np.isfinite(out.discounted["qaly"]).all()

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from cea import model as m
+from cea.errors import CeaError
 from cea.inputs import load_inputs
 from cea.parameters import build_parameter_table
 from cea.run import build_spec
@@ -304,15 +305,55 @@ def test_joint_calibration_equals_the_alternating_fallback(gb, monkeypatch):
         assert not np.array_equal(joint[name], slow[name])  # the fallback really ran
 
 
-def test_calibration_of_a_draw_does_not_depend_on_its_neighbours(gb):
-    # each draw stops on its own: alone or beside others, the same bits
+@pytest.mark.parametrize("kernel", [False, True])
+def test_calibration_of_a_draw_does_not_depend_on_its_neighbours(gb, kernel):
+    # each draw stops on its own and reads its median OS within its own horizon: alone or beside
+    # others (other incidence and OS targets, hence another common horizon), the same bits
+    if kernel and not m._kernel.HAVE_NUMBA:
+        pytest.skip("Numba not installed")
+    _, _, spec, base, _ = gb
+    draws = pd.concat([base] * 4, ignore_index=True)
+    draws["p_severe_12m_no_igrt"] = [0.45, 0.1, 0.8, 0.0]
+    draws["t_target_median_os_months"] = [22.2, 40.0, 15.0, 30.0]
+    with m.compiled_kernel(kernel):
+        together = m.calibrate(m._Params(draws, spec.unit_scale), spec)
+        for d in range(len(draws)):
+            alone = m.calibrate(m._Params(draws.iloc[[d]], spec.unit_scale), spec)
+            for name in m.CALIBRATED:
+                assert together[name][d] == alone[name][0], (d, name)
+
+
+def test_fallback_meets_both_targets_draw_by_draw(gb, monkeypatch):
+    # Broyden given no iterations: every draw goes to the alternating fallback, which must meet
+    # both targets and give each draw the rates it gets alone
+    _, _, spec, base, _ = gb
+    calls = []
+    real = m._calibrate_alternating
+    monkeypatch.setattr(m, "_calibrate_alternating", lambda *a: calls.append(a[0].n) or real(*a))
+    monkeypatch.setattr(m, "CALIBRATION_BROYDEN_ITER", 0)
+    draws = pd.concat([base] * 3, ignore_index=True)
+    draws["p_severe_12m_no_igrt"] = [0.3, 0.45, 0.6]
+    draws["t_target_median_os_months"] = [18.0, 22.2, 35.0]
+    v = m.calibrate(m._Params(draws, spec.unit_scale), spec)
+    assert calls == [3]
+    inc = m.no_igrt_incidence(v, spec, m.CALIBRATION_MONTHS)
+    np.testing.assert_allclose(inc, draws["p_severe_12m_no_igrt"], atol=1e-11)
+    target = v["t_target_median_os_months"]
+    os_years = m.trial_median_os_years(v, m._os_spec(spec, target), m._os_cap(spec, target))
+    np.testing.assert_allclose(os_years * 12, draws["t_target_median_os_months"], atol=1e-9)
+    alone = m.calibrate(m._Params(draws.iloc[[2]], spec.unit_scale), spec)
+    for name in m.CALIBRATED:
+        assert v[name][2] == alone[name][0]
+
+
+def test_unreachable_target_names_the_draw(gb):
+    # draw numbers are the draws' own labels, also when only some draws need the root finding
     _, _, spec, base, _ = gb
     draws = pd.concat([base] * 3, ignore_index=True)
-    draws["p_severe_12m_no_igrt"] = [0.45, 0.1, 0.8]
-    together = m.calibrate(m._Params(draws, spec.unit_scale), spec)
-    alone = m.calibrate(m._Params(draws.iloc[[0]], spec.unit_scale), spec)
-    for name in m.CALIBRATED:
-        assert together[name][0] == alone[name][0]
+    draws.index = [10, 11, 12]
+    draws["p_severe_12m_no_igrt"] = [0.0, 0.45, 1e-7]  # below the lowest rate searched
+    with pytest.raises(CeaError, match=r"p_severe_12m_no_igrt.*\(draw 12\)"):
+        m.calibrate(m._Params(draws, spec.unit_scale), spec)
 
 
 def test_zero_incidence_target_gives_zero_rate(gb):
