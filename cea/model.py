@@ -840,8 +840,11 @@ def _run_cohorts_kernel(
             keep_trace=keep_traces,
         )
         names = [*c.reward_names, *c.transition_names, "infection_deaths"]
-        for j, name in enumerate(names):
-            d_tot, u_tot = out_d[:, j], out_u[:, j]
+        # a start reward with no state or transition reward of its name is a total of its own
+        only_start = [n for n in c.start_rewards if n not in names]
+        zeros = np.zeros(D)
+        for j, name in enumerate(names + only_start):
+            d_tot, u_tot = (out_d[:, j], out_u[:, j]) if j < len(names) else (zeros, zeros)
             if name in c.start_rewards:  # one-off at time 0, undiscounted
                 once = c.start_rewards[name] @ c.start
                 d_tot, u_tot = d_tot + once, u_tot + once
