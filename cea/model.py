@@ -207,14 +207,6 @@ class _Params:
         self.derived: dict[str, np.ndarray] = dict(derived or {})
         self._cache: dict[str, np.ndarray] = {}
 
-    def subset(self, mask: np.ndarray) -> _Params:
-        """The draws where ``mask`` is true (derived values subset alike)."""
-        derived = {
-            k: np.broadcast_to(np.asarray(x, float), (self.n,))[mask]
-            for k, x in self.derived.items()
-        }
-        return _Params(self._draws[mask], self._scale, derived)
-
     def take(self, idx: np.ndarray) -> _Params:
         """The draws at positions ``idx`` (converted columns and derived values taken alike)."""
         if len(idx) == self.n and np.array_equal(idx, np.arange(self.n)):
@@ -293,10 +285,6 @@ def grams_per_administration(strategy: Strategy, v: _Params) -> np.ndarray:
         # tolerance so that an exact multiple (e.g. 30.000000001 from float arithmetic) is not bumped up
         grams = np.ceil(grams / step - 1e-9) * step
     return grams
-
-
-def off_bsab_myeloma_hazard_name() -> str:
-    return "r_myeloma_death_off_bsab"
 
 
 # --------------------------------------------------------------------------- one cohort
@@ -1269,14 +1257,15 @@ def _calibrate_alternating(v: _Params, spec: ModelSpec, os_spec: ModelSpec, cap:
         if a.size == 0:
             break
         sub, r_old, mu_old = v.take(a), r[a], mu[a]
+
         # first round: the global bracket; later rounds: a narrow one around the last solution
         # (the weak coupling between the two rates keeps the new root near), the global one
         # for a draw whose root has left it
-        lo_r, hi_r = (
-            CALIBRATION_RATE_BOUNDS
-            if k == 0
-            else (r_old / CALIBRATION_WARM_FACTOR, r_old * CALIBRATION_WARM_FACTOR)
-        )
+        def bracket(x, first=k == 0):
+            if first:
+                return CALIBRATION_RATE_BOUNDS
+            return x / CALIBRATION_WARM_FACTOR, x * CALIBRATION_WARM_FACTOR
+
         r_new, _ = _solve(
             lambda x, i, sub=sub, mu_old=mu_old: no_igrt_incidence(
                 sub.take(i).with_derived(r_severe_on_bsab=x, r_myeloma_death_off_bsab=mu_old[i]),
@@ -1284,16 +1273,10 @@ def _calibrate_alternating(v: _Params, spec: ModelSpec, os_spec: ModelSpec, cap:
                 CALIBRATION_MONTHS,
             ),
             target_inc[a],
-            lo_r,
-            hi_r,
+            *bracket(r_old),
             what="the severe-infection rate (p_severe_12m_no_igrt)",
             wide=CALIBRATION_RATE_BOUNDS,
             ids=ids[a],
-        )
-        lo_m, hi_m = (
-            CALIBRATION_RATE_BOUNDS
-            if k == 0
-            else (mu_old / CALIBRATION_WARM_FACTOR, mu_old * CALIBRATION_WARM_FACTOR)
         )
         mu_new, _ = _solve(
             lambda x, i, sub=sub, r_new=r_new, cap_a=cap[a]: trial_median_os_years(
@@ -1302,8 +1285,7 @@ def _calibrate_alternating(v: _Params, spec: ModelSpec, os_spec: ModelSpec, cap:
                 cap_a[i],
             ),
             target_os[a],
-            lo_m,
-            hi_m,
+            *bracket(mu_old),
             what="myeloma death after bsAb (t_target_median_os_months, in years)",
             wide=CALIBRATION_RATE_BOUNDS,
             ids=ids[a],

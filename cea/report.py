@@ -2050,11 +2050,14 @@ class _ReportWriter:
                 chart.height = max(7.5, 0.5 * len(df) + 3)
                 chart.width = 18
                 ws.add_chart(chart, f"{get_column_letter(len(cols) + 2)}4")
+        return made + self._other_frames(frames, "dsa", "Deterministic sensitivity analysis")
+
+    def _other_frames(self, frames: dict, prefix: str, title: str) -> list[str]:
+        """A sheet ``<prefix>_<key>`` for every other table of an analysis."""
+        made = []
         for key, df in frames.items():
             if isinstance(df, pd.DataFrame):
-                ws, _ = self._frame_sheet(
-                    f"dsa_{key}", df, f"Deterministic sensitivity analysis: {key}"
-                )
+                ws, _ = self._frame_sheet(f"{prefix}_{key}", df, f"{title}: {key}")
                 made.append(ws.title)
         return made
 
@@ -2132,13 +2135,7 @@ class _ReportWriter:
                     chart.series.append(s)
                 chart.width, chart.height = 20, 12
                 ws.add_chart(chart, f"{get_column_letter(len(cols) + 2)}4")
-        for key, df in frames.items():
-            if isinstance(df, pd.DataFrame):
-                ws, _ = self._frame_sheet(
-                    f"psa_{key}", df, f"Probabilistic sensitivity analysis: {key}"
-                )
-                made.append(ws.title)
-        return made
+        return made + self._other_frames(frames, "psa", "Probabilistic sensitivity analysis")
 
     def write_regional(self, regional) -> list[str]:
         frames = _frames(regional, "regional")
