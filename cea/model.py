@@ -311,10 +311,22 @@ def _common_hazards(v: _Params, spec: ModelSpec) -> tuple[np.ndarray, ...]:
     death, the non-infectious myeloma death hazard on bsAb (per year, (D,)), and the share of
     patients whose IgG would be low by then (cure-fraction model, averaged over the cycle).
     """
-    key = ("_common", spec.n_cycles, spec.dt, id(spec.mx_by_age))
-    if key in v._cache:
-        return v._cache[key]
+    # cached once per cycle length, for the longest horizon asked so far: a shorter horizon
+    # takes its first cycles (every value depends on its own cycle only)
+    key = ("_common", spec.dt, id(spec.mx_by_age))
     T, dt = spec.n_cycles, spec.dt
+    if key in v._cache and v._cache[key][0].shape[1] >= T:
+        h_decline, h_disc, f_inf, h_bg, mu_on, low_share = v._cache[key]
+        if h_decline.shape[1] == T:
+            return v._cache[key]
+        return (
+            h_decline[:, :T],
+            h_disc[:, :T],
+            f_inf[:, :T],
+            h_bg[:, :T],
+            mu_on,
+            low_share[:, :T],
+        )
     tau = np.arange(T + 1) * dt  # years since bsAb start at each cycle boundary
     t0, t1 = tau[:-1], tau[1:]
     # IgG decline, cure fraction: S(t) = 1 - pi + pi exp(-lam t)
@@ -1113,8 +1125,18 @@ def calibrate(v: _Params, spec: ModelSpec) -> _Params:
     ids = v._draws.index.to_numpy()
     # the strategy-independent hazards of both horizons, computed once and shared by every
     # subset of draws the root finding takes
-    _common_hazards(v, _incidence_spec(spec, CALIBRATION_MONTHS))
-    _common_hazards(v, os_spec)
+    _common_hazards(v, spec)  # the longest horizon: the others take its first cycles
+    if use_kernel():
+        r, mu, ok = _calibrate_compiled(v, spec, os_spec)
+        if ok.all():
+            return v.with_derived(r_severe_on_bsab=r, r_myeloma_death_off_bsab=mu)
+        # the draws it did not settle (or whose target is out of reach, or whose probabilities
+        # are invalid) take the path below, which finishes them or names the error
+        rest = np.flatnonzero(~ok)
+        with compiled_kernel(False):
+            sub = calibrate(v.take(rest), spec)
+        r[rest], mu[rest] = sub["r_severe_on_bsab"], sub["r_myeloma_death_off_bsab"]
+        return v.with_derived(r_severe_on_bsab=r, r_myeloma_death_off_bsab=mu)
 
     def inc_at(r, mu, idx):
         sub = v.take(idx).with_derived(r_severe_on_bsab=r, r_myeloma_death_off_bsab=mu)
@@ -1220,10 +1242,67 @@ def calibrate(v: _Params, spec: ModelSpec) -> _Params:
     return v.with_derived(r_severe_on_bsab=r, r_myeloma_death_off_bsab=mu)
 
 
+def _os_cap_cycles(spec: ModelSpec, target_os: np.ndarray) -> np.ndarray:
+    """Each draw's own OS horizon in cycles: the one :func:`_os_spec` would give it alone."""
+    return np.minimum(spec.n_cycles, np.ceil(CALIBRATION_OS_HORIZON * target_os / spec.dt) + 1)
+
+
 def _os_cap(spec: ModelSpec, target_os: np.ndarray) -> np.ndarray:
     """Each draw's own OS horizon (years): the one :func:`_os_spec` would give it alone."""
-    n = np.minimum(spec.n_cycles, np.ceil(CALIBRATION_OS_HORIZON * target_os / spec.dt) + 1)
-    return n * spec.dt
+    return _os_cap_cycles(spec, target_os) * spec.dt
+
+
+def _calibrate_compiled(v: _Params, spec: ModelSpec, os_spec: ModelSpec):
+    """:func:`calibrate` through the compiled kernel (:func:`cea._kernel.calibrate_draws`): the
+    same algorithm per draw, with each survival curve run only until its median. Returns
+    (r, mu, ok): ok False for a draw the kernel leaves to the NumPy path."""
+    n = v.n
+    none, igrt = calibration_cohorts(spec)
+    inc_spec = _incidence_spec(spec, CALIBRATION_MONTHS)
+
+    def three(rate: float):
+        w = v.with_derived(
+            r_severe_on_bsab=np.full(n, rate), r_myeloma_death_off_bsab=np.full(n, rate)
+        )
+        return (
+            cohort(none, "non_igg", w, inc_spec, with_rewards=False),
+            cohort(none, "non_igg", w, os_spec, with_rewards=False),
+            cohort(igrt, "non_igg", w, os_spec, with_rewards=False),
+        )
+
+    at = [three(0.0), three(1.0), three(2.0)]
+    # the kernel takes the infection and myeloma death rates as affine in the two calibrated
+    # rates (as cohort() builds them): check it, or leave every draw to the NumPy path
+    for c0, c1, c2 in zip(*at, strict=True):
+        for name in ("sev", "mm", "ns"):
+            a0, a1, a2 = (getattr(c, name) for c in (c0, c1, c2))
+            if not np.allclose(a2 - a1, a1 - a0, rtol=1e-12, atol=1e-300):
+                return np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, dtype=bool)
+    target_os = v["t_target_median_os_months"]
+    cycles = _os_cap_cycles(spec, target_os)
+    r, mu, status = _kernel.calibrate_draws(
+        at[0],
+        at[1],
+        v["p_trial_igrt_use"],
+        cycles * spec.dt,
+        cycles.astype(int),
+        v["p_severe_12m_no_igrt"],
+        target_os,
+        dict(
+            start_ftol=CALIBRATION_START_FTOL,
+            ftol=CALIBRATION_FTOL,
+            guess_lo=CALIBRATION_GUESS_BRACKET[0],
+            guess_hi=CALIBRATION_GUESS_BRACKET[1],
+            wide_lo=CALIBRATION_RATE_BOUNDS[0],
+            wide_hi=CALIBRATION_RATE_BOUNDS[1],
+            log_tol=CALIBRATION_LOG_TOL,
+            max_step=CALIBRATION_MAX_STEP,
+            months=CALIBRATION_MONTHS,
+            max_iter=CALIBRATION_MAX_ITER,
+            broyden_iter=CALIBRATION_BROYDEN_ITER,
+        ),
+    )
+    return r, mu, status == _kernel.OK
 
 
 def _os_spec(spec: ModelSpec, target_os: np.ndarray) -> ModelSpec:
@@ -1339,7 +1418,9 @@ def run_model(
             if st.trigger == "igg_below_threshold" or g == 0:
                 cohorts.append((st, sg))
             which[k, g] = len(cohorts) - 1
-    per_draw = len(cohorts) * spec.n_cycles * S * S
+    # the engine's (draws x cohorts x cycles x states x states) transition array bounds the
+    # chunk; the kernel holds only (draws x cycles) hazards
+    per_draw = len(cohorts) * spec.n_cycles * (1 if use_kernel() else S * S)
     chunk = chunk_draws or max(1, CHUNK_ELEMENTS // per_draw)
     totals_disc = {name: np.zeros((K, 2, D)) for name in REWARDS}
     totals_und = {name: np.zeros((K, 2, D)) for name in REWARDS}

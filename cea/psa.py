@@ -542,7 +542,7 @@ def analyse(
     summary.insert(0, "wtp", wtp)
 
     # --- CEAC / CEAF / EVPI
-    opt, p_opt = voi.ceaf(cost, qaly, grid)
+    opt, p_opt = voi.ceaf(cost, qaly, grid, prob)
     ceac_df = pd.DataFrame(
         {
             "wtp": np.repeat(grid, K),

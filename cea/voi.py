@@ -58,6 +58,9 @@ EIGEN_RTOL = 1e-12
 #: EVPI and EVPPI below this fraction of the scale of the incremental net benefit are rounding
 #: of equal terms (E[max] - max E when one strategy is best in every draw) and reported as 0.
 NOISE_RTOL = 1e-12
+#: WTP values computed together in the CEAC and the EVPI / EVPPI maxima (bounds memory to
+#: WTP_BLOCK x draws per array; results do not depend on it).
+WTP_BLOCK = 32
 #: Relative tolerance under which two knots are the same (parameter with few distinct values).
 KNOT_RTOL = 1e-9
 
@@ -105,16 +108,20 @@ def ceac(cost, effect, wtp) -> np.ndarray:
     D, K = dc.shape
     dcT, deT = np.ascontiguousarray(dc.T), np.ascontiguousarray(de.T)
     out = np.empty((len(w), K))
-    for i, lam in enumerate(w):
-        # running argmax over strategies on contiguous (D,) rows (ties: first listed)
+    for lo in range(0, len(w), WTP_BLOCK):
+        lam = w[lo : lo + WTP_BLOCK, None]
+        # running argmax over strategies on contiguous (wtp block x D) arrays (ties: first)
         best_v = lam * deT[0] - dcT[0]
-        best_k = np.zeros(D, dtype=np.intp)
+        best_k = np.zeros(best_v.shape, dtype=np.intp)
+        v = np.empty_like(best_v)
         for k in range(1, K):
-            v = lam * deT[k] - dcT[k]
+            np.multiply(lam, deT[k], out=v)
+            v -= dcT[k]
             better = v > best_v
-            best_v = np.where(better, v, best_v)
+            np.copyto(best_v, v, where=better)
             best_k[better] = k
-        out[i] = np.bincount(best_k, minlength=K) / D
+        for k in range(K):
+            out[lo : lo + WTP_BLOCK, k] = np.count_nonzero(best_k == k, axis=1) / D
     return out
 
 
@@ -125,12 +132,15 @@ def _mean_max(dcT: np.ndarray, deT: np.ndarray, w: np.ndarray) -> np.ndarray:
     the maximum runs over contiguous rows, much faster than a reduction along a short axis.
     """
     out = np.empty(len(w))
-    m = np.empty(dcT.shape[1])
-    for i, lam in enumerate(w):
-        m.fill(0.0)
+    for lo in range(0, len(w), WTP_BLOCK):
+        lam = w[lo : lo + WTP_BLOCK, None]
+        m = np.zeros((len(lam), dcT.shape[1]))
+        v = np.empty_like(m)
         for k in range(dcT.shape[0]):
-            np.maximum(m, lam * deT[k] - dcT[k], out=m)
-        out[i] = m.mean()
+            np.multiply(lam, deT[k], out=v)
+            v -= dcT[k]
+            np.maximum(m, v, out=m)
+        out[lo : lo + WTP_BLOCK] = m.mean(axis=1)
     return out
 
 
@@ -141,14 +151,15 @@ def expected_inb(cost, effect, wtp) -> np.ndarray:
     return w[:, None] * de.mean(axis=0)[None, :] - dc.mean(axis=0)[None, :]
 
 
-def ceaf(cost, effect, wtp) -> tuple[np.ndarray, np.ndarray]:
+def ceaf(cost, effect, wtp, prob: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Cost-effectiveness acceptability frontier.
 
     Returns (optimal strategy index (W,), its probability of being cost-effective (W,)).
-    The optimal strategy maximises expected net benefit (ties: first listed).
+    The optimal strategy maximises expected net benefit (ties: first listed). ``prob``: the
+    CEAC at the same wtp values when already computed (:func:`ceac`).
     """
     opt = np.argmax(expected_inb(cost, effect, wtp), axis=1)
-    prob = ceac(cost, effect, wtp)
+    prob = ceac(cost, effect, wtp) if prob is None else prob
     return opt, prob[np.arange(len(opt)), opt]
 
 
@@ -209,13 +220,14 @@ def _rcs_columns(z: np.ndarray, knots: np.ndarray) -> list[np.ndarray]:
     t = knots
     K = len(t)
     scale = (t[-1] - t[0]) ** 2
-    cube = lambda u: np.maximum(u, 0.0) ** 3  # noqa: E731
+    u = np.maximum(z[None, :] - t[:, None], 0.0)
+    cube = u * u * u  # (K, D): (z - t_j)+^3 for every knot, once
     cols = []
     for j in range(K - 2):
         c = (
-            cube(z - t[j])
-            - cube(z - t[K - 2]) * (t[K - 1] - t[j]) / (t[K - 1] - t[K - 2])
-            + cube(z - t[K - 1]) * (t[K - 2] - t[j]) / (t[K - 1] - t[K - 2])
+            cube[j]
+            - cube[K - 2] * ((t[K - 1] - t[j]) / (t[K - 1] - t[K - 2]))
+            + cube[K - 1] * ((t[K - 2] - t[j]) / (t[K - 1] - t[K - 2]))
         )
         cols.append(c / scale)
     return cols
@@ -253,11 +265,12 @@ def design_matrix(X, basis: str = "spline+interactions") -> np.ndarray:
     sd = np.where(sd > 0, sd, 1.0)
     Z = (X - X.mean(axis=0)) / sd
     cols = [np.ones(D)]
+    all_knots = np.quantile(Z, SPLINE_KNOT_QUANTILES, axis=0) if basis != "linear" else None
     for j in range(p):
         z = Z[:, j]
         cols.append(z)
         if basis != "linear":
-            knots = np.quantile(z, SPLINE_KNOT_QUANTILES)
+            knots = all_knots[:, j]
             span = max(1.0, float(np.abs(knots).max()))
             if np.all(np.diff(knots) > KNOT_RTOL * span):
                 cols.extend(_rcs_columns(z, knots))
