@@ -539,8 +539,8 @@ def _calibrate_kernel(
     cal,  # the cohorts' description (see _run_eval)
     target_inc,  # (D,)
     target_os,  # (D,) years
-    settings,  # (9,) start_ftol, ftol, guess_lo, guess_hi, wide_lo, wide_hi, log_tol,
-    # max_step, months (the incidence's horizon)
+    settings,  # (11,) start_ftol, ftol, guess_r_lo, guess_r_hi, guess_mu_lo, guess_mu_hi,
+    # wide_lo, wide_hi, log_tol, max_step, months (the incidence's horizon)
     max_iter,
     broyden_iter,
     r_out,  # (D,) out
@@ -548,7 +548,7 @@ def _calibrate_kernel(
     status,  # (D,) int64 out
 ):
     """cea.model.calibrate per draw (see the section comment)."""
-    start_ftol, ftol, g_lo, g_hi, w_lo, w_hi, log_tol, max_step, months = settings
+    start_ftol, ftol, gr_lo, gr_hi, gm_lo, gm_hi, w_lo, w_hi, log_tol, max_step, months = settings
     D = target_inc.shape[0]
     work = (
         np.empty(_S), np.empty(_S), np.empty(_E), np.empty(_S), np.zeros(_S), np.empty(_S),
@@ -565,7 +565,7 @@ def _calibrate_kernel(
         if not zero:
             guess = -math.log1p(-min(t_inc, 1.0 - 1e-9)) / (months / 12.0)
             r, s_r, st = _illinois(
-                0, d, 1.0, t_inc, guess * g_lo, guess * g_hi, w_lo, w_hi, start_ftol, max_iter,
+                0, d, 1.0, t_inc, guess * gr_lo, guess * gr_hi, w_lo, w_hi, start_ftol, max_iter,
                 log_tol, cal, work,
             )  # fmt: skip
             if st != OK:
@@ -573,7 +573,7 @@ def _calibrate_kernel(
                 continue
         guess = math.log(2.0) / t_os
         mu, s_mu, st = _illinois(
-            1, d, r, t_os, guess * g_lo, guess * g_hi, w_lo, w_hi,
+            1, d, r, t_os, guess * gm_lo, guess * gm_hi, w_lo, w_hi,
             ftol if zero else start_ftol, max_iter, log_tol, cal, work,
         )  # fmt: skip
         if st != OK:
@@ -839,7 +839,8 @@ def calibrate_draws(
     r = mu = 0 and r = mu = 1 (their infection and myeloma death rates are affine in r and mu).
     share : (D,) share of the trial cohort on IgRT; cap, cap_cycles : (D,) each draw's OS
     horizon in years and cycles; targets : (D,) 12-month incidence and median OS (years).
-    settings : start_ftol, ftol, guess_lo, guess_hi, wide_lo, wide_hi, log_tol, max_step,
+    settings : start_ftol, ftol, guess_r_lo, guess_r_hi, guess_mu_lo, guess_mu_hi, wide_lo,
+    wide_hi, log_tol, max_step,
     months, max_iter, broyden_iter.
 
     Returns (r, mu, status), status per draw: OK, UNREACHABLE (a target outside the range the
@@ -897,8 +898,10 @@ def calibrate_draws(
             for k in (
                 "start_ftol",
                 "ftol",
-                "guess_lo",
-                "guess_hi",
+                "guess_r_lo",
+                "guess_r_hi",
+                "guess_mu_lo",
+                "guess_mu_hi",
                 "wide_lo",
                 "wide_hi",
                 "log_tol",

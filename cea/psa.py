@@ -81,8 +81,10 @@ DEFAULT_DECISION_HORIZON_YEARS = 5.0
 PRICE_CATEGORY = "prices"
 #: spawn_key streams of the run's SeedSequence.
 CLINICAL_STREAM, PRICE_STREAM = 0, 1
-#: Draws per model call: progress granularity only (results do not depend on it).
-PSA_CHUNK_DRAWS = 500
+#: Draws per model call: progress granularity and the share of work per worker process
+#: (results do not depend on it). 2,500 keeps the per-call overhead small and gives each of
+#: two workers two chunks at 10,000 draws; the model bounds its own memory within a chunk.
+PSA_CHUNK_DRAWS = 2500
 #: Most worker processes for the model (one per CPU up to this).
 MAX_WORKERS = 8
 #: Central interval of the summary: 2.5% and 97.5% percentiles of the draws.
