@@ -988,9 +988,19 @@ def _alive_curve(st: Strategy, v: _Params, spec: ModelSpec) -> np.ndarray:
         except _kernel.InvalidProbabilities:
             pass  # the engine below refuses them with its one-line error
     a = cohort_arrays(st, "non_igg", v, spec, with_rewards=False)
-    return (
-        1.0 - run_markov(a.start, a.P, n_cycles=spec.n_cycles, correction="none").trace[:, :, DEAD]
-    )
+    try:
+        tr = run_markov(a.start, a.P, n_cycles=spec.n_cycles, correction="none").trace
+    except ModelInputError as exc:
+        raise ModelInputError(_label_draw(str(exc), v)) from None
+    return 1.0 - tr[:, :, DEAD]
+
+
+def _label_draw(message: str, v: _Params) -> str:
+    """The engine names a draw by its position in the call: name it by its own label."""
+    found = re.search(r"\bdraw (\d+)", message)
+    if found is None or int(found.group(1)) >= v.n:
+        return message
+    return message.replace(found.group(0), f"draw {v._draws.index[int(found.group(1))]}", 1)
 
 
 def trial_median_os_years(v: _Params, spec: ModelSpec, cap: np.ndarray | None = None) -> np.ndarray:
@@ -1019,7 +1029,10 @@ def no_igrt_incidence(v: _Params, spec: ModelSpec, months: float) -> np.ndarray:
         except _kernel.InvalidProbabilities:
             pass  # the engine below refuses them with its one-line error
     a = cohort_arrays(none, "non_igg", v, short, with_rewards=False)
-    tr = run_markov(a.start, a.P, n_cycles=short.n_cycles, correction="none").trace
+    try:
+        tr = run_markov(a.start, a.P, n_cycles=short.n_cycles, correction="none").trace
+    except ModelInputError as exc:
+        raise ModelInputError(_label_draw(str(exc), v)) from None
     return _incidence_from(tr, a.state_rewards["severe_infections"], short, months)
 
 

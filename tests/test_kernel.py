@@ -14,7 +14,7 @@ import pytest
 
 import cea.model as m
 from cea import _kernel
-from cea.errors import ModelInputError
+from cea.errors import CeaError, ModelInputError
 from cea.inputs import load_inputs
 from cea.parameters import build_parameter_table
 from cea.psa import sample_draws
@@ -197,3 +197,78 @@ def test_a_numba_that_cannot_import_falls_back_to_the_engine(setting, monkeypatc
     assert not _kernel.available() and not m.use_kernel()
     out, _, _ = m._run_cohorts(_cohorts(spec)[:2], v, spec, False)
     assert np.isfinite(out.discounted["qaly"]).all()
+
+
+# --------------------------------------------------------------------------- compiled calibration
+
+
+def _varied(setting, incidence, median_os):
+    spec, v = setting
+    draws = v._draws.iloc[: len(incidence)].copy()
+    draws.index = range(100, 100 + len(incidence))
+    draws["p_severe_12m_no_igrt"] = incidence
+    draws["t_target_median_os_months"] = median_os
+    return spec, draws
+
+
+def test_compiled_calibration_meets_both_targets_and_equals_the_numpy_path(setting):
+    # the same algorithm per draw in compiled code: on varied draws and targets (one with no
+    # severe infections at all) every draw is settled in the kernel, meets both targets when
+    # checked through the NumPy engine, and lands on the NumPy path's rates
+    spec, draws = _varied(
+        setting, [0.2, 0.3, 0.45, 0.55, 0.7, 0.0], [15.0, 30.0, 22.2, 18.0, 25.0, 20.0]
+    )
+    v = m._Params(draws, spec.unit_scale)
+    os_spec = m._os_spec(spec, v["t_target_median_os_months"])
+    r, mu, ok = m._calibrate_compiled(v, spec, os_spec)
+    assert ok.all()
+    assert r[-1] == 0.0 and (r[:-1] > 0).all() and (mu > 0).all()
+    with m.compiled_kernel(False):
+        fast = v.with_derived(r_severe_on_bsab=r, r_myeloma_death_off_bsab=mu)
+        inc = m.no_igrt_incidence(fast, spec, m.CALIBRATION_MONTHS)[:-1]  # r = 0: none on bsAb
+        np.testing.assert_allclose(inc, draws["p_severe_12m_no_igrt"][:-1], rtol=0, atol=1e-11)
+        os_years = m.trial_median_os_years(fast, os_spec)
+        np.testing.assert_allclose(os_years * 12, draws["t_target_median_os_months"], atol=1e-9)
+        ref = m.calibrate(m._Params(draws, spec.unit_scale), spec)
+    np.testing.assert_allclose(r, ref["r_severe_on_bsab"], rtol=1e-9)
+    np.testing.assert_allclose(mu, ref["r_myeloma_death_off_bsab"], rtol=1e-9)
+
+
+def test_draws_the_kernel_does_not_settle_take_the_numpy_path(setting, monkeypatch):
+    # Broyden given no iterations: the kernel settles no draw (status NOT_SETTLED), and the
+    # calibration finishes every one through the NumPy path (there: the alternating fallback)
+    spec, draws = _varied(setting, [0.3, 0.45, 0.6], [18.0, 22.2, 35.0])
+    monkeypatch.setattr(m, "CALIBRATION_BROYDEN_ITER", 0)
+    v = m._Params(draws, spec.unit_scale)
+    _, _, ok = m._calibrate_compiled(v, spec, m._os_spec(spec, v["t_target_median_os_months"]))
+    assert not ok.any()
+    got = m.calibrate(m._Params(draws, spec.unit_scale), spec)
+    with m.compiled_kernel(False):
+        ref = m.calibrate(m._Params(draws, spec.unit_scale), spec)
+    for name in m.CALIBRATED:
+        np.testing.assert_array_equal(got[name], ref[name])
+
+
+def test_compiled_calibration_leaves_unreachable_and_invalid_draws_to_the_numpy_path(setting):
+    # an incidence target below the lowest rate searched (draw 101) and a negative case
+    # fatality (draw 102, negative death hazards) are flagged, the other draws settled; the
+    # NumPy path then names the draw by its label, as without the kernel
+    spec, draws = _varied(setting, [0.45, 1e-7, 0.45], [22.2, 22.2, 22.2])
+    v = m._Params(draws, spec.unit_scale)
+    os_spec = m._os_spec(spec, v["t_target_median_os_months"])
+    _, _, ok = m._calibrate_compiled(v, spec, os_spec)
+    assert ok.tolist() == [True, False, True]
+    with pytest.raises(CeaError, match=r"p_severe_12m_no_igrt.*\(draw 101\)"):
+        m.calibrate(m._Params(draws, spec.unit_scale), spec)
+    bad = draws.copy()
+    bad["p_severe_12m_no_igrt"] = 0.45
+    bad["p_case_fatality_severe"] = [0.1, 0.1, -5.0]
+    v = m._Params(bad, spec.unit_scale)
+    _, _, ok = m._calibrate_compiled(v, spec, os_spec)
+    assert ok.tolist() == [True, True, False]
+    with m.compiled_kernel(False), pytest.raises(CeaError) as want:
+        m.calibrate(m._Params(bad, spec.unit_scale), spec)
+    with pytest.raises(CeaError) as got:
+        m.calibrate(m._Params(bad, spec.unit_scale), spec)
+    assert str(got.value) == str(want.value)
+    assert "at draw 102," in str(got.value)  # the draw's own label
