@@ -581,7 +581,8 @@ def analyse(
         status = r.status
         if status == "ok" and v > evpi_pp[i_wtp] * (1 + EVPPI_EXCESS_RTOL):
             status = (
-                "ok; exceeds EVPI (upward bias of the regression with few draws: use more draws)"
+                "ok; exceeds EVPI: regression error (upward bias from noise with few draws, or a "
+                "basis that misses the model's structure: see R^2)"
             )
         row = {
             "group": g,
@@ -661,6 +662,9 @@ def analyse(
         "population_multiplier": mult,
         "evppi_per_patient": {r["group"]: r["evppi_per_patient"] for r in ev_rows},
         "evppi_all_over_evpi": float(all_row["share_of_evpi"]),
+        # the model is deterministic given all its parameters, so EVPPI(all) = EVPI exactly: the
+        # regression's departure from it is the size of its error at this EVPI
+        "evppi_regression_error": abs(float(all_row["evppi_per_patient"]) - float(evpi_pp[i_wtp])),
     }
     return PsaTables(
         summary, inc_means, ceac_df, evpi_df, evppi_df, evppi_by_wtp, convergence, plane, headline
@@ -983,15 +987,20 @@ def summary_text(c: CountryPsa) -> str:
     ]
     for _, r in t.evppi.iterrows():
         if str(r["status"]).startswith("ok"):
-            flag = (
-                "" if r["status"] == "ok" else "  <- exceeds EVPI: regression bias, use more draws"
-            )
+            flag = "" if r["status"] == "ok" else "  <- exceeds EVPI: regression error"
             lines.append(
                 f"  {r['group']:<16}{cur} {_money(r['evppi_per_patient']):>10}  ({_share(r['share_of_evpi'])} of EVPI; "
                 f"R^2 {r['r2_min']:.2f}, {r['n_terms']}/{r['n_draws']}, {r['basis']}){flag}"
             )
         else:
             lines.append(f"  {r['group']:<16}{r['status']}")
+    err = h.get("evppi_regression_error")
+    if err is not None and math.isfinite(err):
+        lines.append(
+            f"  check: EVPPI(all parameters) must equal the EVPI (the model is deterministic given "
+            f"its parameters); the regression is off by {cur} {_money(err)}, the size of its error "
+            "here: read group EVPPIs within that of 0 as 0"
+        )
     return "\n".join(lines)
 
 

@@ -244,6 +244,20 @@ def test_evpi_nonnegative_and_evppi_table_consistent(gb_psa):
     )
 
 
+def test_all_parameters_check_reports_the_regression_error(inputs):
+    # EVPPI(all parameters) = EVPI exactly (deterministic model): the headline and the summary
+    # report how far the regression is from it (600 draws: enough for the linear basis of all
+    # parameters)
+    c = psa.run_psa(inputs, "GB", n_draws=600, seed=3).countries["GB"]
+    t = c.tables
+    at_wtp = float(t.evpi.loc[t.evpi["wtp"] == t.headline["wtp"], "evpi_per_patient"].iloc[0])
+    all_row = t.evppi.set_index("group").loc[psa.ALL_PARAMETERS]
+    err = t.headline["evppi_regression_error"]
+    assert all_row["status"].startswith("ok") and np.isfinite(err)
+    assert err == abs(all_row["evppi_per_patient"] - at_wtp)
+    assert f"the regression is off by GBP {psa._money(err)}" in psa.summary_text(c)
+
+
 def test_psa_mean_close_to_deterministic(gb_psa):
     # TECH-VER: the PSA mean is near the deterministic result (non-linearity and lognormal
     # medians make them differ a little; the summary reports the difference)
