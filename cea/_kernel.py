@@ -1,4 +1,5 @@
-"""Compiled cohort kernel: the IgRT model's cohorts run draw by draw in one fused pass.
+"""Compiled kernels: the IgRT model's cohorts run draw by draw in one fused pass, and the
+per-draw calibration (cea.model.calibrate's algorithm) runs in compiled code.
 
 The NumPy path (:func:`cea.model.expand` then :func:`cea.markov.run_markov`) builds a
 (draws x cycles x 6 x 6) transition array and a dozen (draws x cycles x 6) reward arrays, then
@@ -10,9 +11,11 @@ storing any of those arrays. It follows the engine's conventions exactly: per-cy
 row ``t`` = cycle ``t`` and the last row takes cycle ``T - 1`` (``reward_alignment="start"``);
 row ``t`` weighted by the correction weight and discounted by the row's factor; transition
 rewards and infection deaths counted once on row ``t + 1``, unweighted. ``tests/test_kernel.py``
-checks it against the NumPy path for every strategy type and switch.
+checks it against the NumPy path for every strategy type and switch. The calibration kernel
+(:func:`calibrate_draws`, see the section comment below) does the same for the two calibration
+conditions, each survival curve run only until its median.
 
-Numba compiles it on first use and caches the machine code beside this file. The PSA switches it
+Numba compiles them on first use and caches the machine code beside this file. The PSA switches it
 on (:func:`cea.model.compiled_kernel`); without Numba (or with Numba failing to import), or with
 ``CEA_ENGINE=numpy``, the model uses the NumPy path. A draw with a transition probability
 outside [0, 1] makes the call rerun through the engine, whose error names it.
