@@ -462,6 +462,13 @@ def _run_eval(which, d, r, mu, cal, work):
     return cap[d], ok
 
 
+def _eval_at(which, d, logx, other, cal, work):
+    """_run_eval with the unknown rate at exp(logx) and the other one fixed at ``other``."""
+    if which == 0:
+        return _run_eval(0, d, math.exp(logx), other, cal, work)
+    return _run_eval(1, d, other, math.exp(logx), cal, work)
+
+
 def _sign(v):
     if v > 0.0:
         return 1.0
@@ -483,24 +490,16 @@ def _illinois(
     which = 0, x = mu with r = other when which = 1). Returns (root, slope, status)."""
     a = math.log(lo)
     b = math.log(hi)
-    if which == 0:
-        va, ok1 = _run_eval(0, d, math.exp(a), other, cal, work)
-        vb, ok2 = _run_eval(0, d, math.exp(b), other, cal, work)
-    else:
-        va, ok1 = _run_eval(1, d, other, math.exp(a), cal, work)
-        vb, ok2 = _run_eval(1, d, other, math.exp(b), cal, work)
+    va, ok1 = _eval_at(which, d, a, other, cal, work)
+    vb, ok2 = _eval_at(which, d, b, other, cal, work)
     ok = ok1 and ok2
     ga = va - target
     gb = vb - target
     if not _bracketed(ga, gb):
         a = math.log(wide_lo)
         b = math.log(wide_hi)
-        if which == 0:
-            va, ok1 = _run_eval(0, d, math.exp(a), other, cal, work)
-            vb, ok2 = _run_eval(0, d, math.exp(b), other, cal, work)
-        else:
-            va, ok1 = _run_eval(1, d, other, math.exp(a), cal, work)
-            vb, ok2 = _run_eval(1, d, other, math.exp(b), cal, work)
+        va, ok1 = _eval_at(which, d, a, other, cal, work)
+        vb, ok2 = _eval_at(which, d, b, other, cal, work)
         ok = ok and ok1 and ok2
         ga = va - target
         gb = vb - target
@@ -514,10 +513,7 @@ def _illinois(
         else:
             c = 0.5 * (a + b)
         c = min(max(c, min(a, b)), max(a, b))
-        if which == 0:
-            vc, ok1 = _run_eval(0, d, math.exp(c), other, cal, work)
-        else:
-            vc, ok1 = _run_eval(1, d, other, math.exp(c), cal, work)
+        vc, ok1 = _eval_at(which, d, c, other, cal, work)
         ok = ok and ok1
         gc = vc - target
         if c != b:
@@ -653,7 +649,7 @@ _failed: str | None = None
 #: be in this module's globals before the functions that call it are compiled).
 _HELPERS = (
     "_competing1", "_competing2", "_competing3", "_edges", "_advance", "_infections",
-    "_run_eval", "_sign", "_bracketed", "_illinois",
+    "_run_eval", "_eval_at", "_sign", "_bracketed", "_illinois",
 )  # fmt: skip
 
 
