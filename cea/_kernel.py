@@ -231,142 +231,411 @@ def _infections(sevc, nsc, sev, ns, dt, f, mix_i):
         nsc[s] = ns[s] * dt * f * m
 
 
+# ----------------------------------------------------------------------------- cohort kernel
+#
+# The cohort kernel runs draws in blocks of _BLOCK, draws innermost: every per-draw array it
+# reads is laid out draws-last ((T, D), (S, D), ...), every step of a cycle is a loop over the
+# block's draws with no call and no draw-dependent branch, so that the compiler runs it as
+# vector instructions (4 draws per instruction with AVX2). expm1 is computed by _em1 below
+# (a libm call would stop the vectorisation).
+
+_BLOCK = 256  # draws per block: the block's working arrays (about 40 KB) stay in the L1/L2 cache
+
+# expm1 by Cody-Waite reduction, x = k ln2 + r with |r| <= ln2 / 2, and the degree-14 Taylor
+# polynomial of expm1(r) (truncation error below 1e-17 relative); expm1(x) = 2^k expm1(r) +
+# (2^k - 1). Within 1 ulp of libm's expm1 over the hazards' range (tests/test_kernel.py).
+_LN2_HI = 6.93147180369123816490e-01  # ln 2 rounded to 33 bits (k x _LN2_HI exact)
+_LN2_LO = 1.90821492927058770002e-10  # ln 2 - _LN2_HI
+_INV_LN2 = 1.44269504088896338700e00
+#: below -_EM1_FLOOR, expm1 is -1 in double precision (exp(-40) = 4e-18 < half an ulp of 1);
+#: above _EM1_CEIL, exp overflows. Clamping there keeps 2^k a normal number.
+_EM1_FLOOR = 40.0
+_EM1_CEIL = 709.0
+
+
+def _em1(x):
+    """expm1(x), arithmetic only (vectorisable); NaN gives NaN."""
+    if x < -_EM1_FLOOR:
+        x = -_EM1_FLOOR
+    if x > _EM1_CEIL:
+        x = _EM1_CEIL
+    k = np.floor(x * _INV_LN2 + 0.5)  # a float: math.floor gives an int64 (scalar conversions)
+    r = (x - k * _LN2_HI) - k * _LN2_LO
+    p = 1.0 / 87178291200.0
+    p = p * r + 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    em = r + r * r * p
+    scale = _pow2(k)
+    return scale * em + (scale - 1.0)
+
+
+#: 1.5 x 2^52: an integral float k in [-2^31, 2^31) added to it has k as its low bits
+_ROUND_MAGIC = 6755399441055744.0
+
+
+def _pow2(k):
+    """2^k for an integral float k in [-1022, 1023]: the exponent bits, built with integer adds
+    and shifts only (no float-to-integer conversion, which AVX2 cannot vectorise)."""
+    bits = np.float64(k + _ROUND_MAGIC).view(np.int64)  # low bits: k (two's complement)
+    return np.int64((bits + 1023) << 52).view(np.float64)
+
+
+def _c1(h1):
+    em1 = _em1(-h1)
+    frac = -em1 / h1 if h1 > 0.0 else 1.0
+    return h1 * frac, 1.0 + em1, frac
+
+
+def _c2(h1, h2):
+    total = h1 + h2
+    em1 = _em1(-total)
+    frac = -em1 / total if total > 0.0 else 1.0
+    return h1 * frac, h2 * frac, 1.0 + em1, frac
+
+
+def _c3(h1, h2, h3):
+    total = h1 + h2 + h3
+    em1 = _em1(-total)
+    frac = -em1 / total if total > 0.0 else 1.0
+    return h1 * frac, h2 * frac, h3 * frac, 1.0 + em1, frac
+
+
+def _edges_block(
+    e,  # (E, B) out: the probability of each edge in this cycle
+    hd,  # (S, B) out: the death hazard of each state
+    fd,  # (S, B) out: P(death in the cycle) / hd
+    ok,  # (B,) bool: cleared for a draw with an invalid value
+    live,
+    sevc,  # (S, B)
+    mm,  # (S, D) per year
+    d0,
+    nb,
+    t,
+    dt,
+    h_bg,  # (T, D)
+    h_disc,
+    h_decline,
+    cf,  # (D,)
+    has_detect,
+    h_detect,  # (D,)
+    p_det,  # (B,)
+    stay_det,
+    starts_low,
+    starts_normal,
+    phi,  # (D,)
+    p_stop,  # (B,)
+    stay_stop,
+    prob_tol,
+):
+    """_edges for the block's draws (see there): the same probabilities and checks."""
+    for s in range(_S):
+        for b in range(nb):
+            d = d0 + b
+            hd[s, b] = h_bg[t, d] + mm[s, d] * dt + sevc[s, b] * cf[d]
+        if not live[s]:
+            for b in range(nb):
+                ok[b] &= (hd[s, b] >= 0.0) & (hd[s, b] < math.inf)
+    for b in range(nb):
+        d = d0 + b
+        ok[b] &= (h_disc[t, d] >= 0.0) & (h_disc[t, d] < math.inf)
+        ok[b] &= (h_decline[t, d] >= 0.0) & (h_decline[t, d] < math.inf)
+    if live[_N]:
+        for b in range(nb):
+            d = d0 + b
+            p_o, p_dead, stay_exit, fd[_N, b] = _c2(h_disc[t, d], hd[_N, b])
+            e[3, b] = p_o
+            e[4, b] = p_dead
+            if starts_normal:
+                p_l, p_i, stay_int, _ = _c2(h_decline[t, d], sevc[_N, b])
+            else:
+                p_l, stay_int, _ = _c1(h_decline[t, d])
+                p_i = 0.0
+            e[1, b] = stay_exit * p_l
+            e[2, b] = stay_exit * p_i
+            e[0, b] = stay_exit * stay_int
+    else:
+        for k in range(5):
+            for b in range(nb):
+                e[k, b] = 0.0
+        for b in range(nb):
+            fd[_N, b] = 0.0
+    if live[_L]:
+        for b in range(nb):
+            d = d0 + b
+            p_o, p_dead, stay_exit, fd[_L, b] = _c2(h_disc[t, d], hd[_L, b])
+            e[7, b] = p_o
+            e[8, b] = p_dead
+            if has_detect and not starts_low:
+                e[6, b] = stay_exit * p_det[b]
+                e[5, b] = stay_exit * stay_det[b]
+            elif has_detect or starts_low:
+                h_start = h_detect[d] + sevc[_L, b] if has_detect else sevc[_L, b]
+                p_i, stay_int, _ = _c1(h_start)
+                e[6, b] = stay_exit * p_i
+                e[5, b] = stay_exit * stay_int
+            else:
+                e[6, b] = 0.0
+                e[5, b] = stay_exit
+    else:
+        for k in range(5, 9):
+            for b in range(nb):
+                e[k, b] = 0.0
+        for b in range(nb):
+            fd[_L, b] = 0.0
+    if live[_I]:
+        for b in range(nb):
+            d = d0 + b
+            h = h_disc[t, d]
+            p_oi, p_o, p_dead, stay_exit, fd[_I, b] = _c3(h * phi[d], h * (1.0 - phi[d]), hd[_I, b])
+            e[10, b] = p_oi
+            e[11, b] = p_o
+            e[12, b] = p_dead
+            e[9, b] = stay_exit
+    else:
+        for k in range(9, 13):
+            for b in range(nb):
+                e[k, b] = 0.0
+        for b in range(nb):
+            fd[_I, b] = 0.0
+    if live[_OI]:
+        for b in range(nb):
+            p_dead, stay_exit, fd[_OI, b] = _c1(hd[_OI, b])
+            e[15, b] = p_dead
+            e[14, b] = stay_exit * p_stop[b]
+            e[13, b] = stay_exit * stay_stop[b]
+    else:
+        for k in range(13, 16):
+            for b in range(nb):
+                e[k, b] = 0.0
+        for b in range(nb):
+            fd[_OI, b] = 0.0
+    for b in range(nb):
+        p_dead, stay_exit, fd[_O, b] = _c1(hd[_O, b])
+        e[17, b] = p_dead
+        e[16, b] = stay_exit
+        e[18, b] = 1.0
+    lo = -prob_tol
+    hi = 1.0 + prob_tol
+    for k in range(_E):
+        for b in range(nb):
+            ok[b] &= (e[k, b] >= lo) & (e[k, b] <= hi)
+
+
 def _cohort_kernel(
     start,  # (S,)
     dt,
-    h_decline,  # (D, T)
+    h_decline,  # (T, D): per-draw arrays are draws-last
     h_disc,
     f_inf,
     h_bg,
     low_share,
-    sev,  # (D, S) per year
+    sev,  # (S, D) per year
     ns,
     mix_igrt,
     rr_normal,  # (D,)
     cf,
-    mm,  # (D, S) per year
+    mm,  # (S, D) per year
     h_detect,  # (D,) per cycle (zeros when has_detect is False)
     has_detect,
     infection_starts_low,
     infection_starts_normal,
-    live,  # (S,) bool: the states the cohort can occupy (live_rows)
+    live,  # (S,) bool: the states the cohort can occupy (_live)
     phi,  # (D,)
     h_stop,  # (D,)
-    const,  # (D, R, S)
-    on_sev,  # (D, R)
-    on_ns,  # (D, R)
+    const,  # (R, S, D)
+    on_sev,  # (R, D)
+    on_ns,  # (R, D)
     tr_edge,  # (Q,) int: the edge of each non-zero (transition reward, edge) pair
     tr_reward,  # (Q,) int: its transition reward
-    tr_value,  # (D, Q) its value per transition
+    tr_value,  # (Q, D) its value per transition
     weights,  # (T + 1,)
     disc_kinds,  # (K, T + 1) the distinct discount rows (costs, effects)
     kind,  # (R,) int: the discount row of each reward
     disc_trans,  # (R2, T + 1)
     disc_effects,  # (T + 1,) for infection deaths
-    out_disc,  # (D, R + R2 + 1): rewards, transition rewards, infection deaths
+    out_disc,  # (R + R2 + 1, D): rewards, transition rewards, infection deaths
     out_und,
     trace_out,  # (D, T + 1, S) or empty
     sev_events_out,  # (D, T) or empty: expected severe infections in each cycle
     prob_tol,  # a probability outside [-prob_tol, 1 + prob_tol] (or not finite) flags the draw
     bad,  # (D,) uint8, set to 1 for a flagged draw
 ):
-    D, T = h_decline.shape
-    R = const.shape[1]
+    T, D = h_decline.shape
+    R = const.shape[0]
     R2 = disc_trans.shape[0]
     Q = tr_edge.shape[0]
     keep_trace = trace_out.shape[0] > 0
     keep_events = sev_events_out.shape[0] > 0
     K = disc_kinds.shape[0]
+    B = _BLOCK
     # per draw, the weighted (and discounted) sums over rows of the trace, and of the expected
     # severe / non-severe infections; every state reward is then a dot product with them
-    acc = np.empty((K + 1, _S))  # row K: undiscounted
-    acc_sev = np.empty(K + 1)
-    acc_ns = np.empty(K + 1)
-    x = np.empty(_S)
-    sevc = np.empty(_S)
-    nsc = np.empty(_S)
-    hd = np.empty(_S)
-    fd = np.zeros(_S)
-    e = np.empty(_E)
-    flow = np.empty(_E)
+    acc = np.empty((K + 1, _S, B))  # row K: undiscounted
+    acc_sev = np.empty((K + 1, B))
+    acc_ns = np.empty((K + 1, B))
+    x = np.empty((_S, B))
+    sevc = np.empty((_S, B))
+    nsc = np.empty((_S, B))
+    hd = np.empty((_S, B))
+    fd = np.zeros((_S, B))
+    e = np.zeros((_E, B))
+    ok = np.empty(B, dtype=np.bool_)
+    p_stop = np.empty(B)
+    stay_stop = np.empty(B)
+    p_det = np.empty(B)
+    stay_det = np.empty(B)
+    mix = np.ones(B)
+    x_sev = np.empty(B)
+    x_ns = np.empty(B)
+    inf_und = np.empty(B)
+    inf_disc = np.empty(B)
+    tr_und = np.empty((R2, B))
+    tr_disc = np.empty((R2, B))
     f_k = np.empty(K + 1)
-    for d in range(D):
-        p_stop, stay_stop, _ = _competing1(h_stop[d])  # constant over cycles
-        p_det, stay_det, _ = _competing1(h_detect[d])  # detection alone: constant too
-        acc[:, :] = 0.0
-        acc_sev[:] = 0.0
-        acc_ns[:] = 0.0
+    lo = -prob_tol
+    hi = 1.0 + prob_tol
+    for d0 in range(0, D, B):
+        nb = min(B, D - d0)
+        for b in range(nb):
+            d = d0 + b
+            p_stop[b], stay_stop[b], _ = _c1(h_stop[d])  # constant over cycles
+            p_det[b], stay_det[b], _ = _c1(h_detect[d])  # detection alone: constant too
+            ok[b] = (phi[d] >= 0.0) & (phi[d] <= 1.0)
+            for p in (p_det[b], stay_det[b], p_stop[b], stay_stop[b]):
+                ok[b] &= (p >= lo) & (p <= hi)
+            inf_und[b] = 0.0
+            inf_disc[b] = 0.0
+        acc[:, :, :] = 0.0
+        acc_sev[:, :] = 0.0
+        acc_ns[:, :] = 0.0
+        tr_und[:, :] = 0.0
+        tr_disc[:, :] = 0.0
         for s in range(_S):
-            x[s] = start[s]
-            if keep_trace:
-                trace_out[d, 0, s] = start[s]
+            for b in range(nb):
+                x[s, b] = start[s]
+                if keep_trace:
+                    trace_out[d0 + b, 0, s] = start[s]
         for t in range(T + 1):
             k = t if t < T else T - 1  # the last row takes the last cycle's rewards
             if t < T:
-                mix_i = (
-                    rr_normal[d] * (1.0 - low_share[d, k]) + low_share[d, k] if mix_igrt else 1.0
-                )
-                _infections(sevc, nsc, sev[d], ns[d], dt, f_inf[d, k], mix_i)
+                if mix_igrt:
+                    for b in range(nb):
+                        d = d0 + b
+                        mix[b] = rr_normal[d] * (1.0 - low_share[k, d]) + low_share[k, d]
+                for s in range(_S):
+                    if mix_igrt and s == _I:
+                        for b in range(nb):
+                            d = d0 + b
+                            f = f_inf[k, d]
+                            sevc[s, b] = sev[s, d] * dt * f * mix[b]
+                            nsc[s, b] = ns[s, d] * dt * f * mix[b]
+                    else:
+                        for b in range(nb):
+                            d = d0 + b
+                            f = f_inf[k, d]
+                            sevc[s, b] = sev[s, d] * dt * f
+                            nsc[s, b] = ns[s, d] * dt * f
             # state rewards on row t, sum_s x_s (const_rs + a_r sev_s + b_r ns_s): accumulate
             # the row's weighted trace and infections once for all rewards
             if R > 0:
                 w = weights[t]
-                x_sev = 0.0
-                x_ns = 0.0
+                for b in range(nb):
+                    x_sev[b] = 0.0
+                    x_ns[b] = 0.0
                 for s in range(_S):
-                    x_sev += x[s] * sevc[s]
-                    x_ns += x[s] * nsc[s]
+                    for b in range(nb):
+                        x_sev[b] += x[s, b] * sevc[s, b]
+                        x_ns[b] += x[s, b] * nsc[s, b]
                 for j in range(K):
                     f_k[j] = w * disc_kinds[j, t]
                 f_k[K] = w
                 for j in range(K + 1):
+                    fj = f_k[j]
                     for s in range(_S):
-                        acc[j, s] += f_k[j] * x[s]
-                    acc_sev[j] += f_k[j] * x_sev
-                    acc_ns[j] += f_k[j] * x_ns
+                        for b in range(nb):
+                            acc[j, s, b] += fj * x[s, b]
+                    for b in range(nb):
+                        acc_sev[j, b] += fj * x_sev[b]
+                        acc_ns[j, b] += fj * x_ns[b]
             if t == T:
-                for r in range(R):
-                    for j in (kind[r], K):
-                        val = on_sev[d, r] * acc_sev[j] + on_ns[d, r] * acc_ns[j]
-                        for s in range(_S):
-                            val += const[d, r, s] * acc[j, s]
-                        if j == K:
-                            out_und[d, r] += val
-                        else:
-                            out_disc[d, r] += val
                 break
             if keep_events:
-                ev = 0.0
-                for s in range(_S):
-                    ev += x[s] * sevc[s]
-                sev_events_out[d, t] = ev
-            ok = _edges(
-                e, hd, fd, live, sevc, mm[d], dt, h_bg[d, t], h_disc[d, t], h_decline[d, t], cf[d],
-                has_detect, h_detect[d], p_det, stay_det, infection_starts_low,
-                infection_starts_normal, phi[d], p_stop, stay_stop, prob_tol,
+                for b in range(nb):
+                    ev = 0.0
+                    for s in range(_S):
+                        ev += x[s, b] * sevc[s, b]
+                    sev_events_out[d0 + b, t] = ev
+            _edges_block(
+                e, hd, fd, ok, live, sevc, mm, d0, nb, t, dt, h_bg, h_disc, h_decline, cf,
+                has_detect, h_detect, p_det, stay_det, infection_starts_low,
+                infection_starts_normal, phi, p_stop, stay_stop, prob_tol,
             )  # fmt: skip
-            if not ok:
-                bad[d] = 1
             # infection deaths: flow into dead x the infection share of the death hazard
             # (P(death) = hd x fd, and its infection share sevc x cf / hd)
-            inf = 0.0
-            for s in range(_DEAD):
-                inf += x[s] * fd[s] * (sevc[s] * cf[d])
-            out_und[d, R + R2] += inf
-            out_disc[d, R + R2] += inf * disc_effects[t + 1]
+            de = disc_effects[t + 1]
+            for b in range(nb):
+                c = cf[d0 + b]
+                inf = 0.0
+                for s in range(_DEAD):
+                    inf += x[s, b] * fd[s, b] * (sevc[s, b] * c)
+                inf_und[b] += inf
+                inf_disc[b] += inf * de
             # transition rewards, counted on row t + 1
-            if Q > 0:
-                for q in range(_E):
-                    flow[q] = x[EDGE_FROM_K[q]] * e[q]
-                for q in range(Q):
-                    r = tr_reward[q]
-                    val = flow[tr_edge[q]] * tr_value[d, q]
-                    out_und[d, R + r] += val
-                    out_disc[d, R + r] += val * disc_trans[r, t + 1]
-            _advance(x, e)
+            for q in range(Q):
+                qe = tr_edge[q]
+                r = tr_reward[q]
+                src = EDGE_FROM_K[qe]
+                dtr = disc_trans[r, t + 1]
+                for b in range(nb):
+                    val = x[src, b] * e[qe, b] * tr_value[q, d0 + b]
+                    tr_und[r, b] += val
+                    tr_disc[r, b] += val * dtr
+            for b in range(nb):
+                n, l_, i, oi, o, dead = x[0, b], x[1, b], x[2, b], x[3, b], x[4, b], x[5, b]
+                x[0, b] = n * e[0, b]
+                x[1, b] = n * e[1, b] + l_ * e[5, b]
+                x[2, b] = n * e[2, b] + l_ * e[6, b] + i * e[9, b]
+                x[3, b] = i * e[10, b] + oi * e[13, b]
+                x[4, b] = n * e[3, b] + l_ * e[7, b] + i * e[11, b] + oi * e[14, b] + o * e[16, b]
+                x[5, b] = (
+                    n * e[4, b] + l_ * e[8, b] + i * e[12, b] + oi * e[15, b] + o * e[17, b]
+                    + dead * e[18, b]
+                )  # fmt: skip
             if keep_trace:
                 for j in range(_S):
-                    trace_out[d, t + 1, j] = x[j]
+                    for b in range(nb):
+                        trace_out[d0 + b, t + 1, j] = x[j, b]
+        # the block's totals
+        for r in range(R):
+            for j in (kind[r], K):
+                for b in range(nb):
+                    d = d0 + b
+                    val = on_sev[r, d] * acc_sev[j, b] + on_ns[r, d] * acc_ns[j, b]
+                    for s in range(_S):
+                        val += const[r, s, d] * acc[j, s, b]
+                    if j == K:
+                        out_und[r, d] = val
+                    else:
+                        out_disc[r, d] = val
+        for r in range(R2):
+            for b in range(nb):
+                out_und[R + r, d0 + b] = tr_und[r, b]
+                out_disc[R + r, d0 + b] = tr_disc[r, b]
+        for b in range(nb):
+            out_und[R + R2, d0 + b] = inf_und[b]
+            out_disc[R + R2, d0 + b] = inf_disc[b]
+            if not ok[b]:
+                bad[d0 + b] = 1
 
 
 EDGE_FROM_K = EDGE_FROM  # a global array the compiled kernel reads as a constant
@@ -649,6 +918,7 @@ _failed: str | None = None
 #: be in this module's globals before the functions that call it are compiled).
 _HELPERS = (
     "_competing1", "_competing2", "_competing3", "_edges", "_advance", "_infections",
+    "_pow2", "_em1", "_c1", "_c2", "_c3", "_edges_block",
     "_run_eval", "_eval_at", "_sign", "_bracketed", "_illinois",
 )  # fmt: skip
 
@@ -753,8 +1023,8 @@ def run_cohort(
     kinds, kind_of = np.unique(np.asarray(disc_rows, dtype=np.float64), axis=0, return_inverse=True)
     kinds = kinds.reshape(-1, T + 1) if R else np.zeros((0, T + 1))
     kind_of = np.ascontiguousarray(kind_of.reshape(-1), dtype=np.int64)
-    out_disc = np.zeros((D, R + R2 + 1))
-    out_und = np.zeros((D, R + R2 + 1))
+    out_disc = np.zeros((R + R2 + 1, D))  # draws-last in the kernel
+    out_und = np.zeros((R + R2 + 1, D))
     trace = np.empty((D, T + 1, _S)) if keep_trace else np.empty((0, 0, 0))
     events = np.empty((D, T)) if keep_events else np.empty((0, 0))
     has_detect = c.h_detect is not None
@@ -771,20 +1041,21 @@ def run_cohort(
     tr_value = np.ascontiguousarray(
         trans[:, tr_reward, EDGE_FROM[tr_edge], EDGE_TO[tr_edge]].reshape(D, len(pairs))
     )
+    tt = lambda a: np.ascontiguousarray(np.asarray(a, dtype=np.float64).T)  # noqa: E731
     _kernels()[0](
         f64(c.start),
         float(c.dt),
-        f64(c.h_decline),
-        f64(c.h_disc),
-        f64(c.f_inf),
-        f64(c.h_bg),
-        f64(c.low_share),
-        f64(c.sev),
-        f64(c.ns),
+        tt(c.h_decline),
+        tt(c.h_disc),
+        tt(c.f_inf),
+        tt(c.h_bg),
+        tt(c.low_share),
+        tt(c.sev),
+        tt(c.ns),
         bool(c.mix_igrt),
         f64(np.broadcast_to(c.rr_normal, (D,))),
         f64(np.broadcast_to(c.cf, (D,))),
-        f64(c.mm),
+        tt(c.mm),
         f64(c.h_detect) if has_detect else np.zeros(D),
         has_detect,
         bool(c.infection_starts_low),
@@ -792,12 +1063,12 @@ def run_cohort(
         _live(c),
         f64(np.broadcast_to(c.phi, (D,))),
         f64(np.broadcast_to(c.h_stop, (D,))),
-        const,
-        on_sev,
-        on_ns,
+        np.ascontiguousarray(const.transpose(1, 2, 0)),
+        tt(on_sev),
+        tt(on_ns),
         tr_edge,
         tr_reward,
-        tr_value,
+        tt(tr_value),
         f64(weights),
         f64(kinds),
         kind_of,
@@ -813,8 +1084,8 @@ def run_cohort(
     if bad.any():
         raise InvalidProbabilities(f"draw {int(np.argmax(bad))}")
     return (
-        out_disc,
-        out_und,
+        out_disc.T,
+        out_und.T,
         trace if keep_trace else None,
         events if keep_events else None,
     )

@@ -331,34 +331,40 @@ def _common_hazards(v: _Params, spec: ModelSpec) -> tuple[np.ndarray, ...]:
             mu_on,
             low_share[:, :T],
         )
-    tau = np.arange(T + 1) * dt  # years since bsAb start at each cycle boundary
+    # computed time-major, (T + 1, D) with draws innermost, and handed out as (D, T) views:
+    # the compiled kernel reads them draws-last without a copy
+    tau = (np.arange(T + 1) * dt)[:, None]  # years since bsAb start at each cycle boundary
     t0, t1 = tau[:-1], tau[1:]
-    # every function of time below is evaluated once at each boundary (D, T + 1); a cycle takes
-    # its start ([:, :-1]) and end ([:, 1:]) values
+    row = lambda name: v[name][None, :]  # noqa: E731
+    # every function of time below is evaluated once at each boundary (T + 1, D); a cycle takes
+    # its start ([:-1]) and end ([1:]) values
     # IgG decline, cure fraction: S(t) = 1 - pi + pi exp(-lam t)
-    pi, lam = v["p_igg_low_ever"][:, None], v["r_igg_decline"][:, None]
+    pi, lam = row("p_igg_low_ever"), row("r_igg_decline")
     with np.errstate(divide="ignore", invalid="ignore"):  # pi = 1: log1p(-1) = -inf
         log_s = np.log1p(pi * np.expm1(-lam * tau))
-        log_s0, log_s1 = log_s[:, :-1], log_s[:, 1:]
+        log_s0, log_s1 = log_s[:-1], log_s[1:]
         # pi = 1 is a plain exponential: S(t) = exp(-lam t)
         h_decline = np.where(pi < 1.0, log_s0 - log_s1, lam * (t1 - t0))
     # share whose IgG would be low, averaged over the cycle: 1 - (S(t0) + S(t1)) / 2
     s_t = np.exp(log_s)
-    low_share = 1.0 - 0.5 * (s_t[:, :-1] + s_t[:, 1:])
+    low_share = 1.0 - 0.5 * (s_t[:-1] + s_t[1:])
     # time on bsAb: H(t) = ln2 (t / median)^shape
-    median_tot, shape_tot = v["t_median_tot_months"][:, None], v["k_tot_weibull_shape"][:, None]
+    median_tot, shape_tot = row("t_median_tot_months"), row("k_tot_weibull_shape")
     cum = (tau / median_tot) ** shape_tot
-    h_disc = np.log(2.0) * (cum[:, 1:] - cum[:, :-1])
+    h_disc = np.log(2.0) * (cum[1:] - cum[:-1])
     # infection hazard multiplier per cycle: cumulative hazard r*a*(t/a)^k, so the cycle share
     # is a*((t1/a)^k - (t0/a)^k)/dt; equal to 1 when k = 1
-    anchor = v["t_infection_hazard_anchor_months"][:, None]
-    shape_inf = v["k_infection_hazard_shape"][:, None]
+    anchor = row("t_infection_hazard_anchor_months")
+    shape_inf = row("k_infection_hazard_shape")
     cum = (tau / anchor) ** shape_inf
-    f_inf = anchor * (cum[:, 1:] - cum[:, :-1]) / dt
+    f_inf = anchor * (cum[1:] - cum[:-1]) / dt
     # background death at the integer age reached at the start of the cycle
-    age = v["q_start_age_years"][:, None] + t0[None, :]
+    age = row("q_start_age_years") + t0
     idx = np.clip(np.floor(age).astype(int), 0, len(spec.mx_by_age) - 1)
     h_bg = spec.mx_by_age[idx] * dt
+    h_decline, h_disc, f_inf, h_bg, low_share = (
+        a.T for a in (h_decline, h_disc, f_inf, h_bg, low_share)
+    )
     # non-infectious non-relapse mortality on bsAb (the NRM proportion is at 12 months)
     mu_on = -np.log1p(-v["p_nrm_12m"] * (1.0 - v["p_nrm_infection_share"]))
     v._cache[key] = (h_decline, h_disc, f_inf, h_bg, mu_on, low_share)

@@ -272,3 +272,32 @@ def test_compiled_calibration_leaves_unreachable_and_invalid_draws_to_the_numpy_
         m.calibrate(m._Params(bad, spec.unit_scale), spec)
     assert str(got.value) == str(want.value)
     assert "at draw 102," in str(got.value)  # the draw's own label
+
+
+def test_vectorised_expm1_is_within_an_ulp_of_libm():
+    """The cohort kernel's expm1 (arithmetic only, so that it vectorises) against NumPy's, over
+    the hazards' range and its edges: tiny, around the reduction's breakpoints k ln2 / 2, large
+    (where it is -1 exactly), zero, infinities and NaN."""
+    _kernel._kernels()
+    rng = np.random.default_rng(3)
+    ln2 = np.log(2.0)
+    x = np.concatenate(
+        [
+            -rng.uniform(0.0, 3.0, 4000),
+            -rng.uniform(0.0, 1e-6, 1000),
+            -10.0 ** rng.uniform(-300, 0, 1000),
+            rng.uniform(0.0, 5.0, 1000),  # a negative hazard: exp of a positive number
+            -rng.uniform(3.0, 60.0, 1000),
+            np.outer(np.arange(-60, 6), [1.0 - 1e-15, 1.0, 1.0 + 1e-15]).ravel() * ln2 / 2,
+            [0.0, -0.0, -40.0, -41.0, -745.0, -np.inf, 700.0],
+        ]
+    )
+    got = np.array([_kernel._em1(v) for v in x])
+    want = np.expm1(x)
+    ulps = np.abs(got - want) / np.spacing(np.abs(want))
+    # the kernel takes expm1(-hazard): 1 ulp there; 2 for positive x (an invalid hazard, which
+    # only has to give a probability outside [0, 1])
+    assert np.all(ulps[x <= 0] <= 1.0), x[x <= 0][np.argmax(ulps[x <= 0])]
+    assert np.all(ulps[x > 0] <= 2.0)
+    assert np.all(got[x <= -40.0] == -1.0)
+    assert np.isnan(_kernel._em1(np.nan))
