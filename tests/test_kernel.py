@@ -285,7 +285,7 @@ def test_vectorised_expm1_is_within_an_ulp_of_libm():
         [
             -rng.uniform(0.0, 3.0, 4000),
             -rng.uniform(0.0, 1e-6, 1000),
-            -10.0 ** rng.uniform(-300, 0, 1000),
+            -(10.0 ** rng.uniform(-300, 0, 1000)),
             rng.uniform(0.0, 5.0, 1000),  # a negative hazard: exp of a positive number
             -rng.uniform(3.0, 60.0, 1000),
             np.outer(np.arange(-60, 6), [1.0 - 1e-15, 1.0, 1.0 + 1e-15]).ravel() * ln2 / 2,
