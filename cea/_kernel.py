@@ -4,7 +4,8 @@ per-draw calibration (cea.model.calibrate's algorithm) runs in compiled code.
 The NumPy path (:func:`cea.model.expand` then :func:`cea.markov.run_markov`) builds a
 (draws x cycles x 6 x 6) transition array and a dozen (draws x cycles x 6) reward arrays, then
 runs the trace; at PSA sizes that is memory traffic, not arithmetic (docs/psa.md). This kernel
-takes the same compact description (:class:`cea.model.Cohort`) and, per draw and cycle, forms
+takes the same compact description (:class:`cea.model.Cohort`) and, per draw and cycle (draws
+in blocks, innermost, so that it compiles to vector instructions: see its section comment), forms
 the competing-hazard probabilities of each row, accumulates every reward on the trace row,
 counts transition rewards and infection deaths on the flows, and advances the trace, without
 storing any of those arrays. It follows the engine's conventions exactly: per-cycle rewards on
