@@ -291,6 +291,11 @@ def _pow2(k):
     return np.int64((bits + 1023) << 52).view(np.float64)
 
 
+# _c1, _c2, _c3: _competing1-3 with _em1 for the vectorised loops (the calibration's scalar
+# evaluations keep libm's expm1 in _competing1-3: measured faster there, 0.22 s against 0.31 s
+# per 2,500 draws)
+
+
 def _c1(h1):
     em1 = _em1(-h1)
     frac = -em1 / h1 if h1 > 0.0 else 1.0

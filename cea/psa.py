@@ -324,12 +324,15 @@ def _heap_frozen() -> Iterator[None]:
     """Within the block, the objects alive at its start (the imported modules, Numba's
     compiler state: hundreds of thousands) are left out of garbage collection (gc.freeze):
     the collections the model run triggers then scan only its own objects, and forked workers
-    do not touch, and so copy, the pages they inherit (the use the gc documentation gives)."""
+    do not touch, and so copy, the pages they inherit (the use the gc documentation gives).
+    A heap already frozen by the caller (an application that embeds cea) is left frozen."""
+    already = gc.get_freeze_count() > 0
     gc.freeze()
     try:
         yield
     finally:
-        gc.unfreeze()
+        if not already:
+            gc.unfreeze()
 
 
 def default_workers(n_chunks: int) -> int:
