@@ -32,7 +32,6 @@ the chunk size.
 
 from __future__ import annotations
 
-import gc
 import gzip
 import json
 import math
@@ -40,9 +39,8 @@ import multiprocessing as mp
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -319,22 +317,6 @@ def _run_chunk(draws: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame, pd.D
     return res.outcomes, res.calibrated
 
 
-@contextmanager
-def _heap_frozen() -> Iterator[None]:
-    """Within the block, the objects alive at its start (the imported modules, Numba's
-    compiler state: hundreds of thousands) are left out of garbage collection (gc.freeze):
-    the collections the model run triggers then scan only its own objects, and forked workers
-    do not touch, and so copy, the pages they inherit (the use the gc documentation gives).
-    A heap already frozen by the caller (an application that embeds cea) is left frozen."""
-    already = gc.get_freeze_count() > 0
-    gc.freeze()
-    try:
-        yield
-    finally:
-        if not already:
-            gc.unfreeze()
-
-
 def default_workers(n_chunks: int) -> int:
     """Worker processes for ``n_chunks`` chunks: one per CPU (at most MAX_WORKERS), 1 for a
     single chunk (a pool costs more than it saves)."""
@@ -362,29 +344,27 @@ def run_draws(
     bounds = [(lo, min(D, lo + chunk_draws)) for lo in range(0, D, chunk_draws)]
     workers = default_workers(len(bounds)) if workers is None else max(1, int(workers))
     results: list = [None] * len(bounds)
-
-    def done(i: int, result) -> None:
-        results[i] = result
-        if progress is not None:
-            progress.update(bounds[i][1] - bounds[i][0], label)
-
     if workers == 1:
-        with _heap_frozen():
-            for i, (lo, hi) in enumerate(bounds):
-                done(i, _run_chunk(draws.iloc[lo:hi], spec))
+        for i, (lo, hi) in enumerate(bounds):
+            results[i] = _run_chunk(draws.iloc[lo:hi], spec)
+            if progress is not None:
+                progress.update(hi - lo, label)
     else:
         ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
         if ctx is not None and _kernel_wanted():
             # load the compiled kernel here once (one draw), so that the forked workers inherit
             # it instead of each loading it again
             _run_chunk(draws.iloc[:1], spec)
-        with _heap_frozen(), ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             futures = {
                 pool.submit(_run_chunk, draws.iloc[lo:hi], spec): i
                 for i, (lo, hi) in enumerate(bounds)
             }
             for fut in as_completed(futures):
-                done(futures[fut], fut.result())
+                i = futures[fut]
+                results[i] = fut.result()
+                if progress is not None:
+                    progress.update(bounds[i][1] - bounds[i][0], label)
     parts = [r[0] for r in results]
     cal = [r[1] for r in results]
     # each chunk is strategy-major; put all draws of a strategy together, strategies in spec order

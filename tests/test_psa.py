@@ -4,7 +4,6 @@ output files and the command line."""
 
 from __future__ import annotations
 
-import gc
 import io
 import json
 import math
@@ -413,19 +412,3 @@ def test_cli_writes_every_output(tmp_path, capsys):
 def test_cli_rejects_country_and_countries(capsys):
     assert main(["psa", "--country", "GB", "--countries", "all", "--draws", "10"]) == 2
     assert "not both" in capsys.readouterr().err
-
-
-def test_model_run_leaves_the_garbage_collector_as_it_found_it():
-    """run_draws freezes the heap for the run (psa._heap_frozen) and unfreezes it after, but
-    leaves a heap the caller froze frozen."""
-    gc.unfreeze()
-    with psa._heap_frozen():
-        assert gc.get_freeze_count() > 0
-    assert gc.get_freeze_count() == 0
-    gc.freeze()
-    try:
-        with psa._heap_frozen():
-            pass
-        assert gc.get_freeze_count() > 0
-    finally:
-        gc.unfreeze()
