@@ -343,7 +343,9 @@ def _edges_block(
     stay_stop,
     prob_tol,
 ):
-    """_edges for the block's draws (see there): the same probabilities and checks."""
+    """_edges for the block's draws (see there): the same probabilities and checks. The edges
+    and fd of a row the cohort cannot occupy are never written: they stay at the zeros the
+    kernel allocates them with."""
     for s in range(_S):
         for b in range(nb):
             d = d0 + b
@@ -369,12 +371,6 @@ def _edges_block(
             e[1, b] = stay_exit * p_l
             e[2, b] = stay_exit * p_i
             e[0, b] = stay_exit * stay_int
-    else:
-        for k in range(5):
-            for b in range(nb):
-                e[k, b] = 0.0
-        for b in range(nb):
-            fd[_N, b] = 0.0
     if live[_L]:
         for b in range(nb):
             d = d0 + b
@@ -392,12 +388,6 @@ def _edges_block(
             else:
                 e[6, b] = 0.0
                 e[5, b] = stay_exit
-    else:
-        for k in range(5, 9):
-            for b in range(nb):
-                e[k, b] = 0.0
-        for b in range(nb):
-            fd[_L, b] = 0.0
     if live[_I]:
         for b in range(nb):
             d = d0 + b
@@ -407,24 +397,12 @@ def _edges_block(
             e[11, b] = p_o
             e[12, b] = p_dead
             e[9, b] = stay_exit
-    else:
-        for k in range(9, 13):
-            for b in range(nb):
-                e[k, b] = 0.0
-        for b in range(nb):
-            fd[_I, b] = 0.0
     if live[_OI]:
         for b in range(nb):
             p_dead, stay_exit, fd[_OI, b] = _c1(hd[_OI, b])
             e[15, b] = p_dead
             e[14, b] = stay_exit * p_stop[b]
             e[13, b] = stay_exit * stay_stop[b]
-    else:
-        for k in range(13, 16):
-            for b in range(nb):
-                e[k, b] = 0.0
-        for b in range(nb):
-            fd[_OI, b] = 0.0
     for b in range(nb):
         p_dead, stay_exit, fd[_O, b] = _c1(hd[_O, b])
         e[17, b] = p_dead
