@@ -422,6 +422,20 @@ def cea_cmd(*args: str, code: str | None = None) -> list[str]:
     return [sys.executable, "-c", code, *args] if code else [sys.executable, "-m", "cea", *args]
 
 
+#: Starts a command the way a terminal does, with Ctrl-C at its default action. A suite run as
+#: a background job of a non-interactive shell (``bash .ci/run &``, nohup) inherits SIGINT
+#: ignored; Python then keeps ignoring it, and a Ctrl-C test would wait for nothing. exec keeps
+#: the default disposition, so the command proper starts with Python's KeyboardInterrupt.
+AS_FROM_A_TERMINAL = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
+def interactive(cmd: list[str]) -> list[str]:
+    return [sys.executable, "-c", AS_FROM_A_TERMINAL, *cmd]
+
+
 def env() -> dict:
     return {**os.environ, "PYTHONPATH": str(REPO)}
 
@@ -774,7 +788,9 @@ sys.exit(main(sys.argv[1:]))
 
 def _signal_run(out: Path, code: str, marker: str, sig: int) -> tuple[int, str, str]:
     proc = subprocess.Popen(
-        cea_cmd("run", "--country", "GB", "--strategies", TWO, "--out", str(out), code=code),
+        interactive(
+            cea_cmd("run", "--country", "GB", "--strategies", TWO, "--out", str(out), code=code)
+        ),
         cwd=REPO,
         env=env(),
         stdout=subprocess.PIPE,
@@ -840,7 +856,7 @@ def test_ctrl_c_at_an_arbitrary_moment_never_half_writes(tmp_path):
     # the real CLI, no hooks: whenever the signal lands, the folder is complete or absent
     out = tmp_path / "out"
     proc = subprocess.Popen(
-        cea_cmd("run", "--country", "GB", "--strategies", TWO, "--out", str(out)),
+        interactive(cea_cmd("run", "--country", "GB", "--strategies", TWO, "--out", str(out))),
         cwd=REPO,
         env=env(),
         stdout=subprocess.PIPE,
