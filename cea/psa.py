@@ -47,7 +47,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy import stats
+from threadpoolctl import threadpool_limits
 
+from cea import _kernel
 from cea import distributions as dist
 from cea import voi
 from cea.economics import icer_table
@@ -58,8 +60,8 @@ from cea.model import (
     COUNTS,
     ModelSpec,
     compiled_kernel,
+    engine_setting,
     run_model,
-    use_kernel,
 )
 from cea.parameters import ParameterTable, Scenario, build_parameter_table, load_scenario
 from cea.run import (
@@ -304,9 +306,32 @@ class ModelRun:
     seconds: float
 
 
-def _kernel_wanted() -> bool:
-    with compiled_kernel():
-        return use_kernel()
+def _warm_worker() -> None:
+    """Worker start-up: one BLAS thread (the workers are the parallelism: BLAS threads on top
+    oversubscribe the cores; measured, the EVPPI regressions in two workers took 0.6-0.75 s
+    with them and 0.28-0.33 s without), and Numba set up (cea._kernel.warm) while the parent
+    reads and draws. A failure there leaves the worker to the engine, as the model call would."""
+    threadpool_limits(1, user_api="blas")
+    if engine_setting() != "numpy":
+        try:
+            _kernel.warm()
+        except Exception:  # noqa: BLE001 - the first model call reports or falls back
+            pass
+
+
+def model_pool(workers: int) -> ProcessPoolExecutor | None:
+    """Worker processes for the model and the EVPPI regressions, or None for ``workers`` <= 1.
+
+    Started before anything is read: each worker sets Numba up as it starts (about 0.6 s,
+    :func:`cea._kernel.warm`), in parallel with the parent reading the inputs, drawing and
+    running the base case. Workers are forked where the platform allows (they then start with
+    the parent's modules already imported)."""
+    if workers <= 1:
+        return None
+    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_warm_worker)
+    pool.submit(int)  # the first task starts the worker processes
+    return pool
 
 
 def _run_chunk(draws: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -330,9 +355,11 @@ def run_draws(
     progress: Progress | None = None,
     label: str = "",
     workers: int | None = None,
+    pool: ProcessPoolExecutor | None = None,
 ) -> ModelRun:
     """Run the model over all draws in chunks of ``chunk_draws`` (memory is bounded inside
-    ``run_model``), in ``workers`` processes (default :func:`default_workers`).
+    ``run_model``), in ``pool`` when given, else in ``workers`` processes (default
+    :func:`default_workers`; a pool of :func:`model_pool` is started and closed here).
 
     Each chunk is the same model call whichever process runs it and whatever the number of
     workers, so the results are bit-identical with 1 or more workers.
@@ -342,20 +369,18 @@ def run_draws(
     D, K = len(draws), len(spec.strategies)
     t0 = time.perf_counter()
     bounds = [(lo, min(D, lo + chunk_draws)) for lo in range(0, D, chunk_draws)]
-    workers = default_workers(len(bounds)) if workers is None else max(1, int(workers))
+    if pool is None:
+        workers = default_workers(len(bounds)) if workers is None else max(1, int(workers))
     results: list = [None] * len(bounds)
-    if workers == 1:
+    if pool is None and workers == 1:
         for i, (lo, hi) in enumerate(bounds):
             results[i] = _run_chunk(draws.iloc[lo:hi], spec)
             if progress is not None:
                 progress.update(hi - lo, label)
     else:
-        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-        if ctx is not None and _kernel_wanted():
-            # load the compiled kernel here once (one draw), so that the forked workers inherit
-            # it instead of each loading it again
-            _run_chunk(draws.iloc[:1], spec)
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        own = pool is None
+        pool = model_pool(workers) if own else pool
+        try:
             futures = {
                 pool.submit(_run_chunk, draws.iloc[lo:hi], spec): i
                 for i, (lo, hi) in enumerate(bounds)
@@ -365,6 +390,9 @@ def run_draws(
                 results[i] = fut.result()
                 if progress is not None:
                     progress.update(bounds[i][1] - bounds[i][0], label)
+        finally:
+            if own:
+                pool.shutdown(cancel_futures=True)
     parts = [r[0] for r in results]
     cal = [r[1] for r in results]
     # each chunk is strategy-major; put all draws of a strategy together, strategies in spec order
@@ -444,8 +472,12 @@ def analyse(
     base_outcomes: pd.DataFrame,
     comparisons: Sequence[tuple[str, str]],
     decision_horizon_years: float = DEFAULT_DECISION_HORIZON_YEARS,
+    pool: ProcessPoolExecutor | None = None,
 ) -> PsaTables:
-    """Summary, CEAC/CEAF, EVPI, EVPPI by parameter group, convergence and CE-plane tables."""
+    """Summary, CEAC/CEAF, EVPI, EVPPI by parameter group, convergence and CE-plane tables.
+
+    ``pool`` (:func:`model_pool`): the EVPPI regressions run there while this process builds
+    the other tables (the same function on the same arrays: the same results)."""
     country = ptable.country
     names = spec.strategy_names
     K, D = len(names), run.cost.shape[0]
@@ -461,6 +493,14 @@ def analyse(
     inc_means = icer_table(mean_out, cost="cost", effect="qaly", wtp=wtp)
     grid = wtp_grid(wtp, country.wtp_alternatives, inc_means["icer"].tolist())
     i_wtp = int(np.flatnonzero(grid == wtp)[0])
+
+    groups = parameter_groups(ptable, draws)
+    group_x = {g: draws[ps].to_numpy() if ps else np.empty((D, 0)) for g, ps in groups.items()}
+    pending = {}
+    if pool is not None:
+        # the largest regression first, so that the workers finish together
+        for g in sorted(group_x, key=lambda g: -group_x[g].shape[1]):
+            pending[g] = pool.submit(voi.evppi_regression, cost, qaly, group_x[g], grid, wtp)
 
     # --- summary: strategies and named comparisons, PSA mean vs deterministic
     base = base_outcomes.set_index("strategy")
@@ -572,11 +612,12 @@ def analyse(
     )
 
     # --- EVPPI by parameter group (regression), at every wtp of the grid
-    groups = parameter_groups(ptable, draws)
     ev_rows, curves = [], []
     for g, params in groups.items():
-        X = draws[params].to_numpy() if params else np.empty((D, 0))
-        r = voi.evppi_regression(cost, qaly, X, grid, r2_wtp=wtp)
+        if g in pending:
+            r = pending[g].result()
+        else:
+            r = voi.evppi_regression(cost, qaly, group_x[g], grid, r2_wtp=wtp)
         v = float(r.evppi[i_wtp])
         status = r.status
         if status == "ok" and v > evpi_pp[i_wtp] * (1 + EVPPI_EXCESS_RTOL):
@@ -744,6 +785,33 @@ def run_psa(
     (default one per CPU when there are several chunks; results do not depend on it).
     """
     t0 = time.perf_counter()
+    pools: list[ProcessPoolExecutor] = []
+    if n_draws is not None and workers != 1:
+        # start the workers now: they set Numba up while this process reads and draws
+        pools.append(_start_pool(n_draws, chunk_draws, workers))
+    try:
+        return _run_psa(
+            t0, pools, inputs, countries, n_draws, seed, scenario, strategies,
+            decision_horizon_years, chunk_draws, progress, workers,
+        )  # fmt: skip
+    finally:
+        for pool in pools:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+
+
+def _start_pool(n_draws, chunk_draws: int, workers: int | None) -> ProcessPoolExecutor | None:
+    """The model pool for ``n_draws`` per country (None: run in this process)."""
+    if not (isinstance(n_draws, int) and n_draws >= 1 and chunk_draws >= 1):
+        return None  # the run rejects them
+    n = default_workers(-(-n_draws // chunk_draws)) if workers is None else max(1, int(workers))
+    return model_pool(n)
+
+
+def _run_psa(
+    t0, pools, inputs, countries, n_draws, seed, scenario, strategies, decision_horizon_years,
+    chunk_draws, progress, workers,
+) -> PsaRun:  # fmt: skip
     if not isinstance(inputs, Inputs):
         inputs = load_inputs(inputs)
     if scenario is not None and not isinstance(scenario, Scenario):
@@ -769,6 +837,9 @@ def run_psa(
     _check_seed(seed)
     if not (isinstance(decision_horizon_years, int | float) and decision_horizon_years > 0):
         raise CeaError(f"decision horizon must be > 0 years, got {decision_horizon_years!r}")
+    if not pools and workers != 1:
+        pools.append(_start_pool(n_draws, chunk_draws, workers))  # the caller closes it
+    pool = pools[0] if pools else None
     ptables = {c: build_parameter_table(inputs, c, scenario) for c in codes}
     all_draws = sample_draws(inputs, ptables, n_draws, seed, scenario)
     seconds = {"load_and_draw": time.perf_counter() - t0}
@@ -780,12 +851,14 @@ def run_psa(
             spec = apply_discount_settings(
                 build_spec(pt, inputs, list(strategies) if strategies else None), pt.settings
             )
+            t1 = time.perf_counter()
             base = _base_case(inputs, pt, spec)
-            run = run_draws(all_draws[code], spec, chunk_draws, bar, label=code, workers=workers)
+            seconds[f"base_case_{code}"] = time.perf_counter() - t1
+            run = run_draws(all_draws[code], spec, chunk_draws, bar, code, workers, pool)
             comps = comparisons_from_settings(pt.settings, spec)
             t1 = time.perf_counter()
             tables = analyse(
-                run, all_draws[code], pt, spec, base.outcomes, comps, decision_horizon_years
+                run, all_draws[code], pt, spec, base.outcomes, comps, decision_horizon_years, pool
             )
             seconds[f"model_{code}"] = run.seconds
             seconds[f"analysis_{code}"] = time.perf_counter() - t1
