@@ -740,7 +740,8 @@ def _illinois(
     which, d, other, target, lo, hi, wide_lo, wide_hi, ftol, max_iter, log_tol, cal, work
 ):
     """cea.model._solve for one draw: the root x of f(x) = target (x = r with mu = other when
-    which = 0, x = mu with r = other when which = 1). Returns (root, slope, status)."""
+    which = 0, x = mu with r = other when which = 1). Returns (root, slope, status, f(root) -
+    target): the last is the value of the last evaluation, which was at the root itself."""
     a = math.log(lo)
     b = math.log(hi)
     va, ok1 = _eval_at(which, d, a, other, cal, work)
@@ -757,7 +758,7 @@ def _illinois(
         ga = va - target
         gb = vb - target
         if not _bracketed(ga, gb):
-            return math.nan, math.nan, UNREACHABLE if ok else BAD_PROBABILITY
+            return math.nan, math.nan, UNREACHABLE if ok else BAD_PROBABILITY, math.nan
     tol = ftol * max(1.0, abs(target))
     slope = (gb - ga) / (b - a) if b != a else math.nan
     for _ in range(max_iter):
@@ -781,10 +782,10 @@ def _illinois(
         if abs(gc) <= tol or abs(c - a) < log_tol:
             break
     if not ok:
-        return math.nan, math.nan, BAD_PROBABILITY
+        return math.nan, math.nan, BAD_PROBABILITY, math.nan
     if not (math.isfinite(b) and math.isfinite(slope)):
-        return math.nan, math.nan, NOT_SETTLED
-    return math.exp(b), slope, OK
+        return math.nan, math.nan, NOT_SETTLED, math.nan
+    return math.exp(b), slope, OK, gb
 
 
 def _calibrate_kernel(
@@ -816,7 +817,7 @@ def _calibrate_kernel(
         s_r = 0.0
         if not zero:
             guess = -math.log1p(-min(t_inc, 1.0 - 1e-9)) / (months / 12.0)
-            r, s_r, st = _illinois(
+            r, s_r, st, _ = _illinois(
                 0, d, 1.0, t_inc, guess * gr_lo, guess * gr_hi, w_lo, w_hi, start_ftol, max_iter,
                 log_tol, cal, work,
             )  # fmt: skip
@@ -824,7 +825,7 @@ def _calibrate_kernel(
                 status[d] = st
                 continue
         guess = math.log(2.0) / t_os
-        mu, s_mu, st = _illinois(
+        mu, s_mu, st, g_mu = _illinois(
             1, d, r, t_os, guess * gm_lo, guess * gm_hi, w_lo, w_hi,
             ftol if zero else start_ftol, max_iter, log_tol, cal, work,
         )  # fmt: skip
@@ -840,12 +841,12 @@ def _calibrate_kernel(
         tol1 = ftol * max(1.0, abs(t_os))
         x0 = math.log(r)
         x1 = math.log(mu)
-        v0, ok0 = _run_eval(0, d, r, mu, cal, work)
-        v1, ok1 = _run_eval(1, d, r, mu, cal, work)
+        v0, ok = _run_eval(0, d, r, mu, cal, work)
         F0 = v0 - t_inc
-        F1 = v1 - t_os
+        # the median OS at (r, mu) is the mu step's last evaluation, at exactly these rates
+        # (cea.model.calibrate evaluates it again; the value is the same to the bit)
+        F1 = g_mu
         j00, j01, j10, j11 = s_r, 0.0, 0.0, s_mu
-        ok = ok0 and ok1
         active = not (abs(F0) <= tol0 and abs(F1) <= tol1)
         failed = False
         for _ in range(broyden_iter):
