@@ -51,9 +51,8 @@ import pandas as pd
 from scipy import stats
 from threadpoolctl import threadpool_limits
 
-from cea import _kernel
+from cea import _kernel, voi
 from cea import distributions as dist
-from cea import voi
 from cea.economics import icer_table
 from cea.errors import CeaError
 from cea.inputs import Inputs, load_inputs
