@@ -42,6 +42,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -929,31 +930,43 @@ def psa_conventions(psa: PsaRun) -> dict:
 
 
 def write_country(c: CountryPsa, psa: PsaRun, folder: Path, command: str) -> None:
-    """Every file of one country's PSA into ``folder``."""
-    from cea.plots.psa import plot_all
+    """Every file of one country's PSA into ``folder``. The per-draw files and the figures
+    (seconds each) are written by worker processes where there are several CPUs, the tables
+    meanwhile here; every file has the same bytes either way."""
+    from cea.plots.psa import figure_jobs
 
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / "figures").mkdir(exist_ok=True)
     draws = c.draws.copy()
     for name, col in c.run.calibrated.items():
         draws[f"calibrated_{name}_per_year"] = col.to_numpy()
-    _write_csv_gz(draws.reset_index(), folder / "draws.csv.gz")
     cols = ["draw", "strategy", *[k for k in OUTCOME_COLUMNS if k in c.run.outcomes.columns]]
-    _write_csv_gz(c.run.outcomes[cols], folder / "outcomes.csv.gz")
     t = c.tables
-    t.summary.to_csv(folder / "summary.csv", index=False)
-    t.incremental_means.to_csv(folder / "incremental_means.csv", index=False)
-    t.ceac.to_csv(folder / "ceac.csv", index=False)
-    t.evpi.to_csv(folder / "evpi.csv", index=False)
-    t.evppi.to_csv(folder / "evppi.csv", index=False)
-    t.evppi_by_wtp.to_csv(folder / "evppi_by_wtp.csv", index=False)
-    t.convergence.to_csv(folder / "convergence.csv", index=False)
-    c.ptable.df.to_csv(folder / "parameters.csv", index=False)
-    plot_all(
-        t,
-        c.ptable.country,
-        folder / "figures",
-        labels={s.strategy: s.label for s in c.spec.strategies},
-    )
+    jobs = [
+        (_write_csv_gz, (c.run.outcomes[cols], folder / "outcomes.csv.gz")),
+        (_write_csv_gz, (draws.reset_index(), folder / "draws.csv.gz")),
+        *figure_jobs(
+            t,
+            c.ptable.country,
+            folder / "figures",
+            {s.strategy: s.label for s in c.spec.strategies},
+        ),
+    ]
+    with _writer_pool(len(jobs)) as pool:
+        pending = [pool.submit(f, *args) for f, args in jobs] if pool is not None else []
+        t.summary.to_csv(folder / "summary.csv", index=False)
+        t.incremental_means.to_csv(folder / "incremental_means.csv", index=False)
+        t.ceac.to_csv(folder / "ceac.csv", index=False)
+        t.evpi.to_csv(folder / "evpi.csv", index=False)
+        t.evppi.to_csv(folder / "evppi.csv", index=False)
+        t.evppi_by_wtp.to_csv(folder / "evppi_by_wtp.csv", index=False)
+        t.convergence.to_csv(folder / "convergence.csv", index=False)
+        c.ptable.df.to_csv(folder / "parameters.csv", index=False)
+        if pool is None:
+            for f, args in jobs:
+                f(*args)
+        for fut in pending:
+            fut.result()  # raises a worker's error here
     meta = provenance(c.base, command, seed=psa.seed)
     meta["analysis"] = "psa"
     meta["psa"] = {
@@ -962,6 +975,21 @@ def write_country(c: CountryPsa, psa: PsaRun, folder: Path, command: str) -> Non
         "seconds": {k: v for k, v in psa.seconds.items() if k.endswith(c.code) or k == "total"},
     }
     (folder / "run.json").write_text(json.dumps(meta, indent=2, default=_json_default) + "\n")
+
+
+@contextmanager
+def _writer_pool(n_jobs: int):
+    """Forked worker processes for writing files (None: one CPU, or no fork on this platform).
+    Forked, they start in milliseconds with matplotlib and the results already in memory."""
+    workers = min(n_jobs, os.cpu_count() or 1, MAX_WORKERS)
+    if workers <= 1 or "fork" not in mp.get_all_start_methods():
+        yield None
+        return
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork"))
+    try:
+        yield pool
+    finally:
+        pool.shutdown(cancel_futures=True)
 
 
 def _json_default(x):

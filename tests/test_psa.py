@@ -367,6 +367,22 @@ def test_wtp_grid_contains_thresholds():
 # --------------------------------------------------------------------------- outputs and CLI
 
 
+def test_convergence_figure_draws_log_spaced_points_with_both_ends():
+    from cea.plots.psa import CONVERGENCE_MAX_POINTS, _log_thinned
+
+    g = pd.DataFrame({"n_draws": np.arange(1, 20_001), "mean": np.zeros(20_000)})
+    n = _log_thinned(g)["n_draws"].to_numpy()
+    assert n[0] == 1 and n[-1] == 20_000 and len(n) <= CONVERGENCE_MAX_POINTS
+    assert np.all(np.diff(n) > 0)
+    # evenly spaced on the log axis where rounding to whole draws no longer matters
+    step = np.diff(np.log(n[n > 2000]))
+    assert step.max() / step.min() < 1.1 and step.mean() == pytest.approx(
+        np.log(20_000) / (CONVERGENCE_MAX_POINTS - 1), rel=0.05
+    )
+    short = g.iloc[:50]
+    assert _log_thinned(short) is short
+
+
 def test_compressed_csv_is_what_pandas_writes(tmp_path):
     # the fast writer must give the bytes of DataFrame.to_csv: missing values empty, floats as
     # their shortest round-trip repr, text quoted where it holds a comma or a quote

@@ -15,6 +15,8 @@ from matplotlib.ticker import FuncFormatter
 
 #: CE plane: at most this many draws per strategy are drawn (the first ones); means use all.
 PLANE_MAX_POINTS = 5000
+#: Convergence figure: points drawn per series (log-spaced; the CSV keeps every draw).
+CONVERGENCE_MAX_POINTS = 1000
 DPI = 150
 COLORS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666")
 
@@ -228,11 +230,26 @@ def plot_evppi(
     return path
 
 
+def _log_thinned(g: pd.DataFrame, n_points: int = CONVERGENCE_MAX_POINTS) -> pd.DataFrame:
+    """At most about ``n_points`` rows of a running series, evenly spaced on the log axis it
+    is drawn on (first and last rows kept): the curve looks the same and draws in a fraction
+    of the time for 10,000s of draws."""
+    n = len(g)
+    if n <= n_points:
+        return g
+    at = np.unique(np.geomspace(1, n, n_points).round().astype(int) - 1)
+    return g.iloc[at]
+
+
 def plot_convergence(conv: pd.DataFrame, country, path: Path, labels: dict | None = None) -> Path:
     """Running mean +- 1.96 Monte Carlo SE of the INMB of each named comparison and of the
-    probability that each strategy is cost-effective, against the number of draws."""
+    probability that each strategy is cost-effective, against the number of draws (log axis;
+    each series drawn at about CONVERGENCE_MAX_POINTS points evenly spaced on it)."""
     fig = Figure(figsize=(13, 5))
     ax, ax2 = fig.subplots(1, 2)
+    conv = conv.groupby(["measure", "name"], sort=False, group_keys=False)[conv.columns].apply(
+        _log_thinned
+    )
     for i, (name, g) in enumerate(conv[conv["measure"] == "inmb"].groupby("name", sort=False)):
         col = COLORS[i % len(COLORS)]
         ax.plot(g["n_draws"], g["mean"], color=col, lw=1.2, label=name)
@@ -274,15 +291,24 @@ def plot_convergence(conv: pd.DataFrame, country, path: Path, labels: dict | Non
     return path
 
 
-def plot_all(tables, country, folder: Path, labels: dict | None = None) -> list[Path]:
-    """Every PSA figure of one country into ``folder``."""
+def figure_jobs(tables, country, folder: Path, labels: dict | None = None) -> list[tuple]:
+    """Every PSA figure of one country as (function, arguments) pairs, the slowest first, for
+    the caller to run here or in worker processes (cea.psa.write_country)."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     horizon = tables.headline.get("decision_horizon_years", float("nan"))
     return [
-        plot_ce_plane(tables.ce_plane, country, folder / "ce_plane.png", labels),
-        plot_ceac(tables.ceac, country, folder / "ceac.png", labels),
-        plot_evpi(tables.evpi, country, folder / "evpi.png", horizon),
-        plot_evppi(tables.evppi, tables.evppi_by_wtp, tables.evpi, country, folder / "evppi.png"),
-        plot_convergence(tables.convergence, country, folder / "convergence.png", labels),
+        (plot_convergence, (tables.convergence, country, folder / "convergence.png", labels)),
+        (
+            plot_evppi,
+            (tables.evppi, tables.evppi_by_wtp, tables.evpi, country, folder / "evppi.png"),
+        ),
+        (plot_ce_plane, (tables.ce_plane, country, folder / "ce_plane.png", labels)),
+        (plot_ceac, (tables.ceac, country, folder / "ceac.png", labels)),
+        (plot_evpi, (tables.evpi, country, folder / "evpi.png", horizon)),
     ]
+
+
+def plot_all(tables, country, folder: Path, labels: dict | None = None) -> list[Path]:
+    """Every PSA figure of one country into ``folder``."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return [f(*args) for f, args in figure_jobs(tables, country, folder, labels)]
