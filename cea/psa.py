@@ -49,7 +49,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from threadpoolctl import threadpool_limits
 
 from cea import _kernel, voi
@@ -192,6 +191,8 @@ def correlation_matrix(inputs: Inputs) -> pd.DataFrame | None:
 
 def _cdf(d: dist.Distribution, x: np.ndarray) -> np.ndarray:
     """Distribution function of a univariate specification (for common random numbers)."""
+    from scipy import stats  # here, not at the top: scipy.stats is slow to load
+
     if isinstance(d, dist.Beta):
         return stats.beta.cdf(x, d.alpha, d.beta)
     if isinstance(d, dist.Gamma):
