@@ -647,7 +647,7 @@ def _run_eval(which, d, r, mu, cal, work):
         hz_inc, hz_os, start, mix, has_det, starts_low, starts_normal, live, h_det, sev_a, sev_b,
         mm_a, mm_b, rr_normal, cf, phi, h_stop, share, cap, cap_cycles, dt, months, prob_tol,
     ) = cal  # fmt: skip
-    x, y, e, hd, fd, sevc, nsc, sev, mmv, zero = work
+    x, y, e, hd, fd, sevc, nsc, sev, mmv, zero, sev2, mmv2 = work
     p_stop, stay_stop, _ = _competing1(h_stop[d])
     ok = True
     if which == 0:
@@ -690,20 +690,25 @@ def _run_eval(which, d, r, mu, cal, work):
     for s in range(_S):
         x[s] = start[1, s]
         y[s] = start[2, s]
+        # the rates of cohorts 1 and 2 at (r, mu) (constant over cycles)
+        sev[s] = sev_b[1, d, s] + r * sev_a[1, d, s]
+        mmv[s] = mm_b[1, d, s] + mu * mm_a[1, d, s]
+        sev2[s] = sev_b[2, d, s] + r * sev_a[2, d, s]
+        mmv2[s] = mm_b[2, d, s] + mu * mm_a[2, d, s]
+    p_det1, stay_det1, _ = _competing1(h_det[1, d])
+    p_det2, stay_det2, _ = _competing1(h_det[2, d])
     w = share[d]
     prev = (1.0 - w) * (1.0 - x[_DEAD]) + w * (1.0 - y[_DEAD])
     for t in range(cap_cycles[d]):
         for c in (1, 2):
-            z = x if c == 1 else y
-            p_det, stay_det, _ = _competing1(h_det[c, d])
-            for s in range(_S):
-                sev[s] = sev_b[c, d, s] + r * sev_a[c, d, s]
-                mmv[s] = mm_b[c, d, s] + mu * mm_a[c, d, s]
+            one = c == 1
+            z = x if one else y
             mix_i = rr_normal[d] * (1.0 - low[d, t]) + low[d, t] if mix[c] else 1.0
-            _infections(sevc, nsc, sev, zero, dt, finf[d, t], mix_i)
+            _infections(sevc, nsc, sev if one else sev2, zero, dt, finf[d, t], mix_i)
             ok &= _edges(
-                e, hd, fd, live[c], sevc, mmv, dt, hbg[d, t], hdisc[d, t], hdecl[d, t], cf[d], has_det[c],
-                h_det[c, d], p_det, stay_det, starts_low[c], starts_normal[c], phi[d], p_stop,
+                e, hd, fd, live[c], sevc, mmv if one else mmv2, dt, hbg[d, t], hdisc[d, t],
+                hdecl[d, t], cf[d], has_det[c], h_det[c, d], p_det1 if one else p_det2,
+                stay_det1 if one else stay_det2, starts_low[c], starts_normal[c], phi[d], p_stop,
                 stay_stop, prob_tol,
             )  # fmt: skip
             _advance(z, e)
@@ -805,7 +810,7 @@ def _calibrate_kernel(
     D = target_inc.shape[0]
     work = (
         np.empty(_S), np.empty(_S), np.empty(_E), np.empty(_S), np.zeros(_S), np.empty(_S),
-        np.empty(_S), np.empty(_S), np.empty(_S), np.zeros(_S),
+        np.empty(_S), np.empty(_S), np.empty(_S), np.zeros(_S), np.empty(_S), np.empty(_S),
     )  # fmt: skip
     for d in range(D):
         status[d] = OK
