@@ -321,11 +321,17 @@ def test_results_do_not_depend_on_chunk_size(inputs, gb_psa):
 
 
 def test_worker_processes_give_identical_results(inputs):
-    kw = dict(n_draws=24, seed=2, strategies=["none", "preemptive_scig"], chunk_draws=8)
-    one = psa.run_psa(inputs, "GB", workers=1, **kw).countries["GB"].run
-    two = psa.run_psa(inputs, "GB", workers=2, **kw).countries["GB"].run
-    pd.testing.assert_frame_equal(one.outcomes, two.outcomes, check_exact=True)
-    pd.testing.assert_frame_equal(one.calibrated, two.calibrated, check_exact=True)
+    # with workers, the model chunks and the EVPPI regressions run in the worker processes
+    kw = dict(n_draws=150, seed=2, strategies=["none", "preemptive_scig"], chunk_draws=50)
+    one = psa.run_psa(inputs, "GB", workers=1, **kw).countries["GB"]
+    two = psa.run_psa(inputs, "GB", workers=2, **kw).countries["GB"]
+    pd.testing.assert_frame_equal(one.run.outcomes, two.run.outcomes, check_exact=True)
+    pd.testing.assert_frame_equal(one.run.calibrated, two.run.calibrated, check_exact=True)
+    assert (one.tables.evppi["status"] == "ok").sum() >= 3  # regressions did run
+    for name in ("evppi", "evppi_by_wtp", "summary", "evpi", "ceac"):
+        pd.testing.assert_frame_equal(
+            getattr(one.tables, name), getattr(two.tables, name), check_exact=True
+        )
 
 
 def test_a_country_gets_the_same_results_alone_or_with_others(inputs):
