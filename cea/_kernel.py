@@ -647,7 +647,7 @@ def _run_eval(which, d, r, mu, cal, work):
         hz_inc, hz_os, start, mix, has_det, starts_low, starts_normal, live, h_det, sev_a, sev_b,
         mm_a, mm_b, rr_normal, cf, phi, h_stop, share, cap, cap_cycles, dt, months, prob_tol,
     ) = cal  # fmt: skip
-    x, y, e, hd, fd, sevc, nsc, sev, mmv, zero, sev2, mmv2 = work
+    x, y, e, hd, fd, sevc, nsc, sev, mmv, zero, sev2, mmv2 = work[:12]
     p_stop, stay_stop, _ = _competing1(h_stop[d])
     ok = True
     if which == 0:
@@ -720,11 +720,135 @@ def _run_eval(which, d, r, mu, cal, work):
     return cap[d], ok
 
 
+def _os_eval_reusing(d, r, mu, cal, work):
+    """_run_eval(1, d, r, mu), the same value and ok to the bit, for the mu step of the
+    calibration, where r stays fixed and only mu changes.
+
+    mu (myeloma death after the bsAb) enters the rates of the states after the bsAb only
+    (checked per draw: the caller enables this only when mm_a is 0 in the on-bsAb states N, L,
+    I of both cohorts), so the on-bsAb states evolve the same in every evaluation of the step.
+    The first evaluation records, per cohort and cycle, their flows into OI, O and death (each
+    the leading terms of _advance's sums, in its order) and their occupancy; later ones
+    compute only the OI and O rows (two expm1 instead of about seven per cycle) and add
+    the recorded flows, recording further cycles when they run longer. A cycle whose
+    probabilities fail a check ends the recording (the evaluations then run in full)."""
+    (
+        hz_inc, hz_os, start, mix, has_det, starts_low, starts_normal, live, h_det, sev_a, sev_b,
+        mm_a, mm_b, rr_normal, cf, phi, h_stop, share, cap, cap_cycles, dt, months, prob_tol,
+    ) = cal  # fmt: skip
+    x, y, e, hd, fd, sevc, nsc, sev, mmv, zero, sev2, mmv2, flows, xon, rstate = work
+    if not (rstate[0] >= 0.0 and rstate[1] == d and rstate[2] == r and math.isfinite(mu)):
+        return _run_eval(1, d, r, mu, cal, work)
+    n_rec = int(rstate[0])
+    recording_ok = True
+    p_stop, stay_stop, _ = _competing1(h_stop[d])
+    hdecl, hdisc, finf, hbg, low = hz_os
+    for s in range(_S):
+        x[s] = start[1, s]
+        y[s] = start[2, s]
+        sev[s] = sev_b[1, d, s] + r * sev_a[1, d, s]
+        mmv[s] = mm_b[1, d, s] + mu * mm_a[1, d, s]
+        sev2[s] = sev_b[2, d, s] + r * sev_a[2, d, s]
+        mmv2[s] = mm_b[2, d, s] + mu * mm_a[2, d, s]
+    p_det1, stay_det1, _ = _competing1(h_det[1, d])
+    p_det2, stay_det2, _ = _competing1(h_det[2, d])
+    w = share[d]
+    prev = (1.0 - w) * (1.0 - x[_DEAD]) + w * (1.0 - y[_DEAD])
+    ok = True
+    lo = -prob_tol
+    hi = 1.0 + prob_tol
+    for t in range(cap_cycles[d]):
+        for c in (1, 2):
+            one = c == 1
+            k = c - 1
+            z = x if one else y
+            mmc = mmv if one else mmv2
+            mix_i = rr_normal[d] * (1.0 - low[d, t]) + low[d, t] if mix[c] else 1.0
+            _infections(sevc, nsc, sev if one else sev2, zero, dt, finf[d, t], mix_i)
+            if t < n_rec:
+                # the rows after the bsAb, exactly as _edges computes and checks them
+                for s in (_OI, _O):
+                    hd[s] = hbg[d, t] + mmc[s] * dt + sevc[s] * cf[d]
+                if live[c, _OI]:
+                    p_dead, stay_exit, _ = _competing1(hd[_OI])
+                    e13 = stay_exit * stay_stop
+                    e14 = stay_exit * p_stop
+                    e15 = p_dead
+                else:
+                    e13 = 0.0
+                    e14 = 0.0
+                    e15 = 0.0
+                    ok &= hd[_OI] >= 0.0 and hd[_OI] < math.inf
+                p_dead, stay_exit, _ = _competing1(hd[_O])
+                e16 = stay_exit
+                e17 = p_dead
+                for v in (e13, e14, e15, e16, e17):
+                    ok &= v >= lo and v <= hi
+                oi = z[_OI]
+                o = z[_O]
+                dead = z[_DEAD]
+                z[_OI] = flows[k, t, 0] + oi * e13
+                z[_O] = flows[k, t, 1] + oi * e14 + o * e16
+                z[_DEAD] = flows[k, t, 2] + oi * e15 + o * e17 + dead * 1.0
+                for s in range(3):
+                    z[s] = xon[k, t + 1, s]
+            else:
+                n0 = z[_N]
+                l0 = z[_L]
+                i0 = z[_I]
+                ok_t = _edges(
+                    e, hd, fd, live[c], sevc, mmc, dt, hbg[d, t], hdisc[d, t], hdecl[d, t], cf[d],
+                    has_det[c], h_det[c, d], p_det1 if one else p_det2,
+                    stay_det1 if one else stay_det2, starts_low[c], starts_normal[c], phi[d],
+                    p_stop, stay_stop, prob_tol,
+                )  # fmt: skip
+                ok &= ok_t
+                recording_ok &= ok_t
+                flows[k, t, 0] = i0 * e[10]
+                flows[k, t, 1] = n0 * e[3] + l0 * e[7] + i0 * e[11]
+                flows[k, t, 2] = n0 * e[4] + l0 * e[8] + i0 * e[12]
+                _advance(z, e)
+                for s in range(3):
+                    xon[k, t + 1, s] = z[s]
+        if t >= n_rec:
+            rstate[0] = t + 1.0 if recording_ok else -1.0
+            if not recording_ok:
+                n_rec = -1  # keep computing this evaluation in full; later ones too
+            else:
+                n_rec = t + 1
+        cur = (1.0 - w) * (1.0 - x[_DEAD]) + w * (1.0 - y[_DEAD])
+        if cur <= 0.5:
+            frac = (prev - 0.5) / (prev - cur) if prev > cur else 0.0
+            return min((t + frac) * dt, cap[d]), ok
+        prev = cur
+    return cap[d], ok
+
+
+def _calibration_work(T_os):
+    """The calibration's working arrays (_run_eval, _os_eval_reusing) for OS horizons of up to
+    T_os cycles; the last, the mu step's recording state: cycles recorded (-1: off), draw, r."""
+    return (
+        np.empty(_S), np.empty(_S), np.empty(_E), np.empty(_S), np.zeros(_S), np.empty(_S),
+        np.empty(_S), np.empty(_S), np.empty(_S), np.zeros(_S), np.empty(_S), np.empty(_S),
+        np.empty((2, T_os, 3)), np.empty((2, T_os + 1, 3)), np.full(3, -1.0),
+    )  # fmt: skip
+
+
+def _reuse_allowed(d, mm_a):
+    """True when mu leaves the on-bsAb states' rates of both OS cohorts of draw d unchanged."""
+    for c in (1, 2):
+        for s in (_N, _L, _I):
+            if mm_a[c, d, s] != 0.0:
+                return False
+    return True
+
+
 def _eval_at(which, d, logx, other, cal, work):
-    """_run_eval with the unknown rate at exp(logx) and the other one fixed at ``other``."""
+    """_run_eval with the unknown rate at exp(logx) and the other one fixed at ``other``
+    (the median OS through _os_eval_reusing, which runs in full unless the caller enabled it)."""
     if which == 0:
         return _run_eval(0, d, math.exp(logx), other, cal, work)
-    return _run_eval(1, d, other, math.exp(logx), cal, work)
+    return _os_eval_reusing(d, other, math.exp(logx), cal, work)
 
 
 def _sign(v):
@@ -808,10 +932,9 @@ def _calibrate_kernel(
     """cea.model.calibrate per draw (see the section comment)."""
     start_ftol, ftol, gr_lo, gr_hi, gm_lo, gm_hi, w_lo, w_hi, log_tol, max_step, months = settings
     D = target_inc.shape[0]
-    work = (
-        np.empty(_S), np.empty(_S), np.empty(_E), np.empty(_S), np.zeros(_S), np.empty(_S),
-        np.empty(_S), np.empty(_S), np.empty(_S), np.zeros(_S), np.empty(_S), np.empty(_S),
-    )  # fmt: skip
+    mm_a = cal[11]
+    work = _calibration_work(cal[1][0].shape[1])
+    rstate = work[14]
     for d in range(D):
         status[d] = OK
         t_inc = target_inc[d]
@@ -830,10 +953,15 @@ def _calibrate_kernel(
                 status[d] = st
                 continue
         guess = math.log(2.0) / t_os
+        # the mu step's evaluations share their on-bsAb part (_os_eval_reusing)
+        rstate[0] = 0.0 if _reuse_allowed(d, mm_a) else -1.0
+        rstate[1] = d
+        rstate[2] = r
         mu, s_mu, st, g_mu = _illinois(
             1, d, r, t_os, guess * gm_lo, guess * gm_hi, w_lo, w_hi,
             ftol if zero else start_ftol, max_iter, log_tol, cal, work,
         )  # fmt: skip
+        rstate[0] = -1.0
         if st != OK:
             status[d] = st
             continue
@@ -909,7 +1037,8 @@ _failed: str | None = None
 _HELPERS = (
     "_competing1", "_competing2", "_competing3", "_edges", "_advance", "_infections",
     "_pow2", "_em1", "_c1", "_c2", "_c3", "_edges_block",
-    "_run_eval", "_eval_at", "_sign", "_bracketed", "_illinois",
+    "_run_eval", "_os_eval_reusing", "_calibration_work", "_reuse_allowed", "_eval_at", "_sign",
+    "_bracketed", "_illinois",
 )  # fmt: skip
 
 
@@ -1136,7 +1265,48 @@ def calibrate_draws(
     bracket reaches), NOT_SETTLED (no convergence) or BAD_PROBABILITY (a transition probability
     outside [0, 1]); r and mu are NaN where the status is not OK.
     """
+    cal = _calibration_description(at_zero, at_one, share, cap, cap_cycles, settings, prob_tol)
+    knobs = np.array(
+        [
+            settings[k]
+            for k in (
+                "start_ftol",
+                "ftol",
+                "guess_r_lo",
+                "guess_r_hi",
+                "guess_mu_lo",
+                "guess_mu_hi",
+                "wide_lo",
+                "wide_hi",
+                "log_tol",
+                "max_step",
+                "months",
+            )
+        ],  # fmt: skip
+        dtype=np.float64,
+    )
     D = len(target_inc)
+    r = np.full(D, np.nan)
+    mu = np.full(D, np.nan)
+    status = np.zeros(D, dtype=np.int64)
+    _kernels()[1](
+        cal,
+        np.ascontiguousarray(target_inc, dtype=np.float64),
+        np.ascontiguousarray(target_os, dtype=np.float64),
+        knobs,
+        int(settings["max_iter"]),
+        int(settings["broyden_iter"]),
+        r,
+        mu,
+        status,
+    )
+    return r, mu, status
+
+
+def _calibration_description(at_zero, at_one, share, cap, cap_cycles, settings, prob_tol=None):
+    """The calibration cohorts as the kernel reads them (``cal`` of _run_eval); arguments as
+    :func:`calibrate_draws`."""
+    D = len(share)
     f64 = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
     c0 = at_zero[0]
     hz = lambda c: tuple(  # noqa: E731
@@ -1181,37 +1351,4 @@ def calibrate_draws(
         float(settings["months"]),
         float(prob_tol),
     )
-    knobs = np.array(
-        [
-            settings[k]
-            for k in (
-                "start_ftol",
-                "ftol",
-                "guess_r_lo",
-                "guess_r_hi",
-                "guess_mu_lo",
-                "guess_mu_hi",
-                "wide_lo",
-                "wide_hi",
-                "log_tol",
-                "max_step",
-                "months",
-            )
-        ],  # fmt: skip
-        dtype=np.float64,
-    )
-    r = np.full(D, np.nan)
-    mu = np.full(D, np.nan)
-    status = np.zeros(D, dtype=np.int64)
-    _kernels()[1](
-        cal,
-        f64(target_inc),
-        f64(target_os),
-        knobs,
-        int(settings["max_iter"]),
-        int(settings["broyden_iter"]),
-        r,
-        mu,
-        status,
-    )
-    return r, mu, status
+    return cal

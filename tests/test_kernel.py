@@ -234,6 +234,47 @@ def test_compiled_calibration_meets_both_targets_and_equals_the_numpy_path(setti
     np.testing.assert_allclose(mu, ref["r_myeloma_death_off_bsab"], rtol=1e-9)
 
 
+def test_the_mu_step_reusing_its_on_bsab_part_gives_every_median_os_to_the_bit(
+    setting, monkeypatch
+):
+    # _os_eval_reusing records the on-bsAb states' flows in its first evaluation and replays
+    # them later (extending the record when a later evaluation runs longer): each median OS
+    # and its validity flag must equal the full evaluation's exactly, in any order of mu
+    spec, draws = _varied(setting, [0.3, 0.45, 0.6], [15.0, 22.2, 35.0])
+    v = m._Params(draws, spec.unit_scale)
+    seen = {}
+    real = _kernel.calibrate_draws
+
+    def keep(*args, **kwargs):
+        seen["args"] = args
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_kernel, "calibrate_draws", keep)
+    r, mu, ok = m._calibrate_compiled(v, spec, m._os_spec(spec, v["t_target_median_os_months"]))
+    assert ok.all()
+    at_zero, at_one, share, cap, cap_cycles, _, _, settings = seen["args"]
+    cal = _kernel._calibration_description(at_zero, at_one, share, cap, cap_cycles, settings)
+    full, reusing = _kernel._run_eval, _kernel._os_eval_reusing  # compiled by the call above
+    work = _kernel._calibration_work(cal[1][0].shape[1])
+    rstate = work[14]
+    assert _kernel._reuse_allowed(0, cal[11])  # mu acts after the bsAb only
+    for d in range(len(r)):
+        rstate[:] = (0.0, d, r[d])
+        recorded = []
+        # the first evaluation records; a larger mu dies sooner (replay only), a smaller one
+        # lives longer (replay, then recording further); a negative mu gives invalid
+        # probabilities (the flag must match too)
+        for factor in (1.0, 3.0, 0.3, 1.0, 0.05, -50.0, 2.0):
+            got = reusing(d, r[d], mu[d] * factor, cal, work)
+            want = full(1, d, r[d], mu[d] * factor, cal, work)
+            assert got == want, (d, factor, got, want)
+            recorded.append(rstate[0])
+        assert recorded[0] > 0 and recorded[2] > recorded[1] == recorded[0]  # replayed, extended
+        assert want[1] and not reusing(d, r[d], -50.0 * mu[d], cal, work)[1]
+        # another r (or draw) than recorded: a full evaluation, never the record
+        assert reusing(d, 1.5 * r[d], mu[d], cal, work) == full(1, d, 1.5 * r[d], mu[d], cal, work)
+
+
 def test_draws_the_kernel_does_not_settle_take_the_numpy_path(setting, monkeypatch):
     # Broyden given no iterations: the kernel settles no draw (status NOT_SETTLED), and the
     # calibration finishes every one through the NumPy path (there: the alternating fallback)
