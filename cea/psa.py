@@ -39,6 +39,7 @@ import json
 import math
 import multiprocessing as mp
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -49,7 +50,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
 
 from cea import _kernel, voi
 from cea import distributions as dist
@@ -309,32 +309,73 @@ class ModelRun:
     seconds: float
 
 
+def _one_blas_thread():
+    """A context with BLAS on one thread, in this process and in the workers alike: the
+    workers are the parallelism (BLAS threads on top oversubscribed the cores: the EVPPI
+    regressions in two workers took 0.6-0.75 s with them, 0.28-0.33 s without), and with
+    another thread count OpenBLAS may sum in another order, so results would depend on the
+    number of workers."""
+    from threadpoolctl import threadpool_limits  # here: cea.psa imports without it
+
+    return threadpool_limits(1, user_api="blas")
+
+
+def _quiet_worker() -> None:
+    """Worker start-up common to every pool: Ctrl-C is the parent's to handle (it shuts the
+    pool down); a worker interrupted too would print its own traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _warm_worker() -> None:
-    """Worker start-up: one BLAS thread (the workers are the parallelism: BLAS threads on top
-    oversubscribe the cores; measured, the EVPPI regressions in two workers took 0.6-0.75 s
-    with them and 0.28-0.33 s without), and Numba set up (cea._kernel.warm) while the parent
-    reads and draws. A failure there leaves the worker to the engine, as the model call would."""
-    threadpool_limits(1, user_api="blas")
+    """Model worker start-up: Numba set up (cea._kernel.warm) while the parent reads and
+    draws, then one BLAS thread (after the imports, which may load a BLAS). A failure leaves
+    the worker to the engine, as the model call would."""
+    _quiet_worker()
     if engine_setting() != "numpy":
         try:
             _kernel.warm()
         except Exception:  # noqa: BLE001 - the first model call reports or falls back
             pass
+    _one_blas_thread()
+
+
+def _start_workers(pool: ProcessPoolExecutor) -> None:
+    """Start a pool's worker processes now (with fork, the first task starts them all). If
+    that fails part-way (a fork error, Ctrl-C), the workers already started are stopped: a
+    pool whose manager thread never ran cannot shut them down, and the interpreter would wait
+    for them at exit."""
+    try:
+        pool.submit(int)
+    except BaseException:
+        procs = list(getattr(pool, "_processes", {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in procs:
+            proc.terminate()
+            proc.join()
+        raise
 
 
 def model_pool(workers: int) -> ProcessPoolExecutor | None:
     """Worker processes for the model and the EVPPI regressions, or None for ``workers`` <= 1.
 
-    Started before anything is read: each worker sets Numba up as it starts (about 0.6 s,
-    :func:`cea._kernel.warm`), in parallel with the parent reading the inputs, drawing and
-    running the base case. Workers are forked where the platform allows (they then start with
-    the parent's modules already imported)."""
+    Each worker sets Numba up as it starts (about 0.6 s, :func:`cea._kernel.warm`); started
+    before anything is read, they do it while the parent reads the inputs, draws and runs the
+    base case. Workers are forked where the platform allows (they then start with the
+    parent's modules already imported)."""
     if workers <= 1:
         return None
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_warm_worker)
-    pool.submit(int)  # the first task starts the worker processes
+    _start_workers(pool)
     return pool
+
+
+def _kernels_compiled() -> bool:
+    """False when the PSA will run the compiled kernel and Numba's cache does not hold it yet:
+    each worker would then compile it (20-40 s each), so the parent compiles it first."""
+    if engine_setting() == "numpy" or not _kernel.HAVE_NUMBA:
+        return True
+    return _kernel.is_cached()
 
 
 def _run_chunk(draws: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -382,6 +423,8 @@ def run_draws(
                 progress.update(hi - lo, label)
     else:
         own = pool is None
+        if own and not _kernels_compiled():
+            _run_chunk(draws.iloc[:1], spec)  # compiled once here, inherited by the workers
         pool = model_pool(workers) if own else pool
         try:
             futures = {
@@ -789,14 +832,15 @@ def run_psa(
     """
     t0 = time.perf_counter()
     pools: list[ProcessPoolExecutor] = []
-    if n_draws is not None and workers != 1:
-        # start the workers now: they set Numba up while this process reads and draws
-        pools.append(_start_pool(n_draws, chunk_draws, workers))
     try:
-        return _run_psa(
-            t0, pools, inputs, countries, n_draws, seed, scenario, strategies,
-            decision_horizon_years, chunk_draws, progress, workers,
-        )  # fmt: skip
+        if n_draws is not None and workers != 1 and _kernels_compiled():
+            # start the workers now: they set Numba up while this process reads and draws
+            pools.append(_start_pool(n_draws, chunk_draws, workers))
+        with _one_blas_thread():
+            return _run_psa(
+                t0, pools, inputs, countries, n_draws, seed, scenario, strategies,
+                decision_horizon_years, chunk_draws, progress, workers,
+            )  # fmt: skip
     finally:
         for pool in pools:
             if pool is not None:
@@ -840,8 +884,7 @@ def _run_psa(
     _check_seed(seed)
     if not (isinstance(decision_horizon_years, int | float) and decision_horizon_years > 0):
         raise CeaError(f"decision horizon must be > 0 years, got {decision_horizon_years!r}")
-    if not pools and workers != 1:
-        pools.append(_start_pool(n_draws, chunk_draws, workers))  # the caller closes it
+    late = not pools and workers != 1  # the workers start below, with the first country
     pool = pools[0] if pools else None
     ptables = {c: build_parameter_table(inputs, c, scenario) for c in codes}
     all_draws = sample_draws(inputs, ptables, n_draws, seed, scenario)
@@ -857,6 +900,14 @@ def _run_psa(
             t1 = time.perf_counter()
             base = _base_case(inputs, pt, spec)
             seconds[f"base_case_{code}"] = time.perf_counter() - t1
+            if late:
+                late = False
+                if not _kernels_compiled():
+                    # compile the kernels here once (one draw), so that the forked workers
+                    # inherit them instead of each compiling them
+                    _run_chunk(all_draws[code].iloc[:1], spec)
+                pools.append(_start_pool(n_draws, chunk_draws, workers))  # the caller closes it
+                pool = pools[-1]
             run = run_draws(all_draws[code], spec, chunk_draws, bar, code, workers, pool)
             comps = comparisons_from_settings(pt.settings, spec)
             t1 = time.perf_counter()
@@ -875,6 +926,14 @@ def _run_psa(
 # --------------------------------------------------------------------------- writing
 
 
+def _csv_writes_as_pandas(dtype) -> bool:
+    """Column types whose values the csv module writes as DataFrame.to_csv does (float32, dates
+    and durations it writes otherwise)."""
+    if isinstance(dtype, pd.CategoricalDtype):
+        return False
+    return dtype == np.float64 or dtype.kind in "iubO"  # O: text, mixed objects, pandas strings
+
+
 def _csv_column(col: pd.Series) -> list:
     """A column's values as the csv module should write them: missing values empty, as
     pandas writes them (the csv module would write a float NaN as "nan")."""
@@ -889,15 +948,19 @@ def _write_csv_gz(df: pd.DataFrame, path: Path) -> None:
 
     The text is what ``df.to_csv(index=False)`` writes (floats as their shortest round-trip
     repr), written through the csv module: a third faster for 10,000s of rows (tested equal)."""
-    text = io.StringIO()
-    out = csv.writer(text, lineterminator="\n")
-    out.writerow(df.columns)
-    out.writerows(zip(*(_csv_column(df[c]) for c in df.columns), strict=True))
+    if len(df.columns) and all(_csv_writes_as_pandas(t) for t in df.dtypes):
+        text = io.StringIO()
+        out = csv.writer(text, lineterminator="\n")
+        out.writerow(df.columns)
+        out.writerows(zip(*(_csv_column(df[c]) for c in df.columns), strict=True))
+        body = text.getvalue()
+    else:
+        body = df.to_csv(index=False, lineterminator="\n")
     with (
         open(path, "wb") as raw,
         gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as gz,
     ):
-        gz.write(text.getvalue().encode("utf-8"))
+        gz.write(body.encode("utf-8"))
 
 
 def psa_conventions(psa: PsaRun) -> dict:
@@ -980,13 +1043,17 @@ def write_country(c: CountryPsa, psa: PsaRun, folder: Path, command: str) -> Non
 
 @contextmanager
 def _writer_pool(n_jobs: int):
-    """Forked worker processes for writing files (None: one CPU, or no fork on this platform).
-    Forked, they start in milliseconds with matplotlib and the results already in memory."""
+    """Forked worker processes for writing files (None: one CPU, or not Linux: forking a
+    process that has loaded matplotlib is safe on Linux only). Forked, they start in
+    milliseconds with the parent's modules imported (the jobs' arguments are still pickled)."""
     workers = min(n_jobs, os.cpu_count() or 1, MAX_WORKERS)
-    if workers <= 1 or "fork" not in mp.get_all_start_methods():
+    if workers <= 1 or not sys.platform.startswith("linux"):
         yield None
         return
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork"))
+    pool = ProcessPoolExecutor(
+        max_workers=workers, mp_context=mp.get_context("fork"), initializer=_quiet_worker
+    )
+    _start_workers(pool)
     try:
         yield pool
     finally:

@@ -321,8 +321,9 @@ def test_results_do_not_depend_on_chunk_size(inputs, gb_psa):
 
 
 def test_worker_processes_give_identical_results(inputs):
-    # with workers, the model chunks and the EVPPI regressions run in the worker processes
-    kw = dict(n_draws=150, seed=2, strategies=["none", "preemptive_scig"], chunk_draws=50)
+    # with workers, the model chunks and the EVPPI regressions run in the worker processes;
+    # enough draws for OpenBLAS to use threads where it may (it then sums in another order)
+    kw = dict(n_draws=4000, seed=2, strategies=["none", "preemptive_scig"], chunk_draws=2000)
     one = psa.run_psa(inputs, "GB", workers=1, **kw).countries["GB"]
     two = psa.run_psa(inputs, "GB", workers=2, **kw).countries["GB"]
     pd.testing.assert_frame_equal(one.run.outcomes, two.run.outcomes, check_exact=True)
@@ -332,6 +333,27 @@ def test_worker_processes_give_identical_results(inputs):
         pd.testing.assert_frame_equal(
             getattr(one.tables, name), getattr(two.tables, name), check_exact=True
         )
+
+
+def test_a_pool_that_fails_to_start_leaves_no_worker_behind(monkeypatch):
+    # the second worker's fork fails: the error propagates and the first worker is stopped
+    # (left running, it would keep the interpreter from exiting)
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(max_workers=2, mp_context=mp.get_context("fork"))
+    spawn, started = pool._spawn_process, []
+
+    def spawn_once():
+        if started:
+            raise BlockingIOError("fork: resource temporarily unavailable")
+        spawn()
+        started.extend(pool._processes.values())
+
+    monkeypatch.setattr(pool, "_spawn_process", spawn_once)
+    with pytest.raises(BlockingIOError):
+        psa._start_workers(pool)
+    assert len(started) == 1 and not started[0].is_alive()
 
 
 def test_a_country_gets_the_same_results_alone_or_with_others(inputs):
@@ -406,6 +428,18 @@ def test_compressed_csv_is_what_pandas_writes(tmp_path):
     assert gzip.decompress(path.read_bytes()).decode() == df.to_csv(
         index=False, lineterminator="\n"
     )
+    # column types the csv module would write otherwise go through pandas
+    other = pd.DataFrame(
+        {
+            "x": np.array([0.1, 0.2], dtype=np.float32),
+            "day": pd.to_datetime(["2020-01-01", "2020-01-02"]),
+            "gap": pd.to_timedelta([1, 2], unit="D"),
+        }
+    )
+    for frame in (other, pd.DataFrame(index=range(3))):
+        psa._write_csv_gz(frame, path)
+        got = gzip.decompress(path.read_bytes()).decode()
+        assert got == frame.to_csv(index=False, lineterminator="\n")
 
 
 def test_cli_writes_every_output(tmp_path, capsys):
