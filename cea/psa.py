@@ -372,7 +372,8 @@ def model_pool(workers: int) -> ProcessPoolExecutor | None:
 
 def _kernels_compiled() -> bool:
     """False when the PSA will run the compiled kernel and Numba's cache does not hold it yet:
-    each worker would then compile it (20-40 s each), so the parent compiles it first."""
+    each worker would then compile it (20-40 s each), so the parent compiles it first (the
+    workers then load it from the cache, or inherit it when started after)."""
     if engine_setting() == "numpy" or not _kernel.HAVE_NUMBA:
         return True
     return _kernel.is_cached()
@@ -833,7 +834,7 @@ def run_psa(
     t0 = time.perf_counter()
     pools: list[ProcessPoolExecutor] = []
     try:
-        if n_draws is not None and workers != 1 and _kernels_compiled():
+        if n_draws is not None and workers != 1:
             # start the workers now: they set Numba up while this process reads and draws
             pools.append(_start_pool(n_draws, chunk_draws, workers))
         with _one_blas_thread():
@@ -885,6 +886,7 @@ def _run_psa(
     if not (isinstance(decision_horizon_years, int | float) and decision_horizon_years > 0):
         raise CeaError(f"decision horizon must be > 0 years, got {decision_horizon_years!r}")
     late = not pools and workers != 1  # the workers start below, with the first country
+    early = bool(pools) and pools[0] is not None
     pool = pools[0] if pools else None
     ptables = {c: build_parameter_table(inputs, c, scenario) for c in codes}
     all_draws = sample_draws(inputs, ptables, n_draws, seed, scenario)
@@ -900,6 +902,13 @@ def _run_psa(
             t1 = time.perf_counter()
             base = _base_case(inputs, pt, spec)
             seconds[f"base_case_{code}"] = time.perf_counter() - t1
+            t1 = time.perf_counter()
+            if early:
+                early = False
+                # a worker (which has Numba loaded by now) checks Numba's cache: without the
+                # kernels, this process compiles them once before the workers load them
+                if not pool.submit(_kernels_compiled).result():
+                    _run_chunk(all_draws[code].iloc[:1], spec)
             if late:
                 late = False
                 if not _kernels_compiled():
@@ -908,7 +917,9 @@ def _run_psa(
                     _run_chunk(all_draws[code].iloc[:1], spec)
                 pools.append(_start_pool(n_draws, chunk_draws, workers))  # the caller closes it
                 pool = pools[-1]
+            ready = time.perf_counter() - t1  # waiting for the workers, or compiling
             run = run_draws(all_draws[code], spec, chunk_draws, bar, code, workers, pool)
+            run = replace(run, seconds=run.seconds + ready)
             comps = comparisons_from_settings(pt.settings, spec)
             t1 = time.perf_counter()
             tables = analyse(
