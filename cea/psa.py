@@ -1008,6 +1008,18 @@ def write_country(c: CountryPsa, psa: PsaRun, folder: Path, command: str) -> Non
     """Every file of one country's PSA into ``folder``. The per-draw files and the figures
     (seconds each) are written by worker processes where there are several CPUs, the tables
     meanwhile here; every file has the same bytes either way."""
+    with _writer_pool(SLOW_FILES) as pool:
+        _wait(_country_files(c, psa, folder, command, pool))
+
+
+#: Files of a country written by the writer pool: two per-draw CSVs and five figures.
+SLOW_FILES = 7
+
+
+def _country_files(c: CountryPsa, psa: PsaRun, folder: Path, command: str, pool) -> list:
+    """Writes one country's files into ``folder``: the slow ones (per-draw CSVs, figures; here
+    when ``pool`` is None) submitted to ``pool`` first, then the tables and run.json here.
+    Returns the pool's futures, for the caller to wait on."""
     from cea.plots.psa import figure_jobs
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -1027,21 +1039,16 @@ def write_country(c: CountryPsa, psa: PsaRun, folder: Path, command: str) -> Non
             {s.strategy: s.label for s in c.spec.strategies},
         ),
     ]
-    with _writer_pool(len(jobs)) as pool:
-        pending = [pool.submit(f, *args) for f, args in jobs] if pool is not None else []
-        t.summary.to_csv(folder / "summary.csv", index=False)
-        t.incremental_means.to_csv(folder / "incremental_means.csv", index=False)
-        t.ceac.to_csv(folder / "ceac.csv", index=False)
-        t.evpi.to_csv(folder / "evpi.csv", index=False)
-        t.evppi.to_csv(folder / "evppi.csv", index=False)
-        t.evppi_by_wtp.to_csv(folder / "evppi_by_wtp.csv", index=False)
-        t.convergence.to_csv(folder / "convergence.csv", index=False)
-        c.ptable.df.to_csv(folder / "parameters.csv", index=False)
-        if pool is None:
-            for f, args in jobs:
-                f(*args)
-        for fut in pending:
-            fut.result()  # raises a worker's error here
+    assert len(jobs) == SLOW_FILES
+    pending = [pool.submit(f, *args) for f, args in jobs] if pool is not None else []
+    t.summary.to_csv(folder / "summary.csv", index=False)
+    t.incremental_means.to_csv(folder / "incremental_means.csv", index=False)
+    t.ceac.to_csv(folder / "ceac.csv", index=False)
+    t.evpi.to_csv(folder / "evpi.csv", index=False)
+    t.evppi.to_csv(folder / "evppi.csv", index=False)
+    t.evppi_by_wtp.to_csv(folder / "evppi_by_wtp.csv", index=False)
+    t.convergence.to_csv(folder / "convergence.csv", index=False)
+    c.ptable.df.to_csv(folder / "parameters.csv", index=False)
     meta = provenance(c.base, command, seed=psa.seed)
     meta["analysis"] = "psa"
     meta["psa"] = {
@@ -1050,6 +1057,16 @@ def write_country(c: CountryPsa, psa: PsaRun, folder: Path, command: str) -> Non
         "seconds": {k: v for k, v in psa.seconds.items() if k.endswith(c.code) or k == "total"},
     }
     (folder / "run.json").write_text(json.dumps(meta, indent=2, default=_json_default) + "\n")
+    if pool is None:
+        for f, args in jobs:
+            f(*args)
+    return pending
+
+
+def _wait(futures: list) -> None:
+    """Waits for the writer pool's futures, raising the first error."""
+    for fut in futures:
+        fut.result()
 
 
 @contextmanager
@@ -1113,8 +1130,12 @@ def write_outputs(psa: PsaRun, target: Path, command: str, force: bool = False) 
             (c,) = psa.countries.values()
             write_country(c, psa, tmp, command)
             return
-        for code, c in psa.countries.items():
-            write_country(c, psa, tmp / code, command)
+        # every country's slow files in one pool: the workers stay busy across countries
+        with _writer_pool(SLOW_FILES * len(psa.countries)) as pool:
+            pending = []
+            for code, c in psa.countries.items():
+                pending += _country_files(c, psa, tmp / code, command, pool)
+            _wait(pending)
         regional_table(psa).to_csv(tmp / "countries.csv", index=False)
         from cea.run import git_commit
 

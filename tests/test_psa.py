@@ -442,6 +442,23 @@ def test_compressed_csv_is_what_pandas_writes(tmp_path):
         assert got == frame.to_csv(index=False, lineterminator="\n")
 
 
+def test_several_countries_write_one_folder_each_with_the_files_of_a_single_run(tmp_path):
+    # every country's per-draw files and figures go through one writer pool; each country's
+    # folder holds the files a run of that country alone writes, byte for byte
+    argv = ["psa", "--draws", "30", "--seed", "4"]
+    assert main([*argv, "--countries", "GB,US", "--out", str(tmp_path / "both")]) == 0
+    assert main([*argv, "--country", "US", "--out", str(tmp_path / "us")]) == 0
+    both = tmp_path / "both"
+    assert pd.read_csv(both / "countries.csv")["country"].tolist() == ["GB", "US"]
+    assert json.loads((both / "run.json").read_text())["countries"] == ["GB", "US"]
+    for name in ("outcomes.csv.gz", "draws.csv.gz", "summary.csv", "evppi.csv"):
+        assert (both / "US" / name).read_bytes() == (tmp_path / "us" / name).read_bytes(), name
+        assert (both / "GB" / name).is_file()
+    for fig in ("ce_plane", "ceac", "evpi", "evppi", "convergence"):
+        assert (both / "GB" / "figures" / f"{fig}.png").stat().st_size > 10_000
+        assert (both / "US" / "figures" / f"{fig}.png").stat().st_size > 10_000
+
+
 def test_cli_writes_every_output(tmp_path, capsys):
     out = tmp_path / "psa_gb"
     argv = ["psa", "--country", "GB", "--draws", "40", "--seed", "3", "--out", str(out)]
