@@ -687,18 +687,7 @@ def _run_eval(which, d, r, mu, cal, work):
     # median OS of the mix of cohorts 1 (share 1 - share) and 2 (share), the two run in step
     # until the mixture's survival reaches 0.5 or the draw's own horizon
     hdecl, hdisc, finf, hbg, low = hz_os
-    for s in range(_S):
-        x[s] = start[1, s]
-        y[s] = start[2, s]
-        # the rates of cohorts 1 and 2 at (r, mu) (constant over cycles)
-        sev[s] = sev_b[1, d, s] + r * sev_a[1, d, s]
-        mmv[s] = mm_b[1, d, s] + mu * mm_a[1, d, s]
-        sev2[s] = sev_b[2, d, s] + r * sev_a[2, d, s]
-        mmv2[s] = mm_b[2, d, s] + mu * mm_a[2, d, s]
-    p_det1, stay_det1, _ = _competing1(h_det[1, d])
-    p_det2, stay_det2, _ = _competing1(h_det[2, d])
-    w = share[d]
-    prev = (1.0 - w) * (1.0 - x[_DEAD]) + w * (1.0 - y[_DEAD])
+    p_det1, stay_det1, p_det2, stay_det2, w, prev = _os_start(d, r, mu, cal, work)
     for t in range(cap_cycles[d]):
         for c in (1, 2):
             one = c == 1
@@ -718,6 +707,30 @@ def _run_eval(which, d, r, mu, cal, work):
             return min((t + frac) * dt, cap[d]), ok
         prev = cur
     return cap[d], ok
+
+
+def _os_start(d, r, mu, cal, work):
+    """The start of a median-OS evaluation of draw d at (r, mu): cohorts 1 and 2 at their
+    start states (x, y of work) with their rates (sev, mmv and sev2, mmv2: constant over
+    cycles); returns the two cohorts' detection probabilities (p, stay), the IgRT share and
+    the mixture's survival at the start."""
+    (
+        hz_inc, hz_os, start, mix, has_det, starts_low, starts_normal, live, h_det, sev_a, sev_b,
+        mm_a, mm_b, rr_normal, cf, phi, h_stop, share, cap, cap_cycles, dt, months, prob_tol,
+    ) = cal  # fmt: skip
+    x, y, e, hd, fd, sevc, nsc, sev, mmv, zero, sev2, mmv2 = work[:12]
+    for s in range(_S):
+        x[s] = start[1, s]
+        y[s] = start[2, s]
+        sev[s] = sev_b[1, d, s] + r * sev_a[1, d, s]
+        mmv[s] = mm_b[1, d, s] + mu * mm_a[1, d, s]
+        sev2[s] = sev_b[2, d, s] + r * sev_a[2, d, s]
+        mmv2[s] = mm_b[2, d, s] + mu * mm_a[2, d, s]
+    p_det1, stay_det1, _ = _competing1(h_det[1, d])
+    p_det2, stay_det2, _ = _competing1(h_det[2, d])
+    w = share[d]
+    prev = (1.0 - w) * (1.0 - x[_DEAD]) + w * (1.0 - y[_DEAD])
+    return p_det1, stay_det1, p_det2, stay_det2, w, prev
 
 
 def _os_eval_reusing(d, r, mu, cal, work):
@@ -743,17 +756,7 @@ def _os_eval_reusing(d, r, mu, cal, work):
     recording_ok = True
     p_stop, stay_stop, _ = _competing1(h_stop[d])
     hdecl, hdisc, finf, hbg, low = hz_os
-    for s in range(_S):
-        x[s] = start[1, s]
-        y[s] = start[2, s]
-        sev[s] = sev_b[1, d, s] + r * sev_a[1, d, s]
-        mmv[s] = mm_b[1, d, s] + mu * mm_a[1, d, s]
-        sev2[s] = sev_b[2, d, s] + r * sev_a[2, d, s]
-        mmv2[s] = mm_b[2, d, s] + mu * mm_a[2, d, s]
-    p_det1, stay_det1, _ = _competing1(h_det[1, d])
-    p_det2, stay_det2, _ = _competing1(h_det[2, d])
-    w = share[d]
-    prev = (1.0 - w) * (1.0 - x[_DEAD]) + w * (1.0 - y[_DEAD])
+    p_det1, stay_det1, p_det2, stay_det2, w, prev = _os_start(d, r, mu, cal, work)
     ok = True
     lo = -prob_tol
     hi = 1.0 + prob_tol
@@ -1037,13 +1040,15 @@ _failed: str | None = None
 _HELPERS = (
     "_competing1", "_competing2", "_competing3", "_edges", "_advance", "_infections",
     "_pow2", "_em1", "_c1", "_c2", "_c3", "_edges_block",
-    "_run_eval", "_os_eval_reusing", "_calibration_work", "_reuse_allowed", "_eval_at", "_sign",
+    "_os_start", "_run_eval", "_os_eval_reusing", "_calibration_work", "_reuse_allowed", "_eval_at", "_sign",
     "_bracketed", "_illinois",
 )  # fmt: skip
 
 
 #: Helpers compiled into their callers rather than called (Numba's inline="always").
-_INLINED = ("_competing1", "_competing2", "_competing3", "_edges", "_advance", "_infections")
+_INLINED = (
+    "_competing1", "_competing2", "_competing3", "_edges", "_advance", "_infections", "_os_start",
+)  # fmt: skip
 
 
 def _kernels():
