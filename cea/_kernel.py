@@ -247,7 +247,7 @@ _BLOCK = 256  # draws per block: the block's working arrays (about 40 KB) stay i
 # (2^k - 1). Within 1 ulp of libm's expm1 over the hazards' range (tests/test_kernel.py).
 _LN2_HI = 6.93147180369123816490e-01  # ln 2 rounded to 33 bits (k x _LN2_HI exact)
 _LN2_LO = 1.90821492927058770002e-10  # ln 2 - _LN2_HI
-_INV_LN2 = 1.44269504088896338700e00
+_INV_LN2 = 1.44269504088896338700e00  # 1 / ln 2
 #: below -_EM1_FLOOR, expm1 is -1 in double precision (exp(-40) = 4e-18 < half an ulp of 1);
 #: above _EM1_CEIL, exp overflows. Clamping there keeps 2^k a normal number.
 _EM1_FLOOR = 40.0

@@ -59,6 +59,8 @@ CALIBRATION_FTOL = 1e-11
 CALIBRATION_MAX_ITER = 100
 CALIBRATION_FIXED_POINT_TOL = 1e-9
 CALIBRATION_ROUNDS = 10
+#: Alternating fallback: after its first round, each rate is searched within this factor of
+#: its previous value (a solver setting, not a model input).
 CALIBRATION_WARM_FACTOR = 1.25
 #: Joint calibration: each rate is first found alone to this tolerance on its target (bracketed),
 #: then both together by Broyden's method to CALIBRATION_FTOL, with steps in log(rate) of at

@@ -949,8 +949,9 @@ def _csv_column(col: pd.Series) -> list:
     """A column's values as the csv module should write them: missing values empty, as
     pandas writes them (the csv module would write a float NaN as "nan")."""
     values = col.tolist()
-    if col.isna().any():
-        values = ["" if m else v for v, m in zip(values, col.isna().tolist(), strict=True)]
+    missing = col.isna()
+    if missing.any():
+        values = ["" if m else v for v, m in zip(values, missing.tolist(), strict=True)]
     return values
 
 
