@@ -29,6 +29,8 @@ import math
 
 import numpy as np
 
+from cea import _aot
+
 #: Numba is installed (it is imported, and the kernel compiled or loaded from its cache, on
 #: first use only: commands that never run the kernel do not pay for it).
 HAVE_NUMBA = importlib.util.find_spec("numba") is not None
@@ -1031,7 +1033,8 @@ def _calibrate_kernel(
             mu_out[d] = math.exp(x1)
 
 
-_compiled = None
+_compiled = None  # the kernels this process runs (_kernels)
+_jit = None  # the JIT's kernels, once made (_jit_kernels)
 _failed: str | None = None
 
 
@@ -1052,13 +1055,29 @@ _INLINED = (
 
 
 def _kernels():
-    """The compiled kernels (compiled, or loaded from Numba's cache, on first call):
-    (cohort kernel, calibration kernel).
+    """The compiled kernels (cohort kernel, calibration kernel): the ahead-of-time module's
+    (:mod:`cea._aot`, loaded in about a millisecond) when it is built, else Numba's JIT
+    (:func:`_jit_kernels`). Both run the same machine code (tests/test_kernel.py).
 
     Raises KernelUnavailable when Numba is missing or fails to import (e.g. a NumPy version it
     does not support); the model then runs through the engine."""
-    global _compiled, _failed
+    global _compiled
     if _compiled is None:
+        exports = _aot.load() if HAVE_NUMBA else None
+        if exports is None:
+            _compiled = _jit_kernels()
+        else:
+            _compiled = tuple(
+                _aot.Entry(function, types, lambda i=i: _jit_kernels()[i])
+                for i, (function, types) in enumerate(exports[name] for name in _aot.EXPORTS)
+            )
+    return _compiled
+
+
+def _jit_kernels():
+    """The kernels through Numba's JIT (compiled, or loaded from Numba's cache, on first call)."""
+    global _jit, _failed
+    if _jit is None:
         if _failed is not None:
             raise KernelUnavailable(_failed)
         try:
@@ -1075,11 +1094,11 @@ def _kernels():
                 inline = "always" if name in _INLINED else "never"
                 g[name] = numba.njit(inline=inline, **opts)(g[name])
         _compiled_probe[0] = numba.njit(**opts)(_probe)
-        _compiled = (
+        _jit = (
             numba.njit(**opts)(_cohort_kernel),
             numba.njit(**opts)(_calibrate_kernel),
         )
-    return _compiled
+    return _jit
 
 
 def _probe(x):
@@ -1088,15 +1107,18 @@ def _probe(x):
 
 
 def warm() -> bool:
-    """Set Numba up in this process before the first model call, and return :func:`available`.
+    """Load the kernels in this process before the first model call, and return
+    :func:`available`.
 
-    Importing Numba and building its compiler context costs about 0.6 s once per process,
-    whatever is compiled; loading a trivial cached function (``_probe``) pays it, after which
-    the kernels load from the cache in milliseconds. The PSA's worker processes run this as
-    they start, while the parent process reads the inputs and draws."""
+    With the ahead-of-time module built (:mod:`cea._aot`), that is all. Otherwise the kernels
+    run through Numba's JIT, and importing Numba and building its compiler context costs about
+    0.8 s of CPU once per process, whatever is compiled; loading a trivial cached function
+    (``_probe``) pays it. The PSA's worker processes run this as they start, while the parent
+    process reads the inputs and draws."""
     if not available():
         return False
-    _compiled_probe[0](1.0)
+    if _compiled is _jit and _compiled_probe[0] is not None:
+        _compiled_probe[0](1.0)
     return True
 
 
@@ -1117,6 +1139,32 @@ def is_cached() -> bool:
         )
     except Exception:  # noqa: BLE001 - an unreadable index: assume compiled (only speed is at stake)
         return True
+
+
+def ready() -> bool:
+    """True when a process can run the kernels without compiling anything: the ahead-of-time
+    module is built, or it cannot be (turned off, or its build failed here before) and Numba's
+    cache holds the kernels. When False, :func:`build_module` after one model call makes it
+    True."""
+    if _aot.load() is not None:
+        return True
+    if _aot.can_build():
+        return False
+    return is_cached()
+
+
+def build_module() -> str | None:
+    """Build the ahead-of-time module (:mod:`cea._aot`) from this process's JIT kernels, which a
+    model call must have compiled first (so that each has its one signature). Returns None when
+    built or not wanted, else why the build failed (the kernels then keep running through the
+    JIT, and the failure is remembered: it is not tried again for the same key)."""
+    if not (HAVE_NUMBA and _aot.can_build()):
+        return None
+    try:
+        _aot.build(_jit_kernels())
+    except (_aot.BuildFailed, KernelUnavailable) as exc:
+        return str(exc)
+    return None
 
 
 def available() -> bool:

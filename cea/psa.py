@@ -327,8 +327,8 @@ def _quiet_worker() -> None:
 
 
 def _warm_worker() -> None:
-    """Model worker start-up: Numba set up (cea._kernel.warm) while the parent reads and
-    draws, then one BLAS thread (after the imports, which may load a BLAS). A failure leaves
+    """Model worker start-up: the kernels loaded (cea._kernel.warm) while the parent reads
+    and draws, then one BLAS thread (after the imports, which may load a BLAS). A failure leaves
     the worker to the engine, as the model call would."""
     _quiet_worker()
     if engine_setting() != "numpy":
@@ -358,9 +358,9 @@ def _start_workers(pool: ProcessPoolExecutor) -> None:
 def model_pool(workers: int) -> ProcessPoolExecutor | None:
     """Worker processes for the model and the EVPPI regressions, or None for ``workers`` <= 1.
 
-    Each worker sets Numba up as it starts (about 0.6 s, :func:`cea._kernel.warm`); started
-    before anything is read, they do it while the parent reads the inputs, draws and runs the
-    base case. Workers are forked where the platform allows (they then start with the
+    Each worker loads the kernels as it starts (:func:`cea._kernel.warm`: a millisecond from
+    the ahead-of-time module, about 0.8 s of CPU through Numba's JIT); started before anything
+    is read, they do it while the parent reads the inputs, draws and runs the base case. Workers are forked where the platform allows (they then start with the
     parent's modules already imported)."""
     if workers <= 1:
         return None
@@ -371,12 +371,28 @@ def model_pool(workers: int) -> ProcessPoolExecutor | None:
 
 
 def _kernels_compiled() -> bool:
-    """False when the PSA will run the compiled kernel and Numba's cache does not hold it yet:
-    each worker would then compile it (20-40 s each), so the parent compiles it first (the
-    workers then load it from the cache, or inherit it when started after)."""
+    """False when the PSA will run the compiled kernels and they are not ready to load
+    (:func:`cea._kernel.ready`: the ahead-of-time module not built yet, or Numba's cache
+    empty): every worker would then compile them (20-40 s each), so the parent prepares them
+    first (:func:`_prepare_kernels`)."""
     if engine_setting() == "numpy" or not _kernel.HAVE_NUMBA:
         return True
-    return _kernel.is_cached()
+    return _kernel.ready()
+
+
+def _prepare_kernels(draws: pd.DataFrame, spec: ModelSpec) -> None:
+    """First run on this machine (or after an update): compile the kernels on one draw, then
+    build the ahead-of-time module from them (cea._aot, about 10 s), which later processes load
+    in a millisecond. If the build fails, say why once on stderr; the kernels then run
+    through Numba's JIT (about 0.8 s more per process)."""
+    _run_chunk(draws.iloc[:1], spec)
+    failed = _kernel.build_module()
+    if failed:
+        print(
+            f"cea: the compiled kernels could not be built ahead of time ({failed}); "
+            "running them through Numba's JIT instead",
+            file=sys.stderr,
+        )
 
 
 def _run_chunk(draws: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -418,6 +434,8 @@ def run_draws(
         workers = default_workers(len(bounds)) if workers is None else max(1, int(workers))
     results: list = [None] * len(bounds)
     if pool is None and workers == 1:
+        if not _kernels_compiled():
+            _prepare_kernels(draws, spec)
         for i, (lo, hi) in enumerate(bounds):
             results[i] = _run_chunk(draws.iloc[lo:hi], spec)
             if progress is not None:
@@ -425,7 +443,7 @@ def run_draws(
     else:
         own = pool is None
         if own and not _kernels_compiled():
-            _run_chunk(draws.iloc[:1], spec)  # compiled once here, inherited by the workers
+            _prepare_kernels(draws, spec)  # once here, then loaded (or inherited) by the workers
         pool = model_pool(workers) if own else pool
         try:
             futures = {
@@ -905,16 +923,16 @@ def _run_psa(
             t1 = time.perf_counter()
             if early:
                 early = False
-                # a worker (which has Numba loaded by now) checks Numba's cache: without the
-                # kernels, this process compiles them once before the workers load them
+                # a worker (which has loaded the kernels by now) checks they were ready: if
+                # not, this process prepares them once, before the workers run the model
                 if not pool.submit(_kernels_compiled).result():
-                    _run_chunk(all_draws[code].iloc[:1], spec)
+                    _prepare_kernels(all_draws[code], spec)
             if late:
                 late = False
                 if not _kernels_compiled():
-                    # compile the kernels here once (one draw), so that the forked workers
-                    # inherit them instead of each compiling them
-                    _run_chunk(all_draws[code].iloc[:1], spec)
+                    # prepare the kernels here once, so that the forked workers load (or
+                    # inherit) them instead of each compiling them
+                    _prepare_kernels(all_draws[code], spec)
                 pools.append(_start_pool(n_draws, chunk_draws, workers))  # the caller closes it
                 pool = pools[-1]
             ready = time.perf_counter() - t1  # waiting for the workers, or compiling

@@ -191,8 +191,11 @@ def test_cea_engine_setting(monkeypatch):
 
 
 def test_a_numba_that_cannot_import_falls_back_to_the_engine(setting, monkeypatch):
+    # (and no ahead-of-time module built, which would run without Numba)
     spec, v = setting
     monkeypatch.setattr(_kernel, "_compiled", None)
+    monkeypatch.setattr(_kernel, "_jit", None)
+    monkeypatch.setattr(_kernel._aot, "load", lambda: None)
     monkeypatch.setattr(_kernel, "_failed", "numba cannot be imported: test")
     assert not _kernel.available() and not m.use_kernel()
     out, _, _ = m._run_cohorts(_cohorts(spec)[:2], v, spec, False)
