@@ -360,8 +360,8 @@ def model_pool(workers: int) -> ProcessPoolExecutor | None:
 
     Each worker loads the kernels as it starts (:func:`cea._kernel.warm`: a millisecond from
     the ahead-of-time module, about 0.8 s of CPU through Numba's JIT); started before anything
-    is read, they do it while the parent reads the inputs, draws and runs the base case. Workers are forked where the platform allows (they then start with the
-    parent's modules already imported)."""
+    is read, they do it while the parent reads the inputs and draws. Workers are forked where
+    the platform allows (they then start with the parent's modules already imported)."""
     if workers <= 1:
         return None
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
@@ -417,10 +417,13 @@ def run_draws(
     label: str = "",
     workers: int | None = None,
     pool: ProcessPoolExecutor | None = None,
+    meanwhile=None,
 ) -> ModelRun:
     """Run the model over all draws in chunks of ``chunk_draws`` (memory is bounded inside
     ``run_model``), in ``pool`` when given, else in ``workers`` processes (default
     :func:`default_workers`; a pool of :func:`model_pool` is started and closed here).
+    ``meanwhile``: a function this process calls while the workers run the chunks (before
+    them without workers); its time is not counted in the model's.
 
     Each chunk is the same model call whichever process runs it and whatever the number of
     workers, so the results are bit-identical with 1 or more workers.
@@ -433,7 +436,16 @@ def run_draws(
     if pool is None:
         workers = default_workers(len(bounds)) if workers is None else max(1, int(workers))
     results: list = [None] * len(bounds)
+    spent = [0.0]  # in meanwhile
+
+    def call_meanwhile():
+        if meanwhile is not None:
+            t = time.perf_counter()
+            meanwhile()
+            spent[0] = time.perf_counter() - t
+
     if pool is None and workers == 1:
+        call_meanwhile()
         if not _kernels_compiled():
             _prepare_kernels(draws, spec)
         for i, (lo, hi) in enumerate(bounds):
@@ -450,6 +462,7 @@ def run_draws(
                 pool.submit(_run_chunk, draws.iloc[lo:hi], spec): i
                 for i, (lo, hi) in enumerate(bounds)
             }
+            call_meanwhile()
             for fut in as_completed(futures):
                 i = futures[fut]
                 results[i] = fut.result()
@@ -471,7 +484,7 @@ def run_draws(
     out = out.reset_index(drop=True)
     cost = out["cost"].to_numpy().reshape(K, D).T.copy()
     qaly = out["qaly"].to_numpy().reshape(K, D).T.copy()
-    return ModelRun(out, pd.concat(cal), cost, qaly, time.perf_counter() - t0)
+    return ModelRun(out, pd.concat(cal), cost, qaly, time.perf_counter() - t0 - spent[0])
 
 
 # --------------------------------------------------------------------------- analysis
@@ -918,9 +931,6 @@ def _run_psa(
                 build_spec(pt, inputs, list(strategies) if strategies else None), pt.settings
             )
             t1 = time.perf_counter()
-            base = _base_case(inputs, pt, spec)
-            seconds[f"base_case_{code}"] = time.perf_counter() - t1
-            t1 = time.perf_counter()
             if early:
                 early = False
                 # a worker (which has loaded the kernels by now) checks they were ready: if
@@ -936,8 +946,18 @@ def _run_psa(
                 pools.append(_start_pool(n_draws, chunk_draws, workers))  # the caller closes it
                 pool = pools[-1]
             ready = time.perf_counter() - t1  # waiting for the workers, or compiling
-            run = run_draws(all_draws[code], spec, chunk_draws, bar, code, workers, pool)
+            done = {}
+
+            def base_case(code=code, pt=pt, spec=spec, done=done):  # while the workers run
+                t = time.perf_counter()
+                done["base"] = _base_case(inputs, pt, spec)
+                seconds[f"base_case_{code}"] = time.perf_counter() - t
+
+            run = run_draws(
+                all_draws[code], spec, chunk_draws, bar, code, workers, pool, meanwhile=base_case
+            )
             run = replace(run, seconds=run.seconds + ready)
+            base = done["base"]
             comps = comparisons_from_settings(pt.settings, spec)
             t1 = time.perf_counter()
             tables = analyse(
