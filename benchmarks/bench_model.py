@@ -18,8 +18,8 @@ Run: ``python benchmarks/bench_model.py`` (options: ``--models full markov``,
 Each case runs in a fresh Python process so that its peak resident memory (``ru_maxrss``)
 is its own (with worker processes: the parent's; each worker holds one chunk); the baseline
 of an idle process that has imported the same modules is printed beside it. Nothing is
-cached between cases except Numba's compiled kernels on disk, as for any user after the
-first run. "CPU s" is the CPU time of the whole call, the worker processes' included: on a
+cached between cases except the compiled kernels on disk (the ahead-of-time module of
+cea/_aot.py and Numba's cache), as for any user after the first run. "CPU s" is the CPU time of the whole call, the worker processes' included: on a
 shared machine the wall time also measures the other processes, the CPU time does not.
 Workers: 1 (one process) and 0 (as ``cea psa``: one per CPU).
 """

@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cea import _kernel, voi
+from cea import _aot, _kernel, voi
 from cea import distributions as dist
 from cea.economics import icer_table
 from cea.errors import CeaError
@@ -390,7 +390,7 @@ def _prepare_kernels(draws: pd.DataFrame, spec: ModelSpec) -> None:
     if failed:
         print(
             f"cea: the compiled kernels could not be built ahead of time ({failed}); "
-            "running them through Numba's JIT instead",
+            f"running them through Numba's JIT instead (to try again: delete {_aot.failure_path()})",
             file=sys.stderr,
         )
 

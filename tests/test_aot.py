@@ -175,6 +175,7 @@ def test_a_failed_build_is_remembered_and_the_jit_runs(model, fresh, monkeypatch
     psa._prepare_kernels(draws, spec)
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no C compiler here" in err and "JIT" in err
+    assert str(_aot.failure_path()) in err
 
 
 def test_the_key_follows_the_sources_the_versions_and_the_cpu(monkeypatch, tmp_path):
