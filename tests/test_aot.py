@@ -206,6 +206,46 @@ def test_the_key_follows_the_sources_the_versions_and_the_cpu(monkeypatch, tmp_p
     assert rekey() == first
 
 
+CPUINFO = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 1
+model name\t: AMD EPYC 7B13
+cpu MHz\t\t: 2450.000
+flags\t\t: fpu sse2 avx avx2 fma
+bogomips\t: 4900.00
+
+processor\t: 1
+vendor_id\t: AuthenticAMD
+cpu MHz\t\t: 2300.000
+flags\t\t: fpu sse2 avx avx2 fma
+"""
+
+
+def test_the_cpu_is_the_first_processors_model_and_flags(monkeypatch, tmp_path):
+    info = tmp_path / "cpuinfo"
+    monkeypatch.setattr(_aot, "_CPUINFO", info)
+    info.write_text(CPUINFO)
+    assert _aot._cpu_identity() == (
+        "cpu family : 25\nflags : fpu sse2 avx avx2 fma\nmodel : 1\n"
+        "model name : AMD EPYC 7B13\nvendor_id : AuthenticAMD"
+    )
+    same = _aot._cpu_identity()
+    info.write_text(CPUINFO.replace("2450.000", "3000.000").replace("4900.00", "6000.00"))
+    assert _aot._cpu_identity() == same  # clock speed is not the instruction set
+    info.write_text(CPUINFO.replace("avx2 fma\nbogomips", "avx2 fma avx512f\nbogomips"))
+    assert _aot._cpu_identity() != same
+    # no /proc/cpuinfo (or no flags in it): LLVM's own view of the host
+    import llvmlite.binding as llvm
+
+    for text in (None, "processor\t: 0\nvendor_id\t: X\n"):
+        if text is None:
+            info.unlink()
+        else:
+            info.write_text(text)
+        assert _aot._cpu_identity().startswith(llvm.get_host_cpu_name() + " ")
+
+
 def test_cea_aot_0_turns_the_module_off(fresh, monkeypatch):
     monkeypatch.setenv("CEA_AOT", "0")
     assert _aot.load() is None and not _aot.can_build() and _kernel.build_module() is None
