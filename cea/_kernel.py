@@ -1237,9 +1237,7 @@ def run_cohort(
         raise ValueError("run_cohort: start must be (S,) and h_detect (D,)")
     if trans.shape[0] != D or trans.shape[2:] != (_S, _S):
         raise ValueError(f"run_cohort: transition rewards have shape {trans.shape}")
-    kinds, kind_of = np.unique(np.asarray(disc_rows, dtype=np.float64), axis=0, return_inverse=True)
-    kinds = kinds.reshape(-1, T + 1) if R else np.zeros((0, T + 1))
-    kind_of = np.ascontiguousarray(kind_of.reshape(-1), dtype=np.int64)
+    kinds, kind_of = _distinct_rows(np.asarray(disc_rows, dtype=np.float64).reshape(R, T + 1))
     out_disc = np.zeros((R + R2 + 1, D))  # draws-last in the kernel
     out_und = np.zeros((R + R2 + 1, D))
     trace = np.empty((D, T + 1, _S)) if keep_trace else np.empty((0, 0, 0))
@@ -1306,6 +1304,23 @@ def run_cohort(
         trace if keep_trace else None,
         events if keep_events else None,
     )
+
+
+def _distinct_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of ``rows`` (R, n), in the order first seen, and the index of each row
+    among them, (R,) int64: the kernel accumulates the trace once per distinct discount row.
+    (np.unique(axis=0) gives the same up to the order, which the kernel's sums do not depend
+    on, at about 1.5 ms a call against microseconds.)"""
+    kind: dict[bytes, int] = {}
+    firsts: list[int] = []  # the row where each distinct row is first seen
+    kind_of = np.empty(len(rows), dtype=np.int64)
+    for r, row in enumerate(rows):
+        key = row.tobytes()
+        if key not in kind:
+            kind[key] = len(firsts)
+            firsts.append(r)
+        kind_of[r] = kind[key]
+    return np.ascontiguousarray(rows[firsts]), kind_of
 
 
 def calibrate_draws(

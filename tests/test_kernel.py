@@ -345,3 +345,18 @@ def test_vectorised_expm1_is_within_an_ulp_of_libm():
     assert np.all(ulps[x > 0] <= 2.0)
     assert np.all(got[x <= -40.0] == -1.0)
     assert np.isnan(_kernel._em1(np.nan))
+
+
+def test_distinct_discount_rows_match_numpys_unique():
+    # the kernel accumulates the trace once per distinct discount row: every reward's row must
+    # be found among them, each once, as np.unique(axis=0) finds them (order aside)
+    rng = np.random.default_rng(5)
+    base = rng.random((3, 7))
+    rows = base[[2, 0, 2, 1, 0, 0, 2]]
+    kinds, kind_of = _kernel._distinct_rows(rows)
+    assert kind_of.dtype == np.int64 and kinds.flags.c_contiguous
+    np.testing.assert_array_equal(kinds[kind_of], rows)
+    assert len(kinds) == len(np.unique(rows, axis=0)) == 3
+    assert kind_of.tolist() == [0, 1, 0, 2, 1, 1, 0]  # first seen, first numbered
+    empty, none = _kernel._distinct_rows(np.zeros((0, 7)))
+    assert empty.shape == (0, 7) and none.shape == (0,)
