@@ -38,6 +38,7 @@ import sys
 import sysconfig
 import tempfile
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +50,7 @@ _HERE = Path(__file__).resolve().parent
 _SOURCES = (_HERE / "_kernel.py", Path(__file__).resolve())
 _DEPENDENCIES = ("numba", "llvmlite", "numpy")
 
-# this process's key, module (None until loaded) and verdict on building (see _state)
+# this process's key, loaded exports, and why a build failed in this process
 _cache: dict = {}
 
 
@@ -117,6 +118,9 @@ def key() -> str:
             sysconfig.get_config_var("EXT_SUFFIX") or "",
             *(f"{name}=={version(name)}" for name in _DEPENDENCIES),
             _cpu_identity(),
+            # Numba's settings that change code generation (NUMBA_CPU_NAME, _CPU_FEATURES,
+            # _OPT, _BOUNDSCHECK, ...): all of them, to be safe
+            *sorted(f"{k}={v}" for k, v in os.environ.items() if k.startswith("NUMBA_")),
         ):
             h.update(part.encode() + b"\0")
         _cache["key"] = h.hexdigest()[:20]
@@ -224,9 +228,7 @@ def load():
             return None
         try:
             argument_types = json.loads(signature_path().read_text(encoding="utf-8"))
-            spec = importlib.util.spec_from_file_location(module_name(), path)
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
+            module = _import(path, module_name())
             _cache["module"] = {
                 name: (getattr(module, name), argument_types[name]) for name in EXPORTS
             }
@@ -237,8 +239,8 @@ def load():
 
 def can_build() -> bool:
     """True when the module is not built yet but may be: turned on, and no earlier build for
-    this key failed."""
-    if not enabled() or load() is not None:
+    this key failed (here, or in this process: see :func:`build`)."""
+    if not enabled() or "failed" in _cache or load() is not None:
         return False
     try:
         return not failure_path().exists()
@@ -247,7 +249,41 @@ def can_build() -> bool:
 
 
 class BuildFailed(Exception):
-    """The module could not be built (the reason is also left in :func:`failure_path`)."""
+    """The module could not be built. ``remembered``: the reason is in :func:`failure_path`
+    (a lasting failure: no C compiler, a module that does not load); otherwise only this
+    process gives up (an unwritable folder, or kernels not compiled as the build needs)."""
+
+    def __init__(self, reason: str, remembered: bool = False):
+        super().__init__(reason)
+        self.remembered = remembered
+
+
+@contextmanager
+def _pycc_settings(tmp: str):
+    """Two settings of numba.pycc, during a build only. Its code generator targets the host
+    CPU's name with no feature list, so LLVM would assume every feature of that CPU model,
+    though a virtual machine may hide some (the module would then stop on an illegal
+    instruction): it gets the host's own features, as the JIT does (including
+    NUMBA_CPU_FEATURES). And it leaves its build folder behind when the compiler fails: its
+    temporary folders go inside ``tmp``, which the build removes."""
+    from numba.core.codegen import AOTCPUCodegen
+
+    saved = vars(AOTCPUCodegen)["_customize_tm_features"]
+    saved_tempdir = tempfile.tempdir
+    AOTCPUCodegen._customize_tm_features = AOTCPUCodegen._get_host_cpu_features
+    tempfile.tempdir = tmp
+    try:
+        yield
+    finally:
+        AOTCPUCodegen._customize_tm_features = saved
+        tempfile.tempdir = saved_tempdir
+
+
+def _import(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _forwarder(kernel, n_args: int, name: str):
@@ -265,8 +301,27 @@ def build(kernels) -> Path:
     compiled for exactly one signature, as the model's calls compile them) and return its path.
 
     Built in a temporary folder and moved into place in one step, so that a process never loads
-    a half-written module and two builds at once do not clash. On failure, writes the reason to
-    :func:`failure_path` and raises BuildFailed."""
+    a half-written module and two builds at once do not clash; then loaded once, to check it
+    loads here. On failure raises BuildFailed; a lasting failure is written to
+    :func:`failure_path` (not tried again for this key), any failure stops this process from
+    trying again."""
+    try:
+        return _build(kernels)
+    except BuildFailed as exc:
+        _cache["failed"] = str(exc)
+        if exc.remembered:
+            try:
+                failure_path().write_text(f"{exc}\n", encoding="utf-8")
+            except OSError:
+                exc.remembered = False
+        raise
+
+
+def _build(kernels) -> Path:
+    sigs = {name: kernel.nopython_signatures for name, kernel in zip(EXPORTS, kernels, strict=True)}
+    for name, found in sigs.items():
+        if len(found) != 1:  # this process's state, not the machine's: not remembered
+            raise BuildFailed(f"kernel {name} has {len(found)} compiled signatures, not 1")
     directory = cache_dir()
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -274,7 +329,7 @@ def build(kernels) -> Path:
     except OSError as exc:
         raise BuildFailed(f"cannot write to {directory}: {exc}") from None
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _pycc_settings(tmp):
             warnings.simplefilter("ignore")  # pycc's pending deprecation
             from numba.pycc import CC
 
@@ -283,28 +338,28 @@ def build(kernels) -> Path:
             cc.target_cpu = "host"
             cc.verbose = False
             argument_types = {}
-            for name, kernel in zip(EXPORTS, kernels, strict=True):
-                sigs = kernel.nopython_signatures
-                if len(sigs) != 1:
-                    raise BuildFailed(f"kernel {name} has {len(sigs)} compiled signatures, not 1")
-                cc.export(name, sigs[0])(_forwarder(kernel, len(sigs[0].args), name))
-                argument_types[name] = [_describe(t) for t in sigs[0].args]
+            for (name, found), kernel in zip(sigs.items(), kernels, strict=True):
+                cc.export(name, found[0])(_forwarder(kernel, len(found[0].args), name))
+                argument_types[name] = [_describe(t) for t in found[0].args]
             cc.compile()
         built = Path(tmp) / module_path().name
         if not built.is_file():
-            raise BuildFailed(f"the compiler left no {built.name}")
+            raise BuildFailed(f"the compiler left no {built.name}", remembered=True)
         # the signatures first: a module is only loaded with its signatures beside it
         described = Path(tmp) / signature_path().name
         described.write_text(json.dumps(argument_types), encoding="utf-8")
         os.replace(described, signature_path())
         os.replace(built, module_path())
-    except Exception as exc:  # noqa: BLE001 - any failure: leave the reason, use the JIT
-        reason = f"{type(exc).__name__}: {exc}".strip()
-        try:
-            failure_path().write_text(reason + "\n", encoding="utf-8")
-        except OSError:
-            pass
-        raise BuildFailed(reason) from None
+    except BuildFailed:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the compiler or the toolchain: a lasting failure
+        raise BuildFailed(f"{type(exc).__name__}: {exc}".strip(), remembered=True) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    try:  # e.g. a folder mounted noexec: built, but not loadable
+        _import(module_path(), module_name())
+    except Exception as exc:  # noqa: BLE001
+        raise BuildFailed(
+            f"built but cannot be loaded: {type(exc).__name__}: {exc}", remembered=True
+        ) from None
     return module_path()

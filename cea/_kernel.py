@@ -1157,7 +1157,7 @@ def build_module() -> str | None:
     """Build the ahead-of-time module (:mod:`cea._aot`) from this process's JIT kernels, which a
     model call must have compiled first (so that each has its one signature). Returns None when
     built or not wanted, else why the build failed (the kernels then keep running through the
-    JIT, and the failure is remembered: it is not tried again for the same key)."""
+    JIT, and the failure is remembered: :func:`cea._aot.build`)."""
     if not (HAVE_NUMBA and _aot.can_build()):
         return None
     try:

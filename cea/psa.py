@@ -388,9 +388,11 @@ def _prepare_kernels(draws: pd.DataFrame, spec: ModelSpec) -> None:
     _run_chunk(draws.iloc[:1], spec)
     failed = _kernel.build_module()
     if failed:
+        marker = _aot.failure_path()
+        again = f" (to try again: delete {marker})" if marker.exists() else ""
         print(
             f"cea: the compiled kernels could not be built ahead of time ({failed}); "
-            f"running them through Numba's JIT instead (to try again: delete {_aot.failure_path()})",
+            f"running them through Numba's JIT instead{again}",
             file=sys.stderr,
         )
 
@@ -423,7 +425,7 @@ def run_draws(
     ``run_model``), in ``pool`` when given, else in ``workers`` processes (default
     :func:`default_workers`; a pool of :func:`model_pool` is started and closed here).
     ``meanwhile``: a function this process calls while the workers run the chunks (before
-    them without workers); its time is not counted in the model's.
+    them without workers, and then its time is not counted in the model's).
 
     Each chunk is the same model call whichever process runs it and whatever the number of
     workers, so the results are bit-identical with 1 or more workers.
@@ -436,16 +438,16 @@ def run_draws(
     if pool is None:
         workers = default_workers(len(bounds)) if workers is None else max(1, int(workers))
     results: list = [None] * len(bounds)
-    spent = [0.0]  # in meanwhile
+    spent = [0.0]  # in meanwhile, when it runs before the chunks
 
-    def call_meanwhile():
+    def call_meanwhile(before: bool):
         if meanwhile is not None:
             t = time.perf_counter()
             meanwhile()
-            spent[0] = time.perf_counter() - t
+            spent[0] = time.perf_counter() - t if before else 0.0
 
     if pool is None and workers == 1:
-        call_meanwhile()
+        call_meanwhile(before=True)
         if not _kernels_compiled():
             _prepare_kernels(draws, spec)
         for i, (lo, hi) in enumerate(bounds):
@@ -462,7 +464,7 @@ def run_draws(
                 pool.submit(_run_chunk, draws.iloc[lo:hi], spec): i
                 for i, (lo, hi) in enumerate(bounds)
             }
-            call_meanwhile()
+            call_meanwhile(before=False)
             for fut in as_completed(futures):
                 i = futures[fut]
                 results[i] = fut.result()
@@ -930,31 +932,36 @@ def _run_psa(
             spec = apply_discount_settings(
                 build_spec(pt, inputs, list(strategies) if strategies else None), pt.settings
             )
+            done = {}
+
+            def base_case(code=code, pt=pt, spec=spec, done=done):
+                t = time.perf_counter()
+                done["base"] = _base_case(inputs, pt, spec)
+                seconds[f"base_case_{code}"] = time.perf_counter() - t
+
             t1 = time.perf_counter()
             if early:
                 early = False
                 # a worker (which has loaded the kernels by now) checks they were ready: if
-                # not, this process prepares them once, before the workers run the model
+                # not, this process prepares them once (after the base case, whose errors
+                # come first), before the workers run the model
                 if not pool.submit(_kernels_compiled).result():
+                    base_case()
                     _prepare_kernels(all_draws[code], spec)
             if late:
                 late = False
                 if not _kernels_compiled():
                     # prepare the kernels here once, so that the forked workers load (or
                     # inherit) them instead of each compiling them
+                    base_case()
                     _prepare_kernels(all_draws[code], spec)
                 pools.append(_start_pool(n_draws, chunk_draws, workers))  # the caller closes it
                 pool = pools[-1]
-            ready = time.perf_counter() - t1  # waiting for the workers, or compiling
-            done = {}
-
-            def base_case(code=code, pt=pt, spec=spec, done=done):  # while the workers run
-                t = time.perf_counter()
-                done["base"] = _base_case(inputs, pt, spec)
-                seconds[f"base_case_{code}"] = time.perf_counter() - t
-
+            ready = time.perf_counter() - t1 - seconds.get(f"base_case_{code}", 0.0)
+            # otherwise the base case runs while the workers run the model
+            later = None if "base" in done else base_case
             run = run_draws(
-                all_draws[code], spec, chunk_draws, bar, code, workers, pool, meanwhile=base_case
+                all_draws[code], spec, chunk_draws, bar, code, workers, pool, meanwhile=later
             )
             run = replace(run, seconds=run.seconds + ready)
             base = done["base"]

@@ -178,6 +178,75 @@ def test_a_failed_build_is_remembered_and_the_jit_runs(model, fresh, monkeypatch
     assert str(_aot.failure_path()) in err
 
 
+def test_the_psas_first_run_builds_it_and_model_calls_of_any_size_use_it(model, fresh, monkeypatch):
+    # as on a first run: the kernels compiled on one draw, the module built from them; then
+    # chunks of 1, 2 and 40 draws all run the exported code
+    spec, draws = model
+    monkeypatch.setattr(_kernel, "_compiled", _kernel._jit_kernels())
+    assert not psa._kernels_compiled()
+    psa._prepare_kernels(draws, spec)
+    assert psa._kernels_compiled() and _aot.module_path().is_file()
+    monkeypatch.setattr(_kernel, "_compiled", None)
+    entries = _kernel._kernels()
+    for e in entries:
+        monkeypatch.setattr(e, "fallback", lambda: pytest.fail("a model call went to the JIT"))
+    for n in (1, 2, 40):
+        out, _ = psa._run_chunk(draws.iloc[:n], spec)
+        assert len(out) == n * len(spec.strategies) and np.isfinite(out["cost"]).all()
+
+
+def test_a_module_that_does_not_load_is_a_lasting_failure(model, fresh, monkeypatch):
+    # e.g. a cache folder mounted noexec: the build succeeds, the import fails
+    from numba.pycc import CC
+
+    def garbage(self):
+        Path(self.output_dir, self._output_file).write_bytes(b"not a shared library")
+
+    monkeypatch.setattr(CC, "compile", garbage)
+    monkeypatch.setattr(_kernel, "_compiled", _kernel._jit_kernels())
+    psa._run_chunk(model[1].iloc[:2], model[0])
+    failed = _kernel.build_module()
+    assert failed.startswith("built but cannot be loaded: ")
+    assert _aot.failure_path().read_text().strip() == failed
+    assert _aot.load() is None and not _aot.can_build()
+
+
+def test_failures_of_this_process_are_not_written_down(fresh, monkeypatch, tmp_path):
+    class Kernel:
+        nopython_signatures = []  # not compiled yet
+
+    with pytest.raises(_aot.BuildFailed, match="has 0 compiled signatures") as info:
+        _aot.build((Kernel(), Kernel()))
+    assert not info.value.remembered and not _aot.failure_path().exists()
+    assert not _aot.can_build()  # this process gives up
+    # an unwritable cache folder: nowhere to write it down either, and nothing to delete
+    monkeypatch.setattr(_aot, "_cache", {})
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    monkeypatch.setenv("CEA_CACHE_DIR", str(blocker / "cache"))
+    monkeypatch.setattr(_kernel, "_compiled", _kernel._jit_kernels())
+    with pytest.raises(_aot.BuildFailed, match="cannot write to") as info:
+        _aot.build(_kernel._jit_kernels())
+    assert not info.value.remembered and not _aot.can_build()
+
+
+def test_the_build_targets_the_hosts_own_features(tmp_path):
+    # pycc alone gives LLVM the host CPU's name and no features: every feature of that CPU
+    # model assumed, though a virtual machine may hide some. During the build it gets the
+    # host's features, as the JIT does; pycc's temporary folders go inside the build folder
+    import tempfile
+
+    from numba.core.codegen import AOTCPUCodegen, JITCPUCodegen
+
+    assert AOTCPUCodegen("plain", cpu_name="host")._tm_features == ""
+    with _aot._pycc_settings(str(tmp_path)):
+        aot = AOTCPUCodegen("built", cpu_name="host")
+        assert tempfile.gettempdir() == str(tmp_path)
+    assert aot._tm_features == JITCPUCodegen("jit")._tm_features != ""
+    assert AOTCPUCodegen("after", cpu_name="host")._tm_features == ""
+    assert tempfile.gettempdir() != str(tmp_path)
+
+
 def test_the_key_follows_the_sources_the_versions_and_the_cpu(monkeypatch, tmp_path):
     import importlib.metadata
 
@@ -195,6 +264,7 @@ def test_the_key_follows_the_sources_the_versions_and_the_cpu(monkeypatch, tmp_p
     real_version = importlib.metadata.version
     changes = [
         (_aot, "_SOURCES", (edited, _aot._SOURCES[1])),
+        (_aot.os, "environ", {**_aot.os.environ, "NUMBA_CPU_NAME": "skylake-avx512"}),
         (_aot, "_cpu_identity", lambda: "another-cpu +avx512f"),
         (importlib.metadata, "version", lambda n: "9.9" if n == "numba" else real_version(n)),
         (importlib.metadata, "version", lambda n: "9.9" if n == "numpy" else real_version(n)),
