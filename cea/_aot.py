@@ -1,29 +1,31 @@
 """The compiled kernels built ahead of time into an extension module, so that a process loads
-them in about a millisecond instead of setting Numba up.
+them in a few hundredths of a second (mostly computing the key below) instead of setting Numba up.
 
 Why: every process that calls a Numba function imports Numba and builds its typing and target
 contexts (importing scipy.linalg on the way) before it can even load cached machine code: about
-0.8 s of CPU per process here, twice that with the PSA's two workers, against about 1.6 s for
+0.8 s of CPU per process here, twice that with the PSA's two workers, against about 1.7 s for
 running the model on all 10,000 draws (docs/psa.md, Speed). An extension module built once with
-``numba.pycc`` from the same kernels holds the same machine code and imports without Numba.
+``numba.pycc`` from the same kernels imports without Numba.
 
 How: :func:`build` exports two thin forwarders, ``cohort`` and ``calibrate``, each calling one of
-cea._kernel's compiled kernels with the signature it was compiled for (the kernels themselves are
-compiled with their own options, so their code is the JIT's: tests/test_kernel.py checks the
-results are bit-identical). Exported code does not check its arguments' types (another dtype or
-layout would be read as the built one, and crash the process), so :func:`load` wraps each export
-in :class:`Entry`, which checks them against the signature saved beside the module and hands a
-call with other types to the JIT, which compiles for them. The module is compiled for this machine's CPU (``target_cpu="host"``)
-and named after a key over everything its code depends on: the sources of cea._kernel and of this
-module, the versions of Python, Numba, llvmlite and NumPy, and the CPU's model and feature flags. A
-change to any of them gives a new name, so a stale module is never loaded; a copy moved to another
-CPU is not loaded either.
+cea._kernel's compiled kernels with the signature it was compiled for. The kernels keep their
+own options, and the module is compiled for this machine's CPU name and features, as the JIT
+compiles them (:func:`_pycc_settings`), so the results are bit-identical (tests/test_aot.py).
+Exported code does not check its arguments' types (another dtype or layout would be read as the
+built one, and crash the process), so :func:`load` gives each export with the signature saved
+beside the module, and cea._kernel wraps it in :class:`Entry`, which checks the arguments and
+hands a call with other types to the JIT, which compiles for them. The module is named after a
+key over everything its code depends on: the sources of cea._kernel and of this module, the
+versions of Python, Numba, llvmlite and NumPy, the CPU's model and feature flags, and Numba's
+``NUMBA_*`` settings. A change to any of them gives a new name, so a stale module is never
+loaded, nor a copy moved to another CPU.
 
 Where: ``$CEA_CACHE_DIR`` when set, else ``cea/__pycache__`` beside this file when writable (as
-Numba's own cache), else ``~/.cache/cea``. A build that fails (no C compiler, no setuptools, no
-``numba.pycc`` in a later Numba) leaves a ``.failed`` file with the reason beside where the module
-would be, so it is not retried for the same key; the kernels then run through Numba's JIT as
-before. ``CEA_AOT=0`` turns the module off (JIT only).
+Numba's own cache), else ``~/.cache/cea``. A build that fails for a lasting reason (no C
+compiler, no setuptools, no ``numba.pycc`` in a later Numba, a module that does not load here)
+leaves a ``.failed`` file with the reason beside where the module would be, so it is not retried
+for the same key; any failure stops the process from trying again. The kernels then run through
+Numba's JIT as before. ``CEA_AOT=0`` turns the module off (JIT only).
 """
 
 from __future__ import annotations

@@ -1056,8 +1056,8 @@ _INLINED = (
 
 def _kernels():
     """The compiled kernels (cohort kernel, calibration kernel): the ahead-of-time module's
-    (:mod:`cea._aot`, loaded in about a millisecond) when it is built, else Numba's JIT
-    (:func:`_jit_kernels`). Both run the same machine code (tests/test_kernel.py).
+    (:mod:`cea._aot`, loaded in a few hundredths of a second) when it is built, else Numba's JIT
+    (:func:`_jit_kernels`). Both give bit-identical results (tests/test_aot.py).
 
     Raises KernelUnavailable when Numba is missing or fails to import (e.g. a NumPy version it
     does not support); the model then runs through the engine."""

@@ -358,7 +358,7 @@ def _start_workers(pool: ProcessPoolExecutor) -> None:
 def model_pool(workers: int) -> ProcessPoolExecutor | None:
     """Worker processes for the model and the EVPPI regressions, or None for ``workers`` <= 1.
 
-    Each worker loads the kernels as it starts (:func:`cea._kernel.warm`: a millisecond from
+    Each worker loads the kernels as it starts (:func:`cea._kernel.warm`: 0.04 s from
     the ahead-of-time module, about 0.8 s of CPU through Numba's JIT); started before anything
     is read, they do it while the parent reads the inputs and draws. Workers are forked where
     the platform allows (they then start with the parent's modules already imported)."""
@@ -383,7 +383,7 @@ def _kernels_compiled() -> bool:
 def _prepare_kernels(draws: pd.DataFrame, spec: ModelSpec) -> None:
     """First run on this machine (or after an update): compile the kernels on one draw, then
     build the ahead-of-time module from them (cea._aot, about 10 s), which later processes load
-    in a millisecond. If the build fails, say why once on stderr; the kernels then run
+    in 0.04 s. If the build fails, say why once on stderr; the kernels then run
     through Numba's JIT (about 0.8 s more per process)."""
     _run_chunk(draws.iloc[:1], spec)
     failed = _kernel.build_module()
