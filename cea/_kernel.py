@@ -1117,7 +1117,7 @@ def warm() -> bool:
     process reads the inputs and draws."""
     if not available():
         return False
-    if _compiled is _jit and _compiled_probe[0] is not None:
+    if _compiled is _jit:
         _compiled_probe[0](1.0)
     return True
 

@@ -438,16 +438,10 @@ def run_draws(
     if pool is None:
         workers = default_workers(len(bounds)) if workers is None else max(1, int(workers))
     results: list = [None] * len(bounds)
-    spent = [0.0]  # in meanwhile, when it runs before the chunks
-
-    def call_meanwhile(before: bool):
-        if meanwhile is not None:
-            t = time.perf_counter()
-            meanwhile()
-            spent[0] = time.perf_counter() - t if before else 0.0
-
     if pool is None and workers == 1:
-        call_meanwhile(before=True)
+        if meanwhile is not None:
+            meanwhile()
+            t0 = time.perf_counter()  # not counted in the model's time
         if not _kernels_compiled():
             _prepare_kernels(draws, spec)
         for i, (lo, hi) in enumerate(bounds):
@@ -464,7 +458,8 @@ def run_draws(
                 pool.submit(_run_chunk, draws.iloc[lo:hi], spec): i
                 for i, (lo, hi) in enumerate(bounds)
             }
-            call_meanwhile(before=False)
+            if meanwhile is not None:
+                meanwhile()
             for fut in as_completed(futures):
                 i = futures[fut]
                 results[i] = fut.result()
@@ -486,7 +481,7 @@ def run_draws(
     out = out.reset_index(drop=True)
     cost = out["cost"].to_numpy().reshape(K, D).T.copy()
     qaly = out["qaly"].to_numpy().reshape(K, D).T.copy()
-    return ModelRun(out, pd.concat(cal), cost, qaly, time.perf_counter() - t0 - spent[0])
+    return ModelRun(out, pd.concat(cal), cost, qaly, time.perf_counter() - t0)
 
 
 # --------------------------------------------------------------------------- analysis
