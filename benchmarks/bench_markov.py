@@ -21,7 +21,7 @@ import tracemalloc
 
 import numpy as np
 
-from cea.markov import make_transition_array, run_markov
+from cea.engine.markov import make_transition_array, run_markov
 
 N_STATES = 4
 HEALTHY, SICK, SICKER, DEAD = range(N_STATES)

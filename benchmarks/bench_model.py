@@ -13,7 +13,7 @@ Run: ``python benchmarks/bench_model.py`` (options: ``--models full markov``,
   the JSON) and writing files (the CLI prints its own timing).
 - **markov**: a plain 4-state time-dependent cohort model (healthy, sick, sicker, dead; 130
   monthly cycles, draw-specific probabilities and costs, one transition cost) through
-  ``cea.markov.run_markov`` in chunks of 10,000 draws.
+  ``cea.engine.markov.run_markov`` in chunks of 10,000 draws.
 
 Each case runs in a fresh Python process so that its peak resident memory (``ru_maxrss``)
 is its own (with worker processes: the parent's; each worker holds one chunk); the baseline
@@ -93,7 +93,7 @@ def case_full(n_draws: int, country: str, workers: int = 1) -> dict:
 
 def markov_inputs(rng: np.random.Generator, n: int, T: int):
     """(D, T, 4, 4) probabilities (draws innermost), (D, 1, 4) costs, utilities, a transition cost."""
-    from cea.markov import make_transition_array
+    from cea.engine.markov import make_transition_array
 
     p_hs, p_sh, p_ss = rng.beta(15, 985, n), rng.beta(50, 950, n), rng.beta(10, 990, n)
     hr_s, hr_ss = rng.lognormal(np.log(3.0), 0.1, n), rng.lognormal(np.log(10.0), 0.1, n)
@@ -122,7 +122,7 @@ def markov_inputs(rng: np.random.Generator, n: int, T: int):
 
 def case_markov(n_draws: int) -> dict:
     t0 = time.perf_counter()
-    from cea.markov import run_markov
+    from cea.engine.markov import run_markov
 
     t_import = time.perf_counter() - t0
     base_rss = peak_rss_mb()

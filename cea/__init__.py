@@ -3,20 +3,20 @@ in relapsed multiple myeloma.
 
 Public API (imported lazily, so ``import cea`` stays cheap)
 ----------
-run_markov, MarkovResult   the generic Markov cohort engine (cea.markov)
-icer_table, pairwise       full incremental analysis and named comparisons (cea.economics)
-load_inputs                read and validate an inputs folder (cea.inputs)
+run_markov, MarkovResult   the generic Markov cohort engine (cea.engine.markov)
+icer_table, pairwise       full incremental analysis and named comparisons (cea.analysis.incremental)
+load_inputs                read and validate an inputs folder (cea.io.inputs)
 run_base_case              the deterministic base case of the IgRT model (cea.run)
 """
 
 __version__ = "0.1.0"
 
 _API = {
-    "run_markov": "cea.markov",
-    "MarkovResult": "cea.markov",
-    "icer_table": "cea.economics",
-    "pairwise": "cea.economics",
-    "load_inputs": "cea.inputs",
+    "run_markov": "cea.engine.markov",
+    "MarkovResult": "cea.engine.markov",
+    "icer_table": "cea.analysis.incremental",
+    "pairwise": "cea.analysis.incremental",
+    "load_inputs": "cea.io.inputs",
     "run_base_case": "cea.run",
 }
 

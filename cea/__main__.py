@@ -153,8 +153,8 @@ COMMANDS = {
     "scenarios": ("cea.dsa", "cli_scenarios"),
     "threshold": ("cea.dsa", "cli_threshold"),
     "psa": ("cea.psa", "cli_psa"),
-    "template": ("cea.xlsx_inputs", "cli_template"),
-    "check": ("cea.checks", "cli_check"),
+    "template": ("cea.io.workbook", "cli_template"),
+    "check": ("cea.verify", "cli_check"),
 }
 
 

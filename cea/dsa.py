@@ -2,7 +2,7 @@
 
 Every analysis builds a *design*, a draws table (one row per parameter set, one column per
 parameter, index ``draw``), and sends it through the same vectorized call as the base case
-and the PSA, :func:`cea.model.run_model`. The calibrated rates (``r_severe_on_bsab``,
+and the PSA, :func:`cea.igrt.model.run_model`. The calibrated rates (``r_severe_on_bsab``,
 ``r_myeloma_death_off_bsab``) are recalibrated on every row, so moving a calibration target
 (``p_severe_12m_no_igrt``, ``t_target_median_os_months``...) moves the calibrated rates too.
 
@@ -17,7 +17,7 @@ and the PSA, :func:`cea.model.run_model`. The calibrated rates (``r_severe_on_bs
 
 Conventions (``docs/dsa.md``): INMB of ``a vs b`` = WTP x (QALY_a - QALY_b) - (cost_a - cost_b)
 at the country's WTP; ICER quadrants and interpretations come from
-:func:`cea.economics.pairwise`; an ICER outside the base case's quadrant is reported as a
+:func:`cea.analysis.incremental.pairwise`; an ICER outside the base case's quadrant is reported as a
 quadrant, never plotted as a number.
 """
 
@@ -34,11 +34,11 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import brentq
 
-from cea.economics import icer_table, nmb, pairwise
+from cea.analysis.incremental import icer_table, nmb, pairwise
 from cea.errors import CeaError
-from cea.inputs import Inputs, load_inputs
-from cea.model import run_model
-from cea.parameters import Scenario, build_parameter_table, load_scenario
+from cea.io.inputs import Inputs, load_inputs
+from cea.igrt.model import run_model
+from cea.parameters.table import Scenario, build_parameter_table, load_scenario
 from cea.run import (
     DEFAULT_OUTPUTS,
     BaseCase,
@@ -292,7 +292,7 @@ def _design_draws(base_row: pd.DataFrame, changes: list[dict[str, float]]) -> pd
 def comparisons_by_draw(
     outcomes: pd.DataFrame, comparisons: list[tuple[str, str]], wtp: float
 ) -> pd.DataFrame:
-    """:func:`cea.economics.pairwise` at every draw: one row per (draw, comparison).
+    """:func:`cea.analysis.incremental.pairwise` at every draw: one row per (draw, comparison).
 
     One ``pairwise`` call: strategies are renamed ``<draw>|<strategy>`` so that every draw's
     comparisons are pairs of one table, with pairwise's quadrant and ICER conventions.
@@ -311,7 +311,7 @@ def comparisons_by_draw(
 
 
 def optimal_by_draw(outcomes: pd.DataFrame, wtp: float) -> pd.DataFrame:
-    """Per draw: the strategy of highest NMB (:func:`cea.economics.icer_table` ``optimal``)
+    """Per draw: the strategy of highest NMB (:func:`cea.analysis.incremental.icer_table` ``optimal``)
     and each strategy's status (ND/D/ED). Columns ``draw, strategy, nmb, status, optimal``."""
     frames = []
     for draw, g in outcomes.groupby("draw", sort=False):
@@ -358,7 +358,7 @@ class DesignResult:
 
 
 def run_design(draws: pd.DataFrame, spec) -> DesignResult:
-    """One :func:`cea.model.run_model` call on the whole design.
+    """One :func:`cea.igrt.model.run_model` call on the whole design.
 
     A single row the model cannot evaluate (e.g. a calibration target no rate can reach with the
     other parameters at that row's values) makes the vectorized call fail; then the design is split
@@ -424,7 +424,7 @@ class OneWay:
 def run_one_way(base: BaseCase, parameters: list[str] | None = None) -> OneWay:
     """Move every parameter with a range to its low and its high value, one at a time.
 
-    One :func:`cea.model.run_model` call on the 2k + 1 row design (row 0 is the base case); see
+    One :func:`cea.igrt.model.run_model` call on the 2k + 1 row design (row 0 is the base case); see
     :func:`run_design` for rows the model cannot evaluate.
     """
     ranges, skipped = ranges_table(base.ptable, parameters)
@@ -532,7 +532,7 @@ def tornado_table(ow: OneWay, comparison: tuple[str, str], outcome: str = "inmb"
     - ``inmb_*``: INMB = WTP x dQALY - dcost at the base, low and high value; ``swing`` =
       |inmb_high - inmb_low|; ``decision_changes``: INMB changes sign at an end.
     - ``quadrant_*`` (NE/SW/SE/NW/same) and ``icer_*`` (NaN outside NE and SW, as in
-      :func:`cea.economics.pairwise`). ``icer_status``: "numeric" when both ends stay in the base
+      :func:`cea.analysis.incremental.pairwise`). ``icer_status``: "numeric" when both ends stay in the base
       quadrant (NE or SW; then ``icer_swing`` = |icer_high - icer_low|), "quadrant flip at low/high/
       both" when an end leaves it (``interpretation_*`` says where to), "base not a ratio" when
       the base itself is SE/NW/same, "no change" when the ICER does not move.
@@ -673,7 +673,7 @@ def run_two_way(
     """INMB of ``comparison`` and the optimal strategy over a grid of two parameters.
 
     Each axis spans the parameter's DSA range in ``n`` steps plus its base value, so the grid
-    contains the base case. One :func:`cea.model.run_model` call on all grid points.
+    contains the base case. One :func:`cea.igrt.model.run_model` call on all grid points.
     """
     if p1 == p2:
         raise CeaError(f"--two-way needs two different parameters, got '{p1}' twice")
@@ -1289,7 +1289,7 @@ def _title(base: BaseCase, comparison: tuple[str, str] | None) -> str:
 
 
 def write_one_way(ow: OneWay, comparison: tuple[str, str], folder: Path, command: str) -> list[str]:
-    from cea.plots import dsa as plots
+    from cea.report.plots import dsa as plots
 
     folder = Path(folder)
     inmb_t = tornado_table(ow, comparison, "inmb")
@@ -1351,7 +1351,7 @@ def write_one_way(ow: OneWay, comparison: tuple[str, str], folder: Path, command
 
 
 def write_two_way(tw: TwoWay, folder: Path, command: str) -> list[str]:
-    from cea.plots import dsa as plots
+    from cea.report.plots import dsa as plots
 
     folder = Path(folder)
     labels = _label_columns(tw.base, tw.comparison)
@@ -1380,7 +1380,7 @@ def write_two_way(tw: TwoWay, folder: Path, command: str) -> list[str]:
 
 
 def write_scenarios(sc: Scenarios, folder: Path, command: str) -> list[str]:
-    from cea.plots import dsa as plots
+    from cea.report.plots import dsa as plots
 
     folder = Path(folder)
     sc.summary.to_csv(folder / "scenario_summary.csv", index=False)
@@ -1411,7 +1411,7 @@ def write_scenarios(sc: Scenarios, folder: Path, command: str) -> list[str]:
 
 
 def write_threshold(th: Threshold, folder: Path, command: str) -> list[str]:
-    from cea.plots import dsa as plots
+    from cea.report.plots import dsa as plots
 
     folder = Path(folder)
     labels = _label_columns(th.base, th.comparison)
@@ -1468,7 +1468,7 @@ def _write_report(
     and strategies) as live formulas; sheet ``dsa`` the tornado table ordered by the INMB swing
     with a bar chart, ``dsa_tornado_icer`` the table ordered for the ICER; sheet
     ``verification`` the base-case checks and the tornado check on this tornado."""
-    from cea.report import write_analysis_report
+    from cea.report.workbook import write_analysis_report
 
     inmb_t = tornado_table(ow, comparison, "inmb")
     icer_t = tornado_table(ow, comparison, "icer")
@@ -1529,7 +1529,7 @@ def cli_dsa(args) -> int:
                 files = sorted([*files, "report.xlsx"])
         print(one_way_summary(ow, tornado_table(ow, comp, args.outcome), args.outcome))
         if verification is not None:
-            from cea.report import verification_summary
+            from cea.report.workbook import verification_summary
 
             print(verification_summary(verification))
     print(f"\nwritten: {out}/ ({', '.join(files)})")

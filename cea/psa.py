@@ -2,7 +2,7 @@
 
 ``cea psa --country GB --draws 10000 --seed 1`` and ``cea psa --countries all --draws 5000``.
 This module owns the random numbers (STYLE.md: "psa.py creates the Generator"); the model
-(:func:`cea.model.run_model`) has none, and :mod:`cea.voi` turns per-draw results into the
+(:func:`cea.igrt.model.run_model`) has none, and :mod:`cea.analysis.voi` turns per-draw results into the
 decision-uncertainty tables. ``docs/psa.md`` explains the methods and how to read every output.
 
 Draws
@@ -51,12 +51,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cea import _aot, _kernel, voi
-from cea import distributions as dist
-from cea.economics import icer_table
+from cea.igrt import _kernel
+from cea.analysis import voi
+from cea.parameters import distributions as dist
+from cea.analysis.incremental import icer_table
 from cea.errors import CeaError
-from cea.inputs import Inputs, load_inputs
-from cea.model import (
+from cea.io.inputs import Inputs, load_inputs
+from cea.igrt.model import (
     COST_CATEGORIES,
     COUNTS,
     ModelSpec,
@@ -64,7 +65,7 @@ from cea.model import (
     engine_setting,
     run_model,
 )
-from cea.parameters import ParameterTable, Scenario, build_parameter_table, load_scenario
+from cea.parameters.table import ParameterTable, Scenario, build_parameter_table, load_scenario
 from cea.run import (
     DEFAULT_OUTPUTS,
     BaseCase,
@@ -327,7 +328,7 @@ def _quiet_worker() -> None:
 
 
 def _warm_worker() -> None:
-    """Model worker start-up: the kernels loaded (cea._kernel.warm) while the parent reads
+    """Model worker start-up: the kernels loaded (cea.igrt._kernel.warm) while the parent reads
     and draws, then one BLAS thread (after the imports, which may load a BLAS). A failure leaves
     the worker to the engine, as the model call would."""
     _quiet_worker()
@@ -358,7 +359,7 @@ def _start_workers(pool: ProcessPoolExecutor) -> None:
 def model_pool(workers: int) -> ProcessPoolExecutor | None:
     """Worker processes for the model and the EVPPI regressions, or None for ``workers`` <= 1.
 
-    Each worker loads the kernels as it starts (:func:`cea._kernel.warm`: 0.04 s from
+    Each worker loads the kernels as it starts (:func:`cea.igrt._kernel.warm`: 0.04 s from
     the ahead-of-time module, about 0.8 s of CPU through Numba's JIT); started before anything
     is read, they do it while the parent reads the inputs and draws. Workers are forked where
     the platform allows (they then start with the parent's modules already imported)."""
@@ -372,7 +373,7 @@ def model_pool(workers: int) -> ProcessPoolExecutor | None:
 
 def _kernels_compiled() -> bool:
     """False when the PSA will run the compiled kernels and they are not ready to load
-    (:func:`cea._kernel.ready`: the ahead-of-time module not built yet, or Numba's cache
+    (:func:`cea.igrt._kernel.ready`: the ahead-of-time module not built yet, or Numba's cache
     empty): every worker would then compile them (20-40 s each), so the parent prepares them
     first (:func:`_prepare_kernels`)."""
     if engine_setting() == "numpy" or not _kernel.HAVE_NUMBA:
@@ -381,25 +382,15 @@ def _kernels_compiled() -> bool:
 
 
 def _prepare_kernels(draws: pd.DataFrame, spec: ModelSpec) -> None:
-    """First run on this machine (or after an update): compile the kernels on one draw, then
-    build the ahead-of-time module from them (cea._aot, about 10 s), which later processes load
-    in 0.04 s. If the build fails, say why once on stderr; the kernels then run
-    through Numba's JIT (about 0.8 s more per process)."""
+    """First run on this machine (or after an update): compile the kernels on one draw, once,
+    before any worker needs them (they then load them from Numba's cache)."""
+    print("cea: compiling the model's kernels for this machine (once)...", file=sys.stderr)
     _run_chunk(draws.iloc[:1], spec)
-    failed = _kernel.build_module()
-    if failed:
-        marker = _aot.failure_path()
-        again = f" (to try again: delete {marker})" if marker.exists() else ""
-        print(
-            f"cea: the compiled kernels could not be built ahead of time ({failed}); "
-            f"running them through Numba's JIT instead{again}",
-            file=sys.stderr,
-        )
 
 
 def _run_chunk(draws: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One model call (top level, so worker processes can run it), through the compiled
-    kernel when Numba is available (cea.model.compiled_kernel)."""
+    kernel when Numba is available (cea.igrt.model.compiled_kernel)."""
     with compiled_kernel():
         res = run_model(draws, spec)
     return res.outcomes, res.calibrated
@@ -821,8 +812,8 @@ class PsaRun:
 
 
 def _base_case(inputs: Inputs, ptable: ParameterTable, spec: ModelSpec) -> BaseCase:
-    from cea.economics import pairwise
-    from cea.model import run_model as _run
+    from cea.analysis.incremental import pairwise
+    from cea.igrt.model import run_model as _run
 
     res = _run(ptable.base(), spec, keep_traces=True)
     wtp = ptable.country.wtp_per_qaly
@@ -1061,7 +1052,7 @@ def _country_files(c: CountryPsa, psa: PsaRun, folder: Path, command: str, pool)
     """Writes one country's files into ``folder``: the slow ones (per-draw CSVs, figures; here
     when ``pool`` is None) submitted to ``pool`` first, then the tables and run.json here.
     Returns the pool's futures, for the caller to wait on."""
-    from cea.plots.psa import figure_jobs
+    from cea.report.plots.psa import figure_jobs
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "figures").mkdir(exist_ok=True)
@@ -1271,7 +1262,7 @@ def _write_with_report(
     sheets (summary, CEAC line chart, CE plane scatter chart, EVPI, EVPPI, convergence) and
     the verification sheet (base-case checks and the PSA table checks on these draws).
     Returns the check table."""
-    from cea.report import write_analysis_report
+    from cea.report.workbook import write_analysis_report
 
     if len(psa.countries) != 1:
         raise CeaError("--report xlsx is written for one country: use --country, not --countries")
@@ -1327,7 +1318,7 @@ def cli_psa(args) -> int:
         f"model {model_s:.1f} s for {len(codes) * psa.n_draws:,} country-draws; total {psa.seconds['total']:.1f} s"
     )
     if verification is not None:
-        from cea.report import verification_summary
+        from cea.report.workbook import verification_summary
 
         print(verification_summary(verification))
     print(f"written: {out}/")

@@ -47,11 +47,11 @@ import numpy as np
 import pandas as pd
 
 from cea import __version__
-from cea.economics import icer_table, pairwise
+from cea.analysis.incremental import icer_table, pairwise
 from cea.errors import CeaError
-from cea.inputs import Inputs, load_inputs
-from cea.model import ModelSpec, Strategy, run_model
-from cea.parameters import ParameterTable, Scenario, build_parameter_table, load_scenario
+from cea.io.inputs import Inputs, load_inputs
+from cea.igrt.model import ModelSpec, Strategy, run_model
+from cea.parameters.table import ParameterTable, Scenario, build_parameter_table, load_scenario
 from cea.run import (
     DEFAULT_OUTPUTS,
     OutputDir,
@@ -647,7 +647,7 @@ CONVENTIONS = {
     "icer_over_wtp": "icer_lcu / wtp_lcu; currency-free. NE quadrant: cost-effective when < 1; SW quadrant "
     "(cheaper, less effective; ICER = saving per QALY lost): cost-effective when > 1; NaN when dominant or dominated",
     "inmb": "wtp x inc_qaly - inc_cost at the country's base WTP; cost_effective = inmb > 0",
-    "optimal_strategy": "highest NMB at the WTP (cea.economics.icer_table; ties to the cheaper frontier strategy)",
+    "optimal_strategy": "highest NMB at the WTP (cea.analysis.incremental.icer_table; ties to the cheaper frontier strategy)",
     "threshold_price": "p* = p_now + INMB(p_now) / dG, dG = d(inc_cost)/dp = difference in grams of the priced "
     "product discounted at the cost rate, measured by rerunning the model with the price at 0 and 1 "
     "(calibration reused); exact because total cost is linear in the price per gram",
@@ -733,7 +733,7 @@ def provenance(res: RegionalResult, command: str, files: list[str]) -> dict:
 def write_outputs(res: RegionalResult, folder: Path, command: str) -> list[str]:
     """regional.csv, regional_strategies.csv, regional_optimal.csv, regional_thresholds.csv,
     the figures and run.json. Returns the files written."""
-    from cea.plots import regional as plots
+    from cea.report.plots import regional as plots
 
     folder = Path(folder)
     files = []

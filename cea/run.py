@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 
 from cea import __version__
-from cea.economics import icer_table, pairwise
+from cea.analysis.incremental import icer_table, pairwise
 from cea.errors import CeaError
-from cea.inputs import Inputs, load_inputs
-from cea.model import (
+from cea.io.inputs import Inputs, load_inputs
+from cea.igrt.model import (
     COST_CATEGORIES,
     COUNTS,
     EFFECTS,
@@ -34,7 +34,7 @@ from cea.model import (
     run_model,
     strategies_from_table,
 )
-from cea.parameters import ParameterTable, Scenario, build_parameter_table, load_scenario
+from cea.parameters.table import ParameterTable, Scenario, build_parameter_table, load_scenario
 
 DEFAULT_INPUTS = Path("inputs")
 DEFAULT_OUTPUTS = Path("outputs")
@@ -424,7 +424,7 @@ def cli_run(args) -> int:
     report = getattr(args, "report", None) == "xlsx"
     table = None
     if report:  # the checks `cea check` prints, for the workbook's verification sheet
-        from cea.checks import CHECK_PSA_DRAWS, check_table
+        from cea.verify import CHECK_PSA_DRAWS, check_table
 
         table = check_table(base)
         note = (
@@ -434,7 +434,7 @@ def cli_run(args) -> int:
     with OutputDir(out, force=args.force) as tmp:
         write_base_outputs(base, tmp, command)
         if report:
-            from cea.report import write_report
+            from cea.report.workbook import write_report
 
             write_report(
                 base,
@@ -445,7 +445,7 @@ def cli_run(args) -> int:
             )
     print(summary_text(base))
     if report:
-        from cea.report import verification_summary
+        from cea.report.workbook import verification_summary
 
         print(verification_summary(table))
     print(f"\nwritten: {out}/")

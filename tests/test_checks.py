@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cea import checks
-from cea import distributions as dist
-from cea.model import _Params, calibrate
+from cea import verify as checks
+from cea.parameters import distributions as dist
+from cea.igrt.model import _Params, calibrate
 from cea.run import run_base_case
 
 REPO = Path(__file__).resolve().parents[1]
@@ -416,7 +416,7 @@ def test_cli_check_passes_on_gb():
 def test_cli_check_exits_1_on_a_failed_check():
     code = (
         "import sys\n"
-        "from cea import checks\n"
+        "from cea import verify as checks\n"
         "def check_planted(base):\n"
         "    return checks.CheckResult('planted', False, 'x 1 vs 2', 'exact')\n"
         "original = checks.run_checks\n"

@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cea.economics import ICER_COLUMNS
-from cea.model import COST_CATEGORIES, COUNTS, EFFECTS, STATES
+from cea.analysis.incremental import ICER_COLUMNS
+from cea.igrt.model import COST_CATEGORIES, COUNTS, EFFECTS, STATES
 
 REPO = Path(__file__).resolve().parents[1]
 INPUTS = REPO / "inputs"
@@ -309,7 +309,7 @@ def test_unknown_names_exit_2_with_one_line(runs, name, message):
 
 # --------------------------------------------------------------------------- --report xlsx
 
-#: Base-case TECH-VER checks (cea.checks.BASE_CHECKS) every verification sheet lists.
+#: Base-case TECH-VER checks (cea.verify.BASE_CHECKS) every verification sheet lists.
 BASE_CHECK_NAMES = (
     "qalys_equal_life_years",
     "zero_discounting",

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from cea.distributions import (
+from cea.parameters.distributions import (
     DIST_NAMES,
     Z_975,
     Beta,

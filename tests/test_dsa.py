@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from cea import dsa
-from cea.inputs import load_inputs
-from cea.model import run_model
+from cea.io.inputs import load_inputs
+from cea.igrt.model import run_model
 
 REPO = Path(__file__).resolve().parents[1]
 INPUTS = REPO / "inputs"

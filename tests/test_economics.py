@@ -1,4 +1,4 @@
-"""Tests for cea.economics: incremental analysis, pairwise comparisons, NMB/NHB.
+"""Tests for cea.analysis.incremental: incremental analysis, pairwise comparisons, NMB/NHB.
 
 Published examples first, then hand-computed cases (arithmetic in comments), then
 invariants over random strategy sets (hypothesis), then pairwise comparisons.
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cea.economics import ICER_COLUMNS, icer_table, nhb, nmb, pairwise
+from cea.analysis.incremental import ICER_COLUMNS, icer_table, nhb, nmb, pairwise
 from cea.errors import CeaError
 
 EXACT = 1e-12

@@ -12,7 +12,7 @@ cached at its last save. So the written workbook is recalculated with LibreOffic
   gram; ``inputs!B<u_on_bsab>``, a utility) and recalculating moves every total, the live
   incremental analysis (``incremental!N`` status, ``incremental!R`` ICER) and the named
   comparisons (``comparisons!F`` ICER, ``comparisons!H`` INMB) exactly as the engine moves
-  when it is rerun with the same change (``cea.model.run_model`` with the base case's
+  when it is rerun with the same change (``cea.igrt.model.run_model`` with the base case's
   calibrated rates).
 
 LibreOffice starts once for the module (all workbooks converted in one call). The tests are
@@ -34,9 +34,9 @@ import pandas as pd
 import pytest
 from openpyxl.utils.cell import coordinate_to_tuple
 
-from cea.economics import icer_table, pairwise
-from cea.model import CALIBRATED, run_model
-from cea.report import write_report
+from cea.analysis.incremental import icer_table, pairwise
+from cea.igrt.model import CALIBRATED, run_model
+from cea.report.workbook import write_report
 from cea.run import comparisons_from_settings, results_table, run_base_case
 
 pytestmark = [pytest.mark.excel, pytest.mark.slow]

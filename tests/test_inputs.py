@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from cea.errors import CeaError, InputFileError
-from cea.inputs import PARAMETER_COLUMNS, load_inputs, read_table
-from cea.parameters import Scenario, build_parameter_table, load_scenario
+from cea.io.inputs import PARAMETER_COLUMNS, load_inputs, read_table
+from cea.parameters.table import Scenario, build_parameter_table, load_scenario
 
 INPUTS = Path("inputs")
 

@@ -1,7 +1,7 @@
-"""The compiled cohort kernel (cea._kernel) against the NumPy reference path.
+"""The compiled cohort kernel (cea.igrt._kernel) against the NumPy reference path.
 
-The reference is the general engine: cea.model.expand builds the (D, T, S, S) transition array
-and the rewards, cea.markov.run_markov runs them (DMHEE-verified, tests/test_published.py).
+The reference is the general engine: cea.igrt.model.expand builds the (D, T, S, S) transition array
+and the rewards, cea.engine.markov.run_markov runs them (DMHEE-verified, tests/test_published.py).
 The kernel must give the same totals, traces and calibration for every kind of strategy and
 every switch of the model, on varied draws.
 """
@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import cea.model as m
-from cea import _kernel
+import cea.igrt.model as m
+from cea.igrt import _kernel
 from cea.errors import CeaError, ModelInputError
-from cea.inputs import load_inputs
-from cea.parameters import build_parameter_table
+from cea.io.inputs import load_inputs
+from cea.parameters.table import build_parameter_table
 from cea.psa import sample_draws
 from cea.run import apply_discount_settings, build_spec
 
@@ -191,11 +191,9 @@ def test_cea_engine_setting(monkeypatch):
 
 
 def test_a_numba_that_cannot_import_falls_back_to_the_engine(setting, monkeypatch):
-    # (and no ahead-of-time module built, which would run without Numba)
     spec, v = setting
     monkeypatch.setattr(_kernel, "_compiled", None)
     monkeypatch.setattr(_kernel, "_jit", None)
-    monkeypatch.setattr(_kernel._aot, "load", lambda: None)
     monkeypatch.setattr(_kernel, "_failed", "numba cannot be imported: test")
     assert not _kernel.available() and not m.use_kernel()
     out, _, _ = m._run_cohorts(_cohorts(spec)[:2], v, spec, False)

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import cea.markov as markov_module
+import cea.engine.markov as markov_module
 from cea.errors import ModelInputError
-from cea.markov import (
+from cea.engine.markov import (
     CORRECTIONS,
     PROB_TOL,
     MarkovResult,

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cea import model as m
+from cea.igrt import model as m
 from cea.errors import CeaError
-from cea.inputs import load_inputs
-from cea.parameters import build_parameter_table
+from cea.io.inputs import load_inputs
+from cea.parameters.table import build_parameter_table
 from cea.run import build_spec
 
 INPUTS = "inputs"

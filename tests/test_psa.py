@@ -16,12 +16,12 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from cea import distributions as dist
+from cea.parameters import distributions as dist
 from cea import psa
 from cea.__main__ import main
 from cea.errors import CeaError
-from cea.inputs import load_inputs
-from cea.parameters import build_parameter_table
+from cea.io.inputs import load_inputs
+from cea.parameters.table import build_parameter_table
 
 INPUTS = Path(__file__).resolve().parents[1] / "inputs"
 N_SAMPLE = 20_000
@@ -396,7 +396,7 @@ def test_wtp_grid_contains_thresholds():
 
 
 def test_convergence_figure_draws_log_spaced_points_with_both_ends():
-    from cea.plots.psa import CONVERGENCE_MAX_POINTS, _log_thinned
+    from cea.report.plots.psa import CONVERGENCE_MAX_POINTS, _log_thinned
 
     g = pd.DataFrame({"n_draws": np.arange(1, 20_001), "mean": np.zeros(20_000)})
     n = _log_thinned(g)["n_draws"].to_numpy()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cea.markov import run_markov
+from cea.engine.markov import run_markov
 
 # ======================================================================================
 # DMHEE HIV model (Briggs, Claxton & Sculpher 2006, Decision Modelling for Health

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from scipy.optimize import brentq
 
 from cea.__main__ import main
-from cea.inputs import load_inputs
-from cea.model import run_model
-from cea.parameters import Scenario, build_parameter_table
+from cea.io.inputs import load_inputs
+from cea.igrt.model import run_model
+from cea.parameters.table import Scenario, build_parameter_table
 from cea.regional import (
     ANY_PRICE,
     MAX_PRICE,

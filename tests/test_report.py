@@ -12,10 +12,10 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from cea.checks import BASE_CHECKS, CHECK_COLUMNS, run_checks
-from cea.report import snake_sheet_name, write_report
+from cea.verify import BASE_CHECKS, CHECK_COLUMNS, run_checks
+from cea.report.workbook import snake_sheet_name, write_report
 from cea.run import run_base_case
-from cea.xlsx_inputs import exact_numbers, save_workbook
+from cea.io.workbook import exact_numbers, save_workbook
 
 INPUTS = Path(__file__).resolve().parents[1] / "inputs"
 INJECTED = {"p_male": "=1+1", "p_igg_isotype": "+SUM(A1)", "u_on_bsab": "-2", "u_off_bsab": "@cmd"}
@@ -394,7 +394,7 @@ def test_psa_as_dataclass_long_ceac_and_plane_by_strategy(tmp_path):
 
 
 def test_verification_sheet_lists_every_check_of_run_checks(report, checks_table):
-    """One row per check of cea.checks.run_checks, in its order, with its PASS/FAIL, detail and
+    """One row per check of cea.verify.run_checks, in its order, with its PASS/FAIL, detail and
     tolerance; the sheet sits after checks; row 3 summarises."""
     _, path, wb = report
     assert wb.sheetnames.index("verification") == wb.sheetnames.index("checks") + 1

@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from cea.errors import InputFileError, ModelInputError
-from cea.inputs import (
+from cea.io.inputs import (
     MAX_FILE_BYTES,
     PRICE_COLUMNS,
     TABLES,
@@ -43,13 +43,13 @@ from cea.inputs import (
     read_toml,
     table_from_rows,
 )
-from cea.markov import CORRECTIONS, make_transition_array, run_markov
+from cea.engine.markov import CORRECTIONS, make_transition_array, run_markov
 
 REPO = Path(__file__).resolve().parents[1]
 INPUTS = REPO / "inputs"
 TWO = "none,primary_ivig"
 WORKERS = max(2, os.cpu_count() or 2)
-HAS_XLSX_READER = importlib.util.find_spec("cea.xlsx_inputs") is not None
+HAS_XLSX_READER = importlib.util.find_spec("cea.io.workbook") is not None
 
 
 # =========================================================================== engine (hypothesis)
@@ -360,7 +360,7 @@ def base_gb():
 
 def _pi_one(base):
     """Base case with p_igg_low_ever = 1 (every patient's IgG falls; its DSA high value)."""
-    from cea.model import run_model
+    from cea.igrt.model import run_model
 
     return run_model(base.ptable.base().assign(p_igg_low_ever=1.0), base.spec)
 
@@ -393,7 +393,7 @@ def test_everyone_becoming_hypogammaglobulinemic_runs(base_gb):
 def test_every_parameter_at_the_ends_of_its_range_runs(base_gb):
     # the ends exactly as written (the DSA nudges probabilities of 1 by PROB_EDGE), in one
     # vectorized run of the model with calibration: finite, non-negative, QALY <= LY
-    from cea.model import run_model
+    from cea.igrt.model import run_model
 
     skip_pi_one = _pi_one_bug(base_gb)
     base = base_gb.ptable.base()

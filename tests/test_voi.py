@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from cea import voi
+from cea.analysis import voi
 from cea.errors import CeaError
 
 EXACT = 1e-12

@@ -10,11 +10,11 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from cea import xlsx_inputs
+from cea.io import workbook as xlsx_inputs
 from cea.__main__ import main
 from cea.errors import InputFileError
-from cea.inputs import load_inputs
-from cea.xlsx_inputs import check_workbook, load_inputs_xlsx, save_workbook, write_template
+from cea.io.inputs import load_inputs
+from cea.io.workbook import check_workbook, load_inputs_xlsx, save_workbook, write_template
 
 INPUTS = Path(__file__).resolve().parents[1] / "inputs"
 # outputs of `cea run` that must be byte-identical between the CSV and the workbook inputs;

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cea import distributions as dist
+from cea.parameters import distributions as dist
 from cea.errors import CeaError, InputFileError
-from cea.inputs import (
+from cea.io.inputs import (
     RATE_UNITS,
     TIME_UNITS,
     Inputs,

@@ -17,7 +17,7 @@ the tables exist.
 Parameter changes go through the same path as a scenario file (``[parameters]`` overrides of
 the base case's scenario, ``dist = "fixed"`` so that values such as 0 or 1 are accepted);
 settings changes (discount rates, cycle length, background mortality) replace fields of the
-:class:`cea.model.ModelSpec`. Where a change cannot affect the two calibrated rates
+:class:`cea.igrt.model.ModelSpec`. Where a change cannot affect the two calibrated rates
 (utilities, prices, discounting, copies of strategies) the base case's calibrated values are
 reused; the zero-mortality and certain-death checks pass ``calibrated=`` explicitly, since a
 median OS target cannot be met without deaths; every other check recalibrates.
@@ -38,11 +38,11 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr, ndtri  # scipy.stats takes a second to import
 
-from cea import distributions as dist
-from cea.economics import pairwise
-from cea.inputs import read_csv_text
-from cea.markov import correction_weights
-from cea.model import (
+from cea.parameters import distributions as dist
+from cea.analysis.incremental import pairwise
+from cea.io.inputs import read_csv_text
+from cea.engine.markov import correction_weights
+from cea.igrt.model import (
     CALIBRATED,
     COST_CATEGORIES,
     DEAD,
@@ -54,7 +54,7 @@ from cea.model import (
     cohort_arrays,
     run_model,
 )
-from cea.parameters import ParameterTable, build_parameter_table
+from cea.parameters.table import ParameterTable, build_parameter_table
 
 #: Identities that hold in exact arithmetic: largest relative difference allowed, relative to
 #: max(|a|, |b|, 1) (STYLE.md: exact arithmetic 1e-12).
@@ -389,7 +389,7 @@ def check_mass_conserved(base) -> CheckResult:
 
 def check_probabilities_valid(base) -> CheckResult:
     """Every transition probability of every strategy, subgroup and cycle lies in [0, 1] and
-    every row sums to 1 (arrays built by cea.model.cohort_arrays)."""
+    every row sums to 1 (arrays built by cea.igrt.model.cohort_arrays)."""
     v = _Params(base.ptable.base(), base.spec.unit_scale).with_derived(
         **{n: np.array([float(base.calibrated[n])]) for n in CALIBRATED}
     )
@@ -557,7 +557,7 @@ def check_psa_means(draws: pd.DataFrame, parameters) -> CheckResult:
 
     For each parameter in both ``draws`` (one column per parameter, one row per draw) and
     ``parameters`` (a :class:`~cea.parameters.ParameterTable` or its ``df``: value, se,
-    low, high, dist), the distribution built from the row (:func:`cea.distributions.build`)
+    low, high, dist), the distribution built from the row (:func:`cea.parameters.distributions.build`)
     gives the expected mean (``value``, or for lognormal ratios, whose median is ``value``,
     exp(mu + sigma^2/2)). A parameter fails when its sample mean is further than z standard
     errors (sample SD / sqrt(n)) from it. z is 3 for one parameter, and Bonferroni-widened

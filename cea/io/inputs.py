@@ -509,7 +509,7 @@ def load_inputs(root: Path | str) -> Inputs:
     """Read and validate every table of an inputs folder."""
     root = Path(root)
     if root.suffix.lower() == ".xlsx":
-        from cea.xlsx_inputs import load_inputs_xlsx  # the Excel input template (cea template)
+        from cea.io.workbook import load_inputs_xlsx  # the Excel input template (cea template)
 
         return load_inputs_xlsx(root)
     if not root.is_dir():
@@ -684,7 +684,7 @@ def check_parameter_row(table: Table, r: pd.Series, name_col: str = "parameter")
 
 
 def _check_parameters(table: Table) -> None:
-    from cea.distributions import build  # local import: distributions has no dependency on inputs
+    from cea.parameters.distributions import build  # local import: distributions has no dependency on inputs
 
     for _, r in table.df.iterrows():
         check_parameter_row(table, r)

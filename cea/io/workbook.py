@@ -8,7 +8,7 @@ section/key/value rows), an ``about`` sheet describing every column, and data va
 
 ``cea run --inputs my_inputs.xlsx`` reads it back through :func:`load_inputs_xlsx`, which
 hands every sheet to the same validation as the CSV folder
-(:func:`cea.inputs.assemble_inputs`, :func:`cea.inputs.table_from_rows`), so a bad cell gets
+(:func:`cea.io.inputs.assemble_inputs`, :func:`cea.io.inputs.table_from_rows`), so a bad cell gets
 the same one-line error, naming the workbook and sheet as the file, e.g.
 ``my_inputs.xlsx [parameters], row 12, column 'value': 1.2 is outside [0, 1] ...``.
 
@@ -48,7 +48,7 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 
 from cea.errors import CeaError, InputFileError
-from cea.inputs import (
+from cea.io.inputs import (
     EVIDENCE_TAGS,
     MAX_FILE_BYTES,
     PREFIX_DISTS,

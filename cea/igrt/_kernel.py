@@ -1,10 +1,10 @@
 """Compiled kernels: the IgRT model's cohorts run draw by draw in one fused pass, and the
-per-draw calibration (cea.model.calibrate's algorithm) runs in compiled code.
+per-draw calibration (cea.igrt.model.calibrate's algorithm) runs in compiled code.
 
-The NumPy path (:func:`cea.model.expand` then :func:`cea.markov.run_markov`) builds a
+The NumPy path (:func:`cea.igrt.model.expand` then :func:`cea.engine.markov.run_markov`) builds a
 (draws x cycles x 6 x 6) transition array and a dozen (draws x cycles x 6) reward arrays, then
 runs the trace; at PSA sizes that is memory traffic, not arithmetic (docs/psa.md). This kernel
-takes the same compact description (:class:`cea.model.Cohort`) and, per draw and cycle (draws
+takes the same compact description (:class:`cea.igrt.model.Cohort`) and, per draw and cycle (draws
 in blocks, innermost, so that it compiles to vector instructions: see its section comment), forms
 the competing-hazard probabilities of each row, accumulates every reward on the trace row,
 counts transition rewards and infection deaths on the flows, and advances the trace, without
@@ -17,7 +17,7 @@ checks it against the NumPy path for every strategy type and switch. The calibra
 conditions, each survival curve run only until its median.
 
 Numba compiles them on first use and caches the machine code beside this file. The PSA switches it
-on (:func:`cea.model.compiled_kernel`); without Numba (or with Numba failing to import), or with
+on (:func:`cea.igrt.model.compiled_kernel`); without Numba (or with Numba failing to import), or with
 ``CEA_ENGINE=numpy``, the model uses the NumPy path. A draw with a transition probability
 outside [0, 1] makes the call rerun through the engine, whose error names it.
 """
@@ -29,7 +29,6 @@ import math
 
 import numpy as np
 
-from cea import _aot
 
 #: Numba is installed (it is imported, and the kernel compiled or loaded from its cache, on
 #: first use only: commands that never run the kernel do not pay for it).
@@ -45,7 +44,7 @@ class InvalidProbabilities(Exception):
     reruns the call through the engine, whose error names the strategy, draw, cycle and state."""
 
 
-# state indices (as cea.model; repeated here so that the kernel has no Python-object lookups)
+# state indices (as cea.igrt.model; repeated here so that the kernel has no Python-object lookups)
 _N, _L, _I, _OI, _O, _DEAD = 0, 1, 2, 3, 4, 5
 _S = 6
 
@@ -64,7 +63,7 @@ EDGE_FROM = np.array([i for i, _ in EDGES], dtype=np.int64)
 EDGE_TO = np.array([j for _, j in EDGES], dtype=np.int64)
 
 
-# Competing cumulative hazards over a cycle -> probabilities, as cea.model._competing:
+# Competing cumulative hazards over a cycle -> probabilities, as cea.igrt.model._competing:
 # p_j = H_j / H x (1 - exp(-H)), stay = exp(-H), with one expm1 call (exp(-H) = 1 + expm1(-H));
 # also returned: the factor (1 - exp(-H)) / H, so that p_j = H_j x factor.
 
@@ -112,7 +111,7 @@ def _edges(
     stay_stop,
     prob_tol,
 ):
-    """The transition probabilities of one cycle (as cea.model.expand builds them), for the
+    """The transition probabilities of one cycle (as cea.igrt.model.expand builds them), for the
     rows that can be occupied (a row no one can reach adds nothing to the trace or the
     rewards: its edges are set to 0 and not computed). Returns False when a computed
     probability is outside [-prob_tol, 1 + prob_tol] or not finite, or when a hazard of a row
@@ -629,15 +628,15 @@ EDGE_FROM_K = EDGE_FROM  # a global array the compiled kernel reads as a constan
 
 # --------------------------------------------------------------------------- calibration
 #
-# The calibration (cea.model.calibrate) solves, per draw, two rates: r (severe infections on
+# The calibration (cea.igrt.model.calibrate) solves, per draw, two rates: r (severe infections on
 # the bsAb with low IgG) so that the no-IgRT cohort's 12-month incidence equals its target,
 # and mu (myeloma death after the bsAb) so that the trial cohort's median OS equals its target.
 # Cohort c's infection rates and myeloma death rates are affine in them:
-# sev = sev_b + r sev_a, mm = mm_b + mu mm_a (cea.model builds sev_a, ... from cea.model.cohort
+# sev = sev_b + r sev_a, mm = mm_b + mu mm_a (cea.igrt.model builds sev_a, ... from cea.igrt.model.cohort
 # at r = mu = 0 and 1). Cohorts: 0 = no IgRT over the incidence horizon, 1 = no IgRT and 2 =
-# IgRT from the start over the OS horizon. The algorithm is cea.model.calibrate's, per draw:
+# IgRT from the start over the OS horizon. The algorithm is cea.igrt.model.calibrate's, per draw:
 # bracketed Illinois for each rate alone, then Broyden on both. A draw it cannot settle gets a
-# status the caller resolves through cea.model's own path (which also names any error).
+# status the caller resolves through cea.igrt.model's own path (which also names any error).
 
 OK, UNREACHABLE, NOT_SETTLED, BAD_PROBABILITY = 0, 1, 2, 3
 
@@ -873,7 +872,7 @@ def _bracketed(ga, gb):
 def _illinois(
     which, d, other, target, lo, hi, wide_lo, wide_hi, ftol, max_iter, log_tol, cal, work
 ):
-    """cea.model._solve for one draw: the root x of f(x) = target (x = r with mu = other when
+    """cea.igrt.model._solve for one draw: the root x of f(x) = target (x = r with mu = other when
     which = 0, x = mu with r = other when which = 1). Returns (root, slope, status, f(root) -
     target): the last is the value of the last evaluation, which was at the root itself."""
     a = math.log(lo)
@@ -934,7 +933,7 @@ def _calibrate_kernel(
     mu_out,  # (D,) out
     status,  # (D,) int64 out
 ):
-    """cea.model.calibrate per draw (see the section comment)."""
+    """cea.igrt.model.calibrate per draw (see the section comment)."""
     start_ftol, ftol, gr_lo, gr_hi, gm_lo, gm_hi, w_lo, w_hi, log_tol, max_step, months = settings
     D = target_inc.shape[0]
     mm_a = cal[11]
@@ -982,7 +981,7 @@ def _calibrate_kernel(
         v0, ok = _run_eval(0, d, r, mu, cal, work)
         F0 = v0 - t_inc
         # the median OS at (r, mu) is the mu step's last evaluation, at exactly these rates
-        # (cea.model.calibrate evaluates it again; the value is the same to the bit)
+        # (cea.igrt.model.calibrate evaluates it again; the value is the same to the bit)
         F1 = g_mu
         j00, j01, j10, j11 = s_r, 0.0, 0.0, s_mu
         active = not (abs(F0) <= tol0 and abs(F1) <= tol1)
@@ -1055,22 +1054,13 @@ _INLINED = (
 
 
 def _kernels():
-    """The compiled kernels (cohort kernel, calibration kernel): the ahead-of-time module's
-    (:mod:`cea._aot`, loaded in a few hundredths of a second) when it is built, else Numba's JIT
-    (:func:`_jit_kernels`). Both give bit-identical results (tests/test_aot.py).
+    """The compiled kernels (cohort kernel, calibration kernel) through Numba's JIT.
 
     Raises KernelUnavailable when Numba is missing or fails to import (e.g. a NumPy version it
     does not support); the model then runs through the engine."""
     global _compiled
     if _compiled is None:
-        exports = _aot.load() if HAVE_NUMBA else None
-        if exports is None:
-            _compiled = _jit_kernels()
-        else:
-            _compiled = tuple(
-                _aot.Entry(function, types, lambda i=i: _jit_kernels()[i])
-                for i, (function, types) in enumerate(exports[name] for name in _aot.EXPORTS)
-            )
+        _compiled = _jit_kernels()
     return _compiled
 
 
@@ -1142,29 +1132,9 @@ def is_cached() -> bool:
 
 
 def ready() -> bool:
-    """True when a process can run the kernels without compiling anything: the ahead-of-time
-    module is built, or it cannot be (turned off, or its build failed here before) and Numba's
-    cache holds the kernels. When False, :func:`build_module` after one model call makes it
-    True."""
-    if _aot.load() is not None:
-        return True
-    if _aot.can_build():
-        return False
+    """True when a process can run the kernels without compiling anything (Numba's cache holds
+    them)."""
     return is_cached()
-
-
-def build_module() -> str | None:
-    """Build the ahead-of-time module (:mod:`cea._aot`) from this process's JIT kernels, which a
-    model call must have compiled first (so that each has its one signature). Returns None when
-    built or not wanted, else why the build failed (the kernels then keep running through the
-    JIT, and the failure is remembered: :func:`cea._aot.build`)."""
-    if not (HAVE_NUMBA and _aot.can_build()):
-        return None
-    try:
-        _aot.build(_jit_kernels())
-    except (_aot.BuildFailed, KernelUnavailable) as exc:
-        return str(exc)
-    return None
 
 
 def available() -> bool:
@@ -1189,7 +1159,7 @@ def run_cohort(
     keep_events: bool = False,
     prob_tol: float | None = None,
 ):
-    """Run one :class:`cea.model.Cohort` through the kernel.
+    """Run one :class:`cea.igrt.model.Cohort` through the kernel.
 
     weights : (T + 1,) correction weight of each trace row; disc_rows : (R, T + 1) discount
     factor of each reward's rows; disc_trans : (R2, T + 1) the same for transition rewards;
@@ -1198,7 +1168,7 @@ def run_cohort(
 
     Raises InvalidProbabilities when a transition probability of some draw is outside
     [-prob_tol, 1 + prob_tol] or not finite (the engine's check and, by default, its tolerance
-    cea.markov.PROB_TOL, made inside the kernel).
+    cea.engine.markov.PROB_TOL, made inside the kernel).
 
     Returns (discounted (D, R + R2 + 1), undiscounted (same), trace (D, T + 1, S) or None,
     severe infections per cycle (D, T) or None). Columns: ``c.reward_names``, then
@@ -1244,7 +1214,7 @@ def run_cohort(
     events = np.empty((D, T)) if keep_events else np.empty((0, 0))
     has_detect = c.h_detect is not None
     if prob_tol is None:
-        from cea.markov import PROB_TOL as prob_tol  # the engine's tolerance
+        from cea.engine.markov import PROB_TOL as prob_tol  # the engine's tolerance
     bad = np.zeros(D, dtype=np.uint8)
     # transition rewards on the edges only (elsewhere the probability is 0), and only the
     # (reward, edge) pairs that are not 0 for every draw
@@ -1334,9 +1304,9 @@ def calibrate_draws(
     settings: dict,
     prob_tol: float | None = None,
 ):
-    """The per-draw calibration (cea.model.calibrate's algorithm) in compiled code.
+    """The per-draw calibration (cea.igrt.model.calibrate's algorithm) in compiled code.
 
-    at_zero, at_one : the three calibration cohorts (:class:`cea.model.Cohort`: no IgRT over
+    at_zero, at_one : the three calibration cohorts (:class:`cea.igrt.model.Cohort`: no IgRT over
     the incidence horizon, no IgRT and IgRT from the start over the OS horizon) at rates
     r = mu = 0 and r = mu = 1 (their infection and myeloma death rates are affine in r and mu).
     share : (D,) share of the trial cohort on IgRT; cap, cap_cycles : (D,) each draw's OS
@@ -1409,7 +1379,7 @@ def _calibration_description(at_zero, at_one, share, cap, cap_cycles, settings, 
     stack = lambda get: f64(np.stack([get(c) for c in at_zero]))  # noqa: E731
     det = lambda c: np.zeros(D) if c.h_detect is None else np.broadcast_to(c.h_detect, (D,))  # noqa: E731
     if prob_tol is None:
-        from cea.markov import PROB_TOL as prob_tol  # the engine's tolerance
+        from cea.engine.markov import PROB_TOL as prob_tol  # the engine's tolerance
     cal = (
         hz(c0),
         hz(at_zero[1]),

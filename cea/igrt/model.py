@@ -22,9 +22,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from cea import _kernel
+from cea.igrt import _kernel
 from cea.errors import CeaError, ModelInputError
-from cea.markov import correction_weights, discount_factors, make_transition_array, run_markov
+from cea.engine.markov import correction_weights, discount_factors, make_transition_array, run_markov
 
 STATES = (
     "on_bsab_igg_normal",
@@ -378,7 +378,7 @@ class Cohort:
     """One (strategy, subgroup) cohort for D draws, in compact form: every hazard and reward
     the transition array and the engine's rewards are built from, with no (D, T, S, S) or
     (D, T, S) array. :func:`expand` turns it into the engine's inputs (NumPy, the reference);
-    :mod:`cea._kernel` runs it directly (compiled, for the PSA).
+    :mod:`cea.igrt._kernel` runs it directly (compiled, for the PSA).
 
     Per cycle k and state s, with f = ``f_inf[:, k]`` and the IgG mix m (1, or on IgRT in
     state I when ``mix_igrt``: ``rr_normal (1 - low_share) + low_share``):
@@ -640,7 +640,7 @@ def infection_events(c: Cohort) -> tuple[np.ndarray, np.ndarray]:
 
 def expand(c: Cohort, with_rewards: bool = True) -> CohortArrays:
     """The engine's inputs for a cohort (the NumPy reference path): the (D, T, S, S)
-    transition array and the rewards, as :func:`cea.markov.run_markov` takes them.
+    transition array and the rewards, as :func:`cea.engine.markov.run_markov` takes them.
 
     With ``with_rewards=False`` only the transition array and start vector are built, and
     ``state_rewards['severe_infections']`` (the calibration needs nothing else)."""
@@ -837,7 +837,7 @@ def _discounting(spec: ModelSpec, n_cycles: int):
 def _run_cohorts_kernel(
     cohorts: list[tuple[Strategy, str]], v: _Params, spec: ModelSpec, keep_traces: bool
 ):
-    """:func:`_run_cohorts` through the compiled kernel (:mod:`cea._kernel`)."""
+    """:func:`_run_cohorts` through the compiled kernel (:mod:`cea.igrt._kernel`)."""
     D, K, T = v.n, len(cohorts), spec.n_cycles
     weights, disc_c, disc_e = _discounting(spec, T)
     effects = set(_engine_kwargs(spec)["effects"])
@@ -1284,7 +1284,7 @@ def _os_cap(spec: ModelSpec, target_os: np.ndarray) -> np.ndarray:
 
 
 def _calibrate_compiled(v: _Params, spec: ModelSpec, os_spec: ModelSpec):
-    """:func:`calibrate` through the compiled kernel (:func:`cea._kernel.calibrate_draws`): the
+    """:func:`calibrate` through the compiled kernel (:func:`cea.igrt._kernel.calibrate_draws`): the
     same algorithm per draw, with each survival curve run only until its median. Returns
     (r, mu, ok): ok False for a draw the kernel leaves to the NumPy path."""
     n = v.n

@@ -1,6 +1,6 @@
 """report.xlsx: the base case as live spreadsheet formulas a reviewer can recalculate.
 
-The workbook rebuilds the model of :mod:`cea.model` cell by cell, so that a reviewer (or an
+The workbook rebuilds the model of :mod:`cea.igrt.model` cell by cell, so that a reviewer (or an
 HTA body that asks for an executable model) can change a price, a utility or a rate in the
 workbook and see every trace, total and ICER move, without Python:
 
@@ -26,7 +26,7 @@ workbook and see every trace, total and ICER move, without Python:
                     NMB) beside the engine's table
 ``comparisons``     live named pairwise comparisons
 ``checks``          the workbook's totals beside the engine's values, with differences
-``verification``    optional: the TECH-VER black-box checks (:func:`cea.checks.run_checks`,
+``verification``    optional: the TECH-VER black-box checks (:func:`cea.verify.run_checks`,
                     what ``cea check`` prints), PASS/FAIL with detail and tolerance
 ``dsa``/``psa_*``   optional tables and native charts (tornado, CEAC, CE plane)
 ``regional``        optional regional comparison table
@@ -38,8 +38,8 @@ Structural choices (a strategy's trigger and product, the number of cycles, the 
 rule) decide which formulas are written. Text taken from the inputs is always written as
 text, never as a formula.
 
-The formulas reproduce :func:`cea.model.cohort_arrays` and the engine conventions of
-:mod:`cea.markov`: competing exits (death, bsAb discontinuation) turned into probabilities
+The formulas reproduce :func:`cea.igrt.model.cohort_arrays` and the engine conventions of
+:mod:`cea.engine.markov`: competing exits (death, bsAb discontinuation) turned into probabilities
 together, internal IgG/IgRT changes among those remaining; state rewards on trace rows with
 the within-cycle correction weights; transition rewards (SCIG training on entering IgRT,
 infection deaths on flows into ``dead``) counted once and discounted at the end of their
@@ -48,7 +48,7 @@ the workbook with LibreOffice and compares every total with the engine (relative
 
 The writer computes nothing itself: it writes formulas and the engine's results. The command
 helper at the end (:func:`write_analysis_report`) runs the base case and the checks
-(:mod:`cea.checks`) for ``cea dsa/psa --report xlsx``; ``cea run --report xlsx`` is
+(:mod:`cea.verify`) for ``cea dsa/psa --report xlsx``; ``cea run --report xlsx`` is
 :func:`cea.run.cli_run`.
 """
 
@@ -70,8 +70,8 @@ from openpyxl.workbook.defined_name import DefinedName
 
 from cea import __version__
 from cea.errors import CeaError
-from cea.markov import correction_weights
-from cea.model import (
+from cea.engine.markov import correction_weights
+from cea.igrt.model import (
     ADJUSTED_WEIGHT_FACTOR,
     CALIBRATED,
     COST_CATEGORIES,
@@ -86,18 +86,18 @@ from cea.model import (
     SUBGROUPS,
     Strategy,
 )
-from cea.xlsx_inputs import save_workbook
+from cea.io.workbook import save_workbook
 
 try:  # the engine's guard for whole-year discounting (private there)
-    from cea.markov import _ANNUAL_STEP_GUARD_YEARS as ANNUAL_STEP_GUARD_YEARS
+    from cea.engine.markov import _ANNUAL_STEP_GUARD_YEARS as ANNUAL_STEP_GUARD_YEARS
 except ImportError:  # pragma: no cover
     ANNUAL_STEP_GUARD_YEARS = 1e-9
 try:
-    from cea.economics import COLLINEAR_RTOL
+    from cea.analysis.incremental import COLLINEAR_RTOL
 except ImportError:  # pragma: no cover
     COLLINEAR_RTOL = 1e-9
 
-#: Tolerance of the vial rounding in :func:`cea.model.grams_per_administration` (an exact
+#: Tolerance of the vial rounding in :func:`cea.igrt.model.grams_per_administration` (an exact
 #: multiple such as 30.000000001 g is not bumped up to the next vial).
 VIAL_ROUNDING_TOLERANCE = 1e-9
 #: Months per year (the model's ``cycle_months = dt x 12``).
@@ -106,7 +106,7 @@ MONTHS_PER_YEAR = 12.0
 CE_PLANE_MAX_POINTS = 5000
 #: Relative difference between a workbook total and the engine accepted by the checks sheet.
 CHECK_TOLERANCE = 1e-9
-#: Columns of the verification sheet (:data:`cea.checks.CHECK_COLUMNS`); ``passed`` as PASS/FAIL.
+#: Columns of the verification sheet (:data:`cea.verify.CHECK_COLUMNS`); ``passed`` as PASS/FAIL.
 VERIFICATION_COLUMNS = ["check", "passed", "detail", "tolerance"]
 
 SHORT = ("N", "L", "I", "OI", "O", "D")  # column codes of the six states, in STATES order
@@ -1696,7 +1696,7 @@ class _ReportWriter:
                     put_formula(ws, gr, cell_col, fm, fmt)
         # the engine's table (values at write time)
         e0 = len(cols) + 2
-        put(ws, 3, e0, "engine (cea.economics.icer_table) at write time", font=HEADER_FONT)
+        put(ws, 3, e0, "engine (cea.analysis.incremental.icer_table) at write time", font=HEADER_FONT)
         inc = self.base.incremental
         _header(ws, 4, list(inc.columns), start_col=e0)
         for i, (_, rec) in enumerate(inc.iterrows()):
@@ -1951,7 +1951,7 @@ class _ReportWriter:
 
     # ------------------------------------------------------------------ verification
     def write_verification(self, table: pd.DataFrame, note: str = ""):
-        """The TECH-VER check table (:func:`cea.checks.run_checks`): one row per check."""
+        """The TECH-VER check table (:func:`cea.verify.run_checks`): one row per check."""
         missing = [c for c in VERIFICATION_COLUMNS if c not in table.columns]
         if missing:
             raise CeaError(
@@ -1966,7 +1966,7 @@ class _ReportWriter:
             "Verification: TECH-VER black-box checks of the engine (Buyukkaramikli et al., "
             "PharmacoEconomics 2019;37:1391)",
             "Each check changes inputs to values whose effect is known a priori, runs the Python engine and "
-            "compares (cea.checks.run_checks: the table 'cea check' prints; docs/verification.md). Computed "
+            "compares (cea.verify.run_checks: the table 'cea check' prints; docs/verification.md). Computed "
             "when this workbook was written, on the engine, not on this workbook's formulas (the checks sheet "
             "compares those with the engine)." + (f" {note}" if note else ""),
         )
@@ -2455,7 +2455,7 @@ def _model_unit(name: str, unit: str, scale: float) -> str:
 
 
 def _discount_formula(step: str, rate: str, cycle_ref: str) -> str:
-    """Excel formula of :func:`cea.markov.discount_factors` for one trace row."""
+    """Excel formula of :func:`cea.engine.markov.discount_factors` for one trace row."""
     t = f"({cycle_ref}+discount_offset_cycles)"
     if step == "cycle":
         return f"(1+{rate})^(-({t}*cycle_length_years))"
@@ -2496,7 +2496,7 @@ def write_report(
     regional : DataFrame or dict of DataFrames, optional
         The regional comparison table (sheet ``regional``).
     verification : DataFrame, optional
-        The TECH-VER check table of :func:`cea.checks.run_checks` (columns ``check, passed,
+        The TECH-VER check table of :func:`cea.verify.run_checks` (columns ``check, passed,
         detail, tolerance``; what ``cea check`` prints): sheet ``verification``, one row per
         check with PASS/FAIL. ``verification_note``: a sentence added to the sheet's note
         (e.g. which PSA/DSA tables the table checks ran on).
@@ -2552,9 +2552,9 @@ def write_analysis_report(
     """``folder/report.xlsx`` for a command: the base case of ``inputs``/``country``/
     ``scenario``/``strategies`` (:func:`cea.run.run_base_case`) as live formulas, the analysis
     sheets (``dsa``, ``psa``) and the verification sheet: the base-case checks plus the table
-    checks on ``check_tables`` (keyword arguments of :func:`cea.checks.run_checks`; None: a
+    checks on ``check_tables`` (keyword arguments of :func:`cea.verify.run_checks`; None: a
     short PSA and the one-way DSA, as ``cea check``). Returns the check table."""
-    from cea.checks import check_table
+    from cea.verify import check_table
     from cea.run import run_base_case
 
     base = run_base_case(inputs, country, scenario, strategies)
