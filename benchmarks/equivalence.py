@@ -38,13 +38,33 @@ COMMANDS = {
     "run_GB_xlsx": ["run", "--country", "GB", "--report", "xlsx"],
     "compare_all": ["compare", "--countries", "all"],
     "dsa_oneway": [
-        "dsa", "--country", "GB", "--comparison", "primary_ivig:preemptive_ivig", "--outcome", "inmb",
+        "dsa",
+        "--country",
+        "GB",
+        "--comparison",
+        "primary_ivig:preemptive_ivig",
+        "--outcome",
+        "inmb",
     ],
-    "dsa_twoway": ["dsa", "--country", "GB", "--two-way", "hr_igrt_severe,c_ivig_per_g", "--grid", "15"],
+    "dsa_twoway": [
+        "dsa",
+        "--country",
+        "GB",
+        "--two-way",
+        "hr_igrt_severe,c_ivig_per_g",
+        "--grid",
+        "15",
+    ],
     "dsa_xlsx": ["dsa", "--country", "GB", "--report", "xlsx"],
     "scenarios": ["scenarios", "--country", "GB"],
     "threshold": [
-        "threshold", "--country", "GB", "--parameter", "hr_igrt_severe", "--comparison", "primary_ivig:none",
+        "threshold",
+        "--country",
+        "GB",
+        "--parameter",
+        "hr_igrt_severe",
+        "--comparison",
+        "primary_ivig:none",
     ],
     "psa_10k": ["psa", "--country", "GB", "--draws", "10000", "--seed", "1"],
     "psa_xlsx": ["psa", "--country", "GB", "--draws", "2000", "--report", "xlsx"],
@@ -55,9 +75,29 @@ COMMANDS = {
 PRINT_ONLY = {"check"}
 PRINTED = {f"{name}.stdout" for name in PRINT_ONLY}
 # fields of run.json that differ between any two runs or checkouts
-VOLATILE = {"version", "git_commit", "commit", "created", "timestamp", "elapsed_seconds", "seconds",
-            "python", "platform", "packages", "package_versions", "out", "output", "inputs_path",
-            "command", "argv", "time", "started", "finished", "wall_seconds", "timing"}
+VOLATILE = {
+    "version",
+    "git_commit",
+    "commit",
+    "created",
+    "timestamp",
+    "elapsed_seconds",
+    "seconds",
+    "python",
+    "platform",
+    "packages",
+    "package_versions",
+    "out",
+    "output",
+    "inputs_path",
+    "command",
+    "argv",
+    "time",
+    "started",
+    "finished",
+    "wall_seconds",
+    "timing",
+}
 
 
 def record(out: Path, src: Path) -> None:
@@ -66,17 +106,26 @@ def record(out: Path, src: Path) -> None:
     for name, args in COMMANDS.items():
         target = out / name
         writes = name not in PRINT_ONLY
-        cmd = [sys.executable, "-m", "cea", *args, *(["--out", str(target), "--force"] if writes else [])]
+        cmd = [
+            sys.executable,
+            "-m",
+            "cea",
+            *args,
+            *(["--out", str(target), "--force"] if writes else []),
+        ]
         proc = subprocess.run(cmd, cwd=src, env=env, capture_output=True, text=True)
         (out / f"{name}.stdout").write_text(proc.stdout)
         (out / f"{name}.stderr").write_text(proc.stderr)
         print(f"{name}: exit {proc.returncode}", flush=True)
     # the template and a run from it
     tpl = out / "template.xlsx"
-    for cmd in (["template", "--out", str(tpl), "--force"],
-                ["run", "--inputs", str(tpl), "--out", str(out / "run_from_template"), "--force"]):
-        proc = subprocess.run([sys.executable, "-m", "cea", *cmd], cwd=src, env=env,
-                              capture_output=True, text=True)
+    for cmd in (
+        ["template", "--out", str(tpl), "--force"],
+        ["run", "--inputs", str(tpl), "--out", str(out / "run_from_template"), "--force"],
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "cea", *cmd], cwd=src, env=env, capture_output=True, text=True
+        )
         print(f"{cmd[0]}: exit {proc.returncode}", flush=True)
 
 
@@ -125,19 +174,27 @@ def _csv_diff(a: pd.DataFrame, b: pd.DataFrame, where: str, out: list[str]) -> N
     for col in a.columns:
         x, y = a[col], b[col]
         if pd.api.types.is_numeric_dtype(x) and pd.api.types.is_numeric_dtype(y):
-            ok = np.isclose(x.to_numpy(float), y.to_numpy(float), rtol=RTOL, atol=ATOL, equal_nan=True)
+            ok = np.isclose(
+                x.to_numpy(float), y.to_numpy(float), rtol=RTOL, atol=ATOL, equal_nan=True
+            )
             if not ok.all():
                 i = int(np.argmin(ok))
-                out.append(f"{where}[{col}]: {(~ok).sum()} rows differ, e.g. row {i}: {x.iloc[i]!r} != {y.iloc[i]!r}")
+                out.append(
+                    f"{where}[{col}]: {(~ok).sum()} rows differ, e.g. row {i}: {x.iloc[i]!r} != {y.iloc[i]!r}"
+                )
         elif not x.astype(str).equals(y.astype(str)):
             i = int(np.argmax(x.astype(str).to_numpy() != y.astype(str).to_numpy()))
-            out.append(f"{where}[{col}]: text differs, e.g. row {i}: {x.iloc[i]!r} != {y.iloc[i]!r}")
+            out.append(
+                f"{where}[{col}]: text differs, e.g. row {i}: {x.iloc[i]!r} != {y.iloc[i]!r}"
+            )
 
 
 def compare(old: Path, new: Path) -> int:
     diffs: list[str] = []
-    files = sorted({p.relative_to(old) for p in old.rglob("*") if p.is_file()}
-                   | {p.relative_to(new) for p in new.rglob("*") if p.is_file()})
+    files = sorted(
+        {p.relative_to(old) for p in old.rglob("*") if p.is_file()}
+        | {p.relative_to(new) for p in new.rglob("*") if p.is_file()}
+    )
     n = 0
     for rel in files:
         a, b = old / rel, new / rel
@@ -151,7 +208,12 @@ def compare(old: Path, new: Path) -> int:
             if a.read_text() != b.read_text():
                 diffs.append(f"{rel}: printed text differs")
         elif rel.suffix == ".json":
-            _json_diff(_strip(json.loads(a.read_text())), _strip(json.loads(b.read_text())), str(rel), diffs)
+            _json_diff(
+                _strip(json.loads(a.read_text())),
+                _strip(json.loads(b.read_text())),
+                str(rel),
+                diffs,
+            )
         else:
             _csv_diff(_read(a), _read(b), str(rel), diffs)
     for d in diffs:

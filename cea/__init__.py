@@ -16,8 +16,8 @@ _API = {
     "MarkovResult": "cea.engine.markov",
     "icer_table": "cea.analysis.incremental",
     "pairwise": "cea.analysis.incremental",
-    "load_inputs": "cea.io.inputs",
-    "run_base_case": "cea.run",
+    "load_inputs": "cea.io.load",
+    "run_base_case": "cea.pipeline.base",
 }
 
 __all__ = [*_API, "__version__"]

@@ -38,23 +38,15 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr, ndtri  # scipy.stats takes a second to import
 
-from cea.parameters import distributions as dist
 from cea.analysis.incremental import pairwise
-from cea.io.inputs import read_csv_text
 from cea.engine.markov import correction_weights
-from cea.igrt.model import (
-    CALIBRATED,
-    COST_CATEGORIES,
-    DEAD,
-    REWARDS,
-    STATES,
-    SUBGROUPS,
-    Strategy,
-    _Params,
-    cohort_arrays,
-    run_model,
-)
+from cea.igrt.model import CALIBRATED, _Params, cohort_arrays, run_model
+from cea.igrt.spec import COST_CATEGORIES, DEAD, REWARDS, STATES, SUBGROUPS, Strategy
+from cea.io.inputs import read_csv_text
+from cea.parameters import distributions as dist
 from cea.parameters.table import ParameterTable, build_parameter_table
+from cea.pipeline import dsa, psa
+from cea.pipeline.base import comparisons_from_settings, run_base_case
 
 #: Identities that hold in exact arithmetic: largest relative difference allowed, relative to
 #: max(|a|, |b|, 1) (STYLE.md: exact arithmetic 1e-12).
@@ -430,7 +422,6 @@ def check_order_invariance(base) -> CheckResult:
 
     Every CSV of a copy of the inputs folder is shuffled (a fixed permutation), the strategy
     list is reversed, and the base case is run again from the files."""
-    from cea.run import run_base_case  # cea.run imports nothing from here; kept local for clarity
 
     names = list(reversed(base.spec.strategy_names))
     root = Path(base.inputs.root)
@@ -878,42 +869,30 @@ def analysis_tables(base, n_draws: int = CHECK_PSA_DRAWS) -> tuple[dict, list[Ch
     A PSA of ``n_draws`` draws (seed from the settings; ``cea psa`` runs more) gives the draws,
     the CEAC and the EVPI; the one-way DSA gives the tornado tables of every named comparison,
     stacked. Returns (keyword arguments for run_checks, failed checks for analyses that raised).
-    A module not installed is skipped.
     """
-    from cea.run import comparisons_from_settings
-
     tables: dict = {}
     failed: list[CheckResult] = []
     try:
-        from cea import psa
-    except ImportError:
-        psa = None
-    if psa is not None:
-        try:
-            seed = int(base.ptable.settings.get("run", {}).get("seed", 1))
-            res = psa.run_psa(
-                base.inputs,
-                base.country.code,
-                n_draws=n_draws,
-                seed=seed,
-                scenario=base.ptable.scenario,
-                strategies=base.spec.strategy_names,
-            )
-            cp = res.countries[base.country.code]
-            tables.update(
-                psa_draws=cp.draws,
-                parameters=cp.base.ptable,
-                ceac=cp.tables.ceac,
-                evpi=cp.tables.evpi,
-            )
-        except Exception as exc:  # noqa: BLE001 (reported as a failed check)
-            failed.append(CheckResult("psa", False, f"error: {type(exc).__name__}: {exc}", ""))
-    try:
-        from cea import dsa
-    except ImportError:
-        dsa = None
+        seed = int(base.ptable.settings.get("run", {}).get("seed", 1))
+        res = psa.run_psa(
+            base.inputs,
+            base.country.code,
+            n_draws=n_draws,
+            seed=seed,
+            scenario=base.ptable.scenario,
+            strategies=base.spec.strategy_names,
+        )
+        cp = res.countries[base.country.code]
+        tables.update(
+            psa_draws=cp.draws,
+            parameters=cp.base.ptable,
+            ceac=cp.tables.ceac,
+            evpi=cp.tables.evpi,
+        )
+    except Exception as exc:  # noqa: BLE001 (reported as a failed check)
+        failed.append(CheckResult("psa", False, f"error: {type(exc).__name__}: {exc}", ""))
     comparisons = comparisons_from_settings(base.ptable.settings, base.spec)
-    if dsa is not None and comparisons:
+    if comparisons:
         try:
             one_way = dsa.run_one_way(base)
             tables["tornado"] = pd.concat(
@@ -939,20 +918,3 @@ def check_table(base, tables: Mapping | None = None) -> pd.DataFrame:
             ignore_index=True,
         )
     return table
-
-
-def cli_check(args) -> int:
-    """``cea check``: the base-case checks, and the PSA/DSA table checks on a short PSA and the
-    one-way DSA, for one country (and scenario); exit 1 if any fails."""
-    from cea.__main__ import EXIT_CHECK_FAILED, EXIT_OK
-    from cea.run import run_base_case
-
-    base = run_base_case(args.inputs, args.country, args.scenario)
-    c = base.country
-    print(
-        f"cea check | {c.name} ({c.code}) | scenario: {base.ptable.scenario.name} | "
-        f"TECH-VER black-box checks (Buyukkaramikli et al. 2019); PSA checks on {CHECK_PSA_DRAWS} draws\n"
-    )
-    table = check_table(base)
-    print(format_checks(table))
-    return EXIT_OK if bool(table["passed"].all()) else EXIT_CHECK_FAILED

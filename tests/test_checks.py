@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 from cea import verify as checks
-from cea.parameters import distributions as dist
 from cea.igrt.model import _Params, calibrate
-from cea.run import run_base_case
+from cea.parameters import distributions as dist
+from cea.pipeline.base import run_base_case
 
 REPO = Path(__file__).resolve().parents[1]
 INPUTS = REPO / "inputs"

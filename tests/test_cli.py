@@ -27,7 +27,7 @@ import pandas as pd
 import pytest
 
 from cea.analysis.incremental import ICER_COLUMNS
-from cea.igrt.model import COST_CATEGORIES, COUNTS, EFFECTS, STATES
+from cea.igrt.spec import COST_CATEGORIES, COUNTS, EFFECTS, STATES
 
 REPO = Path(__file__).resolve().parents[1]
 INPUTS = REPO / "inputs"

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
+from cea.errors import CeaError
 from cea.parameters.distributions import (
     DIST_NAMES,
     Z_975,
@@ -27,7 +28,6 @@ from cea.parameters.distributions import (
     percentile_range,
     sample_many,
 )
-from cea.errors import CeaError
 
 EXACT = 1e-12
 N_MC = 200_000

@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cea import dsa
-from cea.io.inputs import load_inputs
+from cea.parameters import designs
+from cea.pipeline import dsa
 from cea.igrt.model import run_model
+from cea.io.load import load_inputs
 
 REPO = Path(__file__).resolve().parents[1]
 INPUTS = REPO / "inputs"
@@ -95,7 +96,7 @@ def test_ranges_table_and_skipped(one_way, base):
     assert r.loc["c_scig_training", "high"] == pytest.approx(float(d.ppf(0.975)), rel=1e-12)
     assert r.loc["c_scig_training", "range_origin"].startswith("2.5/97.5 percentiles")
     # p_igg_low_ever's high of 1.00 is evaluated just below 1 (model singular at exactly 1)
-    assert r.loc["p_igg_low_ever", "evaluated_high"] == 1 - dsa.PROB_EDGE
+    assert r.loc["p_igg_low_ever", "evaluated_high"] == 1 - designs.PROB_EDGE
     assert r["base_in_range"].all()
 
 
@@ -181,7 +182,7 @@ def test_icer_that_flips_quadrant_is_reported_not_a_number(one_way):
 def test_rows_the_model_cannot_evaluate_are_isolated_not_invented(base):
     # a 0.5-month median OS cannot be reached by any myeloma death rate after the bsAb stops
     # (patients stay on the bsAb for a median of 11.3 months): that row alone fails
-    draws = dsa._design_draws(base.ptable.base(), [{}, {"t_target_median_os_months": 0.5}, {}])
+    draws = designs._design_draws(base.ptable.base(), [{}, {"t_target_median_os_months": 0.5}, {}])
     res = dsa.run_design(draws, base.spec)
     assert list(res.failures) == [1]
     assert "cannot calibrate" in res.failures[1]
@@ -230,7 +231,7 @@ def test_threshold_widens_to_natural_bounds_and_reruns_to_zero(base):
     th = dsa.find_threshold(base, "hr_igrt_severe", PP)
     # INMB < 0 across the DSA range 0.2-1.0, so the search widens to (0, 10 x 0.45]
     assert th.bracket_origin == "natural bounds"
-    assert th.bracket == pytest.approx((0.45 * dsa.NATURAL_LOWER_FRACTION, 10.0))
+    assert th.bracket == pytest.approx((0.45 * designs.NATURAL_LOWER_FRACTION, 10.0))
     assert th.found and th.threshold > 1.0
     # rerun the model at the threshold, independently of find_threshold
     draws = base.ptable.base()
@@ -253,13 +254,13 @@ def test_threshold_without_crossing_names_the_inmb_at_both_ends(base):
 
 def test_natural_bounds_by_prefix(base):
     pt = base.ptable
-    assert dsa.natural_bounds(pt, "p_case_fatality_severe") == (0.0, 1.0)
-    assert dsa.natural_bounds(pt, "u_on_bsab") == (0.0, 1.0)
+    assert designs.natural_bounds(pt, "p_case_fatality_severe") == (0.0, 1.0)
+    assert designs.natural_bounds(pt, "u_on_bsab") == (0.0, 1.0)
     v = pt.df.loc["c_ivig_per_g", "value"]
-    lo, hi = dsa.natural_bounds(pt, "c_ivig_per_g")
+    lo, hi = designs.natural_bounds(pt, "c_ivig_per_g")
     assert lo == 0.0 and hi == pytest.approx(10 * pt.dsa_range("c_ivig_per_g")[1])
     assert hi >= 10 * v
-    assert dsa.natural_bounds(pt, "t_infection_hazard_anchor_months")[0] > 0
+    assert designs.natural_bounds(pt, "t_infection_hazard_anchor_months")[0] > 0
 
 
 # --------------------------------------------------------------------------- scenarios
@@ -418,7 +419,7 @@ def test_cli_bad_parameter_exits_2_with_one_line(cli):
 
 def test_cli_bad_two_way_parameter_in_process(tmp_path, capsys):
     # the same entry point as the console script, without a second interpreter start-up
-    from cea.__main__ import main
+    from cea.cli import main
 
     out = tmp_path / "tw"
     args = ["dsa", "--country", "GB", "--two-way", "hr_igrt_severe,c_nope", "--out", str(out)]

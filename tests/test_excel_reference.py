@@ -37,7 +37,8 @@ from openpyxl.utils.cell import coordinate_to_tuple
 from cea.analysis.incremental import icer_table, pairwise
 from cea.igrt.model import CALIBRATED, run_model
 from cea.report.workbook import write_report
-from cea.run import comparisons_from_settings, results_table, run_base_case
+from cea.analysis.outcomes import results_table
+from cea.pipeline.base import comparisons_from_settings, run_base_case
 
 pytestmark = [pytest.mark.excel, pytest.mark.slow]
 

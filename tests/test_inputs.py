@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from cea.errors import CeaError, InputFileError
-from cea.io.inputs import PARAMETER_COLUMNS, load_inputs, read_table
+from cea.io.inputs import PARAMETER_COLUMNS, read_table
+from cea.io.load import load_inputs
 from cea.parameters.table import Scenario, build_parameter_table, load_scenario
 
 INPUTS = Path("inputs")

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 import cea.igrt.model as m
-from cea.igrt import _kernel
 from cea.errors import CeaError, ModelInputError
-from cea.io.inputs import load_inputs
+from cea.igrt import _kernel
+from cea.igrt.spec import apply_discount_settings, build_spec
+from cea.io.load import load_inputs
 from cea.parameters.table import build_parameter_table
-from cea.psa import sample_draws
-from cea.run import apply_discount_settings, build_spec
+from cea.parameters.sampling import sample_draws
 
 pytestmark = pytest.mark.skipif(not _kernel.HAVE_NUMBA, reason="Numba not installed")
 

@@ -9,7 +9,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cea.engine.markov as markov_module
-from cea.errors import ModelInputError
 from cea.engine.markov import (
     CORRECTIONS,
     PROB_TOL,
@@ -20,6 +19,7 @@ from cea.engine.markov import (
     make_transition_array,
     run_markov,
 )
+from cea.errors import ModelInputError
 
 ALIVE_DEAD_P_DIE = 0.1
 

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cea.igrt import model as m
 from cea.errors import CeaError
-from cea.io.inputs import load_inputs
+from cea.igrt import model as m
+from cea.igrt.spec import build_spec, strategies_from_table
+from cea.io.load import load_inputs
 from cea.parameters.table import build_parameter_table
-from cea.run import build_spec
 
 INPUTS = "inputs"
 
@@ -50,8 +50,7 @@ def test_grams_per_administration_by_hand(gb):
     )
     v = m._Params(d, spec.unit_scale)
     s = {
-        st.strategy: st
-        for st in m.strategies_from_table(load_inputs(INPUTS).strategies.df).values()
+        st.strategy: st for st in strategies_from_table(load_inputs(INPUTS).strategies.df).values()
     }
     # 0.4 g/kg x 69 kg = 27.6 g
     assert m.grams_per_administration(s["primary_ivig"], v)[0] == pytest.approx(27.6, rel=1e-12)

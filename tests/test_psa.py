@@ -16,11 +16,14 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from cea.parameters import distributions as dist
-from cea import psa
-from cea.__main__ import main
+from cea.analysis import psa as analysis_psa
+from cea.parameters import sampling
+from cea.pipeline import psa
+from cea.report import psa as report_psa
+from cea.cli import main
 from cea.errors import CeaError
-from cea.io.inputs import load_inputs
+from cea.io.load import load_inputs
+from cea.parameters import distributions as dist
 from cea.parameters.table import build_parameter_table
 
 INPUTS = Path(__file__).resolve().parents[1] / "inputs"
@@ -42,7 +45,7 @@ def all_tables(inputs):
 
 @pytest.fixture(scope="module")
 def all_draws(inputs, all_tables):
-    return psa.sample_draws(inputs, all_tables, N_SAMPLE, seed=1)
+    return sampling.sample_draws(inputs, all_tables, N_SAMPLE, seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +104,8 @@ def test_sample_means_every_country_family_wise(all_tables, all_draws):
 
 def test_clinical_draws_shared_and_prices_per_country(inputs, all_tables, all_draws):
     gb = all_draws["GB"]
-    clinical = psa.clinical_parameters(all_tables["GB"])
-    prices = psa.price_parameters(all_tables["GB"])
+    clinical = sampling.clinical_parameters(all_tables["GB"])
+    prices = sampling.price_parameters(all_tables["GB"])
     assert "c_ivig_per_g" in prices and "hr_igrt_severe" in clinical
     for code, draws in all_draws.items():
         for name in clinical:
@@ -119,23 +122,23 @@ def test_clinical_draws_shared_and_prices_per_country(inputs, all_tables, all_dr
 
 
 def test_a_country_draws_do_not_depend_on_the_other_countries(inputs, all_tables, all_draws):
-    alone = psa.sample_draws(inputs, {"US": all_tables["US"]}, N_SAMPLE, seed=1)["US"]
+    alone = sampling.sample_draws(inputs, {"US": all_tables["US"]}, N_SAMPLE, seed=1)["US"]
     pd.testing.assert_frame_equal(alone, all_draws["US"], check_exact=True)
-    reordered = psa.sample_draws(
+    reordered = sampling.sample_draws(
         inputs, {"ZA": all_tables["ZA"], "US": all_tables["US"]}, N_SAMPLE, seed=1
     )
     pd.testing.assert_frame_equal(reordered["US"], all_draws["US"], check_exact=True)
-    other_seed = psa.sample_draws(inputs, {"US": all_tables["US"]}, N_SAMPLE, seed=2)["US"]
+    other_seed = sampling.sample_draws(inputs, {"US": all_tables["US"]}, N_SAMPLE, seed=2)["US"]
     assert not np.array_equal(other_seed["c_ivig_per_g"], alone["c_ivig_per_g"])
     assert not np.array_equal(other_seed["hr_igrt_severe"], alone["hr_igrt_severe"])
 
 
 def test_seed_streams_are_keyed_by_country_code():
-    assert psa.country_key("GB") == 0x4742
-    assert psa.price_seed(1, "GB").spawn_key == (psa.PRICE_STREAM, 0x4742)
-    assert psa.clinical_seed(1).spawn_key == (psa.CLINICAL_STREAM,)
+    assert sampling.country_key("GB") == 0x4742
+    assert sampling.price_seed(1, "GB").spawn_key == (sampling.PRICE_STREAM, 0x4742)
+    assert sampling.clinical_seed(1).spawn_key == (sampling.CLINICAL_STREAM,)
     with pytest.raises(CeaError):
-        psa.clinical_seed(-1)
+        sampling.clinical_seed(-1)
 
 
 def copy_inputs(tmp_path: Path) -> Path:
@@ -154,7 +157,7 @@ def test_uncertain_country_override_keeps_common_random_numbers(tmp_path):
     pd.concat([ov, row.to_frame().T]).to_csv(root / "country_overrides.csv", index=False)
     inputs = load_inputs(root)
     tables = {c: build_parameter_table(inputs, c) for c in ("GB", "US")}
-    draws = psa.sample_draws(inputs, tables, N_SAMPLE, seed=4)
+    draws = sampling.sample_draws(inputs, tables, N_SAMPLE, seed=4)
     gb, us = draws["GB"]["p_igg_low_ever"], draws["US"]["p_igg_low_ever"]
     assert stats.spearmanr(gb, us)[0] == pytest.approx(1.0, abs=1e-9)
     se = us.std() / math.sqrt(N_SAMPLE)
@@ -174,7 +177,7 @@ def test_correlations_from_the_inputs_table(tmp_path):
     ).to_csv(root / "correlations.csv", index=False)
     inputs = load_inputs(root)
     tables = {"GB": build_parameter_table(inputs, "GB")}
-    d = psa.sample_draws(inputs, tables, N_SAMPLE, seed=1)["GB"]
+    d = sampling.sample_draws(inputs, tables, N_SAMPLE, seed=1)["GB"]
     # Gaussian copula: Spearman = (6 / pi) asin(rho / 2)
     want = 6 / math.pi * math.asin(0.3)
     assert stats.spearmanr(d["u_on_bsab"], d["u_off_bsab"])[0] == pytest.approx(want, abs=0.02)
@@ -205,12 +208,12 @@ def test_bad_correlation_tables_are_refused(tmp_path, rows, match):
     )
     inputs = load_inputs(root)
     with pytest.raises(CeaError, match=match):
-        psa.sample_draws(inputs, {"GB": build_parameter_table(inputs, "GB")}, 100, seed=1)
+        sampling.sample_draws(inputs, {"GB": build_parameter_table(inputs, "GB")}, 100, seed=1)
 
 
 def test_too_few_draws_is_a_user_error(inputs):
     with pytest.raises(CeaError, match="draws"):
-        psa.sample_draws(inputs, {"GB": build_parameter_table(inputs, "GB")}, 1, seed=1)
+        sampling.sample_draws(inputs, {"GB": build_parameter_table(inputs, "GB")}, 1, seed=1)
 
 
 # --------------------------------------------------------------------------- the full-model PSA
@@ -229,7 +232,7 @@ def test_evpi_nonnegative_and_evppi_table_consistent(gb_psa):
     assert (t.evpi["evpi_per_patient"] >= 0).all()
     ok = t.evppi[t.evppi["status"] == "ok"]
     at_wtp = float(t.evpi.loc[t.evpi["wtp"] == t.headline["wtp"], "evpi_per_patient"].iloc[0])
-    assert (ok["evppi_per_patient"] <= at_wtp * (1 + psa.EVPPI_EXCESS_RTOL)).all()
+    assert (ok["evppi_per_patient"] <= at_wtp * (1 + analysis_psa.EVPPI_EXCESS_RTOL)).all()
     # every group over the limit is refused, never reported
     refused = t.evppi[t.evppi["status"].str.startswith("refused")]
     assert refused["evppi_per_patient"].isna().all()
@@ -252,11 +255,11 @@ def test_all_parameters_check_reports_the_regression_error(inputs):
     c = psa.run_psa(inputs, "GB", n_draws=600, seed=3).countries["GB"]
     t = c.tables
     at_wtp = float(t.evpi.loc[t.evpi["wtp"] == t.headline["wtp"], "evpi_per_patient"].iloc[0])
-    all_row = t.evppi.set_index("group").loc[psa.ALL_PARAMETERS]
+    all_row = t.evppi.set_index("group").loc[analysis_psa.ALL_PARAMETERS]
     err = t.headline["evppi_regression_error"]
     assert all_row["status"].startswith("ok") and np.isfinite(err)
     assert err == abs(all_row["evppi_per_patient"] - at_wtp)
-    assert f"the regression is off by GBP {psa._money(err)}" in psa.summary_text(c)
+    assert f"the regression is off by GBP {report_psa._money(err)}" in report_psa.summary_text(c)
 
 
 def test_psa_mean_close_to_deterministic(gb_psa):
@@ -335,27 +338,6 @@ def test_worker_processes_give_identical_results(inputs):
         )
 
 
-def test_a_pool_that_fails_to_start_leaves_no_worker_behind(monkeypatch):
-    # the second worker's fork fails: the error propagates and the first worker is stopped
-    # (left running, it would keep the interpreter from exiting)
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    pool = ProcessPoolExecutor(max_workers=2, mp_context=mp.get_context("fork"))
-    spawn, started = pool._spawn_process, []
-
-    def spawn_once():
-        if started:
-            raise BlockingIOError("fork: resource temporarily unavailable")
-        spawn()
-        started.extend(pool._processes.values())
-
-    monkeypatch.setattr(pool, "_spawn_process", spawn_once)
-    with pytest.raises(BlockingIOError):
-        psa._start_workers(pool)
-    assert len(started) == 1 and not started[0].is_alive()
-
-
 def test_a_country_gets_the_same_results_alone_or_with_others(inputs):
     alone = psa.run_psa(inputs, "US", n_draws=30, seed=5, strategies=["none", "primary_ivig"])
     both = psa.run_psa(
@@ -385,11 +367,11 @@ def test_progress_only_when_enabled():
 
 
 def test_wtp_grid_contains_thresholds():
-    g = psa.wtp_grid(20000, (30000, 51000), icers=(500000.0, float("nan")))
+    g = analysis_psa.wtp_grid(20000, (30000, 51000), icers=(500000.0, float("nan")))
     assert 20000 in g and 30000 in g and 51000 in g and g[0] == 0
     assert g[-1] == pytest.approx(750000.0) and np.all(np.diff(g) > 0)
     with pytest.raises(CeaError):
-        psa.wtp_grid(0, ())
+        analysis_psa.wtp_grid(0, ())
 
 
 # --------------------------------------------------------------------------- outputs and CLI
@@ -424,7 +406,7 @@ def test_compressed_csv_is_what_pandas_writes(tmp_path):
         }
     )
     path = tmp_path / "t.csv.gz"
-    psa._write_csv_gz(df, path)
+    report_psa._write_csv_gz(df, path)
     assert gzip.decompress(path.read_bytes()).decode() == df.to_csv(
         index=False, lineterminator="\n"
     )
@@ -437,7 +419,7 @@ def test_compressed_csv_is_what_pandas_writes(tmp_path):
         }
     )
     for frame in (other, pd.DataFrame(index=range(3))):
-        psa._write_csv_gz(frame, path)
+        report_psa._write_csv_gz(frame, path)
         got = gzip.decompress(path.read_bytes()).decode()
         assert got == frame.to_csv(index=False, lineterminator="\n")
 
@@ -486,7 +468,7 @@ def test_cli_writes_every_output(tmp_path, capsys):
         assert (out / f).is_file(), f
     meta = json.loads((out / "run.json").read_text())
     assert meta["seed"] == 3 and meta["psa"]["n_draws"] == 40
-    assert meta["psa"]["decision_horizon_years"] == psa.DEFAULT_DECISION_HORIZON_YEARS
+    assert meta["psa"]["decision_horizon_years"] == analysis_psa.DEFAULT_DECISION_HORIZON_YEARS
     assert "git_commit" in meta and meta["input_sha256"] and "conventions" in meta
     draws = pd.read_csv(out / "draws.csv.gz")
     outcomes = pd.read_csv(out / "outcomes.csv.gz")

@@ -16,24 +16,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy.optimize import brentq
 
-from cea.__main__ import main
-from cea.io.inputs import load_inputs
+from cea.cli import main
 from cea.igrt.model import run_model
+from cea.io.load import load_inputs
 from cea.parameters.table import Scenario, build_parameter_table
-from cea.regional import (
-    ANY_PRICE,
-    MAX_PRICE,
-    MIN_PRICE,
-    NO_PRICE,
-    PRICE_ITEMS,
-    REGIONAL_COLUMNS,
-    compare_countries,
-    from_intl,
-    from_usd,
-    threshold_price,
-    to_intl,
-    to_usd,
-)
+from cea.analysis.regional import ANY_PRICE, MAX_PRICE, MIN_PRICE, NO_PRICE, PRICE_ITEMS, REGIONAL_COLUMNS, from_intl, from_usd, threshold_price, to_intl, to_usd
+from cea.pipeline.regional import compare_countries
 
 REPO = Path(__file__).resolve().parents[1]
 INPUTS = REPO / "inputs"

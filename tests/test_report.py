@@ -12,10 +12,10 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from cea.verify import BASE_CHECKS, CHECK_COLUMNS, run_checks
-from cea.report.workbook import snake_sheet_name, write_report
-from cea.run import run_base_case
 from cea.io.workbook import exact_numbers, save_workbook
+from cea.report.workbook import snake_sheet_name, write_report
+from cea.pipeline.base import run_base_case
+from cea.verify import BASE_CHECKS, CHECK_COLUMNS, run_checks
 
 INPUTS = Path(__file__).resolve().parents[1] / "inputs"
 INJECTED = {"p_male": "=1+1", "p_igg_isotype": "+SUM(A1)", "u_on_bsab": "-2", "u_off_bsab": "@cmd"}

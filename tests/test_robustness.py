@@ -33,6 +33,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from cea.engine.markov import CORRECTIONS, make_transition_array, run_markov
 from cea.errors import InputFileError, ModelInputError
 from cea.io.inputs import (
     MAX_FILE_BYTES,
@@ -43,7 +44,6 @@ from cea.io.inputs import (
     read_toml,
     table_from_rows,
 )
-from cea.engine.markov import CORRECTIONS, make_transition_array, run_markov
 
 REPO = Path(__file__).resolve().parents[1]
 INPUTS = REPO / "inputs"
@@ -353,7 +353,7 @@ def test_valid_tables_round_trip(records, delim, bom):
 
 @pytest.fixture(scope="module")
 def base_gb():
-    from cea.run import run_base_case
+    from cea.pipeline.base import run_base_case
 
     return run_base_case(INPUTS, "GB")
 
@@ -735,7 +735,7 @@ IN_PROCESS_CASES = [n for n in MALFORMED if n not in SUBPROCESS_CASES]
 
 @pytest.mark.parametrize("name", _params(IN_PROCESS_CASES, KNOWN_BUGS))
 def test_malformed_input_in_process(tmp_path, capsys, name):
-    from cea.__main__ import main
+    from cea.cli import main
 
     args, case, out = _prepare(tmp_path, name)
     before = digests(case)
@@ -760,20 +760,20 @@ def test_malformed_errors_name_the_file_row_and_column(malformed_runs):
 #: folder, prints where, then sleeps, so a signal lands while the output is half-way.
 SLOW_WRITE = """
 import sys, time
-import cea.run as run
+import cea.report.base as run
 write = run.write_base_outputs
 def slow(base, folder, command):
     write(base, folder, command)
     print("WRITTEN", folder, flush=True)
     time.sleep(120)
 run.write_base_outputs = slow
-from cea.__main__ import main
+from cea.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 #: The same with the computation slowed down (before any output folder exists).
 SLOW_COMPUTE = """
 import sys, time
-import cea.run as run
+import cea.cli as run
 compute = run.run_base_case
 def slow(*args, **kwargs):
     base = compute(*args, **kwargs)
@@ -781,7 +781,7 @@ def slow(*args, **kwargs):
     time.sleep(120)
     return base
 run.run_base_case = slow
-from cea.__main__ import main
+from cea.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -884,14 +884,15 @@ def test_ctrl_c_at_an_arbitrary_moment_never_half_writes(tmp_path):
 def test_ctrl_c_after_the_folder_is_in_place_says_so(tmp_path, monkeypatch, capsys):
     # interrupted while printing the summary: the folder is complete, and the message must not
     # claim that nothing was written
-    import cea.run as run
-    from cea.__main__ import main
+    import cea.io.output as output
+    import cea.report.base as report_base
+    from cea.cli import main
 
     def interrupt(base):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(run, "summary_text", interrupt)
-    monkeypatch.setattr(run, "COMMITTED", [])
+    monkeypatch.setattr(report_base, "summary_text", interrupt)
+    monkeypatch.setattr(output, "COMMITTED", [])
     out = tmp_path / "out"
     rc = main(["run", "--country", "GB", "--strategies", TWO, "--out", str(out)])
     assert rc == 130
@@ -902,7 +903,7 @@ def test_ctrl_c_after_the_folder_is_in_place_says_so(tmp_path, monkeypatch, caps
 #: The slowed-down writer again, waiting for a file to appear instead of sleeping.
 WAIT_WRITE = """
 import os, sys, time
-import cea.run as run
+import cea.report.base as run
 write = run.write_base_outputs
 def waiting(base, folder, command):
     write(base, folder, command)
@@ -911,7 +912,7 @@ def waiting(base, folder, command):
     while not os.path.exists(os.environ["CEA_TEST_GO"]) and time.time() < deadline:
         time.sleep(0.05)
 run.write_base_outputs = waiting
-from cea.__main__ import main
+from cea.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -1002,7 +1003,7 @@ def test_runs_never_modify_the_inputs(concurrent):
 
 def test_existing_output_folder_needs_force(tmp_path, capsys):
     # in-process (cea.__main__.main): the same code as the command without the start-up time
-    from cea.__main__ import main
+    from cea.cli import main
 
     out = tmp_path / "out"
     out.mkdir()

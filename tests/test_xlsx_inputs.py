@@ -10,11 +10,12 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from cea.io import workbook as xlsx_inputs
-from cea.__main__ import main
+from cea.cli import main
 from cea.errors import InputFileError
-from cea.io.inputs import load_inputs
-from cea.io.workbook import check_workbook, load_inputs_xlsx, save_workbook, write_template
+from cea.io import workbook as xlsx_inputs
+from cea.io.load import load_inputs
+from cea.io.template import write_template
+from cea.io.workbook import check_workbook, load_inputs_xlsx, save_workbook
 
 INPUTS = Path(__file__).resolve().parents[1] / "inputs"
 # outputs of `cea run` that must be byte-identical between the CSV and the workbook inputs;

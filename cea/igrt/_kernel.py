@@ -29,7 +29,6 @@ import math
 
 import numpy as np
 
-
 #: Numba is installed (it is imported, and the kernel compiled or loaded from its cache, on
 #: first use only: commands that never run the kernel do not pay for it).
 HAVE_NUMBA = importlib.util.find_spec("numba") is not None

@@ -15,31 +15,41 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
-from cea.igrt import _kernel
-from cea.errors import CeaError, ModelInputError
-from cea.engine.markov import correction_weights, discount_factors, make_transition_array, run_markov
-
-STATES = (
-    "on_bsab_igg_normal",
-    "on_bsab_igg_low",
-    "on_bsab_igrt",
-    "off_bsab_igrt",
-    "off_bsab",
-    "dead",
+from cea.engine.markov import (
+    correction_weights,
+    discount_factors,
+    make_transition_array,
+    run_markov,
 )
-N, L, I, OI, O, DEAD = range(6)
-S = len(STATES)
-ALIVE = (N, L, I, OI, O)
-ON_BSAB = (N, L, I)
-ON_IGRT = (I, OI)
-SUBGROUPS = ("igg_isotype", "non_igg")
+from cea.errors import CeaError, ModelInputError
+from cea.igrt import _kernel
+from cea.igrt.spec import (
+    ALIVE,
+    COST_CATEGORIES,
+    COUNTS,
+    DEAD,
+    EFFECTS,
+    OI,
+    ON_BSAB,
+    ON_IGRT,
+    REWARDS,
+    STATES,
+    SUBGROUPS,
+    I,
+    L,
+    ModelSpec,
+    N,
+    O,
+    S,
+    Strategy,
+)
 
 #: Devine (1974) ideal body weight: base kg at 152.4 cm (5 ft) and kg per cm above it.
 DEVINE_BASE_KG = {"male": 50.0, "female": 45.5}
@@ -79,122 +89,6 @@ CALIBRATION_BROYDEN_ITER = 40
 CALIBRATION_MONTHS = 12.0
 #: Chunk size target: elements of one (draws x cohorts x cycles x states x states) array.
 CHUNK_ELEMENTS = 24_000_000
-
-COST_CATEGORIES = (
-    "cost_ig",
-    "cost_ig_admin",
-    "cost_scig_training",
-    "cost_monitoring",
-    "cost_severe_infections",
-    "cost_nonsevere_infections",
-    "cost_adverse_events",
-    "cost_bsab",
-    "cost_subsequent_therapy",
-    "cost_end_of_life",
-)
-EFFECTS = ("qaly", "ly")
-COUNTS = (
-    "severe_infections",
-    "nonsevere_infections",
-    "infection_deaths",
-    "ig_grams",
-    "infusions",
-    "igg_tests",
-    "years_on_igrt",
-    "thromboembolic_events",
-    "infusion_reactions",
-)
-REWARDS = COST_CATEGORIES + EFFECTS + COUNTS
-
-
-@dataclass(frozen=True)
-class Strategy:
-    """One row of strategies.csv."""
-
-    strategy: str
-    trigger: str  # never, at_start, igg_below_threshold, after_severe_infection
-    product: str = ""  # ivig, scig or "" for never
-    dose_g_per_kg: float = 0.0
-    interval_days: float = 0.0
-    dosing_weight: str = "actual"  # actual, ideal, adjusted, flat
-    flat_dose_g: float = 0.0
-    vial_rounding_g: float = 0.0
-    start_after_severe_infection: bool = False
-    hr_severe_parameter: str = "hr_igrt_severe"
-    label: str = ""
-
-    @property
-    def uses_igrt(self) -> bool:
-        return self.trigger != "never"
-
-    @property
-    def is_scig(self) -> bool:
-        return self.product == "scig"
-
-
-def strategies_from_table(df: pd.DataFrame) -> dict[str, Strategy]:
-    out = {}
-    for _, r in df.iterrows():
-        out[r["strategy"]] = Strategy(
-            strategy=r["strategy"],
-            trigger=r["trigger"],
-            product=r["product"] or "",
-            dose_g_per_kg=float(r["dose_g_per_kg"] or 0.0),
-            interval_days=float(r["interval_days"] or 0.0),
-            dosing_weight=r["dosing_weight"] or "actual",
-            flat_dose_g=float(r["flat_dose_g"] or 0.0),
-            vial_rounding_g=float(r["vial_rounding_g"] or 0.0),
-            start_after_severe_infection=bool(r["start_after_severe_infection"]),
-            hr_severe_parameter=(r.get("hr_severe_parameter") or "hr_igrt_severe"),
-            label=r.get("label") or r["strategy"],
-        )
-    return out
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Everything the model needs besides the per-draw parameter values."""
-
-    strategies: tuple[Strategy, ...]
-    n_cycles: int
-    cycle_days: float
-    days_per_year: float
-    mx_by_age: np.ndarray = field(
-        repr=False
-    )  # background mortality hazard per year by age 0, 1, ...
-    unit_scale: Mapping[str, float] = field(default_factory=dict, repr=False)
-    correction: str | tuple = "half_cycle"
-    discount_rate_costs: float = 0.0
-    discount_rate_effects: float = 0.0
-    discount_offset_cycles: float = 0.0
-    discount_step: str = "cycle"
-    bsab_drug: str = "teclistamab"
-    include_bsab_costs: bool = True
-    include_subsequent_therapy: bool = False
-    include_end_of_life: bool = False
-
-    @property
-    def dt(self) -> float:
-        """Cycle length in years."""
-        return self.cycle_days / self.days_per_year
-
-    @property
-    def cycle_months(self) -> float:
-        return self.dt * 12.0
-
-    @property
-    def strategy_names(self) -> list[str]:
-        return [s.strategy for s in self.strategies]
-
-    def with_strategies(self, strategies: Sequence[Strategy]) -> ModelSpec:
-        from dataclasses import replace
-
-        return replace(self, strategies=tuple(strategies))
-
-
-def n_cycles_for(horizon_years: float, cycle_days: float, days_per_year: float) -> int:
-    """Number of cycles: the horizon rounded to whole cycles (10 years of 28 days -> 130)."""
-    return max(1, int(round(horizon_years * days_per_year / cycle_days)))
 
 
 # --------------------------------------------------------------------------- parameters

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cea.parameters import distributions as dist
 from cea.errors import CeaError, InputFileError
 from cea.io.inputs import (
     RATE_UNITS,
@@ -31,6 +30,7 @@ from cea.io.inputs import (
     parse_wtp_alternatives,
     read_toml,
 )
+from cea.parameters import distributions as dist
 
 TABLE_COLUMNS = [
     "parameter",
@@ -310,10 +310,25 @@ def _nan_none(v):
         return None
 
 
+def check_distributions(table) -> None:
+    """Every non-dirichlet row of ``parameters.csv`` gives a valid distribution from its
+    ``value`` and ``se`` (or ``low``/``high``); else the error names the file, row and ``se``."""
+    for _, r in table.df.iterrows():
+        if r["dist"] == "dirichlet":
+            continue
+        try:
+            dist.build(
+                r["dist"], r["value"], se=r["se"], low=r["low"], high=r["high"], name=r["parameter"]
+            )
+        except ValueError as exc:
+            raise table.error(str(exc), row=int(r["_row"]), column="se") from None
+
+
 def build_parameter_table(
     inputs: Inputs, country_code: str, scenario: Scenario | None = None
 ) -> ParameterTable:
     """Merge clinical parameters, the country's prices and overrides, and the scenario."""
+    check_distributions(inputs.parameters)
     scenario = scenario or Scenario()
     settings = merged_settings(inputs, scenario)
     country = load_country(inputs, country_code)

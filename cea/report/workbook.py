@@ -69,33 +69,23 @@ from openpyxl.utils import get_column_letter, quote_sheetname
 from openpyxl.workbook.defined_name import DefinedName
 
 from cea import __version__
-from cea.errors import CeaError
+from cea.analysis.incremental import COLLINEAR_RTOL
+from cea.engine.markov import _ANNUAL_STEP_GUARD_YEARS as ANNUAL_STEP_GUARD_YEARS
 from cea.engine.markov import correction_weights
+from cea.errors import CeaError
 from cea.igrt.model import (
     ADJUSTED_WEIGHT_FACTOR,
     CALIBRATED,
-    COST_CATEGORIES,
-    COUNTS,
     DAYS_PER_WEEK,
     DETECTION_PROB_CAP,
     DEVINE_BASE_HEIGHT_CM,
     DEVINE_BASE_KG,
     DEVINE_KG_PER_CM,
-    EFFECTS,
-    STATES,
-    SUBGROUPS,
-    Strategy,
 )
+from cea.igrt.spec import COST_CATEGORIES, COUNTS, EFFECTS, STATES, SUBGROUPS, Strategy
+from cea.io.provenance import run_json
 from cea.io.workbook import save_workbook
-
-try:  # the engine's guard for whole-year discounting (private there)
-    from cea.engine.markov import _ANNUAL_STEP_GUARD_YEARS as ANNUAL_STEP_GUARD_YEARS
-except ImportError:  # pragma: no cover
-    ANNUAL_STEP_GUARD_YEARS = 1e-9
-try:
-    from cea.analysis.incremental import COLLINEAR_RTOL
-except ImportError:  # pragma: no cover
-    COLLINEAR_RTOL = 1e-9
+from cea.pipeline.base import describe
 
 #: Tolerance of the vial rounding in :func:`cea.igrt.model.grams_per_administration` (an exact
 #: multiple such as 30.000000001 g is not bumped up to the next vial).
@@ -1696,7 +1686,13 @@ class _ReportWriter:
                     put_formula(ws, gr, cell_col, fm, fmt)
         # the engine's table (values at write time)
         e0 = len(cols) + 2
-        put(ws, 3, e0, "engine (cea.analysis.incremental.icer_table) at write time", font=HEADER_FONT)
+        put(
+            ws,
+            3,
+            e0,
+            "engine (cea.analysis.incremental.icer_table) at write time",
+            font=HEADER_FONT,
+        )
         inc = self.base.incremental
         _header(ws, 4, list(inc.columns), start_col=e0)
         for i, (_, rec) in enumerate(inc.iterrows()):
@@ -2154,10 +2150,8 @@ class _ReportWriter:
 
     # ------------------------------------------------------------------ about
     def write_about(self, extra_sheets: list[str]):
-        from cea.run import provenance  # provenance collector; report.py computes nothing
-
         ws = self.about
-        prov = provenance(self.base, self.command)
+        prov = run_json(self.command, describe(self.base), self.base.inputs.hashes)
         c, spec = self.country, self.spec
         conv = prov["conventions"]
         _title(
@@ -2534,38 +2528,3 @@ def verification_summary(table: pd.DataFrame) -> str:
         + (f"; FAILED: {', '.join(failed)}" if failed else "")
         + " (report.xlsx, sheet verification)"
     )
-
-
-def write_analysis_report(
-    folder: Path,
-    inputs,
-    country: str,
-    scenario,
-    strategies: list[str] | None,
-    command: str,
-    *,
-    dsa=None,
-    psa=None,
-    check_tables: Mapping | None = None,
-    verification_note: str = "",
-) -> pd.DataFrame:
-    """``folder/report.xlsx`` for a command: the base case of ``inputs``/``country``/
-    ``scenario``/``strategies`` (:func:`cea.run.run_base_case`) as live formulas, the analysis
-    sheets (``dsa``, ``psa``) and the verification sheet: the base-case checks plus the table
-    checks on ``check_tables`` (keyword arguments of :func:`cea.verify.run_checks`; None: a
-    short PSA and the one-way DSA, as ``cea check``). Returns the check table."""
-    from cea.verify import check_table
-    from cea.run import run_base_case
-
-    base = run_base_case(inputs, country, scenario, strategies)
-    table = check_table(base, check_tables)
-    write_report(
-        base,
-        Path(folder) / "report.xlsx",
-        command=command,
-        dsa=dsa,
-        psa=psa,
-        verification=table,
-        verification_note=verification_note,
-    )
-    return table

@@ -1,0 +1,348 @@
+"""PSA tables from per-draw outcomes: summary against the deterministic base case, CEAC and
+CEAF, EVPI (per patient and population), EVPPI by parameter group, convergence, CE plane."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from cea.analysis import voi
+from cea.analysis.incremental import icer_table
+from cea.errors import CeaError
+from cea.parameters.table import ParameterTable
+
+#: Decision horizon (years) over which population EVPI counts annual incident cohorts,
+#: discounted at the country's cost discount rate (docs/psa.md). Recorded in run.json.
+DEFAULT_DECISION_HORIZON_YEARS = 5.0
+
+
+#: Central interval of the summary: 2.5% and 97.5% percentiles of the draws.
+INTERVAL = (0.025, 0.975)
+
+
+#: WTP grid: dense from 0 to WTP_GRID_FACTOR x the country's WTP (and its alternatives), then
+#: up to WTP_GRID_ICER_FACTOR x the largest frontier ICER of the PSA means, capped at
+#: WTP_GRID_CAP_FACTOR x the WTP, so the CEAC shows where each strategy takes over.
+WTP_GRID_FACTOR = 5.0
+
+
+WTP_GRID_ICER_FACTOR = 1.5
+
+
+WTP_GRID_CAP_FACTOR = 100.0
+
+
+WTP_GRID_POINTS = 101
+
+
+#: An EVPPI above the EVPI by more than this (relative) is flagged in its status: the
+#: regression estimator is biased upwards when the draws are few (Strong et al. 2014).
+EVPPI_EXCESS_RTOL = 1e-6
+
+
+#: Name of the EVPPI group holding every uncertain parameter (checked against the EVPI).
+ALL_PARAMETERS = "all_parameters"
+
+
+def wtp_grid(
+    wtp: float, alternatives: Sequence[float] = (), icers: Sequence[float] = ()
+) -> np.ndarray:
+    """WTP values for the CEAC, EVPI and EVPPI curves (sorted, unique, always containing the
+    country's WTP and its alternatives exactly)."""
+    if not (math.isfinite(wtp) and wtp > 0):
+        raise CeaError(f"willingness to pay must be > 0, got {wtp!r}")
+    near = max([WTP_GRID_FACTOR * wtp, *alternatives])
+    grid = [np.linspace(0.0, near, WTP_GRID_POINTS)]
+    finite = [float(i) for i in icers if i is not None and math.isfinite(i) and i > 0]
+    if finite:
+        far = min(WTP_GRID_ICER_FACTOR * max(finite), WTP_GRID_CAP_FACTOR * wtp)
+        if far > near:
+            grid.append(np.linspace(near, far, WTP_GRID_POINTS))
+    return np.unique(np.concatenate([*grid, [wtp], np.asarray(alternatives, float)]))
+
+
+@dataclass
+class PsaTables:
+    """Result tables of one country's PSA (all also written as CSV)."""
+
+    summary: pd.DataFrame
+    incremental_means: pd.DataFrame
+    ceac: pd.DataFrame
+    evpi: pd.DataFrame
+    evppi: pd.DataFrame
+    evppi_by_wtp: pd.DataFrame
+    convergence: pd.DataFrame
+    ce_plane: pd.DataFrame
+    headline: dict = field(default_factory=dict)
+
+
+def _interval(x: np.ndarray) -> tuple[float, float]:
+    lo, hi = np.quantile(x, INTERVAL)
+    return float(lo), float(hi)
+
+
+def parameter_groups(ptable: ParameterTable, draws: pd.DataFrame) -> dict[str, list[str]]:
+    """EVPPI groups: the ``category`` column, uncertain parameters only (a column that varies
+    across the draws), plus :data:`ALL_PARAMETERS`. Groups with no uncertain parameter are
+    kept (EVPPI 0) so the table lists every category."""
+    groups: dict[str, list[str]] = {}
+    varying = [n for n in ptable.names if float(np.ptp(draws[n].to_numpy())) > 0]
+    for n in ptable.names:
+        cat = str(ptable.df.loc[n, "category"] or "uncategorised")
+        groups.setdefault(cat, [])
+        if n in varying:
+            groups[cat].append(n)
+    groups[ALL_PARAMETERS] = varying
+    return groups
+
+
+def per_draw(outcomes: pd.DataFrame, names: Sequence[str], column: str) -> np.ndarray:
+    """One outcome as a (draw, strategy) array, strategies in the order ``names``, draws in
+    the order of the outcomes table (which lists all draws of a strategy together)."""
+    wide = outcomes.pivot(index="draw", columns="strategy", values=column)
+    order = pd.unique(outcomes["draw"])
+    return wide.loc[order, list(names)].to_numpy(dtype=float)
+
+
+def analyse(
+    outcomes: pd.DataFrame,
+    draws: pd.DataFrame,
+    ptable: ParameterTable,
+    names: Sequence[str],
+    base_outcomes: pd.DataFrame,
+    comparisons: Sequence[tuple[str, str]],
+    decision_horizon_years: float = DEFAULT_DECISION_HORIZON_YEARS,
+) -> PsaTables:
+    """Summary, CEAC/CEAF, EVPI, EVPPI by parameter group, convergence and CE-plane tables.
+
+    ``outcomes``: the PSA's outcomes table (one row per draw and strategy); ``draws``: the
+    parameter draws (index ``draw``, in the outcomes' order); ``names``: the strategies in
+    the order of the tables; ``base_outcomes``: the deterministic base case's outcomes."""
+    country = ptable.country
+    names = list(names)
+    cost, qaly = per_draw(outcomes, names, "cost"), per_draw(outcomes, names, "qaly")
+    K, D = len(names), cost.shape[0]
+    wtp = float(country.wtp_per_qaly)
+    out = outcomes
+    mean_out = (
+        out.groupby("strategy", sort=False)[["cost", "qaly", "ly"]]
+        .mean()
+        .reindex(names)
+        .reset_index()
+    )
+    inc_means = icer_table(mean_out, cost="cost", effect="qaly", wtp=wtp)
+    grid = wtp_grid(wtp, country.wtp_alternatives, inc_means["icer"].tolist())
+    i_wtp = int(np.flatnonzero(grid == wtp)[0])
+
+    groups = parameter_groups(ptable, draws)
+    group_x = {g: draws[ps].to_numpy() if ps else np.empty((D, 0)) for g, ps in groups.items()}
+
+    # --- summary: strategies and named comparisons, PSA mean vs deterministic
+    base = base_outcomes.set_index("strategy")
+    rows = []
+
+    def add(kind, name, measure, x, det=float("nan")):
+        x = np.asarray(x, float)
+        m = float(x.mean())
+        lo, hi = _interval(x)
+        diff = m - det
+        rows.append(
+            {
+                "kind": kind,
+                "name": name,
+                "measure": measure,
+                "psa_mean": m,
+                "mc_se": float(x.std(ddof=1) / math.sqrt(D)),
+                "interval_low": lo,
+                "interval_high": hi,
+                "deterministic": det,
+                "psa_minus_deterministic": diff,
+                "relative_difference": diff / abs(det)
+                if det not in (0.0,) and math.isfinite(det)
+                else float("nan"),
+            }
+        )
+
+    prob = voi.ceac(cost, qaly, grid)
+    for k, s in enumerate(names):
+        sel = out["strategy"] == s
+        for measure in ("cost", "qaly", "ly"):
+            add("strategy", s, measure, out.loc[sel, measure], float(base.loc[s, measure]))
+        add(
+            "strategy",
+            s,
+            "nmb",
+            wtp * qaly[:, k] - cost[:, k],
+            wtp * float(base.loc[s, "qaly"]) - float(base.loc[s, "cost"]),
+        )
+        p = prob[i_wtp, k]
+        rows.append(
+            {
+                "kind": "strategy",
+                "name": s,
+                "measure": "p_cost_effective",
+                "psa_mean": p,
+                "mc_se": math.sqrt(p * (1 - p) / D),
+            }
+        )
+    idx = {s: k for k, s in enumerate(names)}
+    for a, b in comparisons:
+        ia, ib = idx[a], idx[b]
+        name = f"{a} vs {b}"
+        dc, dq = cost[:, ia] - cost[:, ib], qaly[:, ia] - qaly[:, ib]
+        det_dc = float(base.loc[a, "cost"] - base.loc[b, "cost"])
+        det_dq = float(base.loc[a, "qaly"] - base.loc[b, "qaly"])
+        add("comparison", name, "inc_cost", dc, det_dc)
+        add("comparison", name, "inc_qaly", dq, det_dq)
+        add("comparison", name, "inmb", wtp * dq - dc, wtp * det_dq - det_dc)
+        p = float(np.mean(wtp * dq - dc > 0))
+        rows.append(
+            {
+                "kind": "comparison",
+                "name": name,
+                "measure": "p_inmb_positive",
+                "psa_mean": p,
+                "mc_se": math.sqrt(p * (1 - p) / D),
+            }
+        )
+        mdq = float(dq.mean())
+        rows.append(
+            {
+                "kind": "comparison",
+                "name": name,
+                "measure": "icer_of_means",
+                "psa_mean": float(dc.mean()) / mdq if mdq != 0 else float("nan"),
+                "deterministic": det_dc / det_dq if det_dq != 0 else float("nan"),
+            }
+        )
+    summary = pd.DataFrame(rows)
+    summary.insert(0, "wtp", wtp)
+
+    # --- CEAC / CEAF / EVPI
+    opt, p_opt = voi.ceaf(cost, qaly, grid, prob)
+    ceac_df = pd.DataFrame(
+        {
+            "wtp": np.repeat(grid, K),
+            "strategy": np.tile(names, len(grid)),
+            "probability": prob.reshape(-1),
+            "on_ceaf": (np.repeat(opt, K) == np.tile(np.arange(K), len(grid))),
+        }
+    )
+    evpi_pp = voi.evpi(cost, qaly, grid)
+    pop = country.population_eligible_annual
+    rate = country.discount_rate_costs
+    mult = (
+        voi.population_multiplier(pop, decision_horizon_years, rate)
+        if pop is not None
+        else float("nan")
+    )
+    evpi_df = pd.DataFrame(
+        {
+            "wtp": grid,
+            "evpi_per_patient": evpi_pp,
+            "evpi_population": evpi_pp * mult,
+            "optimal_strategy": [names[i] for i in opt],
+            "p_optimal_cost_effective": p_opt,
+        }
+    )
+
+    # --- EVPPI by parameter group (regression), at every wtp of the grid
+    ev_rows, curves = [], []
+    for g, params in groups.items():
+        r = voi.evppi_regression(cost, qaly, group_x[g], grid, r2_wtp=wtp)
+        v = float(r.evppi[i_wtp])
+        status = r.status
+        if status == "ok" and v > evpi_pp[i_wtp] * (1 + EVPPI_EXCESS_RTOL):
+            status = (
+                "ok; exceeds EVPI: regression error (upward bias from noise with few draws, or a "
+                "basis that misses the model's structure: see R^2)"
+            )
+        row = {
+            "group": g,
+            "n_parameters": len(params),
+            "evppi_per_patient": v,
+            "evppi_population": v * mult,
+            "share_of_evpi": v / evpi_pp[i_wtp] if evpi_pp[i_wtp] > 0 else float("nan"),
+            "n_terms": r.n_terms,
+            "n_draws": r.n_draws,
+            "basis": r.basis or "",
+            "r2_min": float(np.nanmin(r.r2)) if np.isfinite(r.r2).any() else float("nan"),
+            "status": status,
+        }
+        for k, s in enumerate(names[1:]):
+            row[f"r2_{s}_vs_{names[0]}"] = float(r.r2[k])
+        row["parameters"] = ";".join(params)
+        ev_rows.append(row)
+        curves.append(
+            pd.DataFrame(
+                {
+                    "group": g,
+                    "wtp": grid,
+                    "evppi_per_patient": r.evppi,
+                    "evppi_population": r.evppi * mult,
+                }
+            )
+        )
+    evppi_df = pd.DataFrame(ev_rows)
+    evppi_by_wtp = pd.concat(curves, ignore_index=True)
+
+    # --- convergence: running mean and MC SE of INMB (named comparisons) and P(cost-effective)
+    conv = []
+    nb = wtp * qaly - cost
+    best = np.argmax(nb - nb[:, :1], axis=1)
+    for a, b in comparisons:
+        n, m, se = voi.running_mean_se(nb[:, idx[a]] - nb[:, idx[b]])
+        conv.append(
+            pd.DataFrame(
+                {"measure": "inmb", "name": f"{a} vs {b}", "n_draws": n, "mean": m, "mc_se": se}
+            )
+        )
+    for k, s in enumerate(names):
+        n, m, _ = voi.running_mean_se((best == k).astype(float))
+        se = np.sqrt(m * (1 - m) / n)
+        conv.append(
+            pd.DataFrame(
+                {"measure": "p_cost_effective", "name": s, "n_draws": n, "mean": m, "mc_se": se}
+            )
+        )
+    convergence = pd.concat(conv, ignore_index=True)
+
+    # --- CE plane: every strategy against the first, per draw
+    ref = names[0]
+    plane = pd.DataFrame(
+        {
+            "draw": np.tile(draws.index.to_numpy(), K - 1),
+            "strategy": np.repeat(names[1:], D),
+            "reference": ref,
+            "inc_cost": (cost[:, 1:] - cost[:, :1]).T.reshape(-1),
+            "inc_qaly": (qaly[:, 1:] - qaly[:, :1]).T.reshape(-1),
+        }
+    )
+
+    all_row = evppi_df.set_index("group").loc[ALL_PARAMETERS]
+    headline = {
+        "wtp": wtp,
+        "currency": country.currency,
+        "price_year": country.price_year,
+        "n_draws": D,
+        "optimal_strategy": names[int(opt[i_wtp])],
+        "p_cost_effective": {s: float(prob[i_wtp, k]) for k, s in enumerate(names)},
+        "evpi_per_patient": float(evpi_pp[i_wtp]),
+        "evpi_population": float(evpi_pp[i_wtp] * mult),
+        "population_eligible_annual": pop,
+        "decision_horizon_years": decision_horizon_years,
+        "population_discount_rate": rate,
+        "population_multiplier": mult,
+        "evppi_per_patient": {r["group"]: r["evppi_per_patient"] for r in ev_rows},
+        "evppi_all_over_evpi": float(all_row["share_of_evpi"]),
+        # the model is deterministic given all its parameters, so EVPPI(all) = EVPI exactly: the
+        # regression's departure from it is the size of its error at this EVPI
+        "evppi_regression_error": abs(float(all_row["evppi_per_patient"]) - float(evpi_pp[i_wtp])),
+    }
+    return PsaTables(
+        summary, inc_means, ceac_df, evpi_df, evppi_df, evppi_by_wtp, convergence, plane, headline
+    )

@@ -1,0 +1,393 @@
+"""Command line: ``cea <command>`` or ``python -m cea <command>`` (see README).
+
+argparse and one function per command: each computes through :mod:`cea.pipeline` (and
+:mod:`cea.verify`), writes through :mod:`cea.report`, and returns an exit code. A user error
+(:class:`cea.errors.CeaError`) becomes one line on stderr and exit code 2 (no traceback,
+nothing written).
+
+Exit codes: 0 success; 1 a verification check failed (``cea check``); 2 bad input or
+options; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from cea.errors import CeaError
+from cea.io import output
+from cea.io.load import load_inputs
+from cea.io.output import DEFAULT_OUTPUTS, OutputDir, OutputFile
+from cea.io.template import write_template
+from cea.parameters.designs import check_parameter
+from cea.parameters.table import Scenario, load_scenario
+from cea.pipeline import dsa, psa, regional
+from cea.pipeline.base import run_base_case
+from cea.report import base as report_base
+from cea.report import dsa as report_dsa
+from cea.report import psa as report_psa
+from cea.report import regional as report_regional
+from cea.report.workbook import verification_summary, write_report
+from cea.verify import CHECK_PSA_DRAWS, check_table, format_checks
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _inputs(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--inputs", default="inputs", help="inputs folder or Excel input workbook (default: inputs)"
+    )
+    p.add_argument(
+        "--scenario", default=None, help="scenario TOML file (overrides settings and parameters)"
+    )
+
+
+def _outputs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default=None, help="output folder (default: outputs/<name>)")
+    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cea",
+        description="Cost-effectiveness of immunoglobulin replacement with bispecific antibodies in myeloma.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="base case for one country")
+    p.add_argument(
+        "--country", default=None, help="ISO2 code (default: settings.toml [run] country)"
+    )
+    p.add_argument(
+        "--strategies", default=None, help="comma-separated strategy ids (default: settings)"
+    )
+    p.add_argument(
+        "--report",
+        choices=("xlsx",),
+        default=None,
+        help="also write report.xlsx with live formulas and the verification checks",
+    )
+    _inputs(p)
+    _outputs(p)
+
+    p = sub.add_parser(
+        "compare", help="regional comparison across countries, with threshold Ig prices"
+    )
+    p.add_argument(
+        "--countries", default="all", help="'all' or a comma-separated list of ISO2 codes"
+    )
+    _inputs(p)
+    _outputs(p)
+
+    p = sub.add_parser(
+        "dsa", help="one-way (tornado) or two-way deterministic sensitivity analysis"
+    )
+    p.add_argument("--country", default=None)
+    p.add_argument(
+        "--comparison",
+        default=None,
+        help="intervention:comparator, e.g. primary_ivig:preemptive_ivig",
+    )
+    p.add_argument("--outcome", choices=("inmb", "icer"), default="inmb")
+    p.add_argument(
+        "--two-way",
+        dest="two_way",
+        default=None,
+        help="two parameters, e.g. hr_igrt_severe,c_ivig_per_g",
+    )
+    p.add_argument("--grid", type=int, default=11, help="grid points per parameter for --two-way")
+    p.add_argument(
+        "--report",
+        choices=("xlsx",),
+        default=None,
+        help="also write report.xlsx: the base case as live formulas, the tornado with a bar "
+        "chart and the verification checks (one-way only)",
+    )
+    _inputs(p)
+    _outputs(p)
+
+    p = sub.add_parser("scenarios", help="every scenario file beside the base case")
+    p.add_argument("--country", default=None)
+    p.add_argument(
+        "--dir", default=None, help="folder of scenario TOML files (default: <inputs>/scenarios)"
+    )
+    p.add_argument("--inputs", default="inputs")
+    _outputs(p)
+
+    p = sub.add_parser(
+        "threshold", help="value of a parameter at which a comparison's INMB is zero"
+    )
+    p.add_argument("--country", default=None)
+    p.add_argument("--parameter", required=True)
+    p.add_argument("--comparison", required=True, help="intervention:comparator")
+    p.add_argument(
+        "--low",
+        type=float,
+        default=None,
+        help="search range (default: the parameter's DSA range, widened)",
+    )
+    p.add_argument("--high", type=float, default=None)
+    _inputs(p)
+    _outputs(p)
+
+    p = sub.add_parser("psa", help="probabilistic sensitivity analysis and value of information")
+    p.add_argument("--country", default=None)
+    p.add_argument(
+        "--countries", default=None, help="'all' or a list: clinical draws shared across countries"
+    )
+    p.add_argument(
+        "--draws", type=int, default=None, help="number of draws (default: settings.toml)"
+    )
+    p.add_argument("--seed", type=int, default=None, help="seed (default: settings.toml)")
+    p.add_argument(
+        "--report",
+        choices=("xlsx",),
+        default=None,
+        help="also write report.xlsx: the base case as live formulas, the PSA with CEAC and CE "
+        "plane charts and the verification checks (one --country only)",
+    )
+    _inputs(p)
+    _outputs(p)
+
+    p = sub.add_parser("template", help="write every input table to one editable Excel workbook")
+    p.add_argument("--out", required=True, help="workbook to write, e.g. my_inputs.xlsx")
+    p.add_argument("--inputs", default="inputs")
+    p.add_argument("--force", action="store_true")
+
+    p = sub.add_parser("check", help="built-in verification (TECH-VER black-box checks)")
+    p.add_argument("--country", default=None)
+    _inputs(p)
+    return parser
+
+
+def _out(args, default_name: str) -> Path:
+    return Path(args.out) if args.out else DEFAULT_OUTPUTS / default_name
+
+
+def _command(args) -> str:
+    return " ".join(args.argv)
+
+
+def _strategies(args) -> list[str] | None:
+    return [s.strip() for s in args.strategies.split(",")] if args.strategies else None
+
+
+def cli_run(args) -> int:
+    """``cea run``: the base case for one country (and, with --report xlsx, the workbook with
+    the checks ``cea check`` prints)."""
+    base = run_base_case(args.inputs, args.country, args.scenario, _strategies(args))
+    out = _out(args, report_base.default_run_name(base))
+    table = check_table(base) if args.report == "xlsx" else None
+    with OutputDir(out, force=args.force) as tmp:
+        report_base.write_base_outputs(base, tmp, _command(args))
+        if table is not None:
+            note = (
+                f"As 'cea check': the PSA table checks on a short PSA of {CHECK_PSA_DRAWS} draws "
+                "(seed from the settings) and the tornado check on the one-way DSA of the "
+                "settings' comparisons."
+            )
+            write_report(base, tmp / "report.xlsx", _command(args), verification=table,
+                         verification_note=note)  # fmt: skip
+    print(report_base.summary_text(base))
+    if table is not None:
+        print(verification_summary(table))
+    print(f"\nwritten: {out}/")
+    return EXIT_OK
+
+
+def cli_dsa(args) -> int:
+    """``cea dsa``: one-way tornado (default) or ``--two-way p1,p2`` grid; ``--report xlsx``
+    (one-way only) adds report.xlsx: the base case as live formulas, sheet ``dsa`` the
+    tornado ordered by the INMB swing with a bar chart, ``dsa_tornado_icer`` ordered for the
+    ICER, and the verification sheet (base-case checks and the tornado check on it)."""
+    if args.report and args.two_way:
+        raise CeaError(
+            "--report xlsx is written for the one-way DSA only: drop --two-way, or --report"
+        )
+    base, comp = dsa.prepare(
+        args.inputs, args.country, args.scenario, args.comparison, keep_trace=bool(args.report)
+    )
+    code, suffix = base.country.code, report_dsa._scenario_suffix(base)
+    if args.two_way:
+        names = [p.strip() for p in args.two_way.split(",")]
+        if len(names) != 2 or not all(names):
+            raise CeaError(
+                f"--two-way needs two parameters separated by a comma, got '{args.two_way}'"
+            )
+        for p in names:
+            check_parameter(base.ptable, p)
+        tw = dsa.run_two_way(base, names[0], names[1], comp, args.grid)
+        out = _out(args, f"twoway_{code}_{names[0]}_{names[1]}{suffix}")
+        with OutputDir(out, force=args.force) as tmp:
+            files = report_dsa.write_two_way(tw, tmp, _command(args))
+        print(report_dsa.two_way_summary(tw))
+        print(f"\nwritten: {out}/ ({', '.join(files)})")
+        return EXIT_OK
+    ow = dsa.run_one_way(base)
+    inmb_t = dsa.tornado_table(ow, comp, "inmb")
+    out = _out(args, f"dsa_{code}_{comp[0]}_vs_{comp[1]}{suffix}")
+    table = check_table(base, {"tornado": inmb_t}) if args.report == "xlsx" else None
+    with OutputDir(out, force=args.force) as tmp:
+        files = report_dsa.write_one_way(ow, comp, tmp, _command(args))
+        if table is not None:
+            note = (
+                f"The tornado check ran on this workbook's tornado ({comp[0]} vs {comp[1]}, "
+                "sheet dsa); no PSA checks (no PSA in this run: cea psa --report xlsx)."
+            )
+            tornado = {"tornado": inmb_t, "tornado_icer": dsa.tornado_table(ow, comp, "icer")}
+            write_report(base, tmp / "report.xlsx", _command(args), dsa=tornado,
+                         verification=table, verification_note=note)  # fmt: skip
+            files = sorted([*files, "report.xlsx"])
+    shown = inmb_t if args.outcome == "inmb" else dsa.tornado_table(ow, comp, args.outcome)
+    print(report_dsa.one_way_summary(ow, shown, args.outcome))
+    if table is not None:
+        print(verification_summary(table))
+    print(f"\nwritten: {out}/ ({', '.join(files)})")
+    return EXIT_OK
+
+
+def cli_scenarios(args) -> int:
+    """``cea scenarios``: every scenario file beside the base case."""
+    sc = dsa.run_scenarios(load_inputs(args.inputs), args.country, folder=args.dir)
+    out = _out(args, f"scenarios_{sc.base.country.code}")
+    with OutputDir(out, force=args.force) as tmp:
+        files = report_dsa.write_scenarios(sc, tmp, _command(args))
+    print(report_dsa.scenarios_summary(sc))
+    print(f"\nwritten: {out}/ ({', '.join(files)})")
+    return EXIT_OK
+
+
+def cli_threshold(args) -> int:
+    """``cea threshold``: the parameter value at which a comparison's INMB is zero."""
+    base, comp = dsa.prepare(args.inputs, args.country, args.scenario, args.comparison)
+    check_parameter(base.ptable, args.parameter)
+    th = dsa.find_threshold(base, args.parameter, comp, args.low, args.high)
+    suffix = report_dsa._scenario_suffix(base)
+    out = _out(
+        args, f"threshold_{base.country.code}_{args.parameter}_{comp[0]}_vs_{comp[1]}{suffix}"
+    )
+    with OutputDir(out, force=args.force) as tmp:
+        files = report_dsa.write_threshold(th, tmp, _command(args))
+    print(report_dsa.threshold_summary(th))
+    print(f"\nwritten: {out}/ ({', '.join(files)})")
+    return EXIT_OK
+
+
+def cli_psa(args) -> int:
+    """``cea psa``: PSA and value of information for one country or several; ``--report xlsx``
+    (one country) adds report.xlsx: the base case as live formulas, the PSA sheets (summary,
+    CEAC line chart, CE plane scatter chart, EVPI, EVPPI, convergence) and the verification
+    sheet (base-case checks and the PSA table checks on these draws)."""
+    if args.country and args.countries:
+        raise CeaError("give --country or --countries, not both")
+    if args.report and args.countries:
+        raise CeaError("--report xlsx is written for one country: use --country, not --countries")
+    run = psa.run_psa(
+        args.inputs, args.countries or args.country, args.draws, args.seed, args.scenario,
+        progress=None,
+    )  # fmt: skip
+    codes = list(run.countries)
+    every = bool(args.countries) and args.countries.strip().lower() == "all"
+    out = _out(args, report_psa.default_run_name(codes, run.n_draws, every))
+    table = None
+    if args.report == "xlsx":
+        (c,) = run.countries.values()
+        table = check_table(c.base, {"psa_draws": c.draws, "parameters": c.ptable,
+                                     "ceac": c.tables.ceac, "evpi": c.tables.evpi})  # fmt: skip
+        with OutputDir(out, force=args.force) as tmp:
+            report_psa.write_country(c, run, tmp, _command(args))
+            note = (
+                f"The PSA table checks ran on this PSA ({run.n_draws:,} draws, seed {run.seed}); "
+                "no tornado check (no DSA in this run: cea dsa --report xlsx)."
+            )
+            write_report(c.base, tmp / "report.xlsx", _command(args), psa=c.tables,
+                         verification=table, verification_note=note)  # fmt: skip
+    else:
+        report_psa.write_outputs(run, out, _command(args), force=args.force)
+    for c in run.countries.values():
+        print(report_psa.summary_text(c))
+        print()
+    model_s = sum(v for k, v in run.seconds.items() if k.startswith("model_"))
+    print(
+        f"model {model_s:.1f} s for {len(codes) * run.n_draws:,} country-draws; "
+        f"total {run.seconds['total']:.1f} s"
+    )
+    if table is not None:
+        print(verification_summary(table))
+    print(f"written: {out}/")
+    return EXIT_OK
+
+
+def cli_compare(args) -> int:
+    """``cea compare``: the regional comparison in local currency, US$ and PPP dollars, with
+    the threshold Ig price per gram."""
+    scenario = load_scenario(args.scenario) if args.scenario else Scenario()
+    out = _out(args, report_regional.default_run_name(scenario))
+    if out.exists() and not args.force:  # before the runs, not after them
+        raise CeaError(f"output folder {out} already exists: use --force to replace it, or --out")
+    res = regional.compare_countries(args.inputs, args.countries, scenario)
+    with OutputDir(out, force=args.force) as tmp:
+        report_regional.write_outputs(res, tmp, _command(args))
+    print(report_regional.summary_text(res))
+    print(f"\n{len(res.countries)} countries in {res.seconds:.1f} s; written: {out}/")
+    return EXIT_OK
+
+
+def cli_check(args) -> int:
+    """``cea check``: the base-case checks, and the PSA/DSA table checks on a short PSA and the
+    one-way DSA, for one country (and scenario); exit 1 if any fails."""
+    base = run_base_case(args.inputs, args.country, args.scenario)
+    c = base.country
+    print(
+        f"cea check | {c.name} ({c.code}) | scenario: {base.ptable.scenario.name} | TECH-VER "
+        f"black-box checks (Buyukkaramikli et al. 2019); PSA checks on {CHECK_PSA_DRAWS} draws\n"
+    )
+    table = check_table(base)
+    print(format_checks(table))
+    return EXIT_OK if bool(table["passed"].all()) else EXIT_CHECK_FAILED
+
+
+def cli_template(args) -> int:
+    """``cea template --out FILE.xlsx [--inputs DIR|FILE] [--force]``: every input table in
+    one editable workbook."""
+    out = Path(args.out)
+    if out.suffix.lower() != ".xlsx":
+        raise CeaError(f"--out {out}: the template must be an .xlsx file")
+    with OutputFile(out, force=args.force) as tmp:
+        write_template(Path(args.inputs), tmp)
+    print(
+        f"written: {out} (every input table of {args.inputs}; edit it and run "
+        f"`cea run --inputs {out}`)"
+    )
+    return EXIT_OK
+
+
+COMMANDS = {
+    "run": cli_run,
+    "compare": cli_compare,
+    "dsa": cli_dsa,
+    "scenarios": cli_scenarios,
+    "threshold": cli_threshold,
+    "psa": cli_psa,
+    "template": cli_template,
+    "check": cli_check,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.argv = ["cea", *(sys.argv[1:] if argv is None else argv)]
+    try:
+        return COMMANDS[args.command](args)
+    except CeaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        if output.COMMITTED:  # the signal landed after the output was complete and in place
+            done = ", ".join(f"{p}/" for p in output.COMMITTED)
+            print(f"interrupted after the output was complete: {done}", file=sys.stderr)
+        else:
+            print("interrupted: no output written", file=sys.stderr)
+        return EXIT_INTERRUPTED

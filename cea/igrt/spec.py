@@ -1,0 +1,224 @@
+"""The IgRT model's specification: states, subgroups, strategies and the run settings.
+
+Six states (docs/model.md, section 3), two myeloma-isotype subgroups run as parallel cohorts,
+strategies as rows of ``strategies.csv`` (trigger x product x regimen), and
+:class:`ModelSpec`: everything the model needs besides the per-draw parameter values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+
+from cea.errors import CeaError
+from cea.io.inputs import Inputs
+from cea.parameters.table import ParameterTable
+
+STATES = (
+    "on_bsab_igg_normal",
+    "on_bsab_igg_low",
+    "on_bsab_igrt",
+    "off_bsab_igrt",
+    "off_bsab",
+    "dead",
+)
+
+
+N, L, I, OI, O, DEAD = range(6)
+
+
+S = len(STATES)
+
+
+ALIVE = (N, L, I, OI, O)
+
+
+ON_BSAB = (N, L, I)
+
+
+ON_IGRT = (I, OI)
+
+
+SUBGROUPS = ("igg_isotype", "non_igg")
+
+
+COST_CATEGORIES = (
+    "cost_ig",
+    "cost_ig_admin",
+    "cost_scig_training",
+    "cost_monitoring",
+    "cost_severe_infections",
+    "cost_nonsevere_infections",
+    "cost_adverse_events",
+    "cost_bsab",
+    "cost_subsequent_therapy",
+    "cost_end_of_life",
+)
+
+
+EFFECTS = ("qaly", "ly")
+
+
+COUNTS = (
+    "severe_infections",
+    "nonsevere_infections",
+    "infection_deaths",
+    "ig_grams",
+    "infusions",
+    "igg_tests",
+    "years_on_igrt",
+    "thromboembolic_events",
+    "infusion_reactions",
+)
+
+
+REWARDS = COST_CATEGORIES + EFFECTS + COUNTS
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """One row of strategies.csv."""
+
+    strategy: str
+    trigger: str  # never, at_start, igg_below_threshold, after_severe_infection
+    product: str = ""  # ivig, scig or "" for never
+    dose_g_per_kg: float = 0.0
+    interval_days: float = 0.0
+    dosing_weight: str = "actual"  # actual, ideal, adjusted, flat
+    flat_dose_g: float = 0.0
+    vial_rounding_g: float = 0.0
+    start_after_severe_infection: bool = False
+    hr_severe_parameter: str = "hr_igrt_severe"
+    label: str = ""
+
+    @property
+    def uses_igrt(self) -> bool:
+        return self.trigger != "never"
+
+    @property
+    def is_scig(self) -> bool:
+        return self.product == "scig"
+
+
+def strategies_from_table(df: pd.DataFrame) -> dict[str, Strategy]:
+    out = {}
+    for _, r in df.iterrows():
+        out[r["strategy"]] = Strategy(
+            strategy=r["strategy"],
+            trigger=r["trigger"],
+            product=r["product"] or "",
+            dose_g_per_kg=float(r["dose_g_per_kg"] or 0.0),
+            interval_days=float(r["interval_days"] or 0.0),
+            dosing_weight=r["dosing_weight"] or "actual",
+            flat_dose_g=float(r["flat_dose_g"] or 0.0),
+            vial_rounding_g=float(r["vial_rounding_g"] or 0.0),
+            start_after_severe_infection=bool(r["start_after_severe_infection"]),
+            hr_severe_parameter=(r.get("hr_severe_parameter") or "hr_igrt_severe"),
+            label=r.get("label") or r["strategy"],
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything the model needs besides the per-draw parameter values."""
+
+    strategies: tuple[Strategy, ...]
+    n_cycles: int
+    cycle_days: float
+    days_per_year: float
+    mx_by_age: np.ndarray = field(
+        repr=False
+    )  # background mortality hazard per year by age 0, 1, ...
+    unit_scale: Mapping[str, float] = field(default_factory=dict, repr=False)
+    correction: str | tuple = "half_cycle"
+    discount_rate_costs: float = 0.0
+    discount_rate_effects: float = 0.0
+    discount_offset_cycles: float = 0.0
+    discount_step: str = "cycle"
+    bsab_drug: str = "teclistamab"
+    include_bsab_costs: bool = True
+    include_subsequent_therapy: bool = False
+    include_end_of_life: bool = False
+
+    @property
+    def dt(self) -> float:
+        """Cycle length in years."""
+        return self.cycle_days / self.days_per_year
+
+    @property
+    def cycle_months(self) -> float:
+        return self.dt * 12.0
+
+    @property
+    def strategy_names(self) -> list[str]:
+        return [s.strategy for s in self.strategies]
+
+    def with_strategies(self, strategies: Sequence[Strategy]) -> ModelSpec:
+        return replace(self, strategies=tuple(strategies))
+
+
+def n_cycles_for(horizon_years: float, cycle_days: float, days_per_year: float) -> int:
+    """Number of cycles: the horizon rounded to whole cycles (10 years of 28 days -> 130)."""
+    return max(1, int(round(horizon_years * days_per_year / cycle_days)))
+
+
+def build_spec(
+    ptable: ParameterTable, inputs: Inputs, strategies: list[str] | None = None
+) -> ModelSpec:
+    """The model specification for one country and scenario (settings merged)."""
+    model = ptable.settings.get("model", {})
+    table = strategies_from_table(inputs.strategies.df)
+    names = strategies or model.get("strategies") or list(table)
+    unknown = [s for s in names if s not in table]
+    if unknown:
+        raise CeaError(
+            f"unknown strategy {', '.join(repr(s) for s in unknown)} (known: {', '.join(table)})"
+        )
+    if len(set(names)) != len(names):
+        raise CeaError("a strategy is listed twice in the settings")
+    for s in names:
+        hr = table[s].hr_severe_parameter
+        if hr not in ptable.df.index:
+            raise CeaError(f"strategy '{s}' needs parameter '{hr}'")
+    drug = model.get("bsab_drug", "teclistamab")
+    if model.get("include_bsab_costs", True) and f"c_bsab_{drug}_month" not in ptable.df.index:
+        raise CeaError(
+            f"country {ptable.country.code}: no price item 'c_bsab_{drug}_month' for bsab_drug '{drug}' "
+            f"in prices/{ptable.country.code}.csv"
+        )
+    cycle_days = float(model.get("cycle_days", 28))
+    days_per_year = float(model.get("days_per_year", 365.25))
+    correction = model.get("correction", "half_cycle")
+    if isinstance(correction, list):
+        correction = tuple(float(x) for x in correction)
+    return ModelSpec(
+        strategies=tuple(table[s] for s in names),
+        n_cycles=n_cycles_for(float(model.get("horizon_years", 10)), cycle_days, days_per_year),
+        cycle_days=cycle_days,
+        days_per_year=days_per_year,
+        mx_by_age=ptable.country.mx_by_age,
+        unit_scale=ptable.unit_scale,
+        correction=correction,
+        discount_rate_costs=ptable.country.discount_rate_costs,
+        discount_rate_effects=ptable.country.discount_rate_effects,
+        discount_offset_cycles=float(model.get("discount_offset_cycles", 0.0)),
+        discount_step=model.get("discount_step", "cycle"),
+        bsab_drug=drug,
+        include_bsab_costs=bool(model.get("include_bsab_costs", True)),
+        include_subsequent_therapy=bool(model.get("include_subsequent_therapy", False)),
+        include_end_of_life=bool(model.get("include_end_of_life", False)),
+    )
+
+
+def apply_discount_settings(spec: ModelSpec, settings: dict) -> ModelSpec:
+    """Scenario settings may override the country's discount rates."""
+    model = settings.get("model", {})
+    kw = {}
+    for key in ("discount_rate_costs", "discount_rate_effects"):
+        if key in model:
+            kw[key] = float(model[key])
+    return replace(spec, **kw) if kw else spec

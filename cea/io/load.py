@@ -1,0 +1,16 @@
+"""Inputs from a folder or from the Excel input workbook (``cea template``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cea.io.inputs import Inputs, load_inputs_folder
+from cea.io.workbook import load_inputs_xlsx
+
+
+def load_inputs(root: Path | str) -> Inputs:
+    """Read and validate every table of an inputs folder, or of an input workbook (``.xlsx``)."""
+    root = Path(root)
+    if root.suffix.lower() == ".xlsx":
+        return load_inputs_xlsx(root)
+    return load_inputs_folder(root)

@@ -1,0 +1,99 @@
+"""Output folders: written in a temporary sibling folder and moved into place when complete."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from cea.errors import CeaError
+
+DEFAULT_OUTPUTS = Path("outputs")
+
+
+#: Output folders this process has moved into place (the CLI names them if interrupted later).
+COMMITTED: list[Path] = []
+
+
+class OutputDir:
+    """Write into a temporary sibling folder; move it into place on success only.
+
+    An existing target is refused unless ``force``; with ``force`` it is replaced only after
+    the new output is complete.
+    """
+
+    def __init__(self, target: Path, force: bool = False):
+        self.target = Path(target)
+        self.force = force
+        self.tmp: Path | None = None
+
+    def __enter__(self) -> Path:
+        if self.target.exists() and not self.force:
+            raise CeaError(
+                f"output folder {self.target} already exists: use --force to replace it, or --out"
+            )
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(
+            tempfile.mkdtemp(prefix=f".{self.target.name}.tmp-", dir=self.target.parent)
+        )
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb):
+        assert self.tmp is not None
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return False
+        if not self.force:
+            # another run may have created the target since __enter__: a directory is renamed
+            # only onto a missing or empty one, so that run's output is never replaced
+            try:
+                os.rename(self.tmp, self.target)
+            except OSError:
+                shutil.rmtree(self.tmp, ignore_errors=True)
+                raise CeaError(
+                    f"output folder {self.target} was created by another run while this one was "
+                    "running: nothing written; use --force to replace it, or --out"
+                ) from None
+            COMMITTED.append(self.target)
+            return False
+        old = None
+        if self.target.exists():
+            old = self.target.with_name(f".{self.target.name}.old-{os.getpid()}")
+            os.replace(self.target, old)
+        os.replace(self.tmp, self.target)
+        COMMITTED.append(self.target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return False
+
+
+class OutputFile:
+    """One output file written under a temporary name beside it and moved into place on
+    success only; an existing file is refused unless ``force``."""
+
+    def __init__(self, target: Path, force: bool = False):
+        self.target = Path(target)
+        self.force = force
+        self.tmp: Path | None = None
+
+    def __enter__(self) -> Path:
+        if self.target.exists() and not self.force:
+            raise CeaError(f"{self.target} already exists: use --force to replace it")
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{self.target.name}.", suffix=self.target.suffix, dir=self.target.parent
+        )
+        os.close(fd)
+        self.tmp = Path(tmp)
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb):
+        assert self.tmp is not None
+        try:
+            if exc_type is None:
+                os.replace(self.tmp, self.target)
+        finally:
+            if self.tmp.exists():
+                self.tmp.unlink()
+        return False

@@ -1,0 +1,191 @@
+"""PSA draws: one seed, common random numbers across countries.
+
+Every parameter row gives its distribution through ``ParameterTable.distribution`` (method of
+moments from ``value`` and ``se`` or the 95% range, so the centre is the base-case value).
+Parameters are split into
+
+- **clinical** (every row not in ``category = prices``): drawn once and shared by every
+  country of a run, from the distributions of ``parameters.csv`` with the scenario applied
+  but without the country overrides, with the optional Gaussian copula of
+  ``inputs/correlations.csv``. A country whose override changes a parameter keeps the same
+  random numbers through its own quantile function: x_c = F_c^-1(F_ref(x_ref)) (common
+  random numbers; a fixed override, such as body weight, is simply the country's value);
+- **prices** (``prices/<ISO2>.csv``): drawn per country, independently.
+
+Seeding: one integer seed -> :class:`numpy.random.SeedSequence` children identified by a
+``spawn_key``: ``(0,)`` for the clinical stream and ``(1, k)`` for a country's prices, where
+k is the ISO2 code read as a base-256 integer ("GB" -> 0x4742). A country's streams
+therefore depend only on the seed and its own code, never on which other countries are in
+the run or their order: ``--country GB`` and ``--countries all`` give GB the same draws.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+
+from cea.errors import CeaError
+from cea.io.inputs import Inputs
+from cea.parameters import distributions as dist
+from cea.parameters.table import ParameterTable, Scenario, build_parameter_table
+
+#: The category of country price rows (drawn per country); every other row is clinical.
+PRICE_CATEGORY = "prices"
+
+
+#: spawn_key streams of the run's SeedSequence.
+CLINICAL_STREAM, PRICE_STREAM = 0, 1
+
+
+#: Fewest draws a PSA accepts (variances and percentiles need a few).
+MIN_DRAWS = 2
+
+
+def country_key(code: str) -> int:
+    """A country's stable stream number: its ISO2 code read as a base-256 integer ("GB" -> 18242)."""
+    try:
+        raw = code.upper().encode("ascii")
+    except UnicodeEncodeError:
+        raise CeaError(f"country code {code!r} must be ASCII") from None
+    return int.from_bytes(raw, "big")
+
+
+def clinical_seed(seed: int) -> np.random.SeedSequence:
+    """SeedSequence of the clinical draws shared by every country."""
+    return np.random.SeedSequence(_check_seed(seed), spawn_key=(CLINICAL_STREAM,))
+
+
+def price_seed(seed: int, code: str) -> np.random.SeedSequence:
+    """SeedSequence of one country's price draws (independent of the other countries)."""
+    return np.random.SeedSequence(_check_seed(seed), spawn_key=(PRICE_STREAM, country_key(code)))
+
+
+def _check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise CeaError(f"seed must be an integer >= 0, got {seed!r}")
+    return int(seed)
+
+
+def price_parameters(ptable: ParameterTable) -> list[str]:
+    return [n for n in ptable.names if ptable.df.loc[n, "category"] == PRICE_CATEGORY]
+
+
+def clinical_parameters(ptable: ParameterTable) -> list[str]:
+    return [n for n in ptable.names if ptable.df.loc[n, "category"] != PRICE_CATEGORY]
+
+
+def reference_table(inputs: Inputs, scenario: Scenario, code: str) -> ParameterTable:
+    """Clinical reference: parameters.csv with the scenario, without country overrides."""
+    return build_parameter_table(replace(inputs, overrides=None), code, scenario)
+
+
+def correlation_matrix(inputs: Inputs) -> pd.DataFrame | None:
+    """The copula correlation matrix from ``inputs/correlations.csv`` (None when absent).
+
+    Unlisted pairs are 0; a pair listed twice (in either order) or a parameter paired with
+    itself is an error. Positive definiteness is checked when sampling.
+    """
+    table = inputs.correlations
+    if table is None or table.df.empty:
+        return None
+    df = table.df
+    names: list[str] = []
+    for _, r in df.iterrows():
+        for c in ("parameter_a", "parameter_b"):
+            if r[c] not in names:
+                names.append(r[c])
+    m = pd.DataFrame(np.eye(len(names)), index=names, columns=names)
+    seen: dict[frozenset, int] = {}
+    for _, r in df.iterrows():
+        a, b, rho = r["parameter_a"], r["parameter_b"], float(r["correlation"])
+        if a == b:
+            raise table.error(
+                f"parameter '{a}' is correlated with itself",
+                row=int(r["_row"]),
+                column="parameter_b",
+            )
+        key = frozenset((a, b))
+        if key in seen:
+            raise table.error(
+                f"pair {a}/{b} is listed twice (also row {seen[key]})", row=int(r["_row"])
+            )
+        seen[key] = int(r["_row"])
+        m.loc[a, b] = m.loc[b, a] = rho
+    return m
+
+
+def _cdf(d: dist.Distribution, x: np.ndarray) -> np.ndarray:
+    """Distribution function of a univariate specification (for common random numbers)."""
+    from scipy import stats  # here, not at the top: scipy.stats is slow to load
+
+    if isinstance(d, dist.Beta):
+        return stats.beta.cdf(x, d.alpha, d.beta)
+    if isinstance(d, dist.Gamma):
+        return stats.gamma.cdf(x, d.shape, scale=d.scale)
+    if isinstance(d, dist.LogNormal):
+        return stats.norm.cdf((np.log(x) - d.mu) / d.sigma)
+    if isinstance(d, dist.Normal):
+        return stats.norm.cdf(x, d.mu, d.sd)
+    if isinstance(d, dist.Uniform):
+        return stats.uniform.cdf(x, d.low, d.high - d.low)
+    raise CeaError(f"no distribution function for {type(d).__name__}")
+
+
+def sample_draws(
+    inputs: Inputs,
+    ptables: dict[str, ParameterTable],
+    n_draws: int,
+    seed: int,
+    scenario: Scenario | None = None,
+) -> dict[str, pd.DataFrame]:
+    """PSA draws of every country: ``code -> DataFrame`` (index ``draw``, columns = parameters).
+
+    Clinical columns are shared across countries (same random numbers; see the module
+    docstring); price columns come from each country's own stream.
+    """
+    if (
+        isinstance(n_draws, bool)
+        or not isinstance(n_draws, int | np.integer)
+        or n_draws < MIN_DRAWS
+    ):
+        raise CeaError(f"number of draws must be an integer >= {MIN_DRAWS}, got {n_draws!r}")
+    n_draws = int(n_draws)
+    scenario = scenario or Scenario()
+    codes = list(ptables)
+    ref = reference_table(inputs, scenario, codes[0])
+    clinical = clinical_parameters(ref)
+    ref_dists = {n: ref.distribution(n) for n in clinical}
+    corr = correlation_matrix(inputs)
+    shared = dist.sample_many(
+        ref_dists, n_draws, np.random.Generator(np.random.PCG64(clinical_seed(seed))), corr
+    )
+    out = {}
+    for code, pt in ptables.items():
+        cols: dict[str, np.ndarray] = {}
+        for n in clinical_parameters(pt):
+            d_c, d_ref = pt.distribution(n), ref_dists.get(n)
+            if d_ref is None:
+                raise CeaError(f"parameter '{n}' of {code} is not in the clinical reference table")
+            if d_c == d_ref:
+                cols[n] = shared[n].to_numpy()
+            elif isinstance(d_c, dist.Fixed):
+                cols[n] = np.full(n_draws, float(d_c.value))
+            elif isinstance(d_ref, dist.Fixed):
+                raise CeaError(
+                    f"parameter '{n}' is fixed in parameters.csv but uncertain for {code}: "
+                    "a country override cannot add uncertainty"
+                )
+            else:
+                cols[n] = d_c.ppf(np.clip(_cdf(d_ref, shared[n].to_numpy()), 0.0, 1.0))
+        prices = price_parameters(pt)
+        if prices:
+            rng = np.random.Generator(np.random.PCG64(price_seed(seed, code)))
+            pd_draws = dist.sample_many({n: pt.distribution(n) for n in prices}, n_draws, rng)
+            for n in prices:
+                cols[n] = pd_draws[n].to_numpy()
+        out[code] = pd.DataFrame(
+            {n: cols[n] for n in pt.names}, index=pd.RangeIndex(n_draws, name="draw")
+        )
+    return out

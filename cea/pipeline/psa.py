@@ -1,0 +1,331 @@
+"""Probabilistic sensitivity analysis: seeded draws -> model -> outcomes -> PSA tables.
+
+``cea psa --country GB --draws 10000 --seed 1`` and ``cea psa --countries all --draws 5000``.
+The draws come from :mod:`cea.parameters.sampling` (one seed; clinical draws shared by every
+country, prices per country); the model (:func:`cea.igrt.model.run_model`) has no random
+numbers, and :mod:`cea.analysis.psa` turns per-draw outcomes into the decision-uncertainty
+tables. ``docs/psa.md`` explains the methods and how to read every output.
+
+All draws are made before the model runs; the model then runs in chunks of
+:data:`PSA_CHUNK_DRAWS` (progress is reported between chunks), so the draws never depend on
+the chunk size.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cea.analysis import voi
+from cea.analysis.psa import (
+    DEFAULT_DECISION_HORIZON_YEARS,
+    INTERVAL,
+    PsaTables,
+    analyse,
+)
+from cea.errors import CeaError
+from cea.igrt.model import compiled_kernel, run_model
+from cea.igrt.spec import ModelSpec, apply_discount_settings, build_spec
+from cea.io.inputs import Inputs
+from cea.io.load import load_inputs
+from cea.parameters.sampling import _check_seed, sample_draws
+from cea.parameters.table import ParameterTable, Scenario, build_parameter_table
+from cea.pipeline.base import BaseCase, as_scenario, build_base_case, comparisons_from_settings
+
+#: Most worker processes for the model (one per CPU up to this).
+MAX_WORKERS = 8
+#: Draws per model call: progress granularity and the share of work per worker process
+#: (results do not depend on it). 2,500 keeps the per-call overhead small and gives each of
+#: two workers two chunks at 10,000 draws; the model bounds its own memory within a chunk.
+PSA_CHUNK_DRAWS = 2500
+
+
+# --------------------------------------------------------------------------- seeding and draws
+
+
+# --------------------------------------------------------------------------- running the model
+
+
+class Progress:
+    """Plain one-line progress on stderr, redrawn with a carriage return; silent unless enabled."""
+
+    def __init__(self, total: int, enabled: bool | None = None, stream=None):
+        self.stream = stream or sys.stderr
+        self.enabled = bool(self.stream.isatty()) if enabled is None else enabled
+        self.total = max(1, total)
+        self.done = 0
+        self.start = time.perf_counter()
+
+    def update(self, n: int, label: str = "") -> None:
+        self.done += n
+        if not self.enabled:
+            return
+        elapsed = time.perf_counter() - self.start
+        frac = self.done / self.total
+        eta = elapsed * (1 - frac) / frac if frac > 0 else float("nan")
+        width = 30
+        bar = "#" * int(round(width * frac)) + "." * (width - int(round(width * frac)))
+        self.stream.write(
+            f"\rpsa {label} [{bar}] {self.done:,}/{self.total:,} draws {elapsed:6.1f} s, ~{eta:5.1f} s left"
+        )
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+@dataclass
+class ModelRun:
+    """Per-draw model results: ``cost``/``qaly`` as (D, K) arrays, the long outcomes table,
+    the calibrated values per draw, and the seconds spent."""
+
+    outcomes: pd.DataFrame
+    calibrated: pd.DataFrame
+    cost: np.ndarray
+    qaly: np.ndarray
+    seconds: float
+
+
+def _run_chunk(draws: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One model call (top level, so worker processes can run it), through the compiled
+    kernel when Numba is available (cea.igrt.model.compiled_kernel)."""
+    with compiled_kernel():
+        res = run_model(draws, spec)
+    return res.outcomes, res.calibrated
+
+
+def default_workers(n_chunks: int) -> int:
+    """Worker processes for ``n_chunks`` chunks: one per CPU up to :data:`MAX_WORKERS`, and 1
+    (no pool) for a single chunk."""
+    return max(1, min(n_chunks, os.cpu_count() or 1, MAX_WORKERS))
+
+
+def run_draws(
+    draws: pd.DataFrame,
+    spec: ModelSpec,
+    chunk_draws: int = PSA_CHUNK_DRAWS,
+    progress: Progress | None = None,
+    label: str = "",
+    workers: int | None = None,
+) -> ModelRun:
+    """Run the model over all draws in chunks of ``chunk_draws`` (memory is bounded inside
+    ``run_model``), in ``workers`` processes (default :func:`default_workers`).
+
+    Each chunk is the same model call whichever process runs it, so the results are
+    bit-identical whatever the number of workers.
+    """
+    if chunk_draws < 1:
+        raise CeaError(f"chunk_draws must be >= 1, got {chunk_draws}")
+    D, K = len(draws), len(spec.strategies)
+    t0 = time.perf_counter()
+    bounds = [(lo, min(D, lo + chunk_draws)) for lo in range(0, D, chunk_draws)]
+    workers = default_workers(len(bounds)) if workers is None else max(1, int(workers))
+    chunks = [draws.iloc[lo:hi] for lo, hi in bounds]
+    if workers == 1:
+        results = []
+        for chunk in chunks:
+            results.append(_run_chunk(chunk, spec))
+            if progress is not None:
+                progress.update(len(chunk), label)
+    else:
+        # the first chunk here compiles the kernels once (or loads them from Numba's cache)
+        # before the workers, which then load them from the cache
+        results = [_run_chunk(chunks[0], spec)]
+        if progress is not None:
+            progress.update(len(chunks[0]), label)
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for chunk, res in zip(
+                chunks[1:],
+                pool.map(_run_chunk, chunks[1:], [spec] * (len(chunks) - 1)),
+                strict=True,
+            ):
+                results.append(res)
+                if progress is not None:
+                    progress.update(len(chunk), label)
+    # each chunk is strategy-major; put all draws of a strategy together, strategies in spec order
+    out = pd.concat([r[0] for r in results], ignore_index=True)
+    order = {s: i for i, s in enumerate(spec.strategy_names)}
+    out = out.sort_values(
+        ["strategy", "draw"],
+        key=lambda s: s.map(order) if s.name == "strategy" else s,
+        kind="stable",
+    )
+    out = out.reset_index(drop=True)
+    cost = out["cost"].to_numpy().reshape(K, D).T.copy()
+    qaly = out["qaly"].to_numpy().reshape(K, D).T.copy()
+    return ModelRun(out, pd.concat([r[1] for r in results]), cost, qaly, time.perf_counter() - t0)
+
+
+@dataclass
+class CountryPsa:
+    """One country's PSA: inputs, draws, per-draw results and tables."""
+
+    code: str
+    base: BaseCase
+    draws: pd.DataFrame
+    run: ModelRun
+    tables: PsaTables
+
+    @property
+    def ptable(self) -> ParameterTable:
+        return self.base.ptable
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self.base.spec
+
+
+@dataclass
+class PsaRun:
+    countries: dict[str, CountryPsa]
+    seed: int
+    n_draws: int
+    decision_horizon_years: float
+    scenario: Scenario
+    inputs: Inputs
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def run_psa(
+    inputs: Inputs | Path | str = "inputs",
+    countries: Sequence[str] | str | None = None,
+    n_draws: int | None = None,
+    seed: int | None = None,
+    scenario: Scenario | Path | str | None = None,
+    strategies: Sequence[str] | None = None,
+    decision_horizon_years: float = DEFAULT_DECISION_HORIZON_YEARS,
+    chunk_draws: int = PSA_CHUNK_DRAWS,
+    progress: bool | None = False,
+    workers: int | None = None,
+) -> PsaRun:
+    """The PSA of one or several countries (clinical draws shared; prices per country).
+
+    ``countries``: an ISO2 code, a list, "all", or None (the settings' country). ``n_draws``
+    and ``seed`` default to ``[run]`` of the settings (after the scenario). ``progress``:
+    True/False, or None for "when stderr is a terminal". ``workers``: model processes
+    (default one per CPU when there are several chunks; results do not depend on it).
+    """
+    t0 = time.perf_counter()
+    if not isinstance(inputs, Inputs):
+        inputs = load_inputs(inputs)
+    scenario = as_scenario(scenario)
+    run_settings = {**inputs.settings.get("run", {}), **scenario.settings.get("run", {})}
+    codes = _country_codes(inputs, countries, run_settings)
+    n_draws = int(run_settings.get("n_draws", 1000)) if n_draws is None else n_draws
+    seed = int(run_settings.get("seed", 1)) if seed is None else seed
+    _check_seed(seed)
+    if not (isinstance(decision_horizon_years, int | float) and decision_horizon_years > 0):
+        raise CeaError(f"decision horizon must be > 0 years, got {decision_horizon_years!r}")
+    ptables = {c: build_parameter_table(inputs, c, scenario) for c in codes}
+    all_draws = sample_draws(inputs, ptables, n_draws, seed, scenario)
+    seconds = {"load_and_draw": time.perf_counter() - t0}
+    bar = Progress(len(codes) * n_draws, enabled=progress)
+    results = {}
+    try:
+        for code in codes:
+            pt = ptables[code]
+            spec = apply_discount_settings(
+                build_spec(pt, inputs, list(strategies) if strategies else None), pt.settings
+            )
+            t1 = time.perf_counter()
+            base = build_base_case(inputs, ptable=pt, spec=spec)
+            seconds[f"base_case_{code}"] = time.perf_counter() - t1
+            run = run_draws(all_draws[code], spec, chunk_draws, bar, code, workers)
+            comps = comparisons_from_settings(pt.settings, spec)
+            t1 = time.perf_counter()
+            tables = analyse(
+                run.outcomes, all_draws[code], pt, spec.strategy_names, base.outcomes, comps,
+                decision_horizon_years,
+            )  # fmt: skip
+            seconds[f"model_{code}"] = run.seconds
+            seconds[f"analysis_{code}"] = time.perf_counter() - t1
+            results[code] = CountryPsa(code, base, all_draws[code], run, tables)
+    finally:
+        bar.close()
+    seconds["total"] = time.perf_counter() - t0
+    return PsaRun(results, seed, n_draws, float(decision_horizon_years), scenario, inputs, seconds)
+
+
+def _country_codes(inputs: Inputs, countries, run_settings: dict) -> list[str]:
+    """The countries of a run: a code, a comma-separated list, "all", a sequence, or None (the
+    settings' country)."""
+    if countries is None:
+        codes = [run_settings.get("country", "GB")]
+    elif isinstance(countries, str):
+        codes = (
+            inputs.country_codes()
+            if countries.strip().lower() == "all"
+            else [c.strip() for c in countries.split(",") if c.strip()]
+        )
+    else:
+        codes = list(countries)
+    if not codes:
+        raise CeaError("no country given")
+    if len(set(codes)) != len(codes):
+        raise CeaError(f"a country is listed twice: {', '.join(codes)}")
+    return codes
+
+
+def psa_conventions(psa: PsaRun) -> dict:
+    return {
+        "seed": psa.seed,
+        "n_draws": psa.n_draws,
+        "seeding": "numpy SeedSequence(seed) children by spawn_key: (0,) clinical draws shared by all "
+        "countries; (1, int.from_bytes(ISO2, 'big')) each country's prices; PCG64 generators",
+        "draws": "method of moments from value and se (or the 95% range) so the centre is the base-case value; "
+        "clinical rows from parameters.csv + scenario (country overrides mapped by quantile, common random numbers); "
+        "Gaussian copula from inputs/correlations.csv when present",
+        "correlations": None
+        if psa.inputs.correlations is None
+        else [
+            {
+                "parameter_a": r["parameter_a"],
+                "parameter_b": r["parameter_b"],
+                "correlation": float(r["correlation"]),
+            }
+            for _, r in psa.inputs.correlations.df.iterrows()
+        ],
+        "interval": list(INTERVAL),
+        "decision_horizon_years": psa.decision_horizon_years,
+        "population_evpi": "EVPI per patient x sum_{t=0}^{H-1} population_eligible_annual / (1 + discount_rate_costs)^t",
+        "evppi_method": "regression (Strong, Oakley & Brennan 2014): additive restricted cubic splines "
+        f"(knots at quantiles {list(voi.SPLINE_KNOT_QUANTILES)}) plus pairwise linear interactions, "
+        f"richest of {list(voi.BASES)} with terms < draws / {voi.MIN_DRAWS_PER_TERM}, else refused",
+        "net_benefit": "NMB = wtp x QALY - cost, wtp = the country's WTP per QALY",
+        "chunk_draws": PSA_CHUNK_DRAWS,
+    }
+
+
+def regional_table(psa: PsaRun) -> pd.DataFrame:
+    """One row per country: optimal strategy, P(cost-effective) of each strategy, EVPI."""
+    rows = []
+    for code, c in psa.countries.items():
+        h = c.tables.headline
+        country = c.ptable.country
+        row = {
+            "country": code,
+            "currency": h["currency"],
+            "price_year": h["price_year"],
+            "wtp_per_qaly": h["wtp"],
+            "optimal_strategy": h["optimal_strategy"],
+        }
+        row.update({f"p_ce_{s}": p for s, p in h["p_cost_effective"].items()})
+        row["evpi_per_patient"] = h["evpi_per_patient"]
+        row["evpi_per_patient_usd"] = h["evpi_per_patient"] / country.fx_lcu_per_usd
+        row["evpi_population"] = h["evpi_population"]
+        row["evpi_population_usd"] = h["evpi_population"] / country.fx_lcu_per_usd
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- terminal
