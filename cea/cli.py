@@ -15,6 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from cea.engine.cohort import BACKENDS
 from cea.errors import CeaError
 from cea.io import output
 from cea.io.load import load_inputs
@@ -40,6 +41,16 @@ def _inputs(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--scenario", default=None, help="scenario TOML file (overrides settings and parameters)"
+    )
+
+
+def _backend(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=default,
+        help=f"the engine's backend: numpy, or numba (compiled, parallel over draws; the same "
+        f"results to 1e-12) (default: {default})",
     )
 
 
@@ -70,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _inputs(p)
     _outputs(p)
+    _backend(p, "numpy")
 
     p = sub.add_parser(
         "compare", help="regional comparison across countries, with threshold Ig prices"
@@ -79,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _inputs(p)
     _outputs(p)
+    _backend(p, "numpy")
 
     p = sub.add_parser(
         "dsa", help="one-way (tornado) or two-way deterministic sensitivity analysis"
@@ -106,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _inputs(p)
     _outputs(p)
+    _backend(p, "numpy")
 
     p = sub.add_parser("scenarios", help="every scenario file beside the base case")
     p.add_argument("--country", default=None)
@@ -114,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--inputs", default="inputs")
     _outputs(p)
+    _backend(p, "numpy")
 
     p = sub.add_parser(
         "threshold", help="value of a parameter at which a comparison's INMB is zero"
@@ -130,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--high", type=float, default=None)
     _inputs(p)
     _outputs(p)
+    _backend(p, "numpy")
 
     p = sub.add_parser("psa", help="probabilistic sensitivity analysis and value of information")
     p.add_argument("--country", default=None)
@@ -149,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _inputs(p)
     _outputs(p)
+    _backend(p, psa.DEFAULT_BACKEND)
 
     p = sub.add_parser("template", help="write every input table to one editable Excel workbook")
     p.add_argument("--out", required=True, help="workbook to write, e.g. my_inputs.xlsx")
@@ -158,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="built-in verification (TECH-VER black-box checks)")
     p.add_argument("--country", default=None)
     _inputs(p)
+    _backend(p, "numpy")
     return parser
 
 
@@ -176,9 +194,11 @@ def _strategies(args) -> list[str] | None:
 def cli_run(args) -> int:
     """``cea run``: the base case for one country (and, with --report xlsx, the workbook with
     the checks ``cea check`` prints)."""
-    base = run_base_case(args.inputs, args.country, args.scenario, _strategies(args))
+    base = run_base_case(
+        args.inputs, args.country, args.scenario, _strategies(args), backend=args.backend
+    )
     out = _out(args, report_base.default_run_name(base))
-    table = check_table(base) if args.report == "xlsx" else None
+    table = check_table(base, psa_backend=args.backend) if args.report == "xlsx" else None
     with OutputDir(out, force=args.force) as tmp:
         report_base.write_base_outputs(base, tmp, _command(args))
         if table is not None:
@@ -206,8 +226,9 @@ def cli_dsa(args) -> int:
             "--report xlsx is written for the one-way DSA only: drop --two-way, or --report"
         )
     base, comp = dsa.prepare(
-        args.inputs, args.country, args.scenario, args.comparison, keep_trace=bool(args.report)
-    )
+        args.inputs, args.country, args.scenario, args.comparison, keep_trace=bool(args.report),
+        backend=args.backend,
+    )  # fmt: skip
     code, suffix = base.country.code, report_dsa._scenario_suffix(base)
     if args.two_way:
         names = [p.strip() for p in args.two_way.split(",")]
@@ -249,7 +270,9 @@ def cli_dsa(args) -> int:
 
 def cli_scenarios(args) -> int:
     """``cea scenarios``: every scenario file beside the base case."""
-    sc = dsa.run_scenarios(load_inputs(args.inputs), args.country, folder=args.dir)
+    sc = dsa.run_scenarios(
+        load_inputs(args.inputs), args.country, folder=args.dir, backend=args.backend
+    )
     out = _out(args, f"scenarios_{sc.base.country.code}")
     with OutputDir(out, force=args.force) as tmp:
         files = report_dsa.write_scenarios(sc, tmp, _command(args))
@@ -260,7 +283,9 @@ def cli_scenarios(args) -> int:
 
 def cli_threshold(args) -> int:
     """``cea threshold``: the parameter value at which a comparison's INMB is zero."""
-    base, comp = dsa.prepare(args.inputs, args.country, args.scenario, args.comparison)
+    base, comp = dsa.prepare(
+        args.inputs, args.country, args.scenario, args.comparison, backend=args.backend
+    )
     check_parameter(base.ptable, args.parameter)
     th = dsa.find_threshold(base, args.parameter, comp, args.low, args.high)
     suffix = report_dsa._scenario_suffix(base)
@@ -285,7 +310,7 @@ def cli_psa(args) -> int:
         raise CeaError("--report xlsx is written for one country: use --country, not --countries")
     run = psa.run_psa(
         args.inputs, args.countries or args.country, args.draws, args.seed, args.scenario,
-        progress=None,
+        progress=None, backend=args.backend,
     )  # fmt: skip
     codes = list(run.countries)
     every = bool(args.countries) and args.countries.strip().lower() == "all"
@@ -326,7 +351,7 @@ def cli_compare(args) -> int:
     out = _out(args, report_regional.default_run_name(scenario))
     if out.exists() and not args.force:  # before the runs, not after them
         raise CeaError(f"output folder {out} already exists: use --force to replace it, or --out")
-    res = regional.compare_countries(args.inputs, args.countries, scenario)
+    res = regional.compare_countries(args.inputs, args.countries, scenario, args.backend)
     with OutputDir(out, force=args.force) as tmp:
         report_regional.write_outputs(res, tmp, _command(args))
     print(report_regional.summary_text(res))
@@ -337,13 +362,13 @@ def cli_compare(args) -> int:
 def cli_check(args) -> int:
     """``cea check``: the base-case checks, and the PSA/DSA table checks on a short PSA and the
     one-way DSA, for one country (and scenario); exit 1 if any fails."""
-    base = run_base_case(args.inputs, args.country, args.scenario)
+    base = run_base_case(args.inputs, args.country, args.scenario, backend=args.backend)
     c = base.country
     print(
         f"cea check | {c.name} ({c.code}) | scenario: {base.ptable.scenario.name} | TECH-VER "
         f"black-box checks (Buyukkaramikli et al. 2019); PSA checks on {CHECK_PSA_DRAWS} draws\n"
     )
-    table = check_table(base)
+    table = check_table(base, psa_backend=args.backend)
     print(format_checks(table))
     return EXIT_OK if bool(table["passed"].all()) else EXIT_CHECK_FAILED
 

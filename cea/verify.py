@@ -40,7 +40,9 @@ from scipy.special import ndtr, ndtri  # scipy.stats takes a second to import
 
 from cea.analysis.incremental import pairwise
 from cea.engine.markov import correction_weights
-from cea.igrt.model import CALIBRATED, _Params, cohort_arrays, run_model
+from cea.igrt.calibration import CALIBRATED
+from cea.igrt.declaration import Params
+from cea.igrt.model import run_model, transition_probabilities
 from cea.igrt.spec import COST_CATEGORIES, DEAD, REWARDS, STATES, SUBGROUPS, Strategy
 from cea.io.inputs import read_csv_text
 from cea.parameters import distributions as dist
@@ -127,7 +129,9 @@ def _run(base, *, draws=None, spec=None, calibrated="base", keep_traces=False):
     spec = base.spec if spec is None else spec
     if isinstance(calibrated, str):
         calibrated = _base_calibrated(base)
-    return run_model(draws, spec, calibrated=calibrated, keep_traces=keep_traces)
+    return run_model(
+        draws, spec, calibrated=calibrated, keep_traces=keep_traces, backend=base.backend
+    )
 
 
 def _by_strategy(outcomes: pd.DataFrame) -> pd.DataFrame:
@@ -381,14 +385,14 @@ def check_mass_conserved(base) -> CheckResult:
 
 def check_probabilities_valid(base) -> CheckResult:
     """Every transition probability of every strategy, subgroup and cycle lies in [0, 1] and
-    every row sums to 1 (arrays built by cea.igrt.model.cohort_arrays)."""
-    v = _Params(base.ptable.base(), base.spec.unit_scale).with_derived(
+    every row sums to 1 (arrays of cea.igrt.model.transition_probabilities)."""
+    v = Params(base.ptable.base(), base.spec.unit_scale).with_derived(
         **{n: np.array([float(base.calibrated[n])]) for n in CALIBRATED}
     )
     lo, hi, row, n, where = math.inf, -math.inf, 0.0, 0, ""
     for st in base.spec.strategies:
         for sg in SUBGROUPS:
-            P = cohort_arrays(st, sg, v, base.spec).P
+            P = transition_probabilities(st, sg, v, base.spec)
             n += P[..., 0].size
             lo, hi = min(lo, float(P.min())), max(hi, float(P.max()))
             d = float(np.abs(P.sum(axis=-1) - 1.0).max())
@@ -707,7 +711,7 @@ def _explain_non_monotone(base, row: pd.Series, outcome: str, base_c: str) -> st
     draws[name] = grid
     if not set(pair) <= set(base.spec.strategy_names):
         return None
-    o = run_model(draws, base.spec).outcomes.pivot(
+    o = run_model(draws, base.spec, backend=base.backend).outcomes.pivot(
         index="draw", columns="strategy", values=["cost", "qaly"]
     )
     wtp = float(row["wtp_per_qaly"]) if "wtp_per_qaly" in row.index else base.country.wtp_per_qaly
@@ -863,7 +867,9 @@ def format_checks(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def analysis_tables(base, n_draws: int = CHECK_PSA_DRAWS) -> tuple[dict, list[CheckResult]]:
+def analysis_tables(
+    base, n_draws: int = CHECK_PSA_DRAWS, psa_backend: str = psa.DEFAULT_BACKEND
+) -> tuple[dict, list[CheckResult]]:
     """PSA and DSA result tables of the base case, for the table checks of :func:`run_checks`.
 
     A PSA of ``n_draws`` draws (seed from the settings; ``cea psa`` runs more) gives the draws,
@@ -878,6 +884,7 @@ def analysis_tables(base, n_draws: int = CHECK_PSA_DRAWS) -> tuple[dict, list[Ch
             base.inputs,
             base.country.code,
             n_draws=n_draws,
+            backend=psa_backend,
             seed=seed,
             scenario=base.ptable.scenario,
             strategies=base.spec.strategy_names,
@@ -903,14 +910,16 @@ def analysis_tables(base, n_draws: int = CHECK_PSA_DRAWS) -> tuple[dict, list[Ch
     return tables, failed
 
 
-def check_table(base, tables: Mapping | None = None) -> pd.DataFrame:
+def check_table(
+    base, tables: Mapping | None = None, psa_backend: str = psa.DEFAULT_BACKEND
+) -> pd.DataFrame:
     """The check table for the report: :func:`run_checks` on ``base`` with the PSA/DSA tables
     ``tables`` (keyword arguments of run_checks). Without ``tables``, the table ``cea check``
     prints: the tables of :func:`analysis_tables` (a short PSA and the one-way DSA), and a
     failed row for an analysis that raised."""
     if tables is not None:
         return run_checks(base, **tables)
-    tables, failed = analysis_tables(base)
+    tables, failed = analysis_tables(base, psa_backend=psa_backend)
     table = run_checks(base, **tables)
     if failed:
         table = pd.concat(

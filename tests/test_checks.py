@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from cea import verify as checks
-from cea.igrt.model import _Params, calibrate
+from cea.igrt.declaration import Params as _Params
+from cea.igrt.calibration import calibrate
 from cea.parameters import distributions as dist
 from cea.pipeline.base import run_base_case
 
@@ -421,8 +422,8 @@ def test_cli_check_exits_1_on_a_failed_check():
         "    return checks.CheckResult('planted', False, 'x 1 vs 2', 'exact')\n"
         "original = checks.run_checks\n"
         "checks.run_checks = lambda base, **kw: original(base, checks=(checks.check_zero_discounting, check_planted))\n"
-        "checks.analysis_tables = lambda base: ({}, [])\n"
-        "from cea.__main__ import main\n"
+        "checks.analysis_tables = lambda base, **kw: ({}, [])\n"
+        "from cea.cli import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
     out = _cea("check", "--country", "GB", code=code)

@@ -1,4 +1,5 @@
-"""The IgRT model: hand-derived cases, invariants, vectorized vs per-draw, face validity (MODEL.md 3)."""
+"""The IgRT model: hand-derived cases, invariants, vectorized vs per-draw, face validity
+(docs/model.md)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ import pandas as pd
 import pytest
 
 from cea.errors import CeaError
+from cea.igrt import calibration as calib
 from cea.igrt import model as m
+from cea.igrt.declaration import Params, grams_per_administration
+from cea.igrt.spec import COST_CATEGORIES, DEAD, REWARDS, I, L, N, O, S
 from cea.igrt.spec import build_spec, strategies_from_table
 from cea.io.load import load_inputs
 from cea.parameters.table import build_parameter_table
@@ -48,31 +52,31 @@ def test_grams_per_administration_by_hand(gb):
     d = with_values(
         base, q_body_weight_kg=69.0, q_height_cm=170.0, p_male=0.58, q_scig_conversion=1.37
     )
-    v = m._Params(d, spec.unit_scale)
+    v = Params(d, spec.unit_scale)
     s = {
         st.strategy: st for st in strategies_from_table(load_inputs(INPUTS).strategies.df).values()
     }
     # 0.4 g/kg x 69 kg = 27.6 g
-    assert m.grams_per_administration(s["primary_ivig"], v)[0] == pytest.approx(27.6, rel=1e-12)
+    assert grams_per_administration(s["primary_ivig"], v)[0] == pytest.approx(27.6, rel=1e-12)
     # SCIG: 0.1 g/kg x 69 kg x 1.37 (US label factor) = 9.453 g per weekly infusion
-    assert m.grams_per_administration(s["primary_scig"], v)[0] == pytest.approx(9.453, rel=1e-12)
+    assert grams_per_administration(s["primary_scig"], v)[0] == pytest.approx(9.453, rel=1e-12)
     # 27.6 g rounded up to a 5 g vial step = 30 g
-    assert m.grams_per_administration(s["primary_ivig_vial5"], v)[0] == 30.0
+    assert grams_per_administration(s["primary_ivig_vial5"], v)[0] == 30.0
     # flat 30 g whatever the weight
-    assert m.grams_per_administration(s["primary_ivig_flat30"], v)[0] == 30.0
+    assert grams_per_administration(s["primary_ivig_flat30"], v)[0] == 30.0
     # Devine IBW at 170 cm: 17.6 cm above 152.4 -> 17.6 x 2.3/2.54 = 15.9370 kg
     # male 65.9370, female 61.4370; 58% male: 0.58 x 65.9370 + 0.42 x 61.4370 = 64.0470
     # adjusted = 64.0470 + 0.4 x (69 - 64.0470) = 66.0282; x 0.4 g/kg = 26.4113 g
     ibw = 0.58 * (50 + 17.6 * 2.3 / 2.54) + 0.42 * (45.5 + 17.6 * 2.3 / 2.54)
     assert ibw == pytest.approx(64.0470, abs=1e-4)
-    assert m.grams_per_administration(s["primary_ivig_adjbw"], v)[0] == pytest.approx(
+    assert grams_per_administration(s["primary_ivig_adjbw"], v)[0] == pytest.approx(
         0.4 * (ibw + 0.4 * (69 - ibw)), rel=1e-12
     )
-    assert m.grams_per_administration(s["none"], v)[0] == 0.0
+    assert grams_per_administration(s["none"], v)[0] == 0.0
 
 
 def test_first_cycle_probabilities_from_igg_normal_by_hand(gb):
-    """State on_bsab_igg_normal, strategy none, cycle 0, rebuilt with scalar arithmetic from MODEL.md."""
+    """State on_bsab_igg_normal, strategy none, cycle 0, rebuilt with scalar arithmetic from docs/model.md."""
     _, ptable, spec, base, res = gb
     cal = res.calibrated.iloc[0]
     p = base.iloc[0]
@@ -93,13 +97,13 @@ def test_first_cycle_probabilities_from_igg_normal_by_hand(gb):
     p_dead = h_death / H * (1 - math.exp(-H))
     p_low = math.exp(-H) * (1 - math.exp(-h_decline))
     p_stay = math.exp(-H) * math.exp(-h_decline)
-    v = m._Params(base, spec.unit_scale).with_derived(
-        **{k: np.array([cal[k]]) for k in m.CALIBRATED}
+    v = Params(base, spec.unit_scale).with_derived(
+        **{k: np.array([cal[k]]) for k in calib.CALIBRATED}
     )
-    P = m.cohort_arrays(spec.strategies[0], "non_igg", v, spec).P[0, 0, m.N]
+    P = m.transition_probabilities(spec.strategies[0], "non_igg", v, spec)[0, 0, N]
     assert spec.strategies[0].strategy == "none"
-    expected = np.zeros(m.S)
-    expected[[m.N, m.L, m.O, m.DEAD]] = [p_stay, p_low, p_off, p_dead]
+    expected = np.zeros(S)
+    expected[[N, L, O, DEAD]] = [p_stay, p_low, p_off, p_dead]
     np.testing.assert_allclose(P, expected, rtol=1e-12, atol=1e-15)
 
 
@@ -107,8 +111,8 @@ def test_detection_probability_by_subgroup(gb):
     """Preemptive, from on_bsab_igg_low: per cycle 1 - (1 - s)^tests; s x (1 - p_masked) if IgG isotype."""
     _, _, spec, base, res = gb
     cal = res.calibrated
-    v = m._Params(base, spec.unit_scale).with_derived(
-        **{k: cal[k].to_numpy() for k in m.CALIBRATED}
+    v = Params(base, spec.unit_scale).with_derived(
+        **{k: cal[k].to_numpy() for k in calib.CALIBRATED}
     )
     pre = next(s for s in spec.strategies if s.strategy == "preemptive_ivig")
     p = base.iloc[0]
@@ -117,9 +121,9 @@ def test_detection_probability_by_subgroup(gb):
         ("non_igg", p["p_assay_sensitivity"]),
         ("igg_isotype", p["p_assay_sensitivity"] * (1 - p["p_masked_igg_isotype"])),
     ):
-        P = m.cohort_arrays(pre, subgroup, v, spec).P[0, 5, m.L]
-        stay_exit = P[m.I] + P[m.L]  # neither died nor stopped the bsAb
-        detected = P[m.I] / stay_exit
+        P = m.transition_probabilities(pre, subgroup, v, spec)[0, 5, L]
+        stay_exit = P[I] + P[L]  # neither died nor stopped the bsAb
+        detected = P[I] / stay_exit
         assert detected == pytest.approx(1 - (1 - s) ** tests, rel=1e-12)
 
 
@@ -131,18 +135,18 @@ def test_rows_are_probabilities_and_mass_is_conserved(gb):
     for (strategy, subgroup), tr in res.traces.items():
         np.testing.assert_allclose(tr.sum(axis=2), 1.0, atol=1e-12)
         assert (tr >= -1e-15).all(), (strategy, subgroup)
-    v = m._Params(base, spec.unit_scale).with_derived(
-        **{k: res.calibrated[k].to_numpy() for k in m.CALIBRATED}
+    v = Params(base, spec.unit_scale).with_derived(
+        **{k: res.calibrated[k].to_numpy() for k in calib.CALIBRATED}
     )
     for st in spec.strategies:
-        P = m.cohort_arrays(st, "igg_isotype", v, spec).P
+        P = m.transition_probabilities(st, "igg_isotype", v, spec)
         assert (P >= 0).all() and (P <= 1).all()
         np.testing.assert_allclose(P.sum(axis=-1), 1.0, atol=1e-12)
 
 
 def test_costs_nonnegative_qaly_below_ly_discounted_below_undiscounted(gb):
     out = gb[4].outcomes
-    for name in m.COST_CATEGORIES:
+    for name in COST_CATEGORIES:
         assert (out[name] >= 0).all(), name
         assert (out[name] <= out[f"{name}_undiscounted"] + 1e-9).all(), name
     assert (out["qaly"] <= out["ly"]).all()
@@ -164,7 +168,7 @@ def test_zero_discount_rates_give_undiscounted_totals(gb):
         replace(spec, discount_rate_costs=0.0, discount_rate_effects=0.0),
         calibrated=res.calibrated,
     ).outcomes
-    for name in m.REWARDS:
+    for name in REWARDS:
         np.testing.assert_allclose(out[name], out[f"{name}_undiscounted"], rtol=1e-12, atol=1e-15)
 
 
@@ -275,10 +279,10 @@ def test_calibration_hits_both_targets(gb):
     _, _, spec, base, res = gb
     inc = m.severe_infection_incidence(base, spec, "none", 12, calibrated=res.calibrated)
     assert inc[0] == pytest.approx(base["p_severe_12m_no_igrt"].iloc[0], abs=1e-9)
-    v = m._Params(base, spec.unit_scale).with_derived(
-        **{k: res.calibrated[k].to_numpy() for k in m.CALIBRATED}
+    v = Params(base, spec.unit_scale).with_derived(
+        **{k: res.calibrated[k].to_numpy() for k in calib.CALIBRATED}
     )
-    median_years = m.trial_median_os_years(v, spec)[0]
+    median_years = calib.trial_median_os_years(v, spec)[0]
     assert median_years * 12 == pytest.approx(base["t_target_median_os_months"].iloc[0], abs=1e-6)
 
 
@@ -291,35 +295,32 @@ def test_joint_calibration_equals_the_alternating_fallback(gb, monkeypatch):
     draws = pd.concat([base] * 6, ignore_index=True)
     draws["p_severe_12m_no_igrt"] = [0.2, 0.3, 0.45, 0.55, 0.6, 0.7]
     draws["t_target_median_os_months"] = [15.0, 30.0, 22.2, 18.0, 25.0, 20.0]
-    v = m._Params(draws, spec.unit_scale)
-    joint = m.calibrate(v, spec)
-    inc = m.no_igrt_incidence(joint, spec, m.CALIBRATION_MONTHS)
+    v = Params(draws, spec.unit_scale)
+    joint = calib.calibrate(v, spec)
+    inc = calib.no_igrt_incidence(joint, spec, calib.CALIBRATION_MONTHS)
     np.testing.assert_allclose(inc, draws["p_severe_12m_no_igrt"], rtol=0, atol=1e-11)
-    os_years = m.trial_median_os_years(joint, m._os_spec(spec, v["t_target_median_os_months"]))
+    os_years = calib.trial_median_os_years(joint, calib._os_spec(spec, v["t_target_median_os_months"]))
     np.testing.assert_allclose(os_years * 12, draws["t_target_median_os_months"], atol=1e-9)
-    monkeypatch.setattr(m, "CALIBRATION_BROYDEN_ITER", 0)
-    slow = m.calibrate(m._Params(draws, spec.unit_scale), spec)
-    for name in m.CALIBRATED:
+    monkeypatch.setattr(calib, "CALIBRATION_BROYDEN_ITER", 0)
+    slow = calib.calibrate(Params(draws, spec.unit_scale), spec)
+    for name in calib.CALIBRATED:
         np.testing.assert_allclose(joint[name], slow[name], rtol=1e-9)
         assert not np.array_equal(joint[name], slow[name])  # the fallback really ran
 
 
-@pytest.mark.parametrize("kernel", [False, True])
-def test_calibration_of_a_draw_does_not_depend_on_its_neighbours(gb, kernel):
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_calibration_of_a_draw_does_not_depend_on_its_neighbours(gb, backend):
     # each draw stops on its own and reads its median OS within its own horizon: alone or beside
     # others (other incidence and OS targets, hence another common horizon), the same bits
-    if kernel and not m._kernel.HAVE_NUMBA:
-        pytest.skip("Numba not installed")
     _, _, spec, base, _ = gb
     draws = pd.concat([base] * 4, ignore_index=True)
     draws["p_severe_12m_no_igrt"] = [0.45, 0.1, 0.8, 0.0]
     draws["t_target_median_os_months"] = [22.2, 40.0, 15.0, 30.0]
-    with m.compiled_kernel(kernel):
-        together = m.calibrate(m._Params(draws, spec.unit_scale), spec)
-        for d in range(len(draws)):
-            alone = m.calibrate(m._Params(draws.iloc[[d]], spec.unit_scale), spec)
-            for name in m.CALIBRATED:
-                assert together[name][d] == alone[name][0], (d, name)
+    together = calib.calibrate(Params(draws, spec.unit_scale), spec, backend)
+    for d in range(len(draws)):
+        alone = calib.calibrate(Params(draws.iloc[[d]], spec.unit_scale), spec, backend)
+        for name in calib.CALIBRATED:
+            assert together[name][d] == alone[name][0], (d, name)
 
 
 def test_fallback_meets_both_targets_draw_by_draw(gb, monkeypatch):
@@ -327,21 +328,21 @@ def test_fallback_meets_both_targets_draw_by_draw(gb, monkeypatch):
     # both targets and give each draw the rates it gets alone
     _, _, spec, base, _ = gb
     calls = []
-    real = m._calibrate_alternating
-    monkeypatch.setattr(m, "_calibrate_alternating", lambda *a: calls.append(a[0].n) or real(*a))
-    monkeypatch.setattr(m, "CALIBRATION_BROYDEN_ITER", 0)
+    real = calib._calibrate_alternating
+    monkeypatch.setattr(calib, "_calibrate_alternating", lambda *a: calls.append(a[0].n) or real(*a))
+    monkeypatch.setattr(calib, "CALIBRATION_BROYDEN_ITER", 0)
     draws = pd.concat([base] * 3, ignore_index=True)
     draws["p_severe_12m_no_igrt"] = [0.3, 0.45, 0.6]
     draws["t_target_median_os_months"] = [18.0, 22.2, 35.0]
-    v = m.calibrate(m._Params(draws, spec.unit_scale), spec)
+    v = calib.calibrate(Params(draws, spec.unit_scale), spec)
     assert calls == [3]
-    inc = m.no_igrt_incidence(v, spec, m.CALIBRATION_MONTHS)
+    inc = calib.no_igrt_incidence(v, spec, calib.CALIBRATION_MONTHS)
     np.testing.assert_allclose(inc, draws["p_severe_12m_no_igrt"], atol=1e-11)
     target = v["t_target_median_os_months"]
-    os_years = m.trial_median_os_years(v, m._os_spec(spec, target), m._os_cap(spec, target))
+    os_years = calib.trial_median_os_years(v, calib._os_spec(spec, target), calib._os_cap(spec, target))
     np.testing.assert_allclose(os_years * 12, draws["t_target_median_os_months"], atol=1e-9)
-    alone = m.calibrate(m._Params(draws.iloc[[2]], spec.unit_scale), spec)
-    for name in m.CALIBRATED:
+    alone = calib.calibrate(Params(draws.iloc[[2]], spec.unit_scale), spec)
+    for name in calib.CALIBRATED:
         assert v[name][2] == alone[name][0]
 
 
@@ -352,17 +353,17 @@ def test_unreachable_target_names_the_draw(gb):
     draws.index = [10, 11, 12]
     draws["p_severe_12m_no_igrt"] = [0.0, 0.45, 1e-7]  # below the lowest rate searched
     with pytest.raises(CeaError, match=r"p_severe_12m_no_igrt.*\(draw 12\)"):
-        m.calibrate(m._Params(draws, spec.unit_scale), spec)
+        calib.calibrate(Params(draws, spec.unit_scale), spec)
 
 
 def test_zero_incidence_target_gives_zero_rate(gb):
     _, _, spec, base, _ = gb
-    v = m.calibrate(m._Params(with_values(base, p_severe_12m_no_igrt=0.0), spec.unit_scale), spec)
+    v = calib.calibrate(Params(with_values(base, p_severe_12m_no_igrt=0.0), spec.unit_scale), spec)
     assert v["r_severe_on_bsab"][0] == 0.0
 
 
-def test_face_validity_model_md_section_3(gb):
-    """MODEL.md 3: with none, 12-month severe-infection incidence near the observed 45% (calibrated);
+def test_face_validity(gb):
+    """docs/model.md: with none, 12-month severe-infection incidence near the observed 45% (calibrated);
     median OS near the trial's ~22 months; primary has fewer severe infections and more Ig grams
     than preemptive, which has fewer infections than none; none uses no IgRT."""
     _, _, spec, base, res = gb

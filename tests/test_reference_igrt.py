@@ -9,12 +9,11 @@ hazard shapes != 1, p_igg_low_ever = 1, ages crossing life-table groups, non-zer
 costs and process disutilities) and for every switch of the settings. A separate test checks
 that the calibrated rates meet the two calibration conditions, recomputed by the reference.
 
-The fast path runs through the NumPy engine and, when Numba is available, the compiled
-kernel; both must agree with the reference to 1e-12 relative (1e-12 absolute for values of
+The fast path runs through both backends of the engine (NumPy and the compiled Numba
+backend); both must agree with the reference to 1e-12 relative (1e-12 absolute for values of
 magnitude below 1e-9).
 
-All access to the package is in :func:`package_api` (the package is being restructured: update
-that one function when its API moves).
+All access to the package is in :func:`package_api`.
 """
 
 from __future__ import annotations
@@ -48,7 +47,8 @@ def package_api() -> SimpleNamespace:
     strategy_rows, engine)`` -> (outcomes records, {draw: calibrated rates per year}).
     """
     import cea
-    import cea.igrt.model as model  # run_model, compiled_kernel, use_kernel, ModelSpec, Strategy
+    import cea.igrt.model as model  # run_model, REWARDS
+    from cea.igrt.spec import ModelSpec, Strategy
     from cea.parameters.table import build_parameter_table
 
     inputs = cea.load_inputs(INPUTS)  # the package's public API
@@ -74,7 +74,7 @@ def package_api() -> SimpleNamespace:
             text = (row.get(key) or "").strip()
             return float(text) if text else 0.0
 
-        return model.Strategy(
+        return Strategy(
             strategy=row["strategy"],
             trigger=row["trigger"],
             product=row.get("product") or "",
@@ -90,21 +90,15 @@ def package_api() -> SimpleNamespace:
         )
 
     def run(draws: pd.DataFrame, settings: dict, strategy_rows: list[dict], engine: str):
-        spec = model.ModelSpec(
+        spec = ModelSpec(
             strategies=tuple(strategy(r) for r in strategy_rows),
             mx_by_age=table.country.mx_by_age,
             unit_scale=table.unit_scale,
             **settings,
         )
-        with model.compiled_kernel(engine == "kernel"):
-            assert model.use_kernel() == (engine == "kernel")
-            result = model.run_model(draws, spec)
+        result = model.run_model(draws, spec, backend=engine)
         calibrated = {d: dict(r) for d, r in result.calibrated.iterrows()}
         return result.outcomes.to_dict("records"), calibrated
-
-    def kernel_available() -> bool:
-        with model.compiled_kernel(True):
-            return model.use_kernel()
 
     return SimpleNamespace(
         base_values={k: float(v) for k, v in table.base().iloc[0].items()},
@@ -113,7 +107,6 @@ def package_api() -> SimpleNamespace:
         settings=settings,
         rewards=tuple(model.REWARDS),
         run=run,
-        kernel_available=kernel_available,
     )
 
 
@@ -239,28 +232,12 @@ def _close(a: float, b: float) -> bool:
     return abs(a - b) <= (ATOL if scale < TINY else RTOL * scale)
 
 
-@pytest.fixture
-def engine_env(monkeypatch):
-    """Let the test choose the path (CEA_ENGINE from the environment would override it)."""
-
-    def choose(engine: str):
-        if engine == "numpy":
-            monkeypatch.setenv("CEA_ENGINE", "numpy")
-        else:
-            monkeypatch.delenv("CEA_ENGINE", raising=False)
-
-    return choose
-
-
 # --------------------------------------------------------------------------- tests
 
 
-@pytest.mark.parametrize("engine", ["numpy", "kernel"])
+@pytest.mark.parametrize("engine", ["numpy", "numba"])
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_every_reward_matches_the_reference(api, draws, engine_env, engine, variant):
-    engine_env(engine)
-    if engine == "kernel" and not api.kernel_available():
-        pytest.skip("Numba kernel not available")
+def test_every_reward_matches_the_reference(api, draws, engine, variant):
     settings = {**api.settings, **VARIANTS[variant]}
     rows = strategy_rows()
     by_name = {r["strategy"]: r for r in rows}
@@ -283,12 +260,9 @@ def test_every_reward_matches_the_reference(api, draws, engine_env, engine, vari
     assert not bad, f"{len(bad)} mismatches ({variant}, {engine}):\n" + "\n".join(bad[:25])
 
 
-@pytest.mark.parametrize("engine", ["numpy", "kernel"])
+@pytest.mark.parametrize("engine", ["numpy", "numba"])
 @pytest.mark.parametrize("variant", ["base_33_cycles", "cycle_21_days"])
-def test_calibrated_rates_meet_both_conditions(api, draws, engine_env, engine, variant):
-    engine_env(engine)
-    if engine == "kernel" and not api.kernel_available():
-        pytest.skip("Numba kernel not available")
+def test_calibrated_rates_meet_both_conditions(api, draws, engine, variant):
     settings = {**api.settings, **VARIANTS[variant]}
     none = [r for r in strategy_rows() if r["trigger"] == "never"]
     _, calibrated = api.run(draws, settings, none, engine)

@@ -898,7 +898,7 @@ class _Model:
         """
         D, T, S, P4 = self.D, self.T, self.S, self.P4
         time_dependent = P4.shape[1] > 1
-        if P4.shape[0] > 1 and _draws_innermost(P4):
+        if P4.shape[0] == D and _draws_innermost(P4):  # one draw too: the same arithmetic
             p_cycles = P4.transpose(1, 2, 3, 0)  # (Tp, S, S, D) view, draws contiguous
             trace_t = np.empty((T + 1, S, D))
             trace_t[0] = self.start.T

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
+from cea.engine.declaration import Timing
 from cea.errors import CeaError
 from cea.io.inputs import Inputs
 from cea.parameters.table import ParameterTable
@@ -156,6 +157,20 @@ class ModelSpec:
     @property
     def strategy_names(self) -> list[str]:
         return [s.strategy for s in self.strategies]
+
+    def timing(self) -> Timing:
+        """The engine's cycles, correction and discounting; QALYs, life-years and every count
+        are effects (discounted at the effects' rate), costs are the rest."""
+        return Timing(
+            n_cycles=self.n_cycles,
+            cycle_length_years=self.dt,
+            correction=self.correction,
+            discount_rate_costs=self.discount_rate_costs,
+            discount_rate_effects=self.discount_rate_effects,
+            discount_offset_cycles=self.discount_offset_cycles,
+            discount_step=self.discount_step,
+            effects=frozenset(EFFECTS + COUNTS),
+        )
 
     def with_strategies(self, strategies: Sequence[Strategy]) -> ModelSpec:
         return replace(self, strategies=tuple(strategies))

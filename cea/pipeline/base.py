@@ -39,6 +39,8 @@ class BaseCase:
     trace: pd.DataFrame
     calibrated: dict[str, float]
     extra_files: dict[str, str] = field(default_factory=dict)
+    #: the engine's backend the base case ran on (analyses of it use the same)
+    backend: str = "numpy"
 
     @property
     def country(self):
@@ -91,6 +93,7 @@ def build_base_case(
     ptable: ParameterTable | None = None,
     spec: ModelSpec | None = None,
     keep_trace: bool = True,
+    backend: str = "numpy",
 ) -> BaseCase:
     """The deterministic base case for one country: the one place it is assembled.
 
@@ -102,7 +105,7 @@ def build_base_case(
         ptable = build_parameter_table(inputs, resolve_country(inputs, scenario, country), scenario)
     if spec is None:
         spec = apply_discount_settings(build_spec(ptable, inputs, strategies), ptable.settings)
-    res = run_model(ptable.base(), spec, keep_traces=keep_trace)
+    res = run_model(ptable.base(), spec, keep_traces=keep_trace, backend=backend)
     outcomes = res.outcomes
     wtp = ptable.country.wtp_per_qaly
     comps = comparisons_from_settings(ptable.settings, spec, set(inputs.strategies.df["strategy"]))
@@ -119,6 +122,7 @@ def build_base_case(
         comparisons=comparisons,
         trace=trace_table(res.traces, spec) if keep_trace else pd.DataFrame(),
         calibrated={k: float(v) for k, v in res.calibrated.iloc[0].items()},
+        backend=backend,
     )
 
 
@@ -127,12 +131,14 @@ def run_base_case(
     country: str | None = None,
     scenario: Scenario | Path | str | None = None,
     strategies: list[str] | None = None,
+    backend: str = "numpy",
 ) -> BaseCase:
     """Load the inputs (a folder, a workbook, or :class:`Inputs` already read) and run the
-    deterministic base case for one country."""
+    deterministic base case for one country (``backend``: the engine's, ``numpy`` or
+    ``numba``)."""
     if not isinstance(inputs, Inputs):
         inputs = load_inputs(inputs)
-    return build_base_case(inputs, country, scenario, strategies)
+    return build_base_case(inputs, country, scenario, strategies, backend=backend)
 
 
 def describe(base: BaseCase, seed: int | None = None) -> dict:

@@ -79,6 +79,7 @@ def prepare(
     comparison: tuple[str, str] | str | None = None,
     strategies: list[str] | None = None,
     keep_trace: bool = False,
+    backend: str = "numpy",
 ) -> tuple[BaseCase, tuple[str, str]]:
     """Base case and the comparison to analyse (``keep_trace``: with its trace table, which the
     workbook needs).
@@ -132,7 +133,7 @@ class DesignResult:
     seconds: float
 
 
-def run_design(draws: pd.DataFrame, spec) -> DesignResult:
+def run_design(draws: pd.DataFrame, spec, backend: str = "numpy") -> DesignResult:
     """One :func:`cea.igrt.model.run_model` call on the whole design.
 
     A single row the model cannot evaluate (e.g. a calibration target no rate can reach with the
@@ -149,7 +150,7 @@ def run_design(draws: pd.DataFrame, spec) -> DesignResult:
         nonlocal calls
         calls += 1
         try:
-            parts.append(run_model(d, spec))
+            parts.append(run_model(d, spec, backend=backend))
         except CeaError as exc:
             if len(d) == 1:
                 failures[int(d.index[0])] = re.sub(r" ?\(draw \d+\)", "", str(exc))
@@ -217,7 +218,7 @@ def run_one_way(base: BaseCase, parameters: list[str] | None = None) -> OneWay:
         for p, v in zip(design["parameter"], design["value"], strict=True)
     ]
     draws = _design_draws(base.ptable.base(), changes)
-    res = run_design(draws, base.spec)
+    res = run_design(draws, base.spec, base.backend)
     if 0 in res.failures:
         raise CeaError(f"the base case cannot be evaluated: {res.failures[0]}")
     wtp = base.country.wtp_per_qaly
@@ -299,7 +300,7 @@ def run_two_way(
     x1, x2 = np.meshgrid(axes[0], axes[1], indexing="ij")
     points = list(zip(x1.ravel(), x2.ravel(), strict=True))
     draws = _design_draws(base.ptable.base(), [{p1: u, p2: v} for u, v in points])
-    res = run_design(draws, base.spec)
+    res = run_design(draws, base.spec, base.backend)
     seconds = res.seconds
     wtp = base.country.wtp_per_qaly
     pts = pd.DataFrame({"draw": draws.index, p1: x1.ravel(), p2: x2.ravel()})
@@ -375,6 +376,7 @@ def run_scenarios(
     country: str | None = None,
     files: list[Path | str] | None = None,
     folder: Path | str | None = None,
+    backend: str = "numpy",
 ) -> Scenarios:
     """Every scenario as its own base case, beside the base case.
 
@@ -392,11 +394,15 @@ def run_scenarios(
                 raise CeaError("inputs are not a folder: give the scenario folder with --dir")
             folder = Path(inputs.root) / "scenarios"
         files = scenario_files(folder)
-    base = build_base_case(inputs, code, keep_trace=False)
+    base = build_base_case(inputs, code, keep_trace=False, backend=backend)
     runs = [ScenarioRun(None, base)]
     for f in files:
         sc = load_scenario(f)
-        runs.append(ScenarioRun(str(f), build_base_case(inputs, code, sc, keep_trace=False)))
+        runs.append(
+            ScenarioRun(
+                str(f), build_base_case(inputs, code, sc, keep_trace=False, backend=backend)
+            )
+        )
     base_comps = [tuple(x) for x in base.comparisons[["intervention", "comparator"]].to_numpy()]
     wtp = base.country.wtp_per_qaly
     strat_rows, comp_rows, summary_rows = [], [], []
@@ -546,12 +552,13 @@ class _InmbFunction:
             [s for s in base.spec.strategies if s.strategy in comparison]
         )
         self.row = base.ptable.base()
+        self.backend = base.backend
         self.calls = 0
 
     def table(self, values) -> pd.DataFrame:
         values = np.atleast_1d(np.asarray(values, dtype=float))
         draws = _design_draws(self.row, [{self.parameter: x} for x in values])
-        res = run_design(draws, self.spec)
+        res = run_design(draws, self.spec, self.backend)
         self.calls += res.calls
         c = comparisons_by_draw(res.outcomes, [self.comparison], self.base.country.wtp_per_qaly)
         c = c.set_index("draw").reindex(draws.index)

@@ -13,11 +13,9 @@ the chunk size.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +30,7 @@ from cea.analysis.psa import (
     analyse,
 )
 from cea.errors import CeaError
-from cea.igrt.model import compiled_kernel, run_model
+from cea.igrt.model import run_model
 from cea.igrt.spec import ModelSpec, apply_discount_settings, build_spec
 from cea.io.inputs import Inputs
 from cea.io.load import load_inputs
@@ -40,11 +38,9 @@ from cea.parameters.sampling import _check_seed, sample_draws
 from cea.parameters.table import ParameterTable, Scenario, build_parameter_table
 from cea.pipeline.base import BaseCase, as_scenario, build_base_case, comparisons_from_settings
 
-#: Most worker processes for the model (one per CPU up to this).
-MAX_WORKERS = 8
-#: Draws per model call: progress granularity and the share of work per worker process
-#: (results do not depend on it). 2,500 keeps the per-call overhead small and gives each of
-#: two workers two chunks at 10,000 draws; the model bounds its own memory within a chunk.
+#: The engine's backend of the PSA: compiled, parallel over draws.
+DEFAULT_BACKEND = "numba"
+#: Draws per model call: progress granularity and memory (results do not depend on it).
 PSA_CHUNK_DRAWS = 2500
 
 
@@ -96,64 +92,30 @@ class ModelRun:
     seconds: float
 
 
-def _run_chunk(draws: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One model call (top level, so worker processes can run it), through the compiled
-    kernel when Numba is available (cea.igrt.model.compiled_kernel)."""
-    with compiled_kernel():
-        res = run_model(draws, spec)
-    return res.outcomes, res.calibrated
-
-
-def default_workers(n_chunks: int) -> int:
-    """Worker processes for ``n_chunks`` chunks: one per CPU up to :data:`MAX_WORKERS`, and 1
-    (no pool) for a single chunk."""
-    return max(1, min(n_chunks, os.cpu_count() or 1, MAX_WORKERS))
-
-
 def run_draws(
     draws: pd.DataFrame,
     spec: ModelSpec,
     chunk_draws: int = PSA_CHUNK_DRAWS,
     progress: Progress | None = None,
     label: str = "",
-    workers: int | None = None,
+    backend: str = DEFAULT_BACKEND,
 ) -> ModelRun:
-    """Run the model over all draws in chunks of ``chunk_draws`` (memory is bounded inside
-    ``run_model``), in ``workers`` processes (default :func:`default_workers`).
-
-    Each chunk is the same model call whichever process runs it, so the results are
-    bit-identical whatever the number of workers.
-    """
+    """Run the model over all draws in chunks of ``chunk_draws`` (progress is reported between
+    chunks; the results do not depend on the chunk size). With the ``numba`` backend the
+    engine runs the draws of a chunk in parallel threads, one per CPU."""
     if chunk_draws < 1:
         raise CeaError(f"chunk_draws must be >= 1, got {chunk_draws}")
     D, K = len(draws), len(spec.strategies)
     t0 = time.perf_counter()
-    bounds = [(lo, min(D, lo + chunk_draws)) for lo in range(0, D, chunk_draws)]
-    workers = default_workers(len(bounds)) if workers is None else max(1, int(workers))
-    chunks = [draws.iloc[lo:hi] for lo, hi in bounds]
-    if workers == 1:
-        results = []
-        for chunk in chunks:
-            results.append(_run_chunk(chunk, spec))
-            if progress is not None:
-                progress.update(len(chunk), label)
-    else:
-        # the first chunk here compiles the kernels once (or loads them from Numba's cache)
-        # before the workers, which then load them from the cache
-        results = [_run_chunk(chunks[0], spec)]
+    parts, cal = [], []
+    for lo in range(0, D, chunk_draws):
+        res = run_model(draws.iloc[lo : lo + chunk_draws], spec, backend=backend)
+        parts.append(res.outcomes)
+        cal.append(res.calibrated)
         if progress is not None:
-            progress.update(len(chunks[0]), label)
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for chunk, res in zip(
-                chunks[1:],
-                pool.map(_run_chunk, chunks[1:], [spec] * (len(chunks) - 1)),
-                strict=True,
-            ):
-                results.append(res)
-                if progress is not None:
-                    progress.update(len(chunk), label)
+            progress.update(len(res.calibrated), label)
     # each chunk is strategy-major; put all draws of a strategy together, strategies in spec order
-    out = pd.concat([r[0] for r in results], ignore_index=True)
+    out = pd.concat(parts, ignore_index=True)
     order = {s: i for i, s in enumerate(spec.strategy_names)}
     out = out.sort_values(
         ["strategy", "draw"],
@@ -163,7 +125,7 @@ def run_draws(
     out = out.reset_index(drop=True)
     cost = out["cost"].to_numpy().reshape(K, D).T.copy()
     qaly = out["qaly"].to_numpy().reshape(K, D).T.copy()
-    return ModelRun(out, pd.concat([r[1] for r in results]), cost, qaly, time.perf_counter() - t0)
+    return ModelRun(out, pd.concat(cal), cost, qaly, time.perf_counter() - t0)
 
 
 @dataclass
@@ -206,14 +168,14 @@ def run_psa(
     decision_horizon_years: float = DEFAULT_DECISION_HORIZON_YEARS,
     chunk_draws: int = PSA_CHUNK_DRAWS,
     progress: bool | None = False,
-    workers: int | None = None,
+    backend: str = DEFAULT_BACKEND,
 ) -> PsaRun:
     """The PSA of one or several countries (clinical draws shared; prices per country).
 
     ``countries``: an ISO2 code, a list, "all", or None (the settings' country). ``n_draws``
     and ``seed`` default to ``[run]`` of the settings (after the scenario). ``progress``:
-    True/False, or None for "when stderr is a terminal". ``workers``: model processes
-    (default one per CPU when there are several chunks; results do not depend on it).
+    True/False, or None for "when stderr is a terminal". ``backend``: the engine's backend
+    (``numba``, compiled and parallel over draws, or ``numpy``; the same results to 1e-12).
     """
     t0 = time.perf_counter()
     if not isinstance(inputs, Inputs):
@@ -238,9 +200,9 @@ def run_psa(
                 build_spec(pt, inputs, list(strategies) if strategies else None), pt.settings
             )
             t1 = time.perf_counter()
-            base = build_base_case(inputs, ptable=pt, spec=spec)
+            base = build_base_case(inputs, ptable=pt, spec=spec, backend=backend)
             seconds[f"base_case_{code}"] = time.perf_counter() - t1
-            run = run_draws(all_draws[code], spec, chunk_draws, bar, code, workers)
+            run = run_draws(all_draws[code], spec, chunk_draws, bar, code, backend)
             comps = comparisons_from_settings(pt.settings, spec)
             t1 = time.perf_counter()
             tables = analyse(

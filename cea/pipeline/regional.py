@@ -27,7 +27,9 @@ from cea.parameters.table import Scenario, build_parameter_table
 from cea.pipeline.base import as_scenario, comparisons_from_settings
 
 
-def run_country(inputs: Inputs, code: str, scenario: Scenario) -> CountryResult:
+def run_country(
+    inputs: Inputs, code: str, scenario: Scenario, backend: str = "numpy"
+) -> CountryResult:
     """Base case of one country (one calibrated run) and the price slopes (one cheap rerun).
 
     Errors are re-raised naming the country; a price item that the model needs and the
@@ -37,8 +39,8 @@ def run_country(inputs: Inputs, code: str, scenario: Scenario) -> CountryResult:
         ptable = build_parameter_table(inputs, code, scenario)
         spec = apply_discount_settings(build_spec(ptable, inputs), ptable.settings)
         base = ptable.base()
-        res = run_model(base, spec)
-        slopes, cost_zero = _price_slopes(base, spec, res.calibrated)
+        res = run_model(base, spec, backend=backend)
+        slopes, cost_zero = _price_slopes(base, spec, res.calibrated, backend)
     except CeaError as exc:
         raise _country_error(inputs, code, exc) from None
     outcomes = res.outcomes.set_index("strategy", drop=False)
@@ -55,7 +57,7 @@ def run_country(inputs: Inputs, code: str, scenario: Scenario) -> CountryResult:
 
 
 def _price_slopes(
-    base: pd.DataFrame, spec: ModelSpec, calibrated: pd.DataFrame
+    base: pd.DataFrame, spec: ModelSpec, calibrated: pd.DataFrame, backend: str
 ) -> tuple[pd.DataFrame, pd.Series]:
     """d cost / d price of each PRICE_ITEMS item per strategy, from one stacked rerun.
 
@@ -74,7 +76,7 @@ def _price_slopes(
         columns=calibrated.columns,
         index=draws.index,
     )
-    out = run_model(draws, spec, calibrated=cal).outcomes.pivot(
+    out = run_model(draws, spec, calibrated=cal, backend=backend).outcomes.pivot(
         index="strategy", columns="draw", values="cost"
     )
     out = out.loc[spec.strategy_names]
@@ -140,6 +142,7 @@ def compare_countries(
     inputs_dir: Path | str = "inputs",
     countries: str | list[str] | None = "all",
     scenario: Scenario | Path | str | None = None,
+    backend: str = "numpy",
 ) -> RegionalResult:
     """Run the base case of each country and build the regional tables."""
     t0 = time.perf_counter()
@@ -156,7 +159,7 @@ def compare_countries(
             f"scenario '{scenario.name}' overrides {', '.join(priced)}: the same number is used in every "
             "country's own currency"
         )
-    runs = {code: run_country(inputs, code, scenario) for code in codes}
+    runs = {code: run_country(inputs, code, scenario, backend) for code in codes}
     regional = pd.concat([comparison_rows(r) for r in runs.values()], ignore_index=True)
     strategies = pd.concat([strategy_rows(r) for r in runs.values()], ignore_index=True)
     optimal = pd.concat([optimal_rows(r) for r in runs.values()], ignore_index=True)

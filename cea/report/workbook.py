@@ -38,7 +38,7 @@ Structural choices (a strategy's trigger and product, the number of cycles, the 
 rule) decide which formulas are written. Text taken from the inputs is always written as
 text, never as a formula.
 
-The formulas reproduce :func:`cea.igrt.model.cohort_arrays` and the engine conventions of
+The formulas reproduce :func:`cea.igrt.declaration.declare` and the engine conventions of
 :mod:`cea.engine.markov`: competing exits (death, bsAb discontinuation) turned into probabilities
 together, internal IgG/IgRT changes among those remaining; state rewards on trace rows with
 the within-cycle correction weights; transition rewards (SCIG training on entering IgRT,
@@ -73,15 +73,15 @@ from cea.analysis.incremental import COLLINEAR_RTOL
 from cea.engine.markov import _ANNUAL_STEP_GUARD_YEARS as ANNUAL_STEP_GUARD_YEARS
 from cea.engine.markov import correction_weights
 from cea.errors import CeaError
-from cea.igrt.model import (
+from cea.igrt.declaration import (
     ADJUSTED_WEIGHT_FACTOR,
-    CALIBRATED,
     DAYS_PER_WEEK,
     DETECTION_PROB_CAP,
     DEVINE_BASE_HEIGHT_CM,
     DEVINE_BASE_KG,
     DEVINE_KG_PER_CM,
 )
+from cea.igrt.calibration import CALIBRATED
 from cea.igrt.spec import COST_CATEGORIES, COUNTS, EFFECTS, STATES, SUBGROUPS, Strategy
 from cea.io.provenance import run_json
 from cea.io.workbook import save_workbook

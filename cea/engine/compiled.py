@@ -1,0 +1,519 @@
+"""The engine's compiled backend for declared cohorts (Numba).
+
+One kernel runs any model declared in :mod:`cea.engine.declaration`: per draw (in parallel
+over draws) and per cycle it evaluates the linear combinations of time profiles, forms the
+two-level competing-risk probabilities of each state's declared edges only (the sparse
+transition structure), accumulates every state reward on the trace row, counts transition
+rewards and cause counts on the flows, and advances the trace, without storing any
+(D, T, ...) array. It follows the conventions of :func:`cea.engine.markov.run_markov` exactly;
+``tests/test_engine_cohort.py`` checks it against the NumPy backend at 1e-12.
+
+Numba compiles the kernel on its first use on a machine (a few seconds; a message on stderr
+says so when it takes longer than a second) and keeps the machine code in the user's cache
+folder (``$XDG_CACHE_HOME/cea`` or ``~/.cache/cea``; Numba's own ``NUMBA_CACHE_DIR`` when set),
+never inside the package. A draw with a negative or non-finite hazard is rerun through the
+NumPy backend, whose error names it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from cea.engine import numpy_backend
+from cea.engine.declaration import ONE, CohortModel, CohortResult, Lin, Timing, n_draws_of
+from cea.errors import CeaError
+
+#: Seconds the first compilation may take before the user is told what is happening.
+COMPILE_NOTICE_SECONDS = 1.0
+#: Fewest draws worth a thread of their own.
+MIN_DRAWS_PER_THREAD = 256
+
+
+def threads() -> int:
+    """Threads of the compiled backend: one per CPU this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def cache_dir() -> Path:
+    """Where Numba keeps the compiled kernel: ``NUMBA_CACHE_DIR`` when set, else the user's
+    cache folder (``$XDG_CACHE_HOME/cea/numba`` or ``~/.cache/cea/numba``), else a folder of
+    this user's in the temporary directory."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return Path(os.environ["NUMBA_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    for folder in (
+        Path(base) / "cea" / "numba",
+        Path(tempfile.gettempdir()) / f"cea-{os.getuid()}",
+    ):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(folder, os.W_OK):
+            return folder
+    return Path(tempfile.mkdtemp(prefix="cea-numba-"))
+
+
+_KERNEL: list = []  # the compiled kernel, once made
+
+
+def _kernel():
+    """The compiled kernel (Numba imported, and the kernel compiled or loaded from the cache,
+    on first use only)."""
+    if not _KERNEL:
+        try:
+            import numba
+        except Exception as exc:  # noqa: BLE001 - any import failure: say so in one line
+            raise CeaError(
+                f"the numba backend needs Numba, which cannot be imported: {exc}"
+            ) from None
+        if not os.environ.get("NUMBA_CACHE_DIR"):  # Numba may have been imported before
+            numba.config.CACHE_DIR = str(cache_dir())
+        g = globals()
+        opts = dict(cache=True, error_model="numpy")
+        if not hasattr(g["_expm1_neg"], "py_func"):  # compiled into the kernel
+            g["_expm1_neg"] = numba.njit(inline="always", **opts)(g["_expm1_neg"])
+        # nogil: the threads of _run_one run their share of the draws at the same time
+        _KERNEL.append(numba.njit(nogil=True, **opts)(_cohort_kernel))
+    return _KERNEL[0]
+
+
+# --------------------------------------------------------------------------- the kernel
+
+
+def _cohort_kernel(
+    B,  # (J, T, D) time profiles
+    lin_ptr,  # (L + 1,) terms of linear combination l: lin_ptr[l] .. lin_ptr[l + 1]
+    term_profile,  # (NT,) profile index of each term, -1 for "one"
+    term_coef,  # (NT, D) coefficient of each term
+    exit_from,  # (E,) state each exit leaves
+    exit_to,  # (E,) its destination
+    exit_lin,  # (E,) its hazard
+    int_from,  # (EI,) internal changes, as exits
+    int_to,
+    int_lin,
+    event_lin,  # (V, S) expected events per person-cycle, -1: none
+    reward_const,  # (D, R, S)
+    reward_event,  # (D, R, V)
+    trans_reward,  # (D, R2, S, S)
+    trans_mask,  # (S, S) True where some transition reward is not 0: only those flows are summed
+    count_edge,  # (C, S) the exit edge whose flow is counted, -1: none
+    count_lin,  # (C, S) the cause's part of that edge's hazard
+    start,  # (D, S)
+    weights,  # (T + 1,) within-cycle correction
+    disc,  # (K, T + 1) the distinct discount factors of the trace rows
+    reward_disc,  # (R,) row of disc of each state reward
+    trans_disc,  # (R2,)
+    count_disc,  # (C,)
+    keep_trace,
+    keep_events,
+    out_reward,  # (D, 2, R) discounted, undiscounted
+    out_trans,  # (D, 2, R2)
+    out_count,  # (D, 2, C)
+    trace_out,  # (D, T + 1, S) when keep_trace
+    events_out,  # (D, V, T) when keep_events
+    ok,  # (D,) False: a hazard was negative or not finite
+    d_first,  # the draws d_first .. d_end - 1 are run
+    d_end,
+):
+    """Run one declared cohort for the draws ``d_first .. d_end - 1`` (module docstring).
+
+    Draws go in blocks of :data:`BLOCK_DRAWS`; within a block every step
+    of a cycle is a loop over the block's draws, innermost, with no call and no draw-dependent
+    branch, so that it compiles to vector instructions. State and transition rewards are
+    constant over time, so the trace and the flows are totalled over rows first (weighted and
+    discounted by each distinct discount row k < K, undiscounted in row K) and multiplied by
+    the rewards once at the end: sum_t w_t f_t x_t . (c + a e_t) = c . (sum_t w_t f_t x_t) +
+    a (sum_t w_t f_t x_t . e_t).
+    """
+    T = B.shape[1]
+    S = start.shape[1]
+    L = lin_ptr.shape[0] - 1
+    V = event_lin.shape[0]
+    R = reward_const.shape[1]
+    R2 = trans_reward.shape[1]
+    C = count_edge.shape[0]
+    E = exit_to.shape[0]
+    EI = int_to.shape[0]
+    K = disc.shape[0]
+    NB = BLOCK_DRAWS
+    for d0 in range(d_first, d_end, NB):
+        nb = min(d_end, d0 + NB) - d0
+        lv = np.empty((L, NB))  # every linear combination in this cycle
+        H = np.empty((2, S, NB))  # total hazard of the exits (0) and internal changes (1)
+        frac = np.empty((2, S, NB))  # (1 - exp(-H)) / H
+        stay2 = np.empty((2, S, NB))  # exp(-H)
+        pe = np.empty((E, NB))  # probability of each exit
+        x = np.empty((S, NB))
+        xn = np.empty((S, NB))
+        y = np.empty((V, NB))  # expected events in the cycle, whole cohort
+        x_sum = np.zeros((K + 1, S, NB))  # sum over rows of w_t f_t x_t
+        e_sum = np.zeros((K + 1, V, NB))  # sum over rows of w_t f_t (x_t . e_t)
+        flow_sum = np.zeros((K + 1, S, S, NB))  # flows i -> j, discounted at the cycle's end
+        counted = np.zeros((2, C, NB))
+        bad = np.zeros(NB)
+        for s in range(S):
+            for i in range(nb):
+                x[s, i] = start[d0 + i, s]
+        for t in range(T + 1):
+            c = t if t < T else T - 1  # the last row takes the last cycle's rewards
+            for li in range(L):
+                for i in range(nb):
+                    lv[li, i] = 0.0
+                for k in range(lin_ptr[li], lin_ptr[li + 1]):
+                    j = term_profile[k]
+                    if j < 0:
+                        for i in range(nb):
+                            lv[li, i] += term_coef[k, d0 + i]
+                    else:
+                        for i in range(nb):
+                            lv[li, i] += term_coef[k, d0 + i] * B[j, c, d0 + i]
+            for v in range(V):
+                for i in range(nb):
+                    y[v, i] = 0.0
+                for s in range(S):
+                    if event_lin[v, s] >= 0:
+                        for i in range(nb):
+                            y[v, i] += x[s, i] * lv[event_lin[v, s], i]
+            if R > 0:
+                for k in range(K + 1):
+                    f = weights[t] * disc[k, t] if k < K else weights[t]
+                    for s in range(S):
+                        for i in range(nb):
+                            x_sum[k, s, i] += f * x[s, i]
+                    for v in range(V):
+                        for i in range(nb):
+                            e_sum[k, v, i] += f * y[v, i]
+            if keep_trace:
+                for i in range(nb):
+                    for s in range(S):
+                        trace_out[d0 + i, t, s] = x[s, i]
+            if t == T:
+                break
+            if keep_events:
+                for i in range(nb):
+                    for v in range(V):
+                        events_out[d0 + i, v, t] = y[v, i]
+            # two levels of competing risks
+            H[:, :, :] = 0.0
+            for e in range(E):
+                for i in range(nb):
+                    h = lv[exit_lin[e], i]
+                    bad[i] += 0.0 if h >= 0.0 else 1.0
+                    H[0, exit_from[e], i] += h
+            for e in range(EI):
+                for i in range(nb):
+                    h = lv[int_lin[e], i]
+                    bad[i] += 0.0 if h >= 0.0 else 1.0
+                    H[1, int_from[e], i] += h
+            for level in range(2):
+                for s in range(S):
+                    for i in range(nb):
+                        h = H[level, s, i]
+                        bad[i] += 0.0 if (h >= 0.0 and h < math.inf) else 1.0
+                        em1 = _expm1_neg(h)
+                        frac[level, s, i] = -em1 / h if h > 0.0 else 1.0
+                        stay2[level, s, i] = 1.0 + em1
+            # the flows of the cycle
+            for s in range(S):
+                for i in range(nb):
+                    xn[s, i] = x[s, i] * (stay2[0, s, i] * stay2[1, s, i])
+            for e in range(E):
+                a, b = exit_from[e], exit_to[e]
+                for i in range(nb):
+                    p = lv[exit_lin[e], i] * frac[0, a, i]
+                    pe[e, i] = p
+                    xn[b, i] += x[a, i] * p
+            for e in range(EI):
+                a, b = int_from[e], int_to[e]
+                for i in range(nb):
+                    xn[b, i] += x[a, i] * (stay2[0, a, i] * (lv[int_lin[e], i] * frac[1, a, i]))
+            for k in range(C):
+                f = disc[count_disc[k], t + 1]
+                for s in range(S):
+                    e = count_edge[k, s]
+                    if e >= 0:
+                        for i in range(nb):
+                            h = lv[exit_lin[e], i]
+                            n = x[s, i] * pe[e, i] * lv[count_lin[k, s], i] / h if h > 0.0 else 0.0
+                            counted[0, k, i] += n * f
+                            counted[1, k, i] += n
+            if R2 > 0:
+                for k in range(K + 1):
+                    f = disc[k, t + 1] if k < K else 1.0
+                    for s in range(S):
+                        if trans_mask[s, s]:
+                            for i in range(nb):
+                                flow_sum[k, s, s, i] += f * (
+                                    x[s, i] * (stay2[0, s, i] * stay2[1, s, i])
+                                )
+                    for e in range(E):
+                        a, b = exit_from[e], exit_to[e]
+                        if trans_mask[a, b]:
+                            for i in range(nb):
+                                flow_sum[k, a, b, i] += f * (x[a, i] * pe[e, i])
+                    for e in range(EI):
+                        a, b = int_from[e], int_to[e]
+                        if trans_mask[a, b]:
+                            for i in range(nb):
+                                p = stay2[0, a, i] * (lv[int_lin[e], i] * frac[1, a, i])
+                                flow_sum[k, a, b, i] += f * (x[a, i] * p)
+            for s in range(S):
+                for i in range(nb):
+                    x[s, i] = xn[s, i]
+        # totals: the sums times the rewards
+        for i in range(nb):
+            d = d0 + i
+            ok[d] = bad[i] == 0.0
+            for r in range(R):
+                for m in range(2):
+                    k = reward_disc[r] if m == 0 else K
+                    acc = 0.0
+                    for s in range(S):
+                        acc += reward_const[d, r, s] * x_sum[k, s, i]
+                    for v in range(V):
+                        acc += reward_event[d, r, v] * e_sum[k, v, i]
+                    out_reward[d, m, r] = acc
+            for r in range(R2):
+                for m in range(2):
+                    k = trans_disc[r] if m == 0 else K
+                    acc = 0.0
+                    for a in range(S):
+                        for b in range(S):
+                            acc += trans_reward[d, r, a, b] * flow_sum[k, a, b, i]
+                    out_trans[d, m, r] = acc
+            for k in range(C):
+                out_count[d, 0, k] = counted[0, k, i]
+                out_count[d, 1, k] = counted[1, k, i]
+
+
+#: Draws per block: the block's working arrays stay in the cache, and its loops over draws
+#: are vector instructions.
+BLOCK_DRAWS = 32
+# expm1 by Cody-Waite reduction, x = k ln2 + r with |r| <= ln2 / 2, and the degree-14 Taylor
+# polynomial of expm1(r) (truncation error below 1e-17 relative): expm1(x) = 2^k expm1(r) +
+# (2^k - 1). Arithmetic only, so that the loops over cycles compile to vector instructions
+# (a call to libm's expm1 would stop that); within an ulp or two of libm's (tested).
+_LN2_HI = 6.93147180369123816490e-01  # ln 2 rounded to 33 bits (k x _LN2_HI exact)
+_LN2_LO = 1.90821492927058770002e-10  # ln 2 - _LN2_HI
+_INV_LN2 = 1.44269504088896338700e00  # 1 / ln 2
+#: Hazards beyond this give exp(-H) = 0 in double precision (exp(-40) = 4e-18 < half an ulp of
+#: 1 for 1 - exp(-H)); clamping there keeps 2^k a normal number.
+_EXPM1_FLOOR = 40.0
+#: 1.5 x 2^52: an integral float k in [-2^31, 2^31) added to it has k as its low bits.
+_ROUND_MAGIC = 6755399441055744.0
+
+
+def _expm1_neg(h):
+    """expm1(-h) for h >= 0 (arithmetic only; see the comment above)."""
+    x = -h if h < _EXPM1_FLOOR else -_EXPM1_FLOOR
+    k = np.floor(x * _INV_LN2 + 0.5)
+    r = (x - k * _LN2_HI) - k * _LN2_LO
+    p = 1.0 / 87178291200.0
+    p = p * r + 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    em = r + r * r * p
+    # 2^k from the exponent bits (integer adds and shifts: no float-to-integer conversion)
+    bits = np.float64(k + _ROUND_MAGIC).view(np.int64)
+    scale = np.int64((bits + 1023) << 52).view(np.float64)
+    return scale * em + (scale - 1.0)
+
+
+# --------------------------------------------------------------------------- arrays
+
+
+class _Lins:
+    """Collects the linear combinations of one cohort as CSR arrays."""
+
+    def __init__(self, profile_index: Mapping[str, int], D: int):
+        self.index, self.D = profile_index, D
+        self.ptr, self.profile, self.coef = [0], [], []
+
+    def add(self, lin: Lin) -> int:
+        for name, c in lin.terms.items():
+            self.profile.append(-1 if name == ONE else self.index[name])
+            self.coef.append(np.broadcast_to(np.asarray(c, float), (self.D,)))
+        self.ptr.append(len(self.profile))
+        return len(self.ptr) - 2
+
+    def arrays(self):
+        coef = np.stack(self.coef) if self.coef else np.zeros((0, self.D))
+        return (
+            np.asarray(self.ptr, np.int64),
+            np.asarray(self.profile, np.int64),
+            np.ascontiguousarray(coef),
+        )
+
+
+def _edges(per_state: Mapping[int, Mapping[int, Lin]], S: int, lins: _Lins):
+    """Edges in state order: (from, to, hazard's combination) arrays and (from, to) -> edge."""
+    frm, to, lin, where = [], [], [], {}
+    for s in range(S):
+        for dest, h in per_state.get(s, {}).items():
+            where[(s, dest)] = len(to)
+            frm.append(s)
+            to.append(dest)
+            lin.append(lins.add(h))
+    as_int = lambda a: np.asarray(a, np.int64)  # noqa: E731
+    return as_int(frm), as_int(to), as_int(lin), where
+
+
+def _run_one(model: CohortModel, B, index, timing: Timing, keep_trace, keep_events):
+    D, T, S = B.shape[2], timing.n_cycles, model.n_states
+    lins = _Lins(index, D)
+    exit_from, exit_to, exit_lin, where = _edges(model.exits, S, lins)
+    int_from, int_to, int_lin, _ = _edges(model.internal, S, lins)
+    events = list(model.events)
+    event_lin = np.full((len(events), S), -1, np.int64)
+    for v, name in enumerate(events):
+        for s, h in model.events[name].items():
+            event_lin[v, s] = lins.add(h)
+    counts = list(model.counts)
+    count_edge = np.full((len(counts), S), -1, np.int64)
+    count_lin = np.full((len(counts), S), -1, np.int64)
+    for k, name in enumerate(counts):
+        dest, parts = model.counts[name]
+        for s, h in parts.items():
+            count_edge[k, s] = where[(s, dest)]
+            count_lin[k, s] = lins.add(h)
+    rewards = list(model.rewards)
+    const = np.zeros((D, len(rewards), S))
+    per_event = np.zeros((D, len(rewards), len(events)))
+    for r, name in enumerate(rewards):
+        c, coefs = model.rewards[name]
+        const[:, r] = c
+        for event, coef in coefs.items():
+            per_event[:, r, events.index(event)] = coef
+    trans = list(model.transition_rewards)
+    trans_reward = np.zeros((D, len(trans), S, S))
+    for r, name in enumerate(trans):
+        trans_reward[:, r] = model.transition_rewards[name]
+    lin_ptr, term_profile, term_coef = lins.arrays()
+    disc = np.stack([timing.discount(False), timing.discount(True)])  # costs, effects
+
+    def rows(names):
+        return np.array([int(n in timing.effects) for n in names], dtype=np.int64)
+
+    out_reward = np.zeros((D, 2, len(rewards)))
+    out_trans = np.zeros((D, 2, len(trans)))
+    out_count = np.zeros((D, 2, len(counts)))
+    trace = np.zeros((D, T + 1, S) if keep_trace else (1, 1, 1))
+    event_totals = np.zeros((D, len(events), T) if keep_events else (1, 1, 1))
+    ok = np.ones(D, dtype=np.bool_)
+    args = (
+        B, lin_ptr, term_profile, term_coef, exit_from, exit_to, exit_lin, int_from, int_to,
+        int_lin, event_lin, const, per_event, trans_reward, (trans_reward != 0).any(axis=(0, 1)),
+        count_edge, count_lin, start_of(model, D), np.ascontiguousarray(timing.weights(), float),
+        disc, rows(rewards), rows(trans), rows(counts), keep_trace, keep_events, out_reward,
+        out_trans, out_count, trace, event_totals, ok,
+    )  # fmt: skip
+    kernel = _kernel()
+    # the draws split between threads, each running the kernel on its share without the GIL
+    n = max(1, min(threads(), D // MIN_DRAWS_PER_THREAD))
+    bounds = np.linspace(0, D, n + 1).astype(int)
+    if n == 1:
+        kernel(*args, 0, D)
+    else:
+        with ThreadPoolExecutor(max_workers=n) as pool:
+            for f in [
+                pool.submit(kernel, *args, lo, hi)
+                for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
+            ]:
+                f.result()
+    if not ok.all():
+        return None
+    disc_tot, und_tot = {}, {}
+    for names, out in ((rewards, out_reward), (trans, out_trans), (counts, out_count)):
+        for k, name in enumerate(names):  # a name may be a state and a transition reward
+            disc_tot[name] = disc_tot.get(name, 0.0) + out[:, 0, k]
+            und_tot[name] = und_tot.get(name, 0.0) + out[:, 1, k]
+    start = start_of(model, D)
+    for name, r in model.start_rewards.items():  # once at time 0, undiscounted
+        once = np.einsum("ds,ds->d", np.asarray(r, float), start)
+        disc_tot[name] = disc_tot.get(name, 0.0) + once
+        und_tot[name] = und_tot.get(name, 0.0) + once
+    return CohortResult(
+        discounted=disc_tot,
+        undiscounted=und_tot,
+        trace=trace if keep_trace else None,
+        event_totals={n: event_totals[:, v] for v, n in enumerate(events)} if keep_events else None,
+    )
+
+
+def start_of(model: CohortModel, D: int) -> np.ndarray:
+    """The start vector of every draw, (D, S)."""
+    return np.ascontiguousarray(
+        np.broadcast_to(np.asarray(model.start, float), (D, model.n_states))
+    )
+
+
+def run_cohorts(
+    models: Sequence[CohortModel],
+    profiles: Mapping[str, np.ndarray],
+    timing: Timing,
+    keep_trace: bool = False,
+    keep_events: bool = False,
+) -> list[CohortResult]:
+    """Run declared cohorts through the compiled kernel (see
+    :func:`cea.engine.cohort.run_cohorts`)."""
+    D, T = n_draws_of(profiles, models), timing.n_cycles
+    names = [n for n in profiles if n != ONE]
+    index = {n: j for j, n in enumerate(names)}
+    B = np.empty((max(1, len(names)), T, D))
+    for j, n in enumerate(names):
+        B[j] = profiles[n][:, :T].T
+    _compile_with_notice()
+    out = []
+    for m in models:
+        res = _run_one(m, B, index, timing, keep_trace, keep_events)
+        # a negative or non-finite hazard: the NumPy backend names the draw (or decides)
+        out.append(res or numpy_backend.run(m, profiles, timing, keep_trace, keep_events))
+    return out
+
+
+def _compile_with_notice() -> None:
+    """Get the kernel ready; when that takes longer than :data:`COMPILE_NOTICE_SECONDS` (the
+    first run on a machine compiles it), say so on stderr while it happens."""
+    if _KERNEL and getattr(_KERNEL[0], "signatures", None):
+        return
+    notice = threading.Timer(
+        COMPILE_NOTICE_SECONDS,
+        lambda: print(
+            "cea: compiling the engine's kernel for this machine (once, a few seconds)...",
+            file=sys.stderr,
+            flush=True,
+        ),
+    )
+    notice.daemon = True
+    notice.start()
+    try:
+        _warm(_kernel())
+    finally:
+        notice.cancel()
+
+
+def _warm(kernel) -> None:
+    """One call on a one-draw, one-cycle, one-state model: compiles the kernel, or loads it
+    from Numba's cache."""
+    m = CohortModel(start=np.ones(1), exits={})
+    B = np.zeros((1, 1, 1))
+    _run_one(m, B, {}, Timing(n_cycles=1, cycle_length_years=1.0), False, False)

@@ -1,0 +1,262 @@
+"""Declared cohort models (cea.engine.declaration) through both backends of the engine.
+
+Hand-computed small cases for the two-level competing risks and the counts; the compiled
+backend against the NumPy backend at 1e-12 on random models with every feature (time profiles,
+events, rewards per event, transition and start rewards, counts, per-draw start vectors,
+absorbing states, zero hazards); the IgRT model through both backends; invalid hazards named
+by cohort and draw; the vectorised expm1 against libm.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cea.engine import compiled
+from cea.engine.cohort import run_cohorts
+from cea.engine.declaration import ONE, CohortModel, Lin, Timing
+from cea.engine.numpy_backend import probabilities
+from cea.errors import ModelInputError
+from cea.igrt.model import run_model
+from cea.igrt.spec import build_spec
+from cea.io.load import load_inputs
+from cea.parameters.sampling import sample_draws
+from cea.parameters.table import build_parameter_table
+
+BACKENDS = ("numpy", "numba")
+RTOL = 1e-12
+
+
+def assert_same(a, b, rtol=RTOL, atol=1e-15):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=atol)
+
+
+# --------------------------------------------------------------------------- by hand
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_two_level_competing_risks_by_hand(backend):
+    # 3 states: well, ill, dead; from well: death (exit, H=0.1) competes with stopping
+    # treatment (exit to ill, H=0.2); among those who neither die nor stop, nothing else.
+    # From ill: death H=0.3 (exit) and recovery H=0.5 (internal, among those who do not die).
+    # One cycle, start in well:
+    #   P(well->dead) = 0.1/0.3 (1 - e^-0.3), P(well->ill) = 0.2/0.3 (1 - e^-0.3), stay e^-0.3
+    # Second cycle from ill: P(ill->dead) = 1 - e^-0.3, P(ill->well) = e^-0.3 (1 - e^-0.5)
+    m = CohortModel(
+        start=np.array([1.0, 0.0, 0.0]),
+        exits={0: {1: Lin.of(ONE, 0.2), 2: Lin.of(ONE, 0.1)}, 1: {2: Lin.of(ONE, 0.3)}},
+        internal={1: {0: Lin.of(ONE, 0.5)}},
+    )
+    timing = Timing(n_cycles=2, cycle_length_years=1.0, correction="none")
+    (res,) = run_cohorts([m], {"x": np.zeros((1, 2))}, timing, backend=backend, keep_trace=True)
+    q = 1 - math.exp(-0.3)
+    well1, ill1, dead1 = math.exp(-0.3), 0.2 / 0.3 * q, 0.1 / 0.3 * q
+    assert res.trace[0, 1] == pytest.approx([well1, ill1, dead1], rel=1e-14)
+    ill_to_well = math.exp(-0.3) * (1 - math.exp(-0.5))
+    ill_stay = math.exp(-0.3) * math.exp(-0.5)
+    well2 = well1 * well1 + ill1 * ill_to_well
+    ill2 = well1 * 0.2 / 0.3 * q + ill1 * ill_stay
+    assert res.trace[0, 2, 0] == pytest.approx(well2, rel=1e-14)
+    assert res.trace[0, 2, 1] == pytest.approx(ill2, rel=1e-14)
+    assert res.trace[0, 2].sum() == pytest.approx(1.0, rel=1e-15)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_count_of_a_cause_and_rewards_per_event_by_hand(backend):
+    # alive -> dead with H = background 0.05 + cause 0.15 per cycle; one cycle, undiscounted,
+    # rewards counted at the start of the cycle ("none"): deaths from the cause =
+    # (1 - e^-0.2) x 0.15 / 0.2; a reward of 10 per event with 0.4 events per person-cycle in
+    # "alive" gives 4 on row 0
+    m = CohortModel(
+        start=np.array([1.0, 0.0]),
+        exits={0: {1: Lin.of("background") + Lin.of(ONE, 0.15)}},
+        events={"ev": {0: Lin.of(ONE, 0.4)}},
+        rewards={"cost": (np.array([[1.0, 0.0]]), {"ev": np.array([10.0])})},
+        counts={"cause_deaths": (1, {0: Lin.of(ONE, 0.15)})},
+    )
+    timing = Timing(n_cycles=1, cycle_length_years=1.0, correction="none")
+    profiles = {"background": np.full((1, 1), 0.05)}
+    (res,) = run_cohorts([m], profiles, timing, backend=backend)
+    assert res.undiscounted["cause_deaths"][0] == pytest.approx(
+        (1 - math.exp(-0.2)) * 0.75, rel=1e-14
+    )
+    assert res.undiscounted["cost"][0] == pytest.approx(1.0 + 4.0, rel=1e-14)
+
+
+# --------------------------------------------------------------------------- random models
+
+
+def random_model(rng, D, T, S=5, per_draw_start=False):
+    """A random declared model using every feature; state S - 1 is absorbing."""
+
+    def coef():
+        return rng.uniform(0.05, 1.0, D)
+
+    def lin():
+        out = Lin.of(ONE, coef() * rng.uniform(0, 0.05))
+        for name in rng.choice(["a", "b", "c"], size=rng.integers(1, 3), replace=False):
+            out = out + Lin.of(str(name), coef())
+        return out
+
+    exits, internal = {}, {}
+    for s in range(S - 1):
+        dests = [d for d in range(S) if d != s]
+        exits[s] = {int(d): lin() for d in rng.choice(dests, size=2, replace=False)}
+        if rng.random() < 0.6:
+            d = int(rng.choice([d for d in dests if d not in exits[s] and d != S - 1] or dests))
+            internal[s] = {d: lin() * 3.0}
+    exits[1][S - 1] = Lin.of(ONE, 0.0)  # a zero hazard
+    events = {"e1": {s: lin() for s in range(S - 1)}, "e2": {0: lin()}}
+    rewards = {
+        "cost": (rng.uniform(0, 100, (D, S)), {"e1": coef() * 50, "e2": coef()}),
+        "qaly": (rng.uniform(0, 1, (D, S)), {"e1": -coef() * 0.01}),
+        "count": (np.zeros((D, S)), {"e1": np.ones(D)}),
+    }
+    trans = np.zeros((D, S, S))
+    trans[:, 0, 1] = rng.uniform(0, 10, D)
+    trans[:, 1, 1] = 2.0
+    start = np.zeros(S)
+    start[0] = 1.0
+    if per_draw_start:
+        w = rng.uniform(0, 1, D)[:, None]
+        start = (1 - w) * start + w * np.eye(S)[2]
+    return CohortModel(
+        start=start,
+        exits=exits,
+        internal=internal,
+        events=events,
+        rewards=rewards,
+        transition_rewards={"cost_transition": trans, "cost": trans * 0.5},
+        start_rewards={"cost": np.full((D, S), 3.0), "once": np.full((D, S), 1.0)},
+        counts={
+            "deaths_a": (S - 1, {s: Lin.of("a", coef()) for s in range(S - 1) if S - 1 in exits[s]})
+        },
+        label="random",
+    )
+
+
+TIMINGS = {
+    "half_cycle": Timing(24, 0.5, "half_cycle", 0.035, 0.015, effects=frozenset({"qaly", "count"})),
+    "simpson_odd_annual": Timing(
+        25, 1 / 12, "simpson", 0.05, 0.03, 0.5, "annual", frozenset({"qaly", "deaths_a"})
+    ),
+    "end_offset": Timing(13, 1.0, "end", 0.06, 0.0, 1.0, "cycle", frozenset({"qaly"})),
+    "one_cycle": Timing(1, 1.0, "none", 0.0, 0.0),
+}
+
+
+@pytest.mark.parametrize("timing", list(TIMINGS))
+@pytest.mark.parametrize("per_draw_start", [False, True])
+def test_compiled_backend_equals_numpy_backend(timing, per_draw_start):
+    rng = np.random.default_rng(11)
+    tm = TIMINGS[timing]
+    D, T = 70, tm.n_cycles  # more than one block of draws, and a partial block
+    profiles = {n: rng.uniform(0, 0.2, (D, T)) for n in ("a", "b", "c")}
+    models = [random_model(rng, D, T, per_draw_start=per_draw_start) for _ in range(3)]
+    a = run_cohorts(models, profiles, tm, backend="numpy", keep_trace=True, keep_events=True)
+    b = run_cohorts(models, profiles, tm, backend="numba", keep_trace=True, keep_events=True)
+    for x, y in zip(a, b, strict=True):
+        assert set(x.discounted) == set(y.discounted)
+        for name in x.discounted:
+            assert_same(y.discounted[name], x.discounted[name])
+            assert_same(y.undiscounted[name], x.undiscounted[name])
+        assert_same(y.trace, x.trace)
+        for name in x.event_totals:
+            assert_same(y.event_totals[name], x.event_totals[name])
+        np.testing.assert_allclose(x.trace.sum(axis=2), 1.0, rtol=1e-12)
+
+
+def test_rows_of_the_transition_array_are_probabilities():
+    rng = np.random.default_rng(3)
+    D, T = 40, 12
+    profiles = {n: rng.uniform(0, 2.0, (D, T)) for n in ("a", "b", "c")}
+    P = probabilities(random_model(rng, D, T), profiles, T)
+    assert (P >= 0).all() and (P <= 1).all()
+    np.testing.assert_allclose(P.sum(axis=-1), 1.0, rtol=1e-14)
+
+
+def test_a_draws_results_do_not_depend_on_the_other_draws():
+    rng = np.random.default_rng(5)
+    tm = TIMINGS["half_cycle"]
+    D, T = 70, tm.n_cycles
+    profiles = {n: rng.uniform(0, 0.2, (D, T)) for n in ("a", "b", "c")}
+    m = random_model(rng, D, T)
+    (every,) = run_cohorts([m], profiles, tm, backend="numba")
+    d = 45
+    alone_model = CohortModel(
+        start=m.start,
+        exits={s: {k: Lin({p: np.atleast_1d(c)[[d]] if np.ndim(c) else c for p, c in h.terms.items()}) for k, h in e.items()} for s, e in m.exits.items()},
+        internal={s: {k: Lin({p: np.atleast_1d(c)[[d]] if np.ndim(c) else c for p, c in h.terms.items()}) for k, h in e.items()} for s, e in m.internal.items()},
+        events={n: {s: Lin({p: np.atleast_1d(c)[[d]] if np.ndim(c) else c for p, c in h.terms.items()}) for s, h in e.items()} for n, e in m.events.items()},
+        rewards={n: (c[[d]], {k: v[[d]] for k, v in ev.items()}) for n, (c, ev) in m.rewards.items()},
+        transition_rewards={n: r[[d]] for n, r in m.transition_rewards.items()},
+        start_rewards={n: r[[d]] for n, r in m.start_rewards.items()},
+        counts={n: (dest, {s: Lin({p: c[[d]] for p, c in h.terms.items()}) for s, h in parts.items()}) for n, (dest, parts) in m.counts.items()},
+    )  # fmt: skip
+    (alone,) = run_cohorts(
+        [alone_model], {n: p[[d]] for n, p in profiles.items()}, tm, backend="numba"
+    )
+    for name in every.discounted:
+        assert every.discounted[name][d] == alone.discounted[name][0], name
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_negative_hazard_is_named(backend):
+    m = CohortModel(
+        start=np.array([1.0, 0.0]),
+        exits={0: {1: Lin.of("a")}},
+        label="my cohort",
+    )
+    a = np.full((3, 4), 0.1)
+    a[2, 1] = -0.5
+    with pytest.raises(ModelInputError, match=r"my cohort.*draw 2"):
+        run_cohorts([m], {"a": a}, Timing(4, 1.0), backend=backend)
+
+
+def test_unknown_backend_is_refused():
+    m = CohortModel(start=np.array([1.0]), exits={})
+    with pytest.raises(ModelInputError, match="unknown backend"):
+        run_cohorts([m], {"a": np.zeros((1, 1))}, Timing(1, 1.0), backend="fortran")
+
+
+def test_vectorised_expm1_is_within_two_ulps_of_libm():
+    x = np.concatenate([np.geomspace(1e-300, 50.0, 20_000), [0.0, 1e-20, 0.5 * math.log(2)]])
+    kernel_expm1 = compiled._kernel() and compiled._expm1_neg  # compiled when the kernel is
+    got = np.array([kernel_expm1(h) for h in x])
+    want = np.expm1(-x)
+    ulp = np.spacing(np.abs(want))
+    assert (np.abs(got - want) <= 2 * ulp).all()
+
+
+def test_the_kernel_is_cached_outside_the_package(tmp_path, monkeypatch):
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert compiled.cache_dir() == tmp_path / "cea" / "numba"
+    import cea
+
+    package = __import__("pathlib").Path(cea.__file__).parent
+    assert not any(package.rglob("*.nbi")) and not any(package.rglob("*.nbc"))
+
+
+# --------------------------------------------------------------------------- the IgRT model
+
+
+@pytest.fixture(scope="module")
+def gb_draws():
+    inputs = load_inputs("inputs")
+    ptable = build_parameter_table(inputs, "GB")
+    spec = build_spec(ptable, inputs)
+    draws = sample_draws(inputs, {"GB": ptable}, 40, 3)["GB"]
+    return spec, draws
+
+
+def test_igrt_model_same_results_from_both_backends(gb_draws):
+    spec, draws = gb_draws
+    a = run_model(draws, spec, backend="numpy")
+    b = run_model(draws, spec, backend="numba")
+    pd.testing.assert_frame_equal(a.calibrated, b.calibrated, check_exact=False, rtol=1e-12)
+    num = a.outcomes.select_dtypes("number").columns
+    assert_same(b.outcomes[num].to_numpy(), a.outcomes[num].to_numpy(), atol=1e-12)
