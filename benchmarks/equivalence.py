@@ -174,13 +174,20 @@ def _csv_diff(a: pd.DataFrame, b: pd.DataFrame, where: str, out: list[str]) -> N
     for col in a.columns:
         x, y = a[col], b[col]
         if pd.api.types.is_numeric_dtype(x) and pd.api.types.is_numeric_dtype(y):
-            ok = np.isclose(
-                x.to_numpy(float), y.to_numpy(float), rtol=RTOL, atol=ATOL, equal_nan=True
-            )
+            xa, ya = x.to_numpy(float), y.to_numpy(float)
+            ok = np.isclose(xa, ya, rtol=RTOL, atol=ATOL, equal_nan=True)
             if not ok.all():
                 i = int(np.argmin(ok))
+                both = np.isfinite(xa) & np.isfinite(ya)
+                diff = np.abs(xa - ya)[both]
+                size = np.maximum(np.abs(xa[both]), np.abs(ya[both]))
+                rel = float((diff / size.clip(1e-300)).max(initial=0.0))
+                scale = float(size.max(initial=0.0))
                 out.append(
-                    f"{where}[{col}]: {(~ok).sum()} rows differ, e.g. row {i}: {x.iloc[i]!r} != {y.iloc[i]!r}"
+                    f"{where}[{col}]: {(~ok).sum()} rows differ, e.g. row {i}: {x.iloc[i]!r} != "
+                    f"{y.iloc[i]!r}; largest difference {rel:.1e} relative, "
+                    f"{(diff.max(initial=0.0) / scale if scale else 0.0):.1e} of the column's "
+                    "largest value"
                 )
         elif not x.astype(str).equals(y.astype(str)):
             i = int(np.argmax(x.astype(str).to_numpy() != y.astype(str).to_numpy()))

@@ -299,7 +299,9 @@ def test_joint_calibration_equals_the_alternating_fallback(gb, monkeypatch):
     joint = calib.calibrate(v, spec)
     inc = calib.no_igrt_incidence(joint, spec, calib.CALIBRATION_MONTHS)
     np.testing.assert_allclose(inc, draws["p_severe_12m_no_igrt"], rtol=0, atol=1e-11)
-    os_years = calib.trial_median_os_years(joint, calib._os_spec(spec, v["t_target_median_os_months"]))
+    os_years = calib.trial_median_os_years(
+        joint, calib._os_spec(spec, v["t_target_median_os_months"])
+    )
     np.testing.assert_allclose(os_years * 12, draws["t_target_median_os_months"], atol=1e-9)
     monkeypatch.setattr(calib, "CALIBRATION_BROYDEN_ITER", 0)
     slow = calib.calibrate(Params(draws, spec.unit_scale), spec)
@@ -329,7 +331,9 @@ def test_fallback_meets_both_targets_draw_by_draw(gb, monkeypatch):
     _, _, spec, base, _ = gb
     calls = []
     real = calib._calibrate_alternating
-    monkeypatch.setattr(calib, "_calibrate_alternating", lambda *a: calls.append(a[0].n) or real(*a))
+    monkeypatch.setattr(
+        calib, "_calibrate_alternating", lambda *a: calls.append(a[0].n) or real(*a)
+    )
     monkeypatch.setattr(calib, "CALIBRATION_BROYDEN_ITER", 0)
     draws = pd.concat([base] * 3, ignore_index=True)
     draws["p_severe_12m_no_igrt"] = [0.3, 0.45, 0.6]
@@ -339,7 +343,9 @@ def test_fallback_meets_both_targets_draw_by_draw(gb, monkeypatch):
     inc = calib.no_igrt_incidence(v, spec, calib.CALIBRATION_MONTHS)
     np.testing.assert_allclose(inc, draws["p_severe_12m_no_igrt"], atol=1e-11)
     target = v["t_target_median_os_months"]
-    os_years = calib.trial_median_os_years(v, calib._os_spec(spec, target), calib._os_cap(spec, target))
+    os_years = calib.trial_median_os_years(
+        v, calib._os_spec(spec, target), calib._os_cap(spec, target)
+    )
     np.testing.assert_allclose(os_years * 12, draws["t_target_median_os_months"], atol=1e-9)
     alone = calib.calibrate(Params(draws.iloc[[2]], spec.unit_scale), spec)
     for name in calib.CALIBRATED:

@@ -20,7 +20,19 @@ from cea.cli import main
 from cea.igrt.model import run_model
 from cea.io.load import load_inputs
 from cea.parameters.table import Scenario, build_parameter_table
-from cea.analysis.regional import ANY_PRICE, MAX_PRICE, MIN_PRICE, NO_PRICE, PRICE_ITEMS, REGIONAL_COLUMNS, from_intl, from_usd, threshold_price, to_intl, to_usd
+from cea.analysis.regional import (
+    ANY_PRICE,
+    MAX_PRICE,
+    MIN_PRICE,
+    NO_PRICE,
+    PRICE_ITEMS,
+    REGIONAL_COLUMNS,
+    from_intl,
+    from_usd,
+    threshold_price,
+    to_intl,
+    to_usd,
+)
 from cea.pipeline.regional import compare_countries
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,7 +11,48 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from cea.errors import CeaError
 from cea.igrt.spec import COST_CATEGORIES, COUNTS, EFFECTS, STATES, ModelSpec
+
+#: Columns every outcomes table has.
+KEYS = ("draw", "strategy")
+REQUIRED = (*KEYS, "cost", "qaly", "ly")
+
+
+def validate_outcomes(outcomes: pd.DataFrame, what: str = "the model") -> pd.DataFrame:
+    """Check the outcomes table and return it: the columns ``draw, strategy, cost, qaly, ly``;
+    each (draw, strategy) once; a balanced panel (every draw has every strategy); every
+    number finite. Raises CeaError naming the first problem (a draw and strategy where there
+    is one).
+
+    Follows heormodel's ``Outcomes`` contract: the analyses take this table and nothing else.
+    """
+    missing = [c for c in REQUIRED if c not in outcomes.columns]
+    if missing:
+        raise CeaError(f"{what}: outcomes lack the columns {', '.join(missing)}")
+    keys = outcomes[list(KEYS)]
+    dup = keys.duplicated()
+    if dup.any():
+        d, s = keys[dup].iloc[0]
+        raise CeaError(f"{what}: outcomes list draw {d}, strategy '{s}' twice")
+    n_draws, n_strategies = keys["draw"].nunique(), keys["strategy"].nunique()
+    if len(outcomes) != n_draws * n_strategies:
+        have = keys.groupby("draw")["strategy"].nunique()
+        d = have.index[have < n_strategies][0]
+        raise CeaError(
+            f"{what}: draw {d} has {have[d]} of the {n_strategies} strategies (the panel of "
+            "draws and strategies must be balanced)"
+        )
+    numbers = outcomes.drop(columns=list(KEYS)).select_dtypes("number")
+    bad = ~np.isfinite(numbers.to_numpy(dtype=float))
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        row = outcomes.iloc[i]
+        raise CeaError(
+            f"{what}: {numbers.columns[j]} is {numbers.iat[i, j]} at draw {row['draw']}, "
+            f"strategy '{row['strategy']}': check the parameter values"
+        )
+    return outcomes
 
 
 def results_table(outcomes: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from cea.analysis.incremental import icer_table, pairwise
-from cea.analysis.outcomes import results_table, trace_table
+from cea.analysis.outcomes import results_table, trace_table, validate_outcomes
 from cea.errors import CeaError
 from cea.igrt.model import run_model
 from cea.igrt.spec import SUBGROUPS, ModelSpec, apply_discount_settings, build_spec
@@ -106,7 +106,7 @@ def build_base_case(
     if spec is None:
         spec = apply_discount_settings(build_spec(ptable, inputs, strategies), ptable.settings)
     res = run_model(ptable.base(), spec, keep_traces=keep_trace, backend=backend)
-    outcomes = res.outcomes
+    outcomes = validate_outcomes(res.outcomes, "the base case")
     wtp = ptable.country.wtp_per_qaly
     comps = comparisons_from_settings(ptable.settings, spec, set(inputs.strategies.df["strategy"]))
     comparisons = (

@@ -41,6 +41,7 @@ from cea.analysis.dsa import (
     optimal_by_draw,
 )
 from cea.analysis.incremental import nmb, pairwise
+from cea.analysis.outcomes import validate_outcomes
 from cea.errors import CeaError
 from cea.igrt.model import run_model
 from cea.io.inputs import Inputs
@@ -164,7 +165,9 @@ def run_design(draws: pd.DataFrame, spec, backend: str = "numpy") -> DesignResul
         first = next(iter(failures.values()))
         raise CeaError(f"the model cannot be evaluated at any row of the design: {first}")
     return DesignResult(
-        outcomes=pd.concat([p.outcomes for p in parts], ignore_index=True),
+        outcomes=validate_outcomes(
+            pd.concat([p.outcomes for p in parts], ignore_index=True), "the design"
+        ),
         calibrated=pd.concat([p.calibrated for p in parts]).sort_index(),
         failures=failures,
         calls=calls,

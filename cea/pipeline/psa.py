@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from cea.analysis import voi
+from cea.analysis.outcomes import validate_outcomes
 from cea.analysis.psa import (
     DEFAULT_DECISION_HORIZON_YEARS,
     INTERVAL,
@@ -122,7 +123,7 @@ def run_draws(
         key=lambda s: s.map(order) if s.name == "strategy" else s,
         kind="stable",
     )
-    out = out.reset_index(drop=True)
+    out = validate_outcomes(out.reset_index(drop=True), "the PSA")
     cost = out["cost"].to_numpy().reshape(K, D).T.copy()
     qaly = out["qaly"].to_numpy().reshape(K, D).T.copy()
     return ModelRun(out, pd.concat(cal), cost, qaly, time.perf_counter() - t0)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cea.analysis.outcomes import validate_outcomes
 from cea.analysis.regional import (
     PRICE_ITEMS,
     CountryResult,
@@ -43,7 +44,7 @@ def run_country(
         slopes, cost_zero = _price_slopes(base, spec, res.calibrated, backend)
     except CeaError as exc:
         raise _country_error(inputs, code, exc) from None
-    outcomes = res.outcomes.set_index("strategy", drop=False)
+    outcomes = validate_outcomes(res.outcomes, f"country {code}").set_index("strategy", drop=False)
     outcomes.index.name = None
     return CountryResult(
         ptable=ptable,

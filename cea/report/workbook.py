@@ -73,6 +73,7 @@ from cea.analysis.incremental import COLLINEAR_RTOL
 from cea.engine.markov import _ANNUAL_STEP_GUARD_YEARS as ANNUAL_STEP_GUARD_YEARS
 from cea.engine.markov import correction_weights
 from cea.errors import CeaError
+from cea.igrt.calibration import CALIBRATED
 from cea.igrt.declaration import (
     ADJUSTED_WEIGHT_FACTOR,
     DAYS_PER_WEEK,
@@ -81,7 +82,6 @@ from cea.igrt.declaration import (
     DEVINE_BASE_KG,
     DEVINE_KG_PER_CM,
 )
-from cea.igrt.calibration import CALIBRATED
 from cea.igrt.spec import COST_CATEGORIES, COUNTS, EFFECTS, STATES, SUBGROUPS, Strategy
 from cea.io.provenance import run_json
 from cea.io.workbook import save_workbook
