@@ -64,6 +64,14 @@ def cache_dir() -> Path:
 
 
 _KERNEL: list = []  # the compiled kernel, once made
+_POOL: list = []  # the threads that share a call's draws, once started
+
+
+def _pool(n: int) -> ThreadPoolExecutor:
+    """The threads of the compiled backend (started once per process)."""
+    if not _POOL or _POOL[0]._max_workers < n:
+        _POOL[:] = [ThreadPoolExecutor(max_workers=n, thread_name_prefix="cea-engine")]
+    return _POOL[0]
 
 
 def _kernel():
@@ -161,38 +169,53 @@ def _cohort_kernel(
         flow_sum = np.zeros((K + 1, S, S, NB))  # flows i -> j, discounted at the cycle's end
         counted = np.zeros((2, C, NB))
         bad = np.zeros(NB)
+        has_edges = np.zeros((2, S), dtype=np.bool_)
+        for e in range(E):
+            has_edges[0, exit_from[e]] = True
+        for e in range(EI):
+            has_edges[1, int_from[e]] = True
+        # (loops over the block's draws work on one-dimensional views, whose indices are
+        # known to be non-negative: the compiler then emits vector instructions)
         for s in range(S):
+            xs = x[s]
             for i in range(nb):
-                x[s, i] = start[d0 + i, s]
+                xs[i] = start[d0 + i, s]
         for t in range(T + 1):
             c = t if t < T else T - 1  # the last row takes the last cycle's rewards
             for li in range(L):
+                out = lv[li]
                 for i in range(nb):
-                    lv[li, i] = 0.0
+                    out[i] = 0.0
                 for k in range(lin_ptr[li], lin_ptr[li + 1]):
                     j = term_profile[k]
+                    coef = term_coef[k, d0 : d0 + nb]
                     if j < 0:
                         for i in range(nb):
-                            lv[li, i] += term_coef[k, d0 + i]
+                            out[i] += coef[i]
                     else:
+                        prof = B[j, c, d0 : d0 + nb]
                         for i in range(nb):
-                            lv[li, i] += term_coef[k, d0 + i] * B[j, c, d0 + i]
+                            out[i] += coef[i] * prof[i]
             for v in range(V):
+                yv = y[v]
                 for i in range(nb):
-                    y[v, i] = 0.0
+                    yv[i] = 0.0
                 for s in range(S):
                     if event_lin[v, s] >= 0:
+                        rate, xs = lv[event_lin[v, s]], x[s]
                         for i in range(nb):
-                            y[v, i] += x[s, i] * lv[event_lin[v, s], i]
+                            yv[i] += xs[i] * rate[i]
             if R > 0:
                 for k in range(K + 1):
                     f = weights[t] * disc[k, t] if k < K else weights[t]
                     for s in range(S):
+                        acc, xs = x_sum[k, s], x[s]
                         for i in range(nb):
-                            x_sum[k, s, i] += f * x[s, i]
+                            acc[i] += f * xs[i]
                     for v in range(V):
+                        acc, yv = e_sum[k, v], y[v]
                         for i in range(nb):
-                            e_sum[k, v, i] += f * y[v, i]
+                            acc[i] += f * yv[i]
             if keep_trace:
                 for i in range(nb):
                     for s in range(S):
@@ -204,72 +227,87 @@ def _cohort_kernel(
                     for v in range(V):
                         events_out[d0 + i, v, t] = y[v, i]
             # two levels of competing risks
-            H[:, :, :] = 0.0
-            for e in range(E):
-                for i in range(nb):
-                    h = lv[exit_lin[e], i]
-                    bad[i] += 0.0 if h >= 0.0 else 1.0
-                    H[0, exit_from[e], i] += h
-            for e in range(EI):
-                for i in range(nb):
-                    h = lv[int_lin[e], i]
-                    bad[i] += 0.0 if h >= 0.0 else 1.0
-                    H[1, int_from[e], i] += h
             for level in range(2):
                 for s in range(S):
+                    h = H[level, s]
                     for i in range(nb):
-                        h = H[level, s, i]
-                        bad[i] += 0.0 if (h >= 0.0 and h < math.inf) else 1.0
-                        em1 = _expm1_neg(h)
-                        frac[level, s, i] = -em1 / h if h > 0.0 else 1.0
-                        stay2[level, s, i] = 1.0 + em1
+                        h[i] = 0.0
+            for e in range(E):
+                h, total = lv[exit_lin[e]], H[0, exit_from[e]]
+                for i in range(nb):
+                    bad[i] += 0.0 if h[i] >= 0.0 else 1.0
+                    total[i] += h[i]
+            for e in range(EI):
+                h, total = lv[int_lin[e]], H[1, int_from[e]]
+                for i in range(nb):
+                    bad[i] += 0.0 if h[i] >= 0.0 else 1.0
+                    total[i] += h[i]
+            for level in range(2):
+                for s in range(S):
+                    h, fr, st = H[level, s], frac[level, s], stay2[level, s]
+                    if not has_edges[level, s]:  # no hazard at this level: nothing happens
+                        for i in range(nb):
+                            fr[i] = 1.0
+                            st[i] = 1.0
+                        continue
+                    for i in range(nb):
+                        bad[i] += 0.0 if (h[i] >= 0.0 and h[i] < math.inf) else 1.0
+                        em1 = _expm1_neg(h[i])
+                        fr[i] = -em1 / h[i] if h[i] > 0.0 else 1.0
+                        st[i] = 1.0 + em1
             # the flows of the cycle
             for s in range(S):
+                xs, xns, sx, si = x[s], xn[s], stay2[0, s], stay2[1, s]
                 for i in range(nb):
-                    xn[s, i] = x[s, i] * (stay2[0, s, i] * stay2[1, s, i])
+                    xns[i] = xs[i] * (sx[i] * si[i])
             for e in range(E):
-                a, b = exit_from[e], exit_to[e]
+                h, fr, p = lv[exit_lin[e]], frac[0, exit_from[e]], pe[e]
+                xa, xb = x[exit_from[e]], xn[exit_to[e]]
                 for i in range(nb):
-                    p = lv[exit_lin[e], i] * frac[0, a, i]
-                    pe[e, i] = p
-                    xn[b, i] += x[a, i] * p
+                    p[i] = h[i] * fr[i]
+                    xb[i] += xa[i] * p[i]
             for e in range(EI):
-                a, b = int_from[e], int_to[e]
+                a = int_from[e]
+                h, fr, sx = lv[int_lin[e]], frac[1, a], stay2[0, a]
+                xa, xb = x[a], xn[int_to[e]]
                 for i in range(nb):
-                    xn[b, i] += x[a, i] * (stay2[0, a, i] * (lv[int_lin[e], i] * frac[1, a, i]))
+                    xb[i] += xa[i] * (sx[i] * (h[i] * fr[i]))
             for k in range(C):
                 f = disc[count_disc[k], t + 1]
+                c0, c1 = counted[0, k], counted[1, k]
                 for s in range(S):
                     e = count_edge[k, s]
                     if e >= 0:
+                        h, part, p, xs = lv[exit_lin[e]], lv[count_lin[k, s]], pe[e], x[s]
                         for i in range(nb):
-                            h = lv[exit_lin[e], i]
-                            n = x[s, i] * pe[e, i] * lv[count_lin[k, s], i] / h if h > 0.0 else 0.0
-                            counted[0, k, i] += n * f
-                            counted[1, k, i] += n
+                            n = xs[i] * p[i] * part[i] / h[i] if h[i] > 0.0 else 0.0
+                            c0[i] += n * f
+                            c1[i] += n
             if R2 > 0:
                 for k in range(K + 1):
                     f = disc[k, t + 1] if k < K else 1.0
                     for s in range(S):
                         if trans_mask[s, s]:
+                            acc, xs, sx, si = flow_sum[k, s, s], x[s], stay2[0, s], stay2[1, s]
                             for i in range(nb):
-                                flow_sum[k, s, s, i] += f * (
-                                    x[s, i] * (stay2[0, s, i] * stay2[1, s, i])
-                                )
+                                acc[i] += f * (xs[i] * (sx[i] * si[i]))
                     for e in range(E):
                         a, b = exit_from[e], exit_to[e]
                         if trans_mask[a, b]:
+                            acc, xa, p = flow_sum[k, a, b], x[a], pe[e]
                             for i in range(nb):
-                                flow_sum[k, a, b, i] += f * (x[a, i] * pe[e, i])
+                                acc[i] += f * (xa[i] * p[i])
                     for e in range(EI):
                         a, b = int_from[e], int_to[e]
                         if trans_mask[a, b]:
+                            acc, xa = flow_sum[k, a, b], x[a]
+                            h, fr, sx = lv[int_lin[e]], frac[1, a], stay2[0, a]
                             for i in range(nb):
-                                p = stay2[0, a, i] * (lv[int_lin[e], i] * frac[1, a, i])
-                                flow_sum[k, a, b, i] += f * (x[a, i] * p)
+                                acc[i] += f * (xa[i] * (sx[i] * (h[i] * fr[i])))
             for s in range(S):
+                xs, xns = x[s], xn[s]
                 for i in range(nb):
-                    x[s, i] = xn[s, i]
+                    xs[i] = xns[i]
         # totals: the sums times the rewards
         for i in range(nb):
             d = d0 + i
@@ -298,7 +336,7 @@ def _cohort_kernel(
 
 #: Draws per block: the block's working arrays stay in the cache, and its loops over draws
 #: are vector instructions.
-BLOCK_DRAWS = 32
+BLOCK_DRAWS = 256
 # expm1 by Cody-Waite reduction, x = k ln2 + r with |r| <= ln2 / 2, and the degree-14 Taylor
 # polynomial of expm1(r) (truncation error below 1e-17 relative): expm1(x) = 2^k expm1(r) +
 # (2^k - 1). Arithmetic only, so that the loops over cycles compile to vector instructions
@@ -433,12 +471,9 @@ def _run_one(model: CohortModel, B, index, timing: Timing, keep_trace, keep_even
     if n == 1:
         kernel(*args, 0, D)
     else:
-        with ThreadPoolExecutor(max_workers=n) as pool:
-            for f in [
-                pool.submit(kernel, *args, lo, hi)
-                for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
-            ]:
-                f.result()
+        jobs = [_pool(n).submit(kernel, *args, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+        for job in jobs:
+            job.result()
     if not ok.all():
         return None
     disc_tot, und_tot = {}, {}
