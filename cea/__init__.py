@@ -6,7 +6,7 @@ Public API (imported lazily, so ``import cea`` stays cheap)
 run_markov, MarkovResult   the generic Markov cohort engine (cea.engine.markov)
 icer_table, pairwise       full incremental analysis and named comparisons (cea.analysis.incremental)
 load_inputs                read and validate an inputs folder (cea.io.inputs)
-run_base_case              the deterministic base case of the IgRT model (cea.run)
+run_base_case              the deterministic base case of the IgRT model (cea.pipeline.base)
 """
 
 __version__ = "0.1.0"

@@ -9,7 +9,7 @@ Excel report.
 
 Every check is a function returning a :class:`CheckResult`: its name, pass or fail, a detail
 line with the numbers compared, and the tolerance. Checks on the base case take a
-:class:`cea.run.BaseCase` (see :data:`BASE_CHECKS`); checks on PSA and DSA result tables take
+:class:`cea.pipeline.base.BaseCase` (see :data:`BASE_CHECKS`); checks on PSA and DSA result tables take
 those tables (:func:`check_psa_means`, :func:`check_ceac_sums_to_one`,
 :func:`check_evpi_nonnegative`, :func:`check_tornado_base_inside`), so they run whenever
 the tables exist.
@@ -51,7 +51,7 @@ from cea.pipeline import dsa, psa
 from cea.pipeline.base import comparisons_from_settings, run_base_case
 
 #: Identities that hold in exact arithmetic: largest relative difference allowed, relative to
-#: max(|a|, |b|, 1) (STYLE.md: exact arithmetic 1e-12).
+#: max(|a|, |b|, 1) (docs/conventions.md: exact arithmetic 1e-12).
 EXACT_RTOL = 1e-12
 #: Halving the cycle length (28 -> 14 days over the same horizon) may move total costs, QALYs
 #: and life-years of each strategy by at most this fraction (see docs/verification.md).
@@ -737,7 +737,7 @@ def check_tornado_base_inside(
 ) -> CheckResult:
     """The base-case value lies inside every tornado bar: min(low, high) <= base <= max(low,
     high), for columns ``<outcome>_low``, ``<outcome>_high`` and ``base`` (or
-    ``<outcome>_base``, as :func:`cea.dsa.tornado_table` names it). Tables of several
+    ``<outcome>_base``, as :func:`cea.pipeline.dsa.tornado_table` names it). Tables of several
     comparisons may be stacked: the check is row by row.
 
     A response that is not monotone in the parameter (a U-shape, e.g. through the calibration)
@@ -821,7 +821,7 @@ def run_checks(
 
     Parameters
     ----------
-    base : cea.run.BaseCase
+    base : cea.pipeline.base.BaseCase
     checks : base-case checks to run (default :data:`BASE_CHECKS`).
     psa_draws : PSA draws (draw x parameter); compared with ``parameters`` (default the base
         case's parameter table).

@@ -87,7 +87,7 @@ def test_gamma_from_mean_se_by_hand():
     g = Gamma.from_mean_se(0.05, 0.0175)
     assert g.shape == pytest.approx(400 / 49, rel=EXACT)
     assert g.scale == pytest.approx(0.006125, rel=EXACT)
-    # evidence.md 2.1 rounds this to Gamma(8.2, 0.0061)
+    # docs/evidence.md 2.1 rounds this to Gamma(8.2, 0.0061)
     assert g.describe() == "Gamma(shape=8.16327, scale=0.006125)"
 
 
@@ -96,7 +96,7 @@ def test_lognormal_from_ci_by_hand():
     d = LogNormal.from_ci(0.45, 0.20, 1.00)
     assert d.mu == pytest.approx(math.log(0.45), rel=EXACT)
     assert d.sigma == pytest.approx(math.log(5) / 3.919927969080108, rel=EXACT)
-    # evidence.md divides by 3.92 instead of 3.919928: sigma differs by 18 parts per million
+    # docs/evidence.md divides by 3.92 instead of 3.919928: sigma differs by 18 parts per million
     assert d.sigma == pytest.approx(math.log(5) / 3.92, rel=2e-5)
     assert d.centre() == pytest.approx(0.45, rel=EXACT)
     # mu is ln(value), not the midpoint of the logs (ln 0.2 + ln 1)/2 = ln 0.447
@@ -343,7 +343,7 @@ def test_build_fixed_needs_no_spread_and_ignores_low_high():
 
 
 def test_build_beta_value_at_bound_of_ci_is_allowed():
-    # evidence.md: grade 3/4 infection 55.2% (44.8%-55.2%)
+    # docs/evidence.md: grade 3/4 infection 55.2% (44.8%-55.2%)
     d = build("beta", 0.552, low=0.448, high=0.552)
     assert d.centre() == pytest.approx(0.552, rel=EXACT)
 

@@ -28,7 +28,7 @@ from cea.parameters.table import build_parameter_table
 
 INPUTS = Path(__file__).resolve().parents[1] / "inputs"
 N_SAMPLE = 20_000
-#: seeded pin (STYLE.md "Seeded regression"): GB, seed 1, PIN_DRAWS draws, default strategies
+#: seeded pin (docs/conventions.md, seeded regression): GB, seed 1, PIN_DRAWS draws, default strategies
 PIN_DRAWS = 200
 PIN_RTOL = 1e-9
 
@@ -280,7 +280,7 @@ def test_summary_intervals_contain_means(gb_psa):
 
 
 def test_seeded_regression_pin(gb_psa):
-    """Mean costs and QALYs of the GB PSA, seed 1, 200 draws (STYLE.md: change only in a
+    """Mean costs and QALYs of the GB PSA, seed 1, 200 draws (docs/conventions.md: change only in a
     commit that says why)."""
     out = gb_psa.countries["GB"].run.outcomes
     means = out.groupby("strategy", sort=False)[["cost", "qaly"]].mean()

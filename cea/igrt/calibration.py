@@ -233,7 +233,7 @@ def _solve(f, target: np.ndarray, lo, hi, what: str, ftol=CALIBRATION_FTOL, wide
 
 
 def calibrate(v: Params, spec: ModelSpec, backend: str = "numpy") -> Params:
-    """Calibrate the two quantities MODEL.md fixes by observation, per draw, jointly:
+    """Calibrate the two quantities docs/model.md fixes by observation, per draw, jointly:
 
     * ``r_severe_on_bsab`` (per year): severe-infection rate with low IgG on bsAb, so that the
       no-IgRT cohort's cumulative incidence at 12 months equals ``p_severe_12m_no_igrt``;
@@ -255,9 +255,11 @@ def calibrate(v: Params, spec: ModelSpec, backend: str = "numpy") -> Params:
     os_spec = _os_spec(spec, target_os)
     cap = _os_cap(spec, target_os)  # each draw's own horizon: as if it were calibrated alone
     ids = v._draws.index.to_numpy()
-    # the strategy-independent hazards of both horizons, computed once and shared by every
-    # subset of draws the root finding takes
-    time_profiles(v, spec)  # the longest horizon: the others take its first cycles
+    # the strategy-independent hazards of both conditions' horizons, computed once and shared
+    # by every subset of draws the root finding takes (the shorter takes the longer's first
+    # cycles)
+    inc_spec = _incidence_spec(spec, CALIBRATION_MONTHS)
+    time_profiles(v, os_spec if os_spec.n_cycles >= inc_spec.n_cycles else inc_spec)
 
     def inc_at(r, mu, idx):
         sub = v.take(idx).with_derived(r_severe_on_bsab=r, r_myeloma_death_off_bsab=mu)

@@ -24,7 +24,7 @@ from cea.errors import InputFileError
 
 #: Largest input file accepted (bytes). The bundled life table is 0.3 MB.
 MAX_FILE_BYTES = 50 * 1024 * 1024
-#: Evidence tags (evidence.md): sourced, derived, known but not re-read, estimate.
+#: Evidence tags (docs/evidence.md): sourced, derived, known but not re-read, estimate.
 EVIDENCE_TAGS = ("S", "S-d", "K", "E")
 TRUE_WORDS = ("true", "yes", "1", "y")
 FALSE_WORDS = ("false", "no", "0", "n", "")
@@ -50,7 +50,7 @@ class Col:
 RATE_UNITS = {"per day": 365.25, "per week": 365.25 / 7, "per month": 12.0, "per year": 1.0}
 TIME_UNITS = {"days": 1 / 365.25, "weeks": 7 / 365.25, "months": 1 / 12, "years": 1.0}
 
-#: Allowed distributions by parameter-name prefix (STYLE.md "Prefixes state the type").
+#: Allowed distributions by parameter-name prefix (docs/conventions.md, parameter prefixes).
 PREFIX_DISTS: dict[str, tuple[str, ...]] = {
     "p_": ("beta", "fixed"),
     "u_": ("beta", "fixed"),

@@ -3,7 +3,7 @@
 One row of ``inputs/parameters.csv`` (``value, se, low, high, dist, n``) becomes one frozen
 specification here through :func:`build`; rows sharing a ``group`` become one
 :class:`Dirichlet` through :func:`build_dirichlet`. The three readers of the table use a
-specification as follows (STYLE.md, "Parameters: one table, three readers"):
+specification as follows (docs/conventions.md, "The parameter table"):
 
 - base case: ``centre()``, which equals the row's ``value`` by construction (the mean for
   beta, gamma, normal, uniform and Dirichlet; the median for lognormal ratios);
@@ -18,7 +18,7 @@ Conventions
   ``value`` exactly. Distribution parameters are never typed by hand.
 - Lognormal ``(mu, sigma)`` is on the natural-log scale and ``exp(mu)`` is the value, so the
   median (not the mean) equals ``value``. From a 95% CI,
-  ``sigma = (ln high - ln low) / (2 * 1.959963984540054)``; evidence.md section 2 rounds the
+  ``sigma = (ln high - ln low) / (2 * 1.959963984540054)``; docs/evidence.md section 2 rounds the
   divisor to 3.92, which changes sigma by 18 parts per million.
 - When a beta, gamma or normal row has no ``se`` but has a 95% CI ``low``/``high``, the se is
   taken from the normal approximation ``se = (high - low) / (2 * 1.959963984540054)``.

@@ -49,7 +49,7 @@ the workbook with LibreOffice and compares every total with the engine (relative
 The writer computes nothing itself: it writes formulas and the engine's results. The command
 helper at the end (:func:`write_analysis_report`) runs the base case and the checks
 (:mod:`cea.verify`) for ``cea dsa/psa --report xlsx``; ``cea run --report xlsx`` is
-:func:`cea.run.cli_run`.
+:func:`cea.cli.cli_run`.
 """
 
 from __future__ import annotations
@@ -266,7 +266,7 @@ class _Names:
 
 
 class _ReportWriter:
-    """Builds report.xlsx from a :class:`cea.run.BaseCase`."""
+    """Builds report.xlsx from a :class:`cea.pipeline.base.BaseCase`."""
 
     def __init__(self, base, command: str):
         self.base = base
@@ -2476,7 +2476,7 @@ def write_report(
 
     Parameters
     ----------
-    base : cea.run.BaseCase
+    base : cea.pipeline.base.BaseCase
         The deterministic base case (inputs, parameter table, spec, engine results).
     path : where to write the workbook (``.xlsx``).
     command : the command line that produced the run (recorded on the ``about`` sheet).

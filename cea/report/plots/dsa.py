@@ -1,6 +1,6 @@
 """DSA figures: tornado (INMB and ICER), two-way heat map, threshold curve, scenario dot plot.
 
-Each function draws one PNG from a table written by :mod:`cea.dsa` (the same table as the
+Each function draws one PNG from a table written by :mod:`cea.report.dsa` (the same table as the
 CSV beside it) and computes nothing but positions.
 """
 

@@ -1,4 +1,4 @@
-"""PSA figures (PNG) from the result tables of :mod:`cea.psa`; nothing is computed here.
+"""PSA figures (PNG) from the result tables of :mod:`cea.analysis.psa`; nothing is computed here.
 
 Every figure names the currency, price year and the WTP per QALY it uses. Figures are drawn
 with ``matplotlib.figure.Figure`` (no pyplot state), so they are safe to make in a loop.
@@ -293,7 +293,7 @@ def plot_convergence(conv: pd.DataFrame, country, path: Path, labels: dict | Non
 
 def figure_jobs(tables, country, folder: Path, labels: dict | None = None) -> list[tuple]:
     """Every PSA figure of one country as (function, arguments) pairs, the slowest first, for
-    the caller to run here or in worker processes (cea.psa.write_country)."""
+    the caller to run (cea.report.psa.write_country)."""
     folder = Path(folder)
     horizon = tables.headline.get("decision_horizon_years", float("nan"))
     return [
