@@ -4,7 +4,7 @@ Büyükkaramikli NC et al., "TECH-VER: a verification checklist to reduce errors
 for health technology assessment", PharmacoEconomics 2019;37:1391-1408. Black-box tests
 change an input to an extreme or a special value whose effect on the results is known a
 priori, run the model, and compare. ``cea check`` prints them; the test suite runs the same
-functions (``tests/test_checks.py``); :func:`run_checks` returns them as a table for the
+functions (``tests/test_verify.py``); :func:`run_checks` returns them as a table for the
 Excel report.
 
 Every check is a function returning a :class:`CheckResult`: its name, pass or fail, a detail

@@ -216,7 +216,7 @@ def fast_cells() -> Iterator[None]:
     7 s for the 130,000 cells of a report. Plain cells are written here as the same XML text
     directly to the sheet stream; anything else (hyperlinks, rich text, array formulas, dates,
     booleans, empty styled cells), or another writer (lxml), goes through openpyxl unchanged.
-    ``tests/test_report.py`` checks that the bytes written are identical either way.
+    ``tests/test_report_workbook.py`` checks that the bytes written are identical either way.
     """
     import openpyxl.cell._writer as cell_writer
     import openpyxl.worksheet._writer as sheet_writer
