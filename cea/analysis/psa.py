@@ -108,107 +108,82 @@ def per_draw(outcomes: pd.DataFrame, names: Sequence[str], column: str) -> np.nd
     return wide.loc[order, list(names)].to_numpy(dtype=float)
 
 
-def analyse(
-    outcomes: pd.DataFrame,
-    draws: pd.DataFrame,
-    ptable: ParameterTable,
-    names: Sequence[str],
-    base_outcomes: pd.DataFrame,
-    comparisons: Sequence[tuple[str, str]],
-    decision_horizon_years: float = DEFAULT_DECISION_HORIZON_YEARS,
-) -> PsaTables:
-    """Summary, CEAC/CEAF, EVPI, EVPPI by parameter group, convergence and CE-plane tables.
+@dataclass
+class _Draws:
+    """What every PSA table is made from: per-draw cost and QALYs (D, K) of the strategies
+    ``names``, the WTP grid and the index of the country's WTP in it."""
 
-    ``outcomes``: the PSA's outcomes table (one row per draw and strategy); ``draws``: the
-    parameter draws (index ``draw``, in the outcomes' order); ``names``: the strategies in
-    the order of the tables; ``base_outcomes``: the deterministic base case's outcomes."""
-    country = ptable.country
-    names = list(names)
-    cost, qaly = per_draw(outcomes, names, "cost"), per_draw(outcomes, names, "qaly")
-    K, D = len(names), cost.shape[0]
-    wtp = float(country.wtp_per_qaly)
-    out = outcomes
-    mean_out = (
-        out.groupby("strategy", sort=False)[["cost", "qaly", "ly"]]
-        .mean()
-        .reindex(names)
-        .reset_index()
-    )
-    inc_means = icer_table(mean_out, cost="cost", effect="qaly", wtp=wtp)
-    grid = wtp_grid(wtp, country.wtp_alternatives, inc_means["icer"].tolist())
-    i_wtp = int(np.flatnonzero(grid == wtp)[0])
+    outcomes: pd.DataFrame
+    names: list[str]
+    cost: np.ndarray
+    qaly: np.ndarray
+    wtp: float
+    grid: np.ndarray
+    i_wtp: int
 
-    groups = parameter_groups(ptable, draws)
-    group_x = {g: draws[ps].to_numpy() if ps else np.empty((D, 0)) for g, ps in groups.items()}
+    @property
+    def n(self) -> int:
+        return self.cost.shape[0]
 
-    # --- summary: strategies and named comparisons, PSA mean vs deterministic
+    def index(self, strategy: str) -> int:
+        return self.names.index(strategy)
+
+
+def _stat_row(kind, name, measure, x, det=float("nan")) -> dict:
+    """One summary row: PSA mean, Monte Carlo SE, central interval, against the deterministic
+    value."""
+    x = np.asarray(x, float)
+    m = float(x.mean())
+    lo, hi = _interval(x)
+    diff = m - det
+    return {
+        "kind": kind,
+        "name": name,
+        "measure": measure,
+        "psa_mean": m,
+        "mc_se": float(x.std(ddof=1) / math.sqrt(len(x))),
+        "interval_low": lo,
+        "interval_high": hi,
+        "deterministic": det,
+        "psa_minus_deterministic": diff,
+        "relative_difference": diff / abs(det)
+        if det not in (0.0,) and math.isfinite(det)
+        else float("nan"),
+    }
+
+
+def _share_row(kind, name, measure, p: float, n: int) -> dict:
+    return {"kind": kind, "name": name, "measure": measure, "psa_mean": p,
+            "mc_se": math.sqrt(p * (1 - p) / n)}  # fmt: skip
+
+
+def summary_table(
+    d: _Draws, prob: np.ndarray, base_outcomes: pd.DataFrame, comparisons
+) -> pd.DataFrame:
+    """Per strategy and named comparison: PSA mean, MC SE and interval of cost, QALYs, LYs, NMB
+    (INMB), against the deterministic base case; P(cost-effective) and P(INMB > 0); the ICER of
+    the means."""
     base = base_outcomes.set_index("strategy")
-    rows = []
-
-    def add(kind, name, measure, x, det=float("nan")):
-        x = np.asarray(x, float)
-        m = float(x.mean())
-        lo, hi = _interval(x)
-        diff = m - det
-        rows.append(
-            {
-                "kind": kind,
-                "name": name,
-                "measure": measure,
-                "psa_mean": m,
-                "mc_se": float(x.std(ddof=1) / math.sqrt(D)),
-                "interval_low": lo,
-                "interval_high": hi,
-                "deterministic": det,
-                "psa_minus_deterministic": diff,
-                "relative_difference": diff / abs(det)
-                if det not in (0.0,) and math.isfinite(det)
-                else float("nan"),
-            }
-        )
-
-    prob = voi.ceac(cost, qaly, grid)
-    for k, s in enumerate(names):
+    out, wtp, rows = d.outcomes, d.wtp, []
+    for k, s in enumerate(d.names):
         sel = out["strategy"] == s
         for measure in ("cost", "qaly", "ly"):
-            add("strategy", s, measure, out.loc[sel, measure], float(base.loc[s, measure]))
-        add(
-            "strategy",
-            s,
-            "nmb",
-            wtp * qaly[:, k] - cost[:, k],
-            wtp * float(base.loc[s, "qaly"]) - float(base.loc[s, "cost"]),
-        )
-        p = prob[i_wtp, k]
-        rows.append(
-            {
-                "kind": "strategy",
-                "name": s,
-                "measure": "p_cost_effective",
-                "psa_mean": p,
-                "mc_se": math.sqrt(p * (1 - p) / D),
-            }
-        )
-    idx = {s: k for k, s in enumerate(names)}
+            rows.append(_stat_row("strategy", s, measure, out.loc[sel, measure],
+                                  float(base.loc[s, measure])))  # fmt: skip
+        det_nmb = wtp * float(base.loc[s, "qaly"]) - float(base.loc[s, "cost"])
+        rows.append(_stat_row("strategy", s, "nmb", wtp * d.qaly[:, k] - d.cost[:, k], det_nmb))
+        rows.append(_share_row("strategy", s, "p_cost_effective", prob[d.i_wtp, k], d.n))
     for a, b in comparisons:
-        ia, ib = idx[a], idx[b]
+        ia, ib = d.index(a), d.index(b)
         name = f"{a} vs {b}"
-        dc, dq = cost[:, ia] - cost[:, ib], qaly[:, ia] - qaly[:, ib]
+        dc, dq = d.cost[:, ia] - d.cost[:, ib], d.qaly[:, ia] - d.qaly[:, ib]
         det_dc = float(base.loc[a, "cost"] - base.loc[b, "cost"])
         det_dq = float(base.loc[a, "qaly"] - base.loc[b, "qaly"])
-        add("comparison", name, "inc_cost", dc, det_dc)
-        add("comparison", name, "inc_qaly", dq, det_dq)
-        add("comparison", name, "inmb", wtp * dq - dc, wtp * det_dq - det_dc)
+        rows.append(_stat_row("comparison", name, "inc_cost", dc, det_dc))
+        rows.append(_stat_row("comparison", name, "inc_qaly", dq, det_dq))
+        rows.append(_stat_row("comparison", name, "inmb", wtp * dq - dc, wtp * det_dq - det_dc))
         p = float(np.mean(wtp * dq - dc > 0))
-        rows.append(
-            {
-                "kind": "comparison",
-                "name": name,
-                "measure": "p_inmb_positive",
-                "psa_mean": p,
-                "mc_se": math.sqrt(p * (1 - p) / D),
-            }
-        )
+        rows.append(_share_row("comparison", name, "p_inmb_positive", p, d.n))
         mdq = float(dq.mean())
         rows.append(
             {
@@ -221,39 +196,33 @@ def analyse(
         )
     summary = pd.DataFrame(rows)
     summary.insert(0, "wtp", wtp)
+    return summary
 
-    # --- CEAC / CEAF / EVPI
-    opt, p_opt = voi.ceaf(cost, qaly, grid, prob)
-    ceac_df = pd.DataFrame(
+
+def ceac_table(d: _Draws, prob: np.ndarray, opt: np.ndarray) -> pd.DataFrame:
+    """Long CEAC: probability each strategy is optimal at each WTP; ``on_ceaf``: it is the
+    strategy of highest expected NMB there."""
+    K = len(d.names)
+    return pd.DataFrame(
         {
-            "wtp": np.repeat(grid, K),
-            "strategy": np.tile(names, len(grid)),
+            "wtp": np.repeat(d.grid, K),
+            "strategy": np.tile(d.names, len(d.grid)),
             "probability": prob.reshape(-1),
-            "on_ceaf": (np.repeat(opt, K) == np.tile(np.arange(K), len(grid))),
-        }
-    )
-    evpi_pp = voi.evpi(cost, qaly, grid)
-    pop = country.population_eligible_annual
-    rate = country.discount_rate_costs
-    mult = (
-        voi.population_multiplier(pop, decision_horizon_years, rate)
-        if pop is not None
-        else float("nan")
-    )
-    evpi_df = pd.DataFrame(
-        {
-            "wtp": grid,
-            "evpi_per_patient": evpi_pp,
-            "evpi_population": evpi_pp * mult,
-            "optimal_strategy": [names[i] for i in opt],
-            "p_optimal_cost_effective": p_opt,
+            "on_ceaf": (np.repeat(opt, K) == np.tile(np.arange(K), len(d.grid))),
         }
     )
 
-    # --- EVPPI by parameter group (regression), at every wtp of the grid
+
+def evppi_tables(
+    d: _Draws, groups: dict[str, list[str]], draws: pd.DataFrame, evpi_pp: np.ndarray, mult: float
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """EVPPI of each parameter group by regression (Strong, Oakley & Brennan 2014) at the
+    country's WTP (one row per group) and at every WTP of the grid."""
     ev_rows, curves = [], []
+    i_wtp, names = d.i_wtp, d.names
     for g, params in groups.items():
-        r = voi.evppi_regression(cost, qaly, group_x[g], grid, r2_wtp=wtp)
+        x = draws[params].to_numpy() if params else np.empty((d.n, 0))
+        r = voi.evppi_regression(d.cost, d.qaly, x, d.grid, r2_wtp=d.wtp)
         v = float(r.evppi[i_wtp])
         status = r.status
         if status == "ok" and v > evpi_pp[i_wtp] * (1 + EVPPI_EXCESS_RTOL):
@@ -281,68 +250,126 @@ def analyse(
             pd.DataFrame(
                 {
                     "group": g,
-                    "wtp": grid,
+                    "wtp": d.grid,
                     "evppi_per_patient": r.evppi,
                     "evppi_population": r.evppi * mult,
                 }
-            )
+            )  # fmt: skip
         )
-    evppi_df = pd.DataFrame(ev_rows)
-    evppi_by_wtp = pd.concat(curves, ignore_index=True)
+    return pd.DataFrame(ev_rows), pd.concat(curves, ignore_index=True)
 
-    # --- convergence: running mean and MC SE of INMB (named comparisons) and P(cost-effective)
+
+def convergence_table(d: _Draws, comparisons) -> pd.DataFrame:
+    """Running mean and Monte Carlo SE over the draws of each comparison's INMB and each
+    strategy's P(cost-effective)."""
     conv = []
-    nb = wtp * qaly - cost
+    nb = d.wtp * d.qaly - d.cost
     best = np.argmax(nb - nb[:, :1], axis=1)
     for a, b in comparisons:
-        n, m, se = voi.running_mean_se(nb[:, idx[a]] - nb[:, idx[b]])
-        conv.append(
-            pd.DataFrame(
-                {"measure": "inmb", "name": f"{a} vs {b}", "n_draws": n, "mean": m, "mc_se": se}
-            )
-        )
-    for k, s in enumerate(names):
+        n, m, se = voi.running_mean_se(nb[:, d.index(a)] - nb[:, d.index(b)])
+        conv.append(pd.DataFrame({"measure": "inmb", "name": f"{a} vs {b}", "n_draws": n,
+                                  "mean": m, "mc_se": se}))  # fmt: skip
+    for k, s in enumerate(d.names):
         n, m, _ = voi.running_mean_se((best == k).astype(float))
         se = np.sqrt(m * (1 - m) / n)
-        conv.append(
-            pd.DataFrame(
-                {"measure": "p_cost_effective", "name": s, "n_draws": n, "mean": m, "mc_se": se}
-            )
-        )
-    convergence = pd.concat(conv, ignore_index=True)
+        conv.append(pd.DataFrame({"measure": "p_cost_effective", "name": s, "n_draws": n,
+                                  "mean": m, "mc_se": se}))  # fmt: skip
+    return pd.concat(conv, ignore_index=True)
 
-    # --- CE plane: every strategy against the first, per draw
-    ref = names[0]
-    plane = pd.DataFrame(
+
+def ce_plane_table(d: _Draws, draw_ids: np.ndarray) -> pd.DataFrame:
+    """Every strategy against the first, per draw: incremental cost and QALYs."""
+    K = len(d.names)
+    return pd.DataFrame(
         {
-            "draw": np.tile(draws.index.to_numpy(), K - 1),
-            "strategy": np.repeat(names[1:], D),
-            "reference": ref,
-            "inc_cost": (cost[:, 1:] - cost[:, :1]).T.reshape(-1),
-            "inc_qaly": (qaly[:, 1:] - qaly[:, :1]).T.reshape(-1),
+            "draw": np.tile(draw_ids, K - 1),
+            "strategy": np.repeat(d.names[1:], d.n),
+            "reference": d.names[0],
+            "inc_cost": (d.cost[:, 1:] - d.cost[:, :1]).T.reshape(-1),
+            "inc_qaly": (d.qaly[:, 1:] - d.qaly[:, :1]).T.reshape(-1),
         }
     )
 
+
+def analyse(
+    outcomes: pd.DataFrame,
+    draws: pd.DataFrame,
+    ptable: ParameterTable,
+    names: Sequence[str],
+    base_outcomes: pd.DataFrame,
+    comparisons: Sequence[tuple[str, str]],
+    decision_horizon_years: float = DEFAULT_DECISION_HORIZON_YEARS,
+) -> PsaTables:
+    """Summary, CEAC/CEAF, EVPI, EVPPI by parameter group, convergence and CE-plane tables.
+
+    ``outcomes``: the PSA's outcomes table (one row per draw and strategy); ``draws``: the
+    parameter draws (index ``draw``, in the outcomes' order); ``names``: the strategies in
+    the order of the tables; ``base_outcomes``: the deterministic base case's outcomes."""
+    country = ptable.country
+    names = list(names)
+    wtp = float(country.wtp_per_qaly)
+    mean_out = (
+        outcomes.groupby("strategy", sort=False)[["cost", "qaly", "ly"]]
+        .mean()
+        .reindex(names)
+        .reset_index()
+    )
+    inc_means = icer_table(mean_out, cost="cost", effect="qaly", wtp=wtp)
+    grid = wtp_grid(wtp, country.wtp_alternatives, inc_means["icer"].tolist())
+    d = _Draws(
+        outcomes, names, per_draw(outcomes, names, "cost"), per_draw(outcomes, names, "qaly"),
+        wtp, grid, int(np.flatnonzero(grid == wtp)[0]),
+    )  # fmt: skip
+    prob = voi.ceac(d.cost, d.qaly, grid)
+    opt, p_opt = voi.ceaf(d.cost, d.qaly, grid, prob)
+    evpi_pp = voi.evpi(d.cost, d.qaly, grid)
+    pop, rate = country.population_eligible_annual, country.discount_rate_costs
+    mult = (
+        voi.population_multiplier(pop, decision_horizon_years, rate)
+        if pop is not None
+        else float("nan")
+    )
+    evpi_df = pd.DataFrame(
+        {
+            "wtp": grid,
+            "evpi_per_patient": evpi_pp,
+            "evpi_population": evpi_pp * mult,
+            "optimal_strategy": [names[i] for i in opt],
+            "p_optimal_cost_effective": p_opt,
+        }
+    )
+    evppi_df, evppi_by_wtp = evppi_tables(d, parameter_groups(ptable, draws), draws, evpi_pp, mult)
+    i = d.i_wtp
     all_row = evppi_df.set_index("group").loc[ALL_PARAMETERS]
     headline = {
         "wtp": wtp,
         "currency": country.currency,
         "price_year": country.price_year,
-        "n_draws": D,
-        "optimal_strategy": names[int(opt[i_wtp])],
-        "p_cost_effective": {s: float(prob[i_wtp, k]) for k, s in enumerate(names)},
-        "evpi_per_patient": float(evpi_pp[i_wtp]),
-        "evpi_population": float(evpi_pp[i_wtp] * mult),
+        "n_draws": d.n,
+        "optimal_strategy": names[int(opt[i])],
+        "p_cost_effective": {s: float(prob[i, k]) for k, s in enumerate(names)},
+        "evpi_per_patient": float(evpi_pp[i]),
+        "evpi_population": float(evpi_pp[i] * mult),
         "population_eligible_annual": pop,
         "decision_horizon_years": decision_horizon_years,
         "population_discount_rate": rate,
         "population_multiplier": mult,
-        "evppi_per_patient": {r["group"]: r["evppi_per_patient"] for r in ev_rows},
+        "evppi_per_patient": dict(
+            zip(evppi_df["group"], evppi_df["evppi_per_patient"], strict=True)
+        ),
         "evppi_all_over_evpi": float(all_row["share_of_evpi"]),
         # the model is deterministic given all its parameters, so EVPPI(all) = EVPI exactly: the
         # regression's departure from it is the size of its error at this EVPI
-        "evppi_regression_error": abs(float(all_row["evppi_per_patient"]) - float(evpi_pp[i_wtp])),
+        "evppi_regression_error": abs(float(all_row["evppi_per_patient"]) - float(evpi_pp[i])),
     }
     return PsaTables(
-        summary, inc_means, ceac_df, evpi_df, evppi_df, evppi_by_wtp, convergence, plane, headline
+        summary_table(d, prob, base_outcomes, comparisons),
+        inc_means,
+        ceac_table(d, prob, opt),
+        evpi_df,
+        evppi_df,
+        evppi_by_wtp,
+        convergence_table(d, comparisons),
+        ce_plane_table(d, draws.index.to_numpy()),
+        headline,
     )
