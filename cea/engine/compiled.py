@@ -22,6 +22,7 @@ import os
 import sys
 import tempfile
 import threading
+from collections import namedtuple
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -88,8 +89,10 @@ def _kernel():
             numba.config.CACHE_DIR = str(cache_dir())
         g = globals()
         opts = dict(cache=True, error_model="numpy")
-        if not hasattr(g["_expm1_neg"], "py_func"):  # compiled into the kernel
-            g["_expm1_neg"] = numba.njit(inline="always", **opts)(g["_expm1_neg"])
+        for name in _COMPILED:
+            if not hasattr(g[name], "py_func"):
+                inline = "always" if name == "_expm1_neg" else "never"
+                g[name] = numba.njit(inline=inline, **opts)(g[name])
         # nogil: the threads of _run_one run their share of the draws at the same time
         _KERNEL.append(numba.njit(nogil=True, **opts)(_cohort_kernel))
     return _KERNEL[0]
@@ -97,246 +100,284 @@ def _kernel():
 
 # --------------------------------------------------------------------------- the kernel
 
+#: The arrays of one declared cohort, as the kernel reads them (built by :func:`_arrays`).
+Arrays = namedtuple(
+    "Arrays",
+    [
+        "profiles",  # (J, T, D) the time profiles
+        "lin_ptr",  # (L + 1,) terms of linear combination l: lin_ptr[l] .. lin_ptr[l + 1]
+        "term_profile",  # (NT,) profile of each term, -1 for "one"
+        "term_coef",  # (NT, D) coefficient of each term
+        "exit_from",  # (E,) state each exit leaves
+        "exit_to",  # (E,) its destination
+        "exit_lin",  # (E,) its hazard (a linear combination)
+        "int_from",  # (EI,) the internal changes, as the exits
+        "int_to",
+        "int_lin",
+        "event_lin",  # (V, S) expected events per person-cycle in each state, -1: none
+        "reward_const",  # (D, R, S) state rewards: constant per person-cycle
+        "reward_event",  # (D, R, V) ... and per event
+        "trans_reward",  # (D, R2, S, S) transition rewards
+        "trans_mask",  # (S, S) True where some transition reward is not 0
+        "count_edge",  # (C, S) the exit whose flow a count attributes, -1: none
+        "count_lin",  # (C, S) the cause's part of that exit's hazard
+        "start",  # (D, S)
+        "weights",  # (T + 1,) within-cycle correction of each trace row
+        "disc",  # (K, T + 1) the distinct discount factors of the trace rows
+        "reward_disc",  # (R,) row of disc of each state reward
+        "trans_disc",  # (R2,) ... of each transition reward
+        "count_disc",  # (C,) ... of each count
+    ],
+)
+#: What the kernel writes: totals (D, 2, n) discounted and undiscounted of the state rewards,
+#: the transition rewards and the counts; the trace (D, T + 1, S) and the events per cycle
+#: (D, V, T) when kept; ok (D,): False for a draw with a negative or non-finite hazard.
+Results = namedtuple("Results", ["reward", "trans", "count", "trace", "events", "ok"])
 
-def _cohort_kernel(
-    B,  # (J, T, D) time profiles
-    lin_ptr,  # (L + 1,) terms of linear combination l: lin_ptr[l] .. lin_ptr[l + 1]
-    term_profile,  # (NT,) profile index of each term, -1 for "one"
-    term_coef,  # (NT, D) coefficient of each term
-    exit_from,  # (E,) state each exit leaves
-    exit_to,  # (E,) its destination
-    exit_lin,  # (E,) its hazard
-    int_from,  # (EI,) internal changes, as exits
-    int_to,
-    int_lin,
-    event_lin,  # (V, S) expected events per person-cycle, -1: none
-    reward_const,  # (D, R, S)
-    reward_event,  # (D, R, V)
-    trans_reward,  # (D, R2, S, S)
-    trans_mask,  # (S, S) True where some transition reward is not 0: only those flows are summed
-    count_edge,  # (C, S) the exit edge whose flow is counted, -1: none
-    count_lin,  # (C, S) the cause's part of that edge's hazard
-    start,  # (D, S)
-    weights,  # (T + 1,) within-cycle correction
-    disc,  # (K, T + 1) the distinct discount factors of the trace rows
-    reward_disc,  # (R,) row of disc of each state reward
-    trans_disc,  # (R2,)
-    count_disc,  # (C,)
-    keep_trace,
-    keep_events,
-    out_reward,  # (D, 2, R) discounted, undiscounted
-    out_trans,  # (D, 2, R2)
-    out_count,  # (D, 2, C)
-    trace_out,  # (D, T + 1, S) when keep_trace
-    events_out,  # (D, V, T) when keep_events
-    ok,  # (D,) False: a hazard was negative or not finite
-    d_first,  # the draws d_first .. d_end - 1 are run
-    d_end,
-):
-    """Run one declared cohort for the draws ``d_first .. d_end - 1`` (module docstring).
 
-    Draws go in blocks of :data:`BLOCK_DRAWS`; within a block every step
-    of a cycle is a loop over the block's draws, innermost, with no call and no draw-dependent
-    branch, so that it compiles to vector instructions. State and transition rewards are
-    constant over time, so the trace and the flows are totalled over rows first (weighted and
-    discounted by each distinct discount row k < K, undiscounted in row K) and multiplied by
-    the rewards once at the end: sum_t w_t f_t x_t . (c + a e_t) = c . (sum_t w_t f_t x_t) +
-    a (sum_t w_t f_t x_t . e_t).
+def _cohort_kernel(a, out, keep_trace, keep_events, d_first, d_end):
+    """Run one declared cohort for the draws ``d_first .. d_end - 1``, in blocks of
+    :data:`BLOCK_DRAWS` draws (module docstring)."""
+    for d0 in range(d_first, d_end, BLOCK_DRAWS):
+        _run_block(a, out, keep_trace, keep_events, d0, min(d_end, d0 + BLOCK_DRAWS) - d0)
+
+
+def _run_block(a, out, keep_trace, keep_events, d0, nb):
+    """The draws ``d0 .. d0 + nb - 1``, cycle by cycle. Every step is a loop over the block's
+    draws, innermost, on one-dimensional views (indices known to be non-negative), with no
+    draw-dependent branch: the compiler emits vector instructions.
+
+    State and transition rewards are constant over time, so the trace and the flows are totalled
+    over rows first (weighted and discounted by each distinct discount row k < K, undiscounted
+    in row K) and multiplied by the rewards once at the end:
+    sum_t w_t f_t x_t . (c + a e_t) = c . (sum_t w_t f_t x_t) + a (sum_t w_t f_t x_t . e_t).
     """
-    T = B.shape[1]
-    S = start.shape[1]
-    L = lin_ptr.shape[0] - 1
-    V = event_lin.shape[0]
-    R = reward_const.shape[1]
-    R2 = trans_reward.shape[1]
-    C = count_edge.shape[0]
-    E = exit_to.shape[0]
-    EI = int_to.shape[0]
-    K = disc.shape[0]
     NB = BLOCK_DRAWS
-    for d0 in range(d_first, d_end, NB):
-        nb = min(d_end, d0 + NB) - d0
-        lv = np.empty((L, NB))  # every linear combination in this cycle
-        H = np.empty((2, S, NB))  # total hazard of the exits (0) and internal changes (1)
-        frac = np.empty((2, S, NB))  # (1 - exp(-H)) / H
-        stay2 = np.empty((2, S, NB))  # exp(-H)
-        pe = np.empty((E, NB))  # probability of each exit
-        x = np.empty((S, NB))
-        xn = np.empty((S, NB))
-        y = np.empty((V, NB))  # expected events in the cycle, whole cohort
-        x_sum = np.zeros((K + 1, S, NB))  # sum over rows of w_t f_t x_t
-        e_sum = np.zeros((K + 1, V, NB))  # sum over rows of w_t f_t (x_t . e_t)
-        flow_sum = np.zeros((K + 1, S, S, NB))  # flows i -> j, discounted at the cycle's end
-        counted = np.zeros((2, C, NB))
-        bad = np.zeros(NB)
-        has_edges = np.zeros((2, S), dtype=np.bool_)
-        for e in range(E):
-            has_edges[0, exit_from[e]] = True
-        for e in range(EI):
-            has_edges[1, int_from[e]] = True
-        # (loops over the block's draws work on one-dimensional views, whose indices are
-        # known to be non-negative: the compiler then emits vector instructions)
-        for s in range(S):
-            xs = x[s]
-            for i in range(nb):
-                xs[i] = start[d0 + i, s]
-        for t in range(T + 1):
-            c = t if t < T else T - 1  # the last row takes the last cycle's rewards
-            for li in range(L):
-                out = lv[li]
-                for i in range(nb):
-                    out[i] = 0.0
-                for k in range(lin_ptr[li], lin_ptr[li + 1]):
-                    j = term_profile[k]
-                    coef = term_coef[k, d0 : d0 + nb]
-                    if j < 0:
-                        for i in range(nb):
-                            out[i] += coef[i]
-                    else:
-                        prof = B[j, c, d0 : d0 + nb]
-                        for i in range(nb):
-                            out[i] += coef[i] * prof[i]
-            for v in range(V):
-                yv = y[v]
-                for i in range(nb):
-                    yv[i] = 0.0
-                for s in range(S):
-                    if event_lin[v, s] >= 0:
-                        rate, xs = lv[event_lin[v, s]], x[s]
-                        for i in range(nb):
-                            yv[i] += xs[i] * rate[i]
-            if R > 0:
-                for k in range(K + 1):
-                    f = weights[t] * disc[k, t] if k < K else weights[t]
-                    for s in range(S):
-                        acc, xs = x_sum[k, s], x[s]
-                        for i in range(nb):
-                            acc[i] += f * xs[i]
-                    for v in range(V):
-                        acc, yv = e_sum[k, v], y[v]
-                        for i in range(nb):
-                            acc[i] += f * yv[i]
-            if keep_trace:
-                for i in range(nb):
-                    for s in range(S):
-                        trace_out[d0 + i, t, s] = x[s, i]
-            if t == T:
-                break
-            if keep_events:
-                for i in range(nb):
-                    for v in range(V):
-                        events_out[d0 + i, v, t] = y[v, i]
-            # two levels of competing risks
-            for level in range(2):
-                for s in range(S):
-                    h = H[level, s]
-                    for i in range(nb):
-                        h[i] = 0.0
-            for e in range(E):
-                h, total = lv[exit_lin[e]], H[0, exit_from[e]]
-                for i in range(nb):
-                    bad[i] += 0.0 if h[i] >= 0.0 else 1.0
-                    total[i] += h[i]
-            for e in range(EI):
-                h, total = lv[int_lin[e]], H[1, int_from[e]]
-                for i in range(nb):
-                    bad[i] += 0.0 if h[i] >= 0.0 else 1.0
-                    total[i] += h[i]
-            for level in range(2):
-                for s in range(S):
-                    h, fr, st = H[level, s], frac[level, s], stay2[level, s]
-                    if not has_edges[level, s]:  # no hazard at this level: nothing happens
-                        for i in range(nb):
-                            fr[i] = 1.0
-                            st[i] = 1.0
-                        continue
-                    for i in range(nb):
-                        bad[i] += 0.0 if (h[i] >= 0.0 and h[i] < math.inf) else 1.0
-                        em1 = _expm1_neg(h[i])
-                        fr[i] = -em1 / h[i] if h[i] > 0.0 else 1.0
-                        st[i] = 1.0 + em1
-            # the flows of the cycle
-            for s in range(S):
-                xs, xns, sx, si = x[s], xn[s], stay2[0, s], stay2[1, s]
-                for i in range(nb):
-                    xns[i] = xs[i] * (sx[i] * si[i])
-            for e in range(E):
-                h, fr, p = lv[exit_lin[e]], frac[0, exit_from[e]], pe[e]
-                xa, xb = x[exit_from[e]], xn[exit_to[e]]
-                for i in range(nb):
-                    p[i] = h[i] * fr[i]
-                    xb[i] += xa[i] * p[i]
-            for e in range(EI):
-                a = int_from[e]
-                h, fr, sx = lv[int_lin[e]], frac[1, a], stay2[0, a]
-                xa, xb = x[a], xn[int_to[e]]
-                for i in range(nb):
-                    xb[i] += xa[i] * (sx[i] * (h[i] * fr[i]))
-            for k in range(C):
-                f = disc[count_disc[k], t + 1]
-                c0, c1 = counted[0, k], counted[1, k]
-                for s in range(S):
-                    e = count_edge[k, s]
-                    if e >= 0:
-                        h, part, p, xs = lv[exit_lin[e]], lv[count_lin[k, s]], pe[e], x[s]
-                        for i in range(nb):
-                            n = xs[i] * p[i] * part[i] / h[i] if h[i] > 0.0 else 0.0
-                            c0[i] += n * f
-                            c1[i] += n
-            if R2 > 0:
-                for k in range(K + 1):
-                    f = disc[k, t + 1] if k < K else 1.0
-                    for s in range(S):
-                        if trans_mask[s, s]:
-                            acc, xs, sx, si = flow_sum[k, s, s], x[s], stay2[0, s], stay2[1, s]
-                            for i in range(nb):
-                                acc[i] += f * (xs[i] * (sx[i] * si[i]))
-                    for e in range(E):
-                        a, b = exit_from[e], exit_to[e]
-                        if trans_mask[a, b]:
-                            acc, xa, p = flow_sum[k, a, b], x[a], pe[e]
-                            for i in range(nb):
-                                acc[i] += f * (xa[i] * p[i])
-                    for e in range(EI):
-                        a, b = int_from[e], int_to[e]
-                        if trans_mask[a, b]:
-                            acc, xa = flow_sum[k, a, b], x[a]
-                            h, fr, sx = lv[int_lin[e]], frac[1, a], stay2[0, a]
-                            for i in range(nb):
-                                acc[i] += f * (xa[i] * (sx[i] * (h[i] * fr[i])))
-            for s in range(S):
-                xs, xns = x[s], xn[s]
-                for i in range(nb):
-                    xs[i] = xns[i]
-        # totals: the sums times the rewards
+    T, S, L = a.profiles.shape[1], a.start.shape[1], a.lin_ptr.shape[0] - 1
+    V, R, R2 = a.event_lin.shape[0], a.reward_const.shape[1], a.trans_reward.shape[1]
+    C, E, K = a.count_edge.shape[0], a.exit_to.shape[0], a.disc.shape[0]
+    lv = np.empty((L, NB))  # every linear combination in this cycle
+    H = np.empty((2, S, NB))  # total hazard of the exits (0) and internal changes (1)
+    frac = np.empty((2, S, NB))  # (1 - exp(-H)) / H
+    stay = np.empty((2, S, NB))  # exp(-H)
+    pe = np.empty((E, NB))  # probability of each exit
+    x, xn = np.empty((S, NB)), np.empty((S, NB))
+    y = np.empty((V, NB))  # expected events in the cycle, whole cohort
+    x_sum = np.zeros((K + 1, S, NB))  # sum over rows of w_t f_t x_t
+    e_sum = np.zeros((K + 1, V, NB))  # sum over rows of w_t f_t (x_t . e_t)
+    flow_sum = np.zeros((K + 1, S, S, NB))  # flows i -> j, discounted at the cycle's end
+    counted = np.zeros((2, C, NB))
+    bad = np.zeros(NB)
+    for s in range(S):
+        xs = x[s]
         for i in range(nb):
-            d = d0 + i
-            ok[d] = bad[i] == 0.0
-            for r in range(R):
-                for m in range(2):
-                    k = reward_disc[r] if m == 0 else K
-                    acc = 0.0
-                    for s in range(S):
-                        acc += reward_const[d, r, s] * x_sum[k, s, i]
-                    for v in range(V):
-                        acc += reward_event[d, r, v] * e_sum[k, v, i]
-                    out_reward[d, m, r] = acc
-            for r in range(R2):
-                for m in range(2):
-                    k = trans_disc[r] if m == 0 else K
-                    acc = 0.0
-                    for a in range(S):
-                        for b in range(S):
-                            acc += trans_reward[d, r, a, b] * flow_sum[k, a, b, i]
-                    out_trans[d, m, r] = acc
-            for k in range(C):
-                out_count[d, 0, k] = counted[0, k, i]
-                out_count[d, 1, k] = counted[1, k, i]
+            xs[i] = a.start[d0 + i, s]
+    for t in range(T + 1):
+        c = t if t < T else T - 1  # the last row takes the last cycle's values
+        _combinations(a.lin_ptr, a.term_profile, a.term_coef, a.profiles, lv, c, d0, nb)
+        _rows(a.event_lin, a.weights, a.disc, R > 0, lv, x, y, x_sum, e_sum, t, nb)
+        if keep_trace:
+            for i in range(nb):
+                for s in range(S):
+                    out.trace[d0 + i, t, s] = x[s, i]
+        if t == T:
+            break
+        if keep_events:
+            for i in range(nb):
+                for v in range(V):
+                    out.events[d0 + i, v, t] = y[v, i]
+        _competing(a.exit_from, a.exit_lin, a.int_from, a.int_lin, lv, H, frac, stay, bad, nb)
+        _advance(a.exit_from, a.exit_to, a.exit_lin, a.int_from, a.int_to, a.int_lin, lv, frac,
+                 stay, x, xn, pe, nb)  # fmt: skip
+        if C > 0 or R2 > 0:
+            _tally(a, lv, frac, stay, x, pe, counted, flow_sum, t, nb)
+        for s in range(S):
+            xs, xns = x[s], xn[s]
+            for i in range(nb):
+                xs[i] = xns[i]
+    _totals(a, out, x_sum, e_sum, flow_sum, counted, bad, d0, nb)
+
+
+def _combinations(lin_ptr, term_profile, term_coef, profiles, lv, c, d0, nb):
+    """lv[l] = sum of the terms of linear combination l at cycle c: coefficient x profile."""
+    for li in range(lv.shape[0]):
+        out = lv[li]
+        for i in range(nb):
+            out[i] = 0.0
+        for k in range(lin_ptr[li], lin_ptr[li + 1]):
+            j = term_profile[k]
+            coef = term_coef[k, d0 : d0 + nb]
+            if j < 0:
+                for i in range(nb):
+                    out[i] += coef[i]
+            else:
+                prof = profiles[j, c, d0 : d0 + nb]
+                for i in range(nb):
+                    out[i] += coef[i] * prof[i]
+
+
+def _rows(event_lin, weights, disc, with_rewards, lv, x, y, x_sum, e_sum, t, nb):
+    """Trace row t: y[v], the expected events v in the cycle over the whole cohort (the sum over
+    states of occupancy times events per person-cycle); then, when there are state rewards,
+    the row and its events added to the sums, weighted and discounted by each discount row
+    (and undiscounted)."""
+    for v in range(y.shape[0]):
+        yv = y[v]
+        for i in range(nb):
+            yv[i] = 0.0
+        for s in range(x.shape[0]):
+            if event_lin[v, s] >= 0:
+                rate, xs = lv[event_lin[v, s]], x[s]
+                for i in range(nb):
+                    yv[i] += xs[i] * rate[i]
+    if not with_rewards:
+        return
+    K = disc.shape[0]
+    for k in range(K + 1):
+        f = weights[t] * disc[k, t] if k < K else weights[t]
+        for s in range(x.shape[0]):
+            acc, xs = x_sum[k, s], x[s]
+            for i in range(nb):
+                acc[i] += f * xs[i]
+        for v in range(y.shape[0]):
+            acc, yv = e_sum[k, v], y[v]
+            for i in range(nb):
+                acc[i] += f * yv[i]
+
+
+def _competing(exit_from, exit_lin, int_from, int_lin, lv, H, frac, stay, bad, nb):
+    """Per state and level (exits 0, internal changes 1): the total hazard H, exp(-H) and
+    (1 - exp(-H)) / H; a negative or non-finite hazard marks its draw bad."""
+    S = H.shape[1]
+    for level in range(2):
+        for s in range(S):
+            h = H[level, s]
+            for i in range(nb):
+                h[i] = 0.0
+    for level, frm, lin in ((0, exit_from, exit_lin), (1, int_from, int_lin)):
+        for e in range(frm.shape[0]):
+            h, total = lv[lin[e]], H[level, frm[e]]
+            for i in range(nb):
+                bad[i] += 0.0 if h[i] >= 0.0 else 1.0
+                total[i] += h[i]
+    for level, frm in ((0, exit_from), (1, int_from)):
+        for s in range(S):
+            h, fr, st = H[level, s], frac[level, s], stay[level, s]
+            present = False
+            for k in range(frm.shape[0]):
+                present = present or frm[k] == s
+            if not present:  # no hazard at this level: nothing happens
+                for i in range(nb):
+                    fr[i] = 1.0
+                    st[i] = 1.0
+                continue
+            for i in range(nb):
+                bad[i] += 0.0 if (h[i] >= 0.0 and h[i] < math.inf) else 1.0
+                em1 = _expm1_neg(h[i])
+                fr[i] = -em1 / h[i] if h[i] > 0.0 else 1.0
+                st[i] = 1.0 + em1
+
+
+def _advance(
+    exit_from, exit_to, exit_lin, int_from, int_to, int_lin, lv, frac, stay, x, xn, pe, nb
+):
+    """The next trace row: those who stay, plus the flow along every declared edge (exit j:
+    H_j (1 - exp(-H_x)) / H_x; internal k: exp(-H_x) H_k (1 - exp(-H_i)) / H_i)."""
+    for s in range(x.shape[0]):
+        xs, xns, sx, si = x[s], xn[s], stay[0, s], stay[1, s]
+        for i in range(nb):
+            xns[i] = xs[i] * (sx[i] * si[i])
+    for e in range(exit_to.shape[0]):
+        h, fr, p = lv[exit_lin[e]], frac[0, exit_from[e]], pe[e]
+        xa, xb = x[exit_from[e]], xn[exit_to[e]]
+        for i in range(nb):
+            p[i] = h[i] * fr[i]
+            xb[i] += xa[i] * p[i]
+    for e in range(int_to.shape[0]):
+        s = int_from[e]
+        h, fr, sx = lv[int_lin[e]], frac[1, s], stay[0, s]
+        xa, xb = x[s], xn[int_to[e]]
+        for i in range(nb):
+            xb[i] += xa[i] * (sx[i] * (h[i] * fr[i]))
+
+
+def _tally(a, lv, frac, stay, x, pe, counted, flow_sum, t, nb):
+    """The flows of cycle t that are counted, discounted at the end of the cycle: each count's
+    (occupancy x P(exit) x the cause's share of the exit's hazard, 0 where that hazard is 0),
+    and those that carry a transition reward."""
+    for k in range(a.count_edge.shape[0]):
+        f = a.disc[a.count_disc[k], t + 1]
+        c0, c1 = counted[0, k], counted[1, k]
+        for s in range(x.shape[0]):
+            e = a.count_edge[k, s]
+            if e >= 0:
+                h, part, p, xs = lv[a.exit_lin[e]], lv[a.count_lin[k, s]], pe[e], x[s]
+                for i in range(nb):
+                    n = xs[i] * p[i] * part[i] / h[i] if h[i] > 0.0 else 0.0
+                    c0[i] += n * f
+                    c1[i] += n
+    if a.trans_reward.shape[1] == 0:
+        return
+    K = a.disc.shape[0]
+    for k in range(K + 1):
+        f = a.disc[k, t + 1] if k < K else 1.0
+        for s in range(x.shape[0]):
+            if a.trans_mask[s, s]:
+                acc, xs, sx, si = flow_sum[k, s, s], x[s], stay[0, s], stay[1, s]
+                for i in range(nb):
+                    acc[i] += f * (xs[i] * (sx[i] * si[i]))
+        for e in range(a.exit_to.shape[0]):
+            i0, j0 = a.exit_from[e], a.exit_to[e]
+            if a.trans_mask[i0, j0]:
+                acc, xa, p = flow_sum[k, i0, j0], x[i0], pe[e]
+                for i in range(nb):
+                    acc[i] += f * (xa[i] * p[i])
+        for e in range(a.int_to.shape[0]):
+            i0, j0 = a.int_from[e], a.int_to[e]
+            if a.trans_mask[i0, j0]:
+                acc, xa = flow_sum[k, i0, j0], x[i0]
+                h, fr, sx = lv[a.int_lin[e]], frac[1, i0], stay[0, i0]
+                for i in range(nb):
+                    acc[i] += f * (xa[i] * (sx[i] * (h[i] * fr[i])))
+
+
+def _totals(a, out, x_sum, e_sum, flow_sum, counted, bad, d0, nb):
+    """Each draw's totals: the row sums times the state rewards, the flow sums times the
+    transition rewards, and the counts."""
+    S, K = x_sum.shape[1], a.disc.shape[0]
+    for i in range(nb):
+        d = d0 + i
+        out.ok[d] = bad[i] == 0.0
+        for r in range(a.reward_const.shape[1]):
+            for m in range(2):
+                k = a.reward_disc[r] if m == 0 else K
+                acc = 0.0
+                for s in range(S):
+                    acc += a.reward_const[d, r, s] * x_sum[k, s, i]
+                for v in range(e_sum.shape[1]):
+                    acc += a.reward_event[d, r, v] * e_sum[k, v, i]
+                out.reward[d, m, r] = acc
+        for r in range(a.trans_reward.shape[1]):
+            for m in range(2):
+                k = a.trans_disc[r] if m == 0 else K
+                acc = 0.0
+                for s in range(S):
+                    for j in range(S):
+                        acc += a.trans_reward[d, r, s, j] * flow_sum[k, s, j, i]
+                out.trans[d, m, r] = acc
+        for k in range(counted.shape[1]):
+            out.count[d, 0, k] = counted[0, k, i]
+            out.count[d, 1, k] = counted[1, k, i]
 
 
 #: Draws per block: the block's working arrays stay in the cache, and its loops over draws
 #: are vector instructions.
 BLOCK_DRAWS = 256
+#: The kernel's functions, compiled in this order (a function before those that call it).
+_COMPILED = (
+    "_expm1_neg", "_combinations", "_rows", "_competing", "_advance", "_tally", "_totals",
+    "_run_block",
+)  # fmt: skip
 # expm1 by Cody-Waite reduction, x = k ln2 + r with |r| <= ln2 / 2, and the degree-14 Taylor
 # polynomial of expm1(r) (truncation error below 1e-17 relative): expm1(x) = 2^k expm1(r) +
 # (2^k - 1). Arithmetic only, so that the loops over cycles compile to vector instructions
@@ -451,19 +492,21 @@ def _run_one(model: CohortModel, B, index, timing: Timing, keep_trace, keep_even
     def rows(names):
         return np.array([int(n in timing.effects) for n in names], dtype=np.int64)
 
-    out_reward = np.zeros((D, 2, len(rewards)))
-    out_trans = np.zeros((D, 2, len(trans)))
-    out_count = np.zeros((D, 2, len(counts)))
-    trace = np.zeros((D, T + 1, S) if keep_trace else (1, 1, 1))
-    event_totals = np.zeros((D, len(events), T) if keep_events else (1, 1, 1))
-    ok = np.ones(D, dtype=np.bool_)
-    args = (
+    arrays = Arrays(
         B, lin_ptr, term_profile, term_coef, exit_from, exit_to, exit_lin, int_from, int_to,
         int_lin, event_lin, const, per_event, trans_reward, (trans_reward != 0).any(axis=(0, 1)),
         count_edge, count_lin, start_of(model, D), np.ascontiguousarray(timing.weights(), float),
-        disc, rows(rewards), rows(trans), rows(counts), keep_trace, keep_events, out_reward,
-        out_trans, out_count, trace, event_totals, ok,
+        disc, rows(rewards), rows(trans), rows(counts),
     )  # fmt: skip
+    out = Results(
+        np.zeros((D, 2, len(rewards))),
+        np.zeros((D, 2, len(trans))),
+        np.zeros((D, 2, len(counts))),
+        np.zeros((D, T + 1, S) if keep_trace else (1, 1, 1)),
+        np.zeros((D, len(events), T) if keep_events else (1, 1, 1)),
+        np.ones(D, dtype=np.bool_),
+    )
+    args = (arrays, out, keep_trace, keep_events)
     kernel = _kernel()
     # the draws split between threads, each running the kernel on its share without the GIL
     n = max(1, min(threads(), D // MIN_DRAWS_PER_THREAD))
@@ -471,16 +514,19 @@ def _run_one(model: CohortModel, B, index, timing: Timing, keep_trace, keep_even
     if n == 1:
         kernel(*args, 0, D)
     else:
-        jobs = [_pool(n).submit(kernel, *args, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+        jobs = [
+            _pool(n).submit(kernel, *args, lo, hi)
+            for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
+        ]
         for job in jobs:
             job.result()
-    if not ok.all():
+    if not out.ok.all():
         return None
     disc_tot, und_tot = {}, {}
-    for names, out in ((rewards, out_reward), (trans, out_trans), (counts, out_count)):
+    for names, totals in ((rewards, out.reward), (trans, out.trans), (counts, out.count)):
         for k, name in enumerate(names):  # a name may be a state and a transition reward
-            disc_tot[name] = disc_tot.get(name, 0.0) + out[:, 0, k]
-            und_tot[name] = und_tot.get(name, 0.0) + out[:, 1, k]
+            disc_tot[name] = disc_tot.get(name, 0.0) + totals[:, 0, k]
+            und_tot[name] = und_tot.get(name, 0.0) + totals[:, 1, k]
     start = start_of(model, D)
     for name, r in model.start_rewards.items():  # once at time 0, undiscounted
         once = np.einsum("ds,ds->d", np.asarray(r, float), start)
@@ -489,8 +535,8 @@ def _run_one(model: CohortModel, B, index, timing: Timing, keep_trace, keep_even
     return CohortResult(
         discounted=disc_tot,
         undiscounted=und_tot,
-        trace=trace if keep_trace else None,
-        event_totals={n: event_totals[:, v] for v, n in enumerate(events)} if keep_events else None,
+        trace=out.trace if keep_trace else None,
+        event_totals={n: out.events[:, v] for v, n in enumerate(events)} if keep_events else None,
     )
 
 
