@@ -1,5 +1,5 @@
 """The IgRT model declared once: per state, its competing exits and internal changes as
-cumulative hazards, its events and its rewards (docs/model.md, sections 3-5).
+cumulative hazards, its events and its rewards (docs/model.md, sections 5, 6 and 8).
 
 :func:`declare` is the whole model of one strategy and subgroup, written as the engine takes it
 (:class:`cea.engine.declaration.CohortModel`); a reviewer can check it against docs/model.md
@@ -125,7 +125,7 @@ SEVERE, NONSEVERE = "severe", "nonsevere"
 
 def time_profiles(v: Params, spec: ModelSpec) -> dict[str, np.ndarray]:
     """The strategy-independent functions of time every hazard is built from, (D, T) each,
-    cached on ``v`` (docs/model.md, section 3):
+    cached on ``v`` (docs/model.md, section 5):
 
     * IgG decline, cure fraction: S(t) = 1 - pi + pi exp(-lam t), cumulative hazard
       log S(t0) - log S(t1) over the cycle [t0, t1] (lam dt when pi = 1);
@@ -205,7 +205,7 @@ def declare(
     """The IgRT model of one strategy and subgroup for the draws of ``v``.
 
     ``v`` must hold the calibrated ``r_severe_on_bsab`` and ``r_myeloma_death_off_bsab``
-    (:func:`cea.igrt.calibration.calibrate`). Per cycle (docs/model.md, section 3):
+    (:func:`cea.igrt.calibration.calibrate`). Per cycle (docs/model.md, sections 5-7):
 
     * **events**: expected severe infections in state s = rate_s dt f(t) m_s, with f the
       infection time shape and m_s = 1, except on IgRT from the start (primary or secondary)
@@ -293,7 +293,7 @@ def _rewards(model: CohortModel, strategy: Strategy, v: Params, spec: ModelSpec)
     """Resource use, costs, QALYs and counts per person-cycle in each state (a constant plus a
     value per severe and per non-severe infection), the one-off cost of SCIG training on the
     transitions N -> I and L -> I (and at the start for primary SCIG) and the optional
-    end-of-life cost on every transition to death (docs/model.md, sections 4-5)."""
+    end-of-life cost on every transition to death (docs/model.md, section 8)."""
     D, dt = v.n, spec.dt
     grams = grams_per_administration(strategy, v)  # (D,)
     admins_per_cycle = spec.cycle_days / strategy.interval_days if strategy.uses_igrt else 0.0

@@ -10,7 +10,7 @@ import pandas as pd
 
 from cea.igrt.spec import COST_CATEGORIES, COUNTS
 from cea.io.output import OutputDir
-from cea.io.provenance import dumps, git_commit, run_json
+from cea.io.provenance import dumps, run_json
 from cea.pipeline.base import describe
 from cea.pipeline.psa import CountryPsa, PsaRun, psa_conventions, regional_table
 from cea.report.plots.psa import plot_all
@@ -80,18 +80,14 @@ def write_outputs(psa: PsaRun, target: Path, command: str, force: bool = False) 
         for code, c in psa.countries.items():
             write_country(c, psa, tmp / code, command)
         regional_table(psa).to_csv(tmp / "countries.csv", index=False)
-        meta = {
-            "package": "cea",
+        sections = {
             "analysis": "psa",
-            "command": command,
-            "git_commit": git_commit(),
             "countries": list(psa.countries),
             "scenario": psa.scenario.name,
             "psa": psa_conventions(psa),
             "seconds": psa.seconds,
-            "input_sha256": dict(sorted(psa.inputs.hashes.items())),
         }
-        (tmp / "run.json").write_text(dumps(meta))
+        (tmp / "run.json").write_text(dumps(run_json(command, sections, psa.inputs.hashes)))
 
 
 def _share(x: float) -> str:
