@@ -99,7 +99,12 @@ else:
     seconds = time.perf_counter() - t
     extra = {}
 print(json.dumps({"seconds": seconds, "peak_rss_mb": rss_mb(), "parts": extra}))
-""" % {"seed": SEED, "cycles": CYCLES, "chunk": CHUNK}
+"""
+CASE = (
+    CASE.replace("%(seed)d", str(SEED))
+    .replace("%(cycles)d", str(CYCLES))
+    .replace("%(chunk)d", str(CHUNK))
+)
 
 
 def measure(checkout: Path, case: str, n: int) -> dict:

@@ -5,7 +5,7 @@ Public API (imported lazily, so ``import cea`` stays cheap)
 ----------
 run_markov, MarkovResult   the generic Markov cohort engine (cea.engine.markov)
 icer_table, pairwise       full incremental analysis and named comparisons (cea.analysis.incremental)
-load_inputs                read and validate an inputs folder (cea.io.inputs)
+load_inputs                read and validate an inputs folder or workbook (cea.io.load)
 run_base_case              the deterministic base case of the IgRT model (cea.pipeline.base)
 """
 

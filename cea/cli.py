@@ -246,21 +246,21 @@ def cli_dsa(args) -> int:
         print(f"\nwritten: {out}/ ({', '.join(files)})")
         return EXIT_OK
     ow = dsa.run_one_way(base)
-    inmb_t = dsa.tornado_table(ow, comp, "inmb")
+    tables = dsa.one_way_tables(ow, comp)
     out = _out(args, f"dsa_{code}_{comp[0]}_vs_{comp[1]}{suffix}")
-    table = check_table(base, {"tornado": inmb_t}) if args.report == "xlsx" else None
+    table = check_table(base, {"tornado": tables.tornado_inmb}) if args.report == "xlsx" else None
     with OutputDir(out, force=args.force) as tmp:
-        files = report_dsa.write_one_way(ow, comp, tmp, _command(args))
+        files = report_dsa.write_one_way(ow, comp, tables, tmp, _command(args))
         if table is not None:
             note = (
                 f"The tornado check ran on this workbook's tornado ({comp[0]} vs {comp[1]}, "
                 "sheet dsa); no PSA checks (no PSA in this run: cea psa --report xlsx)."
             )
-            tornado = {"tornado": inmb_t, "tornado_icer": dsa.tornado_table(ow, comp, "icer")}
+            tornado = {"tornado": tables.tornado_inmb, "tornado_icer": tables.tornado_icer}
             write_report(base, tmp / "report.xlsx", _command(args), dsa=tornado,
                          verification=table, verification_note=note)  # fmt: skip
             files = sorted([*files, "report.xlsx"])
-    shown = inmb_t if args.outcome == "inmb" else dsa.tornado_table(ow, comp, args.outcome)
+    shown = tables.tornado_inmb if args.outcome == "inmb" else tables.tornado_icer
     print(report_dsa.one_way_summary(ow, shown, args.outcome))
     if table is not None:
         print(verification_summary(table))

@@ -9,7 +9,6 @@ import pytest
 from cea.analysis.outcomes import validate_outcomes
 from cea.errors import CeaError
 
-
 # --------------------------------------------------------------------------- outcomes table
 
 

@@ -1,4 +1,4 @@
-"""Tests for cea/voi.py: CEAC/CEAF/EVPI invariants, EVPPI by regression against closed forms
+"""Tests for cea/analysis/voi.py: CEAC/CEAF/EVPI invariants, EVPPI by regression against closed forms
 and a nested Monte Carlo estimate on toy models (not the IgRT model), diagnostics, refusals."""
 
 from __future__ import annotations

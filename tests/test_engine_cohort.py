@@ -153,7 +153,7 @@ TIMINGS = {
 def test_compiled_backend_equals_numpy_backend(timing, per_draw_start):
     rng = np.random.default_rng(11)
     tm = TIMINGS[timing]
-    D, T = 70, tm.n_cycles  # more than one block of draws, and a partial block
+    D, T = 70, tm.n_cycles  # a partial block of draws
     profiles = {n: rng.uniform(0, 0.2, (D, T)) for n in ("a", "b", "c")}
     models = [random_model(rng, D, T, per_draw_start=per_draw_start) for _ in range(3)]
     a = run_cohorts(models, profiles, tm, backend="numpy", keep_trace=True, keep_events=True)
@@ -222,13 +222,64 @@ def test_unknown_backend_is_refused():
         run_cohorts([m], {"a": np.zeros((1, 1))}, Timing(1, 1.0), backend="fortran")
 
 
-def test_vectorised_expm1_is_within_two_ulps_of_libm():
-    x = np.concatenate([np.geomspace(1e-300, 50.0, 20_000), [0.0, 1e-20, 0.5 * math.log(2)]])
-    kernel_expm1 = compiled._kernel() and compiled._expm1_neg  # compiled when the kernel is
-    got = np.array([kernel_expm1(h) for h in x])
-    want = np.expm1(-x)
-    ulp = np.spacing(np.abs(want))
-    assert (np.abs(got - want) <= 2 * ulp).all()
+def test_vectorised_expm1_and_exp_are_within_two_ulps_of_libm():
+    x = np.concatenate([np.geomspace(1e-300, 700.0, 20_000), [0.0, 1e-20, 0.5 * math.log(2)]])
+    compiled._kernel()  # compiles the helpers
+    got = np.array([compiled._expm1_neg(h) for h in x])
+    for values, want in ((got[:, 0], np.expm1(-x)), (got[:, 1], np.exp(-x))):
+        assert (np.abs(values - want) <= 2 * np.spacing(np.abs(want))).all()
+
+
+def test_staying_keeps_its_relative_precision_at_large_hazards():
+    # exp(-30) = 9.4e-14: computed as 1 + expm1(-30) it would be off by 1e-4 relative
+    m = CohortModel(start=np.array([1.0, 0.0]), exits={0: {1: Lin.of(ONE, 30.0)}})
+    timing = Timing(n_cycles=1, cycle_length_years=1.0)
+    for backend in BACKENDS:
+        (res,) = run_cohorts([m], {"a": np.zeros((1, 1))}, timing, backend=backend, keep_trace=True)
+        assert res.trace[0, 1, 0] == pytest.approx(math.exp(-30.0), rel=1e-14)
+
+
+def test_many_draws_split_between_threads_equal_the_numpy_backend():
+    rng = np.random.default_rng(21)
+    tm = TIMINGS["half_cycle"]
+    D, T = 1100, tm.n_cycles  # several blocks of draws, and more than one thread's share
+    profiles = {n: rng.uniform(0, 0.2, (D, T)) for n in ("a", "b", "c")}
+    m = random_model(rng, D, T, per_draw_start=True)
+    (a,) = run_cohorts([m], profiles, tm, backend="numpy", keep_trace=True)
+    (b,) = run_cohorts([m], profiles, tm, backend="numba", keep_trace=True)
+    for name in a.discounted:
+        assert_same(b.discounted[name], a.discounted[name])
+    assert_same(b.trace, a.trace)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(exits={0: {0: Lin.of(ONE, 0.1)}}), "not between two other states"),
+        (
+            dict(exits={0: {1: Lin.of(ONE, 0.1)}}, internal={0: {1: Lin.of(ONE, 0.2)}}),
+            "both by an exit and by an internal change",
+        ),  # fmt: skip
+        (dict(exits={0: {1: Lin.of("nowhere")}}), "unknown profile 'nowhere'"),
+        (dict(start=np.array([1.0, np.nan])), "start vector"),
+        (dict(rewards={"cost": (np.ones(2), {})}), "reward 'cost' must be"),
+        (dict(rewards={"cost": (np.ones((3, 2)), {"ev": np.ones(3)})}), "undeclared event 'ev'"),
+        (dict(counts={"deaths": (1, {0: Lin.of(ONE, 0.1)})}), "which is not an exit"),
+        (
+            dict(
+                exits={0: {1: Lin.of(ONE, 0.1)}},
+                rewards={"d": (np.ones((3, 2)), {})},
+                counts={"d": (1, {0: Lin.of(ONE, 0.1)})},
+            ),
+            "has the name of a reward",
+        ),  # fmt: skip
+    ],
+)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_declaration_the_engine_cannot_run_is_refused_in_one_line(change, message, backend):
+    decl = dict(start=np.array([1.0, 0.0]), exits={}, label="my cohort") | change
+    with pytest.raises(ModelInputError, match=rf"my cohort: .*{message}"):
+        run_cohorts([CohortModel(**decl)], {"a": np.zeros((3, 2))}, Timing(2, 1.0), backend=backend)
 
 
 def test_the_kernel_is_cached_outside_the_package(tmp_path, monkeypatch):

@@ -35,11 +35,11 @@ import pytest
 from openpyxl.utils.cell import coordinate_to_tuple
 
 from cea.analysis.incremental import icer_table, pairwise
+from cea.analysis.outcomes import results_table
 from cea.igrt.calibration import CALIBRATED
 from cea.igrt.model import run_model
-from cea.report.workbook import write_report
-from cea.analysis.outcomes import results_table
 from cea.pipeline.base import comparisons_from_settings, run_base_case
+from cea.report.workbook import write_report
 
 pytestmark = [pytest.mark.excel, pytest.mark.slow]
 

@@ -14,8 +14,18 @@ from cea.errors import CeaError
 from cea.igrt import calibration as calib
 from cea.igrt import model as m
 from cea.igrt.declaration import Params, grams_per_administration
-from cea.igrt.spec import COST_CATEGORIES, DEAD, REWARDS, I, L, N, O, S
-from cea.igrt.spec import build_spec, strategies_from_table
+from cea.igrt.spec import (
+    COST_CATEGORIES,
+    DEAD,
+    REWARDS,
+    I,
+    L,
+    N,
+    O,
+    S,
+    build_spec,
+    strategies_from_table,
+)
 from cea.io.load import load_inputs
 from cea.parameters.table import build_parameter_table
 

@@ -1,4 +1,4 @@
-"""Tests for cea/distributions.py: hand-computed fits, table rules, copula, Dirichlet."""
+"""Tests for cea/parameters/distributions.py: hand-computed fits, table rules, copula, Dirichlet."""
 
 from __future__ import annotations
 

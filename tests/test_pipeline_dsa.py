@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cea.parameters import designs
-from cea.pipeline import dsa
 from cea.igrt.model import run_model
 from cea.io.load import load_inputs
+from cea.parameters import designs
+from cea.pipeline import dsa
 
 REPO = Path(__file__).resolve().parents[1]
 INPUTS = REPO / "inputs"

@@ -1,4 +1,4 @@
-"""Regional comparison (cea.regional): conversions, threshold prices, every country, the CLI."""
+"""Regional comparison (cea.analysis.regional, cea.pipeline.regional): conversions, threshold prices, every country, the CLI."""
 
 from __future__ import annotations
 
@@ -16,10 +16,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy.optimize import brentq
 
-from cea.cli import main
-from cea.igrt.model import run_model
-from cea.io.load import load_inputs
-from cea.parameters.table import Scenario, build_parameter_table
 from cea.analysis.regional import (
     ANY_PRICE,
     MAX_PRICE,
@@ -33,6 +29,10 @@ from cea.analysis.regional import (
     to_intl,
     to_usd,
 )
+from cea.cli import main
+from cea.igrt.model import run_model
+from cea.io.load import load_inputs
+from cea.parameters.table import Scenario, build_parameter_table
 from cea.pipeline.regional import compare_countries
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from cea.io.workbook import exact_numbers, save_workbook
-from cea.report.workbook import snake_sheet_name, write_report
 from cea.pipeline.base import run_base_case
+from cea.report.workbook import snake_sheet_name, write_report
 from cea.verify import BASE_CHECKS, CHECK_COLUMNS, run_checks
 
 INPUTS = Path(__file__).resolve().parents[1] / "inputs"
@@ -346,7 +346,7 @@ def test_fast_writer_writes_the_same_bytes(tmp_path):
 
 
 def test_psa_as_dataclass_long_ceac_and_plane_by_strategy(tmp_path):
-    """The PSA tables as cea.psa returns them: a dataclass, a long CEAC (wtp, strategy,
+    """The PSA tables as cea.analysis.psa returns them: a dataclass, a long CEAC (wtp, strategy,
     probability), a CE plane grouped by strategy and a headline dict."""
     from dataclasses import dataclass
 

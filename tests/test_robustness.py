@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import importlib.util
 import io
 import json
 import os
@@ -29,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -49,7 +48,6 @@ REPO = Path(__file__).resolve().parents[1]
 INPUTS = REPO / "inputs"
 TWO = "none,primary_ivig"
 WORKERS = max(2, os.cpu_count() or 2)
-HAS_XLSX_READER = importlib.util.find_spec("cea.io.workbook") is not None
 
 
 # =========================================================================== engine (hypothesis)
@@ -183,35 +181,6 @@ def raw_tables(draw):
     return name, columns, key, header, rows, draw(st.sampled_from([",", ";"]))
 
 
-# Two reader bugs found by these tests (fixes in the verification report). While a bug is
-# present its regression test is an expected failure and the property tests step around it;
-# once fixed, the regression tests run as ordinary tests and the properties hold in full.
-
-
-def _bom_only_bug() -> bool:
-    """A file holding only a UTF-8 byte-order mark raises something other than InputFileError."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "t.csv"
-        path.write_bytes(b"\xef\xbb\xbf")
-        try:
-            read_table(path, TABLES["parameters"][1])
-        except InputFileError:
-            return False
-        except Exception:  # noqa: BLE001 (the bug being probed)
-            return True
-    return False
-
-
-BOM_ONLY_BUG = _bom_only_bug()
-LINE_BREAK_BUG = "\n" in str(
-    InputFileError("t.csv", "'a\nb' is not a number", row=2, column="value")
-)
-
-
-def _has_line_break(rows) -> bool:
-    return any("\n" in c or "\r" in c for _, cells in rows for c in cells)
-
-
 @settings(max_examples=250, deadline=None)
 @given(raw_tables())
 def test_table_from_rows_raises_only_input_file_error(t):
@@ -220,8 +189,7 @@ def test_table_from_rows_raises_only_input_file_error(t):
         table = table_from_rows(f"{name}.csv", header, rows, columns, key=key, delim=delim)
     except InputFileError as exc:
         assert str(exc).startswith(f"{name}.csv")
-        # one line, unless the known bug copies a cell's line break into the message
-        assert "\n" not in str(exc) or (LINE_BREAK_BUG and _has_line_break(rows))
+        assert "\n" not in str(exc)  # one line, whatever the cells hold
     else:
         assert len(table.df) == len(rows)
 
@@ -235,12 +203,6 @@ csv_bytes = st.one_of(
 )
 
 
-@pytest.mark.xfail(
-    LINE_BREAK_BUG,
-    strict=True,
-    reason="bug in cea/errors.py: InputFileError copies a cell's line break into the message, "
-    "so the CLI error is two lines; fix in docs/verification.md",
-)
 def test_a_line_break_in_a_cell_keeps_the_error_on_one_line():
     header = [c.name for c in TABLES["parameters"][1]]
     cells = ["p_male", "0.5\n0.6", *[""] * (len(header) - 2)]
@@ -253,9 +215,6 @@ def test_a_line_break_in_a_cell_keeps_the_error_on_one_line():
 @given(csv_bytes, st.sampled_from(SCHEMAS))
 def test_read_table_on_arbitrary_bytes_raises_only_input_file_error(data, schema):
     name, columns, key = schema
-    assume(
-        not (BOM_ONLY_BUG and data == b"\xef\xbb\xbf")
-    )  # see test_a_file_holding_only_a_bom_is_empty
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "t.csv"
         path.write_bytes(data)
@@ -263,16 +222,10 @@ def test_read_table_on_arbitrary_bytes_raises_only_input_file_error(data, schema
             read_table(path, columns, key=key, display=f"{name}.csv")
         except InputFileError as exc:
             assert str(exc).startswith(f"{name}.csv")
-            assert "\n" not in str(exc) or (LINE_BREAK_BUG and (b"\n" in data or b"\r" in data))
+            assert "\n" not in str(exc)
         assert path.read_bytes() == data  # never written
 
 
-@pytest.mark.xfail(
-    BOM_ONLY_BUG,
-    strict=True,
-    reason="bug in cea/inputs.py: _sniff_delimiter indexes splitlines() of the empty text left "
-    "once the BOM is removed (IndexError); fix in docs/verification.md",
-)
 def test_a_file_holding_only_a_bom_is_empty(tmp_path):
     path = tmp_path / "parameters.csv"
     path.write_bytes(b"\xef\xbb\xbf")
@@ -365,24 +318,8 @@ def _pi_one(base):
     return run_model(base.ptable.base().assign(p_igg_low_ever=1.0), base.spec)
 
 
-def _pi_one_bug(base) -> bool:
-    try:
-        _pi_one(base)
-    except ModelInputError as exc:
-        return "nan" in str(exc)
-    return False
-
-
 def test_everyone_becoming_hypogammaglobulinemic_runs(base_gb):
-    try:
-        res = _pi_one(base_gb)
-    except ModelInputError as exc:
-        if "nan" in str(exc):
-            pytest.xfail(
-                "bug in cea/model.py: log1p(pi * expm1(-lam t)) is log(0) for pi = 1 once lam t > ~37, "
-                "so the IgG-decline hazard is NaN; fix in docs/verification.md"
-            )
-        raise
+    res = _pi_one(base_gb)
     out = res.outcomes.set_index("strategy")
     assert np.isfinite(out.select_dtypes("number").to_numpy()).all()
     base = base_gb.outcomes.set_index("strategy")
@@ -395,13 +332,10 @@ def test_every_parameter_at_the_ends_of_its_range_runs(base_gb):
     # vectorized run of the model with calibration: finite, non-negative, QALY <= LY
     from cea.igrt.model import run_model
 
-    skip_pi_one = _pi_one_bug(base_gb)
     base = base_gb.ptable.base()
     rows, labels = [], []
     for name in base_gb.ptable.names:
         for side, x in zip(("low", "high"), base_gb.ptable.dsa_range(name), strict=True):
-            if skip_pi_one and (name, side) == ("p_igg_low_ever", "high"):
-                continue  # known bug, see test_everyone_becoming_hypogammaglobulinemic_runs
             rows.append(base.iloc[0].copy())
             rows[-1][name] = x
             labels.append(f"{name} {side}")
@@ -662,13 +596,6 @@ SUBPROCESS_CASES = (
     "huge_file",
     "xlsx_not_a_zip",
 )
-KNOWN_BUGS = (
-    {
-        "line_break_in_cell": "bug in cea/errors.py: the cell's line break reaches the message (two lines)"
-    }
-    if LINE_BREAK_BUG
-    else {}
-)
 
 
 class Outcome:
@@ -703,15 +630,9 @@ def malformed_runs(tmp_path_factory):
         return dict(pool.map(one, SUBPROCESS_CASES))
 
 
-def _params(names, reasons):
+def _params(names):
     for name in names:
-        marks = []
-        if name == "xlsx_not_a_zip" and not HAS_XLSX_READER:
-            reason = "cea/xlsx_inputs.py (Excel input reader) is not written yet"
-            marks = [pytest.mark.xfail(reason=reason, strict=True)]
-        if name in reasons:
-            marks = [pytest.mark.xfail(reason=reasons[name], strict=True)]
-        yield pytest.param(name, id=name, marks=marks)
+        yield pytest.param(name, id=name)
 
 
 def _assert_refused(o: Outcome, name: str) -> None:
@@ -725,7 +646,7 @@ def _assert_refused(o: Outcome, name: str) -> None:
     assert o.after == o.before, "an input file was modified"
 
 
-@pytest.mark.parametrize("name", _params(SUBPROCESS_CASES, KNOWN_BUGS))
+@pytest.mark.parametrize("name", _params(SUBPROCESS_CASES))
 def test_malformed_input_one_line_exit_2_nothing_written(malformed_runs, name):
     _assert_refused(malformed_runs[name], name)
 
@@ -733,7 +654,7 @@ def test_malformed_input_one_line_exit_2_nothing_written(malformed_runs, name):
 IN_PROCESS_CASES = [n for n in MALFORMED if n not in SUBPROCESS_CASES]
 
 
-@pytest.mark.parametrize("name", _params(IN_PROCESS_CASES, KNOWN_BUGS))
+@pytest.mark.parametrize("name", _params(IN_PROCESS_CASES))
 def test_malformed_input_in_process(tmp_path, capsys, name):
     from cea.cli import main
 
@@ -950,11 +871,6 @@ def test_a_folder_created_meanwhile_is_not_replaced_without_force(tmp_path):
         go.touch()
         _, a_err = a.communicate(timeout=120)
     strategies = (out / "results.csv").read_text().splitlines()[2].split(",")[0]
-    if a.returncode == 0 and strategies == "primary_ivig":
-        pytest.xfail(
-            "bug in cea/run.py: OutputDir.__exit__ replaces a target created after __enter__ "
-            "even without --force (last writer wins); fix in docs/verification.md"
-        )
     assert a.returncode == 2 and a_err.count("\n") == 1 and "another run" in a_err, a_err
     assert strategies == "primary_scig"  # B's output is intact
     assert leftovers(out) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["go", "out"]

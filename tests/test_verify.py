@@ -1,4 +1,4 @@
-"""The TECH-VER black-box checks (cea/checks.py): every check passes on the GB base case, each
+"""The TECH-VER black-box checks (cea/verify.py): every check passes on the GB base case, each
 check can fail, the PSA/DSA table checks on small synthetic tables, and ``cea check``."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from cea import verify as checks
-from cea.igrt.declaration import Params as _Params
 from cea.igrt.calibration import calibrate
+from cea.igrt.declaration import Params as _Params
 from cea.parameters import distributions as dist
 from cea.pipeline.base import run_base_case
 
@@ -232,7 +232,7 @@ def test_ceac_sums_to_one_wide_and_long():
 
 
 def test_ceac_in_the_psa_module_layout():
-    # cea.psa writes long tables with a boolean on_ceaf column beside the probability
+    # cea.report.psa writes long tables with a boolean on_ceaf column beside the probability
     long = (
         _ceac_wide()
         .reset_index()
@@ -265,7 +265,7 @@ def test_evpi_nonnegative():
         {"wtp": [0, 20000], "evpi_per_patient": [0.0, 150.0], "evpi_population": [0.0, 1.5e6]}
     )
     assert checks.check_evpi_nonnegative(table).passed
-    # cea.psa layout: population EVPI blank throughout when the population is unknown
+    # cea.analysis.psa layout: population EVPI blank throughout when the population is unknown
     no_pop = table.assign(evpi_population=np.nan, optimal_strategy="none")
     result = checks.check_evpi_nonnegative(no_pop)
     assert result.passed and "evpi_population" not in result.detail
@@ -296,7 +296,7 @@ def test_tornado_base_inside_every_bar():
 
 
 def test_tornado_in_the_dsa_module_layout():
-    # cea.dsa.tornado_table names the base column inmb_base; comparisons may be stacked
+    # cea.pipeline.dsa.tornado_table names the base column inmb_base; comparisons may be stacked
     t = _tornado().rename(columns={"base": "inmb_base"})
     two = pd.concat(
         [t.assign(comparison="a vs b"), t.assign(comparison="c vs d")], ignore_index=True

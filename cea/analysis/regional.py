@@ -463,9 +463,6 @@ def threshold_rows(cr: CountryResult) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-# --------------------------------------------------------------------------- the comparison
-
-
 # --------------------------------------------------------------------------- provenance and output
 
 CONVENTIONS = {

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from cea.engine import compiled, numpy_backend
-from cea.engine.declaration import CohortModel, CohortResult, Timing
+from cea.engine.declaration import CohortModel, CohortResult, Timing, validate
 from cea.errors import ModelInputError
 
 #: Backends of :func:`run_cohorts`.
@@ -30,11 +30,13 @@ def run_cohorts(
     compiled pass over draws and cycles without storing any (D, T, ...) array
     (:mod:`cea.engine.compiled`). Both give the same totals to 1e-12 (tests/test_engine_cohort.py).
 
-    Raises ModelInputError, naming the cohort, draw, cycle and state, when a hazard is negative
-    or not finite.
+    Raises ModelInputError naming the cohort and the problem for a declaration the engine cannot
+    run (:func:`cea.engine.declaration.validate`), and naming the cohort and draw when a hazard
+    is negative or not finite.
     """
     if backend not in BACKENDS:
         raise ModelInputError(f"unknown backend '{backend}' (known: {', '.join(BACKENDS)})")
+    validate(models, profiles, timing)
     if backend == "numba":
         return compiled.run_cohorts(models, profiles, timing, keep_trace, keep_events)
     return [numpy_backend.run(m, profiles, timing, keep_trace, keep_events) for m in models]

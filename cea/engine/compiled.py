@@ -68,8 +68,13 @@ _KERNEL: list = []  # the compiled kernel, once made
 _POOL: list = []  # the threads that share a call's draws, once started
 
 
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_POOL.clear)
+
+
 def _pool(n: int) -> ThreadPoolExecutor:
-    """The threads of the compiled backend (started once per process)."""
+    """The threads of the compiled backend (started once per process; a forked child starts
+    its own, since the parent's threads do not exist in it)."""
     if not _POOL or _POOL[0]._max_workers < n:
         _POOL[:] = [ThreadPoolExecutor(max_workers=n, thread_name_prefix="cea-engine")]
     return _POOL[0]
@@ -273,9 +278,9 @@ def _competing(exit_from, exit_lin, int_from, int_lin, lv, H, frac, stay, bad, n
                 continue
             for i in range(nb):
                 bad[i] += 0.0 if (h[i] >= 0.0 and h[i] < math.inf) else 1.0
-                em1 = _expm1_neg(h[i])
+                em1, ex = _expm1_neg(h[i])
                 fr[i] = -em1 / h[i] if h[i] > 0.0 else 1.0
-                st[i] = 1.0 + em1
+                st[i] = ex
 
 
 def _advance(
@@ -385,15 +390,16 @@ _COMPILED = (
 _LN2_HI = 6.93147180369123816490e-01  # ln 2 rounded to 33 bits (k x _LN2_HI exact)
 _LN2_LO = 1.90821492927058770002e-10  # ln 2 - _LN2_HI
 _INV_LN2 = 1.44269504088896338700e00  # 1 / ln 2
-#: Hazards beyond this give exp(-H) = 0 in double precision (exp(-40) = 4e-18 < half an ulp of
-#: 1 for 1 - exp(-H)); clamping there keeps 2^k a normal number.
-_EXPM1_FLOOR = 40.0
+#: Hazards beyond this are clamped: exp(-700) = 1e-304 is 0 for every purpose, and 2^k stays a
+#: normal number.
+_EXPM1_FLOOR = 700.0
 #: 1.5 x 2^52: an integral float k in [-2^31, 2^31) added to it has k as its low bits.
 _ROUND_MAGIC = 6755399441055744.0
 
 
 def _expm1_neg(h):
-    """expm1(-h) for h >= 0 (arithmetic only; see the comment above)."""
+    """(expm1(-h), exp(-h)) for h >= 0, both to about an ulp (arithmetic only; see the comment
+    above): exp(-h) = 2^k (1 + expm1(r)) keeps its relative precision however large h is."""
     x = -h if h < _EXPM1_FLOOR else -_EXPM1_FLOOR
     k = np.floor(x * _INV_LN2 + 0.5)
     r = (x - k * _LN2_HI) - k * _LN2_LO
@@ -414,7 +420,7 @@ def _expm1_neg(h):
     # 2^k from the exponent bits (integer adds and shifts: no float-to-integer conversion)
     bits = np.float64(k + _ROUND_MAGIC).view(np.int64)
     scale = np.int64((bits + 1023) << 52).view(np.float64)
-    return scale * em + (scale - 1.0)
+    return scale * em + (scale - 1.0), scale * (1.0 + em)
 
 
 # --------------------------------------------------------------------------- arrays

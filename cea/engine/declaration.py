@@ -182,3 +182,72 @@ def n_draws_of(profiles: Mapping[str, np.ndarray], models: Sequence[CohortModel]
         for c in m.rewards.values():
             return c[0].shape[0]
     raise ModelInputError("the number of draws is unknown: give at least one profile")
+
+
+def validate(models: Sequence[CohortModel], profiles: Mapping[str, np.ndarray], timing: Timing):
+    """Refuse a declaration the engine cannot run, with one line naming the cohort and the
+    problem: shapes of the profiles (D, T), start vectors (S,) or (D, S), finite and >= 0,
+    rewards (D, S) / (D, S, S), states in range; no exit back to its own state and no
+    destination both an exit and an internal change of a state; events, counts and the
+    profiles they use declared; a count only on a declared exit, and not named like a reward."""
+    D, T = n_draws_of(profiles, models), timing.n_cycles
+    for name, p in profiles.items():
+        if np.shape(p) != (D, T):
+            raise ModelInputError(f"profile '{name}' has shape {np.shape(p)}, not ({D}, {T})")
+    for m in models:
+        _validate_model(m, set(profiles) | {ONE}, D)
+
+
+def _validate_model(m: CohortModel, known: set[str], D: int) -> None:
+    def fail(problem: str):
+        raise ModelInputError(f"{m.label or 'cohort'}: {problem}")
+
+    S = m.n_states
+    start = np.asarray(m.start, float)
+    if start.shape not in ((S,), (D, S)) or not np.isfinite(start).all() or (start < 0).any():
+        fail(f"the start vector must be (S,) or ({D}, S), finite and >= 0")
+
+    def check_lin(lin: Lin, where: str) -> None:
+        for name, c in lin.terms.items():
+            if name not in known:
+                fail(f"{where} uses the unknown profile '{name}'")
+            if np.ndim(c) not in (0, 1) or (np.ndim(c) == 1 and len(c) != D):
+                fail(f"{where}: a coefficient must be a number or ({D},)")
+
+    for level, per_state in (("exit", m.exits), ("internal change", m.internal)):
+        for s, dests in per_state.items():
+            for dest, lin in dests.items():
+                if not (0 <= s < S and 0 <= dest < S) or dest == s:
+                    fail(f"{level} {s} -> {dest} is not between two other states of {S}")
+                check_lin(lin, f"{level} {s} -> {dest}")
+    for s in set(m.exits) & set(m.internal):
+        both = set(m.exits[s]) & set(m.internal[s])
+        if both:
+            fail(f"state {s} reaches {sorted(both)} both by an exit and by an internal change")
+    for name, per_state in m.events.items():
+        for s, lin in per_state.items():
+            if not 0 <= s < S:
+                fail(f"event '{name}' in state {s}, not one of {S}")
+            check_lin(lin, f"event '{name}'")
+    for name, (const, per_event) in m.rewards.items():
+        if np.shape(const) != (D, S):
+            fail(f"reward '{name}' must be ({D}, {S}), got {np.shape(const)}")
+        for event, coef in per_event.items():
+            if event not in m.events:
+                fail(f"reward '{name}' is paid per undeclared event '{event}'")
+            if np.shape(coef) != (D,):
+                fail(f"reward '{name}' per '{event}' must be ({D},)")
+    for name, r in m.transition_rewards.items():
+        if np.shape(r) != (D, S, S):
+            fail(f"transition reward '{name}' must be ({D}, {S}, {S}), got {np.shape(r)}")
+    for name, r in m.start_rewards.items():
+        if np.shape(r) != (D, S):
+            fail(f"start reward '{name}' must be ({D}, {S}), got {np.shape(r)}")
+    rewards = {*m.rewards, *m.transition_rewards, *m.start_rewards}
+    for name, (dest, parts) in m.counts.items():
+        if name in rewards:
+            fail(f"count '{name}' has the name of a reward")
+        for s, lin in parts.items():
+            if dest not in m.exits.get(s, {}):
+                fail(f"count '{name}' is on {s} -> {dest}, which is not an exit")
+            check_lin(lin, f"count '{name}'")

@@ -109,10 +109,11 @@ def run(
     for name, (dest, parts) in model.counts.items():
         flows = np.zeros((D, T))
         for s, lin in parts.items():
-            h = exits[s][dest]
+            h = exits[s][dest]  # the exit's hazard; its probability is h (1 - exp(-H_x)) / H_x
+            total = sum(exits[s].values())
             with np.errstate(invalid="ignore", divide="ignore"):
-                share = np.where(h > 0, ev(lin) / h, 0.0)
-            flows += trace[:, :T, s] * P[:, :, s, dest] * share
+                p_exit = h * np.where(total > 0, -np.expm1(-total) / total, 1.0)
+                flows += np.where(h > 0, trace[:, :T, s] * p_exit * ev(lin) / h, 0.0)
         disc = res.discount_effects if name in timing.effects else res.discount_costs
         res.undiscounted[name] = flows.sum(axis=1)
         res.discounted[name] = flows @ disc[1:]

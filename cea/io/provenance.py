@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import platform
 import subprocess
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _metadata_version
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +39,14 @@ def git_commit() -> str | None:
     return head + ("-dirty" if _git("status", "--porcelain") else "")
 
 
+def _version(package: str) -> str | None:
+    """An installed package's version, without importing it (None when not installed)."""
+    try:
+        return _metadata_version(package)
+    except PackageNotFoundError:
+        return None
+
+
 def environment() -> dict:
     """Package, version, git commit, Python and library versions."""
     import matplotlib
@@ -54,6 +64,7 @@ def environment() -> dict:
             "scipy": scipy.__version__,
             "openpyxl": openpyxl.__version__,
             "matplotlib": matplotlib.__version__,
+            "numba": _version("numba"),
         },
     }
 

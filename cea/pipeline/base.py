@@ -148,6 +148,7 @@ def describe(base: BaseCase, seed: int | None = None) -> dict:
     spec, c = base.spec, base.country
     return {
         "seed": seed if seed is not None else base.ptable.settings.get("run", {}).get("seed"),
+        "backend": base.backend,
         "country": {
             "code": c.code,
             "name": c.name,

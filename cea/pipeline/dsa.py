@@ -58,7 +58,14 @@ from cea.parameters.designs import (
     ranges_table,
 )
 from cea.parameters.table import Scenario, build_parameter_table, load_scenario
-from cea.pipeline.base import BaseCase, as_scenario, build_base_case, label_columns, resolve_country
+from cea.pipeline.base import (
+    BaseCase,
+    as_scenario,
+    build_base_case,
+    comparisons_from_settings,
+    label_columns,
+    resolve_country,
+)
 
 #: Points of the vectorized scan that locates sign changes of the INMB before root finding.
 THRESHOLD_SCAN_POINTS = 41
@@ -112,12 +119,10 @@ def prepare(
             f"(known: {', '.join(known)})"
         )
     names += [s for s in comp if s not in names]
-    return build_base_case(
-        inputs, code, scenario, names, ptable=ptable, keep_trace=keep_trace
-    ), comp
-
-
-# --------------------------------------------------------------------------- per draw
+    base = build_base_case(
+        inputs, code, scenario, names, ptable=ptable, keep_trace=keep_trace, backend=backend
+    )
+    return base, comp
 
 
 # --------------------------------------------------------------------------- running a design
@@ -176,6 +181,31 @@ def run_design(draws: pd.DataFrame, spec, backend: str = "numpy") -> DesignResul
 
 
 # --------------------------------------------------------------------------- one-way
+
+
+@dataclass
+class OneWayTables:
+    """The tables of a one-way DSA for one comparison: the tornado in INMB order and in ICER
+    order, and every named comparison at every row of the design (the chosen one first)."""
+
+    tornado_inmb: pd.DataFrame
+    tornado_icer: pd.DataFrame
+    comparisons: pd.DataFrame
+
+
+def one_way_tables(ow: OneWay, comparison: tuple[str, str]) -> OneWayTables:
+    """:class:`OneWayTables` of ``ow`` for ``comparison``."""
+    comps = comparisons_from_settings(ow.base.ptable.settings, ow.base.spec)
+    comps = [comparison] + [c for c in comps if tuple(c) != tuple(comparison)]
+    allc = comparisons_by_draw(ow.outcomes, comps, ow.wtp).merge(
+        ow.design[["draw", "parameter", "side", "value"]], on="draw"
+    )
+    lead = ["draw", "parameter", "side", "value"]
+    return OneWayTables(
+        tornado_table(ow, comparison, "inmb"),
+        tornado_table(ow, comparison, "icer"),
+        allc[lead + [c for c in allc.columns if c not in lead]],
+    )
 
 
 @dataclass
@@ -720,13 +750,7 @@ def find_threshold(
     )
 
 
-# --------------------------------------------------------------------------- summaries
-
-
-# --------------------------------------------------------------------------- writing
-
-
-# --------------------------------------------------------------------------- CLI
+# --------------------------------------------------------------------------- comparison and tornado
 
 
 def parse_comparison(text: str) -> tuple[str, str]:

@@ -45,9 +45,6 @@ DEFAULT_BACKEND = "numba"
 PSA_CHUNK_DRAWS = 2500
 
 
-# --------------------------------------------------------------------------- seeding and draws
-
-
 # --------------------------------------------------------------------------- running the model
 
 
@@ -289,6 +286,3 @@ def regional_table(psa: PsaRun) -> pd.DataFrame:
         row["evpi_population_usd"] = h["evpi_population"] / country.fx_lcu_per_usd
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-# --------------------------------------------------------------------------- terminal

@@ -10,20 +10,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cea.analysis.dsa import _with_labels, comparisons_by_draw
+from cea.analysis.dsa import _with_labels
 from cea.analysis.incremental import pairwise
 from cea.io.provenance import dumps, run_json
 from cea.parameters.designs import BASE, PROB_EDGE
-from cea.pipeline.base import BaseCase, comparisons_from_settings, describe, label_columns
+from cea.pipeline.base import BaseCase, describe, label_columns
 from cea.pipeline.dsa import (
     THRESHOLD_SCAN_POINTS,
     THRESHOLD_XTOL_REL,
     OneWay,
+    OneWayTables,
     Scenarios,
     Threshold,
     TwoWay,
     _money,
-    tornado_table,
 )
 from cea.report.plots import dsa as plots
 
@@ -208,10 +208,13 @@ def _title(base: BaseCase, comparison: tuple[str, str] | None) -> str:
     return s
 
 
-def write_one_way(ow: OneWay, comparison: tuple[str, str], folder: Path, command: str) -> list[str]:
+def write_one_way(
+    ow: OneWay, comparison: tuple[str, str], tables: OneWayTables, folder: Path, command: str
+) -> list[str]:
+    """The one-way DSA's files: the tornado tables (INMB and ICER order), ranges, skipped
+    parameters, per-row outcomes and comparisons, the two tornado figures and run.json."""
     folder = Path(folder)
-    inmb_t = tornado_table(ow, comparison, "inmb")
-    icer_t = tornado_table(ow, comparison, "icer")
+    inmb_t, icer_t = tables.tornado_inmb, tables.tornado_icer
     inmb_t.to_csv(folder / "tornado_inmb.csv", index=False)
     icer_t.to_csv(folder / "tornado_icer.csv", index=False)
     _with_labels(ow.ranges, label_columns(ow.base, None)).to_csv(folder / "ranges.csv", index=False)
@@ -219,14 +222,7 @@ def write_one_way(ow: OneWay, comparison: tuple[str, str], folder: Path, command
     _with_labels(ow.outcomes, label_columns(ow.base, None)).to_csv(
         folder / "dsa_outcomes.csv", index=False
     )
-    comps = comparisons_from_settings(ow.base.ptable.settings, ow.base.spec)
-    comps = [comparison] + [c for c in comps if tuple(c) != tuple(comparison)]
-    allc = comparisons_by_draw(ow.outcomes, comps, ow.wtp).merge(
-        ow.design[["draw", "parameter", "side", "value"]], on="draw"
-    )
-    lead = ["draw", "parameter", "side", "value"]
-    allc = allc[lead + [c for c in allc.columns if c not in lead]]
-    _with_labels(allc, label_columns(ow.base, None)).to_csv(
+    _with_labels(tables.comparisons, label_columns(ow.base, None)).to_csv(
         folder / "dsa_comparisons.csv", index=False
     )
     title = _title(ow.base, comparison)

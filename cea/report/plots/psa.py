@@ -292,8 +292,8 @@ def plot_convergence(conv: pd.DataFrame, country, path: Path, labels: dict | Non
 
 
 def figure_jobs(tables, country, folder: Path, labels: dict | None = None) -> list[tuple]:
-    """Every PSA figure of one country as (function, arguments) pairs, the slowest first, for
-    the caller to run (cea.report.psa.write_country)."""
+    """Every PSA figure of one country as (function, arguments) pairs (:func:`plot_all` runs
+    them)."""
     folder = Path(folder)
     horizon = tables.headline.get("decision_horizon_years", float("nan"))
     return [
