@@ -229,7 +229,7 @@ def cli_dsa(args) -> int:
         args.inputs, args.country, args.scenario, args.comparison, keep_trace=bool(args.report),
         backend=args.backend,
     )  # fmt: skip
-    code, suffix = base.country.code, report_dsa._scenario_suffix(base)
+    code, suffix = base.country.code, report_dsa.scenario_suffix(base)
     if args.two_way:
         names = [p.strip() for p in args.two_way.split(",")]
         if len(names) != 2 or not all(names):
@@ -288,7 +288,7 @@ def cli_threshold(args) -> int:
     )
     check_parameter(base.ptable, args.parameter)
     th = dsa.find_threshold(base, args.parameter, comp, args.low, args.high)
-    suffix = report_dsa._scenario_suffix(base)
+    suffix = report_dsa.scenario_suffix(base)
     out = _out(
         args, f"threshold_{base.country.code}_{args.parameter}_{comp[0]}_vs_{comp[1]}{suffix}"
     )

@@ -182,7 +182,7 @@ def test_icer_that_flips_quadrant_is_reported_not_a_number(one_way):
 def test_rows_the_model_cannot_evaluate_are_isolated_not_invented(base):
     # a 0.5-month median OS cannot be reached by any myeloma death rate after the bsAb stops
     # (patients stay on the bsAb for a median of 11.3 months): that row alone fails
-    draws = designs._design_draws(base.ptable.base(), [{}, {"t_target_median_os_months": 0.5}, {}])
+    draws = designs.design_draws(base.ptable.base(), [{}, {"t_target_median_os_months": 0.5}, {}])
     res = dsa.run_design(draws, base.spec)
     assert list(res.failures) == [1]
     assert "cannot calibrate" in res.failures[1]

@@ -46,14 +46,14 @@ def optimal_by_draw(outcomes: pd.DataFrame, wtp: float) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _with_labels(df: pd.DataFrame, labels: dict) -> pd.DataFrame:
+def with_labels(df: pd.DataFrame, labels: dict) -> pd.DataFrame:
     df = df.copy()
     for i, (k, v) in enumerate(labels.items()):
         df.insert(i, k, v)
     return df
 
 
-def _icer_status(row: dict) -> tuple[str, float]:
+def icer_status(row: dict) -> tuple[str, float]:
     q0, ql, qh = row["quadrant_base"], row["quadrant_low"], row["quadrant_high"]
     flips = [side for side, q in ((LOW, ql), (HIGH, qh)) if q != q0]
     if flips:

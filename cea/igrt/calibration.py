@@ -152,7 +152,9 @@ def no_igrt_incidence(
     short = _incidence_spec(spec, months)
     none = Strategy("calibration_none", "never")
     res = run_declared(none, "non_igg", v, short, backend, keep_events=True)
-    return _incidence(res.trace[:, :-1, :DEAD].sum(axis=2), res.event_totals[SEVERE], short, months)
+    return cumulative_incidence(
+        res.trace[:, :-1, :DEAD].sum(axis=2), res.event_totals[SEVERE], short, months
+    )
 
 
 def _incidence_spec(spec: ModelSpec, months: float) -> ModelSpec:
@@ -160,7 +162,9 @@ def _incidence_spec(spec: ModelSpec, months: float) -> ModelSpec:
     return replace(spec, n_cycles=min(spec.n_cycles, int(np.ceil(months / 12.0 / spec.dt)) + 1))
 
 
-def _incidence(alive: np.ndarray, events: np.ndarray, spec: ModelSpec, months: float) -> np.ndarray:
+def cumulative_incidence(
+    alive: np.ndarray, events: np.ndarray, spec: ModelSpec, months: float
+) -> np.ndarray:
     """Cumulative incidence by ``months``, deaths censored (as a Kaplan-Meier estimate):
     1 - exp(-sum of per-cycle mean hazards among the alive); the last partial cycle pro rata.
 

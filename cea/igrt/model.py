@@ -17,8 +17,8 @@ from cea.engine.numpy_backend import probabilities
 from cea.errors import ModelInputError
 from cea.igrt.calibration import (
     CALIBRATED,
-    _incidence,
     calibrate,
+    cumulative_incidence,
     label_draw,
     median_survival_years,
     run_declared,
@@ -186,7 +186,7 @@ def severe_infection_incidence(
     alive), subgroups weighted. Returns (D,)."""
     st, v = _strategy_params(draws, spec, strategy, calibrated, backend)
     trace, events = _mixture(st, v, spec, backend)
-    return _incidence(trace[:, :-1, :DEAD].sum(axis=2), events, spec, months)
+    return cumulative_incidence(trace[:, :-1, :DEAD].sum(axis=2), events, spec, months)
 
 
 def median_os_months(

@@ -121,7 +121,7 @@ def ranges_table(ptable, parameters: list[str] | None = None) -> tuple[pd.DataFr
     return pd.DataFrame(rows), pd.DataFrame(skipped, columns=["parameter", "value", "reason"])
 
 
-def _design_draws(base_row: pd.DataFrame, changes: list[dict[str, float]]) -> pd.DataFrame:
+def design_draws(base_row: pd.DataFrame, changes: list[dict[str, float]]) -> pd.DataFrame:
     """The base row repeated, row i with ``changes[i]`` applied; index ``draw`` = 0..n-1."""
     draws = pd.DataFrame(
         np.repeat(base_row.to_numpy(dtype=float), len(changes), axis=0),

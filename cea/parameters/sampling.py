@@ -54,15 +54,15 @@ def country_key(code: str) -> int:
 
 def clinical_seed(seed: int) -> np.random.SeedSequence:
     """SeedSequence of the clinical draws shared by every country."""
-    return np.random.SeedSequence(_check_seed(seed), spawn_key=(CLINICAL_STREAM,))
+    return np.random.SeedSequence(check_seed(seed), spawn_key=(CLINICAL_STREAM,))
 
 
 def price_seed(seed: int, code: str) -> np.random.SeedSequence:
     """SeedSequence of one country's price draws (independent of the other countries)."""
-    return np.random.SeedSequence(_check_seed(seed), spawn_key=(PRICE_STREAM, country_key(code)))
+    return np.random.SeedSequence(check_seed(seed), spawn_key=(PRICE_STREAM, country_key(code)))
 
 
-def _check_seed(seed) -> int:
+def check_seed(seed) -> int:
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise CeaError(f"seed must be an integer >= 0, got {seed!r}")
     return int(seed)

@@ -35,10 +35,10 @@ from scipy.optimize import brentq
 
 from cea.analysis.dsa import (
     NO_EFFECT_ATOL,
-    _icer_status,
-    _with_labels,
     comparisons_by_draw,
+    icer_status,
     optimal_by_draw,
+    with_labels,
 )
 from cea.analysis.incremental import nmb, pairwise
 from cea.analysis.outcomes import validate_outcomes
@@ -50,8 +50,8 @@ from cea.parameters.designs import (
     BASE,
     HIGH,
     LOW,
-    _design_draws,
     check_parameter,
+    design_draws,
     evaluated_value,
     grid_axis,
     natural_bounds,
@@ -250,7 +250,7 @@ def run_one_way(base: BaseCase, parameters: list[str] | None = None) -> OneWay:
         evaluated_value(p, v) if p != BASE else np.nan
         for p, v in zip(design["parameter"], design["value"], strict=True)
     ]
-    draws = _design_draws(base.ptable.base(), changes)
+    draws = design_draws(base.ptable.base(), changes)
     res = run_design(draws, base.spec, base.backend)
     if 0 in res.failures:
         raise CeaError(f"the base case cannot be evaluated: {res.failures[0]}")
@@ -332,7 +332,7 @@ def run_two_way(
     )
     x1, x2 = np.meshgrid(axes[0], axes[1], indexing="ij")
     points = list(zip(x1.ravel(), x2.ravel(), strict=True))
-    draws = _design_draws(base.ptable.base(), [{p1: u, p2: v} for u, v in points])
+    draws = design_draws(base.ptable.base(), [{p1: u, p2: v} for u, v in points])
     res = run_design(draws, base.spec, base.backend)
     seconds = res.seconds
     wtp = base.country.wtp_per_qaly
@@ -531,9 +531,9 @@ def run_scenarios(
     return Scenarios(
         base=base,
         runs=runs,
-        strategies=_with_labels(pd.DataFrame(strat_rows), labels),
-        comparisons=_with_labels(pd.DataFrame(comp_rows), labels),
-        summary=_with_labels(pd.DataFrame(summary_rows), labels),
+        strategies=with_labels(pd.DataFrame(strat_rows), labels),
+        comparisons=with_labels(pd.DataFrame(comp_rows), labels),
+        summary=with_labels(pd.DataFrame(summary_rows), labels),
         seconds=time.perf_counter() - t0,
         headline=headline,
     )
@@ -590,7 +590,7 @@ class _InmbFunction:
 
     def table(self, values) -> pd.DataFrame:
         values = np.atleast_1d(np.asarray(values, dtype=float))
-        draws = _design_draws(self.row, [{self.parameter: x} for x in values])
+        draws = design_draws(self.row, [{self.parameter: x} for x in values])
         res = run_design(draws, self.spec, self.backend)
         self.calls += res.calls
         c = comparisons_by_draw(res.outcomes, [self.comparison], self.base.country.wtp_per_qaly)
@@ -706,8 +706,8 @@ def find_threshold(
         x = min(roots, key=lambda r: abs(r - value))
         msg = (
             f"INMB of {a} vs {b} is zero at {parameter} = {x:.6g} (base {value:.6g}; "
-            f"searched {origin} [{lo:.6g}, {hi:.6g}]); INMB {_money(ends[0], cur)} at {elo:.6g} "
-            f"and {_money(ends[1], cur)} at {ehi:.6g}"
+            f"searched {origin} [{lo:.6g}, {hi:.6g}]); INMB {fmt_money(ends[0], cur)} at {elo:.6g} "
+            f"and {fmt_money(ends[1], cur)} at {ehi:.6g}"
         )
         if len(roots) > 1:
             msg += f"; {len(roots)} crossings: " + ", ".join(f"{r:.6g}" for r in roots)
@@ -723,8 +723,8 @@ def find_threshold(
         where = " and ".join(f"{o} [{br[0]:.6g}, {br[1]:.6g}]" for br, o in brackets[: len(scans)])
         msg = (
             f"no threshold: the INMB of {a} vs {b} does not cross zero for {parameter} in {where}; "
-            f"it is {sign} throughout ({_money(ends[0], cur)} at {elo:.6g}, "
-            f"{_money(ends[1], cur)} at {ehi:.6g})"
+            f"it is {sign} throughout ({fmt_money(ends[0], cur)} at {elo:.6g}, "
+            f"{fmt_money(ends[1], cur)} at {ehi:.6g})"
         )
     if len(failed):
         msg += (
@@ -883,7 +883,7 @@ def tornado_table(ow: OneWay, comparison: tuple[str, str], outcome: str = "inmb"
             row[f"icer_{tag}"] = x["icer"]
         row["interpretation_low"] = lo["interpretation"]
         row["interpretation_high"] = hi["interpretation"]
-        row["icer_status"], row["icer_swing"] = _icer_status(row)
+        row["icer_status"], row["icer_swing"] = icer_status(row)
         row["optimal_base"] = opt.loc[0]
         row["optimal_low"] = opt.loc[d[(p, LOW)]]
         row["optimal_high"] = opt.loc[d[(p, HIGH)]]
@@ -910,10 +910,10 @@ def tornado_table(ow: OneWay, comparison: tuple[str, str], outcome: str = "inmb"
         )
     t.insert(0, "rank", np.arange(1, len(t) + 1))
     t = t[TORNADO_COLUMNS].reset_index(drop=True)
-    return _with_labels(t, label_columns(ow.base, comparison))
+    return with_labels(t, label_columns(ow.base, comparison))
 
 
-def _money(x: float, currency: str = "") -> str:
+def fmt_money(x: float, currency: str = "") -> str:
     if x is None or not math.isfinite(x):
         return "n/a"
     return f"{currency + ' ' if currency else ''}{x:,.0f}"

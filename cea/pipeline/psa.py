@@ -35,7 +35,7 @@ from cea.igrt.model import run_model
 from cea.igrt.spec import ModelSpec, apply_discount_settings, build_spec
 from cea.io.inputs import Inputs
 from cea.io.load import load_inputs
-from cea.parameters.sampling import _check_seed, sample_draws
+from cea.parameters.sampling import check_seed, sample_draws
 from cea.parameters.table import ParameterTable, Scenario, build_parameter_table
 from cea.pipeline.base import BaseCase, as_scenario, build_base_case, comparisons_from_settings
 
@@ -183,7 +183,7 @@ def run_psa(
     codes = _country_codes(inputs, countries, run_settings)
     n_draws = int(run_settings.get("n_draws", 1000)) if n_draws is None else n_draws
     seed = int(run_settings.get("seed", 1)) if seed is None else seed
-    _check_seed(seed)
+    check_seed(seed)
     if not (isinstance(decision_horizon_years, int | float) and decision_horizon_years > 0):
         raise CeaError(f"decision horizon must be > 0 years, got {decision_horizon_years!r}")
     ptables = {c: build_parameter_table(inputs, c, scenario) for c in codes}

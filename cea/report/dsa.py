@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cea.analysis.dsa import _with_labels
+from cea.analysis.dsa import with_labels
 from cea.analysis.incremental import pairwise
 from cea.io.provenance import dumps, run_json
 from cea.parameters.designs import BASE, PROB_EDGE
@@ -23,7 +23,7 @@ from cea.pipeline.dsa import (
     Scenarios,
     Threshold,
     TwoWay,
-    _money,
+    fmt_money,
 )
 from cea.report.plots import dsa as plots
 
@@ -56,8 +56,8 @@ def _base_line(base: BaseCase, comparison: tuple[str, str]) -> str:
     pw = pairwise(base.outcomes, [comparison], wtp=base.country.wtp_per_qaly).iloc[0]
     cur = base.country.currency
     return (
-        f"base case: dcost {_money(pw['inc_cost'], cur)}, dQALY {pw['inc_effect']:.4f}, "
-        f"{pw['interpretation']}, INMB {_money(pw['inmb'], cur)}"
+        f"base case: dcost {fmt_money(pw['inc_cost'], cur)}, dQALY {pw['inc_effect']:.4f}, "
+        f"{pw['interpretation']}, INMB {fmt_money(pw['inmb'], cur)}"
     )
 
 
@@ -134,7 +134,7 @@ def two_way_summary(tw: TwoWay) -> str:
             if tw.failures
             else ""
         ),
-        f"INMB from {_money(g['inmb'].min(), cur)} to {_money(g['inmb'].max(), cur)}; "
+        f"INMB from {fmt_money(g['inmb'].min(), cur)} to {fmt_money(g['inmb'].max(), cur)}; "
         f"positive at {int((g['inmb'] > 0).sum())} of {len(g)} points",
         "optimal strategy at WTP: "
         + ", ".join(f"{s} {n}" for s, n in g["optimal_strategy"].value_counts().items())
@@ -173,7 +173,7 @@ def scenarios_summary(sc: Scenarios) -> str:
         for _, r in own.iterrows():
             lines.append(
                 f"  {r['scenario']:<26}{r['comparison']:<44}{r['interpretation']:<44}"
-                f"INMB {_money(r['inmb'], cur)}"
+                f"INMB {fmt_money(r['inmb'], cur)}"
             )
     return "\n".join(lines)
 
@@ -217,12 +217,12 @@ def write_one_way(
     inmb_t, icer_t = tables.tornado_inmb, tables.tornado_icer
     inmb_t.to_csv(folder / "tornado_inmb.csv", index=False)
     icer_t.to_csv(folder / "tornado_icer.csv", index=False)
-    _with_labels(ow.ranges, label_columns(ow.base, None)).to_csv(folder / "ranges.csv", index=False)
+    with_labels(ow.ranges, label_columns(ow.base, None)).to_csv(folder / "ranges.csv", index=False)
     ow.skipped.to_csv(folder / "skipped.csv", index=False)
-    _with_labels(ow.outcomes, label_columns(ow.base, None)).to_csv(
+    with_labels(ow.outcomes, label_columns(ow.base, None)).to_csv(
         folder / "dsa_outcomes.csv", index=False
     )
-    _with_labels(tables.comparisons, label_columns(ow.base, None)).to_csv(
+    with_labels(tables.comparisons, label_columns(ow.base, None)).to_csv(
         folder / "dsa_comparisons.csv", index=False
     )
     title = _title(ow.base, comparison)
@@ -265,9 +265,9 @@ def write_one_way(
 def write_two_way(tw: TwoWay, folder: Path, command: str) -> list[str]:
     folder = Path(folder)
     labels = label_columns(tw.base, tw.comparison)
-    grid = _with_labels(tw.grid, labels)
+    grid = with_labels(tw.grid, labels)
     grid.to_csv(folder / "twoway_grid.csv", index=False)
-    _with_labels(tw.outcomes, label_columns(tw.base, None)).to_csv(
+    with_labels(tw.outcomes, label_columns(tw.base, None)).to_csv(
         folder / "twoway_outcomes.csv", index=False
     )
     units = {p: str(tw.base.ptable.df.loc[p, "unit"]) for p in tw.parameters}
@@ -340,8 +340,8 @@ def write_threshold(th: Threshold, folder: Path, command: str) -> list[str]:
         "all_thresholds": ";".join(f"{r:.10g}" for r in th.roots),
         "message": th.message,
     }
-    _with_labels(pd.DataFrame([row]), labels).to_csv(folder / "threshold.csv", index=False)
-    scan = _with_labels(th.scan, labels)
+    with_labels(pd.DataFrame([row]), labels).to_csv(folder / "threshold.csv", index=False)
+    scan = with_labels(th.scan, labels)
     scan.to_csv(folder / "threshold_scan.csv", index=False)
     plots.threshold(scan, row, folder / "threshold.png", _title(th.base, th.comparison))
     analysis = {
@@ -359,6 +359,6 @@ def write_threshold(th: Threshold, folder: Path, command: str) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
 
-def _scenario_suffix(base: BaseCase) -> str:
+def scenario_suffix(base: BaseCase) -> str:
     name = base.ptable.scenario.name
     return "" if name == BASE else f"_{name}"
