@@ -929,7 +929,49 @@ def test_existing_output_folder_needs_force(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "already exists" in err and "--force" in err
     assert (out / "keep.txt").read_text() == "mine" and leftovers(out) == []
+    # a folder cea did not write is not replaced, even with --force
+    assert main([*args, "--force"]) == 2
+    assert "cea did not write it" in capsys.readouterr().err
+    assert (out / "keep.txt").read_text() == "mine" and leftovers(out) == []
+    # an output folder of cea's is
+    (out / "keep.txt").unlink()
+    out.rmdir()
+    assert main(args) == 0
+    capsys.readouterr()
     assert main([*args, "--force"]) == 0
     assert f"written: {out}/" in capsys.readouterr().out
-    assert not (out / "keep.txt").exists() and (out / "results.csv").is_file()
+    assert (out / "results.csv").is_file()
     assert leftovers(out) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+# =========================================================================== --force safety
+
+
+def test_force_never_replaces_the_inputs_a_folder_holding_them_or_the_current_folder(
+    tmp_path, monkeypatch
+):
+    # --force replaces only a folder cea wrote (it holds the .cea-output marker)
+    from cea.cli import main
+
+    inputs = copy_inputs(tmp_path / "x")
+    before = digests(inputs)
+    base = ["run", "--inputs", str(inputs), "--strategies", TWO, "--force", "--out"]
+    assert main([*base, str(inputs)]) == 2
+    assert main([*base, str(inputs / "..")]) == 2
+    monkeypatch.chdir(tmp_path)
+    assert main([*base, "."]) == 2
+    (tmp_path / "f.txt").write_text("mine")
+    assert main([*base, str(tmp_path / "f.txt")]) == 2
+    assert digests(inputs) == before and (tmp_path / "f.txt").read_text() == "mine"
+    assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name] == []
+    out = tmp_path / "out"
+    assert main([*base, str(out)]) == 0 and (out / ".cea-output").is_file()
+    assert main([*base, str(out)]) == 0  # an output folder cea wrote is replaced
+
+
+def test_template_force_does_not_replace_a_folder(tmp_path):
+    from cea.cli import main
+
+    (tmp_path / "d.xlsx").mkdir()
+    assert main(["template", "--out", str(tmp_path / "d.xlsx"), "--force"]) == 2
+    assert (tmp_path / "d.xlsx").is_dir()

@@ -16,27 +16,55 @@ DEFAULT_OUTPUTS = Path("outputs")
 COMMITTED: list[Path] = []
 
 
+#: The file every output folder holds: ``--force`` replaces only a folder that has it, so a
+#: folder cea did not write (the inputs, a folder holding them, the current folder) is never
+#: replaced.
+MARKER = ".cea-output"
+
+
+def check_replaceable(target: Path) -> None:
+    """Refuse, in one line, to replace ``target`` with ``--force`` unless it is an output
+    folder cea wrote."""
+    where = str(target)
+    if target.is_symlink():
+        raise CeaError(f"--force will not replace {where}: it is a symbolic link")
+    if not target.is_dir():
+        raise CeaError(f"--force will not replace {where}: it is a file, not an output folder")
+    if target.resolve() == Path.cwd().resolve():
+        raise CeaError(f"--force will not replace {where}: it is the current folder")
+    if not (target / MARKER).is_file():
+        raise CeaError(
+            f"--force will not replace {where}: cea did not write it (no {MARKER} in it); "
+            "choose another --out"
+        )
+
+
 class OutputDir:
     """Write into a temporary sibling folder; move it into place on success only.
 
-    An existing target is refused unless ``force``; with ``force`` it is replaced only after
-    the new output is complete.
+    An existing target is refused unless ``force``; with ``force`` it is replaced, only after
+    the new output is complete, and only if it is an output folder cea wrote
+    (:func:`check_replaceable`). Every output folder holds the :data:`MARKER` file.
     """
 
     def __init__(self, target: Path, force: bool = False):
-        self.target = Path(target)
+        self.target = Path(os.path.abspath(target))  # "..", "." resolved to a real name
         self.force = force
         self.tmp: Path | None = None
 
     def __enter__(self) -> Path:
-        if self.target.exists() and not self.force:
-            raise CeaError(
-                f"output folder {self.target} already exists: use --force to replace it, or --out"
-            )
+        if self.target.exists() or self.target.is_symlink():
+            if not self.force:
+                raise CeaError(
+                    f"output folder {self.target} already exists: use --force to replace it, "
+                    "or --out"
+                )
+            check_replaceable(self.target)
         self.target.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = Path(
             tempfile.mkdtemp(prefix=f".{self.target.name}.tmp-", dir=self.target.parent)
         )
+        (self.tmp / MARKER).write_text("written by cea; cea --force may replace this folder\n")
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb):
@@ -58,7 +86,12 @@ class OutputDir:
             COMMITTED.append(self.target)
             return False
         old = None
-        if self.target.exists():
+        if self.target.exists() or self.target.is_symlink():
+            try:
+                check_replaceable(self.target)  # still an output folder of cea's
+            except CeaError:
+                shutil.rmtree(self.tmp, ignore_errors=True)
+                raise
             old = self.target.with_name(f".{self.target.name}.old-{os.getpid()}")
             os.replace(self.target, old)
         os.replace(self.tmp, self.target)
@@ -78,6 +111,9 @@ class OutputFile:
         self.tmp: Path | None = None
 
     def __enter__(self) -> Path:
+        if self.target.is_symlink() or self.target.is_dir():
+            kind = "a symbolic link" if self.target.is_symlink() else "a folder"
+            raise CeaError(f"{self.target} is {kind}: not replaced; choose another --out")
         if self.target.exists() and not self.force:
             raise CeaError(f"{self.target} already exists: use --force to replace it")
         self.target.parent.mkdir(parents=True, exist_ok=True)

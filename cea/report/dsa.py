@@ -12,6 +12,7 @@ import pandas as pd
 
 from cea.analysis.dsa import with_labels
 from cea.analysis.incremental import pairwise
+from cea.io.output import MARKER
 from cea.io.provenance import dumps, run_json
 from cea.parameters.designs import BASE, PROB_EDGE
 from cea.pipeline.base import BaseCase, describe, label_columns
@@ -259,7 +260,7 @@ def write_one_way(
         "skipped": _records(ow.skipped),
     }
     (folder / "run.json").write_text(_run_json(ow.base, command, analysis))
-    return sorted(p.name for p in folder.iterdir())
+    return sorted(p.name for p in folder.iterdir() if p.name != MARKER)
 
 
 def write_two_way(tw: TwoWay, folder: Path, command: str) -> list[str]:
@@ -286,7 +287,7 @@ def write_two_way(tw: TwoWay, folder: Path, command: str) -> list[str]:
         "prob_edge": PROB_EDGE,
     }
     (folder / "run.json").write_text(_run_json(tw.base, command, analysis))
-    return sorted(p.name for p in folder.iterdir())
+    return sorted(p.name for p in folder.iterdir() if p.name != MARKER)
 
 
 def write_scenarios(sc: Scenarios, folder: Path, command: str) -> list[str]:
@@ -315,7 +316,7 @@ def write_scenarios(sc: Scenarios, folder: Path, command: str) -> list[str]:
         ],
     }
     (folder / "run.json").write_text(_run_json(sc.base, command, analysis))
-    return sorted(p.name for p in folder.iterdir())
+    return sorted(p.name for p in folder.iterdir() if p.name != MARKER)
 
 
 def write_threshold(th: Threshold, folder: Path, command: str) -> list[str]:
@@ -356,7 +357,7 @@ def write_threshold(th: Threshold, folder: Path, command: str) -> list[str]:
         **{k: v for k, v in row.items()},
     }
     (folder / "run.json").write_text(_run_json(th.base, command, analysis))
-    return sorted(p.name for p in folder.iterdir())
+    return sorted(p.name for p in folder.iterdir() if p.name != MARKER)
 
 
 def scenario_suffix(base: BaseCase) -> str:
