@@ -12,6 +12,7 @@ options; 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -400,6 +401,11 @@ COMMANDS = {
 }
 
 
+def _one_line(text: str) -> str:
+    """A message on one line, control characters shown escaped (a cell's text may hold any)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -407,7 +413,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except CeaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        # the reader of stdout went away (``cea run ... | head``): the files are complete;
+        # point stdout at /dev/null so that Python's exit does not fail on flushing it
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK if output.COMMITTED else EXIT_BAD_INPUT
+    except OSError as exc:  # a write that failed: read-only or full disk, a name too long, ...
+        where = exc.filename or "the output"
+        reason = exc.strerror or type(exc).__name__
+        print(f"error: cannot write {_one_line(str(where))}: {reason}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         if output.COMMITTED:  # the signal landed after the output was complete and in place

@@ -975,3 +975,56 @@ def test_template_force_does_not_replace_a_folder(tmp_path):
     (tmp_path / "d.xlsx").mkdir()
     assert main(["template", "--out", str(tmp_path / "d.xlsx"), "--force"]) == 2
     assert (tmp_path / "d.xlsx").is_dir()
+
+
+# =========================================================================== writing that fails
+
+
+def test_an_output_path_through_a_file_or_too_long_is_one_line_and_leaves_nothing(tmp_path, capsys):
+    from cea.cli import main
+
+    (tmp_path / "f.txt").write_text("mine")
+    base = ["run", "--strategies", TWO, "--out"]
+    assert main([*base, str(tmp_path / "f.txt" / "sub")]) == 2
+    assert "f.txt is a file, not a folder" in capsys.readouterr().err
+    assert main([*base, str(tmp_path / ("a" * 245))]) == 2  # the temporary name is too long
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "File name too long" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.txt"]
+
+
+def test_outputs_respect_the_umask(tmp_path):
+    out = tmp_path / "out"
+    code = (
+        "import os, sys; os.umask(0o022); from cea.cli import main; "
+        f"sys.exit(main(['run', '--strategies', '{TWO}', '--out', {str(out)!r}]))"
+    )
+    assert (
+        subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True).returncode == 0
+    )
+    assert out.stat().st_mode & 0o777 == 0o755
+    assert (out / "results.csv").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_reader_that_stops_early_does_not_fail_a_complete_run(tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        cea_cmd("run", "--strategies", TWO, "--out", str(out)),
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    proc.stdout.close()  # like `cea run ... | head -c 0`
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 0, err
+    assert "Traceback" not in err and (out / "results.csv").is_file()
+
+
+def test_control_characters_in_an_error_are_shown_escaped(monkeypatch, capsys):
+    import cea.cli as cli
+
+    def fail(args):
+        raise cli.CeaError("strategy 'a\x1b[31mred\x01' is unknown")
+
+    monkeypatch.setitem(cli.COMMANDS, "run", fail)
+    assert cli.main(["run"]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: strategy 'a\\x1b[31mred\\x01' is unknown\n"

@@ -39,6 +39,13 @@ def check_replaceable(target: Path) -> None:
         )
 
 
+def _umask() -> int:
+    """The process's umask (read by setting it and setting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 class OutputDir:
     """Write into a temporary sibling folder; move it into place on success only.
 
@@ -60,11 +67,19 @@ class OutputDir:
                     "or --out"
                 )
             check_replaceable(self.target)
+        for folder in self.target.parents:
+            if folder.exists() and not folder.is_dir():
+                raise CeaError(f"cannot write {self.target}: {folder} is a file, not a folder")
         self.target.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = Path(
             tempfile.mkdtemp(prefix=f".{self.target.name}.tmp-", dir=self.target.parent)
         )
-        (self.tmp / MARKER).write_text("written by cea; cea --force may replace this folder\n")
+        try:
+            os.chmod(self.tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700: respect the umask
+            (self.tmp / MARKER).write_text("written by cea; cea --force may replace this folder\n")
+        except OSError:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb):
@@ -122,6 +137,7 @@ class OutputFile:
         )
         os.close(fd)
         self.tmp = Path(tmp)
+        os.chmod(self.tmp, 0o666 & ~_umask())  # mkstemp makes it 0600: respect the umask
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb):
