@@ -208,3 +208,22 @@ def test_every_parameter_row_builds_with_its_centre_at_value():
     lo, hi = t.dsa_range("c_scig_training")  # gamma without low/high: 2.5/97.5 percentiles
     assert lo < t.df.loc["c_scig_training", "value"] < hi
     assert np.isfinite([lo, hi]).all()
+
+
+@pytest.mark.parametrize(
+    "line",
+    ['correction = ["a"]', "correction = [[1]]", "cycle_days = 1e-300", "cycle_days = 0.001"],
+)
+def test_settings_that_would_crash_or_exhaust_memory_are_refused(tmp_path, line):
+    # a correction must be a name or a list of numbers; cycles from one day (0.001-day cycles
+    # over 10 years would be 3.65 million cycles)
+    import re
+    import shutil
+
+    root = tmp_path / "inputs"
+    shutil.copytree(INPUTS, root)
+    key = line.split(" = ")[0]
+    text = (root / "settings.toml").read_text()
+    (root / "settings.toml").write_text(re.sub(rf"^{key} *=.*$", line, text, flags=re.M))
+    with pytest.raises(InputFileError, match=rf"settings.toml, column '{key}': invalid value"):
+        load_inputs(root)

@@ -461,9 +461,16 @@ SETTINGS_SCHEMA: dict[str, dict[str, Callable[[object], bool]]] = {
     },
     "model": {
         "horizon_years": lambda v: isinstance(v, int | float) and 0 < v <= 60,
-        "cycle_days": lambda v: isinstance(v, int | float) and 0 < v <= 366,
+        # from one day: shorter cycles (10 years of 0.01-day cycles, 365,250 cycles) only exhaust
+        # memory
+        "cycle_days": lambda v: isinstance(v, int | float) and 1 <= v <= 366,
         "days_per_year": lambda v: isinstance(v, int | float) and 360 <= v <= 366,
-        "correction": lambda v: isinstance(v, str) or isinstance(v, list),
+        "correction": lambda v: isinstance(v, str)
+        or (
+            isinstance(v, list)
+            and all(isinstance(w, int | float) and not isinstance(w, bool) for w in v)
+            and all(math.isfinite(w) for w in v)
+        ),
         "discount_offset_cycles": lambda v: isinstance(v, int | float) and -1 <= v <= 1,
         "discount_step": lambda v: v in ("cycle", "annual"),
         "discount_rate_costs": lambda v: isinstance(v, int | float) and 0 <= v <= 0.2,
