@@ -227,3 +227,17 @@ def test_settings_that_would_crash_or_exhaust_memory_are_refused(tmp_path, line)
     (root / "settings.toml").write_text(re.sub(rf"^{key} *=.*$", line, text, flags=re.M))
     with pytest.raises(InputFileError, match=rf"settings.toml, column '{key}': invalid value"):
         load_inputs(root)
+
+
+def test_a_control_character_in_a_text_cell_is_refused_in_one_line(tmp_path):
+    # a strategy label "Primary\x01IVIG" crashed the workbook writers (Excel's XML cannot hold
+    # it): the reader refuses it, naming file, row and column, the character escaped
+    import shutil
+
+    root = tmp_path / "inputs"
+    shutil.copytree(INPUTS, root)
+    text = (root / "strategies.csv").read_text()
+    (root / "strategies.csv").write_text(text.replace("Primary IVIG", "Primary\x01IVIG", 1))
+    with pytest.raises(InputFileError, match=r"strategies.csv, row \d+, column 'label'") as info:
+        load_inputs(root)
+    assert "\x01" not in str(info.value) and "\\x01" in str(info.value)

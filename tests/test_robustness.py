@@ -35,6 +35,7 @@ from hypothesis.extra import numpy as hnp
 from cea.engine.markov import CORRECTIONS, make_transition_array, run_markov
 from cea.errors import InputFileError, ModelInputError
 from cea.io.inputs import (
+    CONTROL_CHARACTERS,
     MAX_FILE_BYTES,
     PRICE_COLUMNS,
     TABLES,
@@ -259,7 +260,9 @@ clean_text = st.text(
     min_size=1,
     max_size=12,
 )
-clean_text = clean_text.filter(lambda s: s == s.strip() and s.strip() != "")
+clean_text = clean_text.filter(
+    lambda s: s == s.strip() and s.strip() != "" and not set(s) & CONTROL_CHARACTERS
+)
 
 
 @settings(max_examples=200, deadline=None)

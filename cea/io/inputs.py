@@ -264,6 +264,13 @@ def _parse_float(text: str, delim: str) -> float:
     return value
 
 
+#: Characters refused in a text cell: the C0 and C1 controls but tab and line breaks (Excel's
+#: XML cannot hold them; a terminal would act on them in an error line).
+CONTROL_CHARACTERS = frozenset(
+    chr(c) for c in [*range(0x20), *range(0x7F, 0xA0)] if chr(c) not in "\t\n\r"
+)
+
+
 def _parse_cell(col: Col, raw: str, delim: str):
     s = raw.strip()
     if s == "":
@@ -271,6 +278,9 @@ def _parse_cell(col: Col, raw: str, delim: str):
             raise ValueError("is empty")
         return None if col.kind in ("float", "int") else (False if col.kind == "bool" else "")
     if col.kind == "str":
+        bad = next((c for c in s if c in CONTROL_CHARACTERS), None)
+        if bad is not None:  # a spreadsheet refuses it, and it would garble the one error line
+            raise ValueError(f"holds the control character {bad!r}")
         if col.choices is not None and s not in col.choices:
             allowed = ", ".join(c for c in col.choices if c)
             raise ValueError(f"'{s}' is not one of: {allowed}")
@@ -465,11 +475,13 @@ SETTINGS_SCHEMA: dict[str, dict[str, Callable[[object], bool]]] = {
         # memory
         "cycle_days": lambda v: isinstance(v, int | float) and 1 <= v <= 366,
         "days_per_year": lambda v: isinstance(v, int | float) and 360 <= v <= 366,
-        "correction": lambda v: isinstance(v, str)
-        or (
-            isinstance(v, list)
-            and all(isinstance(w, int | float) and not isinstance(w, bool) for w in v)
-            and all(math.isfinite(w) for w in v)
+        "correction": lambda v: (
+            isinstance(v, str)
+            or (
+                isinstance(v, list)
+                and all(isinstance(w, int | float) and not isinstance(w, bool) for w in v)
+                and all(math.isfinite(w) for w in v)
+            )
         ),
         "discount_offset_cycles": lambda v: isinstance(v, int | float) and -1 <= v <= 1,
         "discount_step": lambda v: v in ("cycle", "annual"),
