@@ -10,6 +10,7 @@ import pandas as pd
 from cea import __version__
 from cea.io.provenance import dumps, run_json
 from cea.pipeline.base import BaseCase, describe
+from cea.report.files import write_csv
 
 
 def default_run_name(base: BaseCase) -> str:
@@ -18,11 +19,11 @@ def default_run_name(base: BaseCase) -> str:
 
 def write_base_outputs(base: BaseCase, folder: Path, command: str) -> None:
     """results.csv, incremental.csv, comparisons.csv, trace.csv, parameters.csv, run.json."""
-    base.results.to_csv(folder / "results.csv", index=False)
-    base.incremental.to_csv(folder / "incremental.csv", index=False)
-    base.comparisons.to_csv(folder / "comparisons.csv", index=False)
-    base.trace.to_csv(folder / "trace.csv", index=False)
-    base.ptable.df.to_csv(folder / "parameters.csv", index=False)
+    write_csv(base.results, folder / "results.csv")
+    write_csv(base.incremental, folder / "incremental.csv")
+    write_csv(base.comparisons, folder / "comparisons.csv")
+    write_csv(base.trace, folder / "trace.csv")
+    write_csv(base.ptable.df, folder / "parameters.csv")
     write_run_json(folder, base, command)
 
 

@@ -26,6 +26,7 @@ from cea.pipeline.dsa import (
     TwoWay,
     fmt_money,
 )
+from cea.report.files import write_csv
 from cea.report.plots import dsa as plots
 
 #: Bars drawn in a tornado figure (every parameter is in the CSV).
@@ -216,15 +217,14 @@ def write_one_way(
     parameters, per-row outcomes and comparisons, the two tornado figures and run.json."""
     folder = Path(folder)
     inmb_t, icer_t = tables.tornado_inmb, tables.tornado_icer
-    inmb_t.to_csv(folder / "tornado_inmb.csv", index=False)
-    icer_t.to_csv(folder / "tornado_icer.csv", index=False)
-    with_labels(ow.ranges, label_columns(ow.base, None)).to_csv(folder / "ranges.csv", index=False)
-    ow.skipped.to_csv(folder / "skipped.csv", index=False)
-    with_labels(ow.outcomes, label_columns(ow.base, None)).to_csv(
-        folder / "dsa_outcomes.csv", index=False
-    )
-    with_labels(tables.comparisons, label_columns(ow.base, None)).to_csv(
-        folder / "dsa_comparisons.csv", index=False
+    write_csv(inmb_t, folder / "tornado_inmb.csv")
+    write_csv(icer_t, folder / "tornado_icer.csv")
+    write_csv(with_labels(ow.ranges, label_columns(ow.base, None)), folder / "ranges.csv")
+    write_csv(ow.skipped, folder / "skipped.csv")
+    write_csv(with_labels(ow.outcomes, label_columns(ow.base, None)), folder / "dsa_outcomes.csv")
+    write_csv(
+        with_labels(tables.comparisons, label_columns(ow.base, None)),
+        folder / "dsa_comparisons.csv",
     )
     title = _title(ow.base, comparison)
     plots.tornado_inmb(inmb_t, folder / "tornado_inmb.png", title, top=TORNADO_FIGURE_TOP)
@@ -267,9 +267,9 @@ def write_two_way(tw: TwoWay, folder: Path, command: str) -> list[str]:
     folder = Path(folder)
     labels = label_columns(tw.base, tw.comparison)
     grid = with_labels(tw.grid, labels)
-    grid.to_csv(folder / "twoway_grid.csv", index=False)
-    with_labels(tw.outcomes, label_columns(tw.base, None)).to_csv(
-        folder / "twoway_outcomes.csv", index=False
+    write_csv(grid, folder / "twoway_grid.csv")
+    write_csv(
+        with_labels(tw.outcomes, label_columns(tw.base, None)), folder / "twoway_outcomes.csv"
     )
     units = {p: str(tw.base.ptable.df.loc[p, "unit"]) for p in tw.parameters}
     plots.two_way(grid, tw.parameters, units, folder / "twoway.png", _title(tw.base, tw.comparison))
@@ -292,9 +292,9 @@ def write_two_way(tw: TwoWay, folder: Path, command: str) -> list[str]:
 
 def write_scenarios(sc: Scenarios, folder: Path, command: str) -> list[str]:
     folder = Path(folder)
-    sc.summary.to_csv(folder / "scenario_summary.csv", index=False)
-    sc.strategies.to_csv(folder / "scenario_strategies.csv", index=False)
-    sc.comparisons.to_csv(folder / "scenario_comparisons.csv", index=False)
+    write_csv(sc.summary, folder / "scenario_summary.csv")
+    write_csv(sc.strategies, folder / "scenario_strategies.csv")
+    write_csv(sc.comparisons, folder / "scenario_comparisons.csv")
     plots.scenarios(sc.comparisons, folder / "scenarios.png", _title(sc.base, None))
     analysis = {
         "analysis": "scenarios",
@@ -341,9 +341,9 @@ def write_threshold(th: Threshold, folder: Path, command: str) -> list[str]:
         "all_thresholds": ";".join(f"{r:.10g}" for r in th.roots),
         "message": th.message,
     }
-    with_labels(pd.DataFrame([row]), labels).to_csv(folder / "threshold.csv", index=False)
+    write_csv(with_labels(pd.DataFrame([row]), labels), folder / "threshold.csv")
     scan = with_labels(th.scan, labels)
-    scan.to_csv(folder / "threshold_scan.csv", index=False)
+    write_csv(scan, folder / "threshold_scan.csv")
     plots.threshold(scan, row, folder / "threshold.png", _title(th.base, th.comparison))
     analysis = {
         "analysis": "threshold",

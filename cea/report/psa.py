@@ -13,6 +13,7 @@ from cea.io.output import OutputDir
 from cea.io.provenance import dumps, run_json
 from cea.pipeline.base import describe
 from cea.pipeline.psa import CountryPsa, PsaRun, psa_conventions, regional_table
+from cea.report.files import write_csv
 from cea.report.plots.psa import plot_all
 
 #: gzip level of draws.csv.gz / outcomes.csv.gz: 1 is several times faster than 9 for
@@ -26,9 +27,9 @@ OUTCOME_COLUMNS = ("cost", *COST_CATEGORIES, "qaly", "ly", *(f"{c}_undiscounted"
 
 def _write_csv_gz(df: pd.DataFrame, path: Path) -> None:
     """Compressed CSV with reproducible bytes (no timestamp in the gzip header)."""
-    df.to_csv(
+    write_csv(
+        df,
         path,
-        index=False,
         lineterminator="\n",
         compression={"method": "gzip", "compresslevel": GZIP_LEVEL, "mtime": 0},
     )
@@ -45,14 +46,14 @@ def write_country(c: CountryPsa, psa: PsaRun, folder: Path, command: str) -> Non
     _write_csv_gz(c.run.outcomes[cols], folder / "outcomes.csv.gz")
     _write_csv_gz(draws.reset_index(), folder / "draws.csv.gz")
     t = c.tables
-    t.summary.to_csv(folder / "summary.csv", index=False)
-    t.incremental_means.to_csv(folder / "incremental_means.csv", index=False)
-    t.ceac.to_csv(folder / "ceac.csv", index=False)
-    t.evpi.to_csv(folder / "evpi.csv", index=False)
-    t.evppi.to_csv(folder / "evppi.csv", index=False)
-    t.evppi_by_wtp.to_csv(folder / "evppi_by_wtp.csv", index=False)
-    t.convergence.to_csv(folder / "convergence.csv", index=False)
-    c.ptable.df.to_csv(folder / "parameters.csv", index=False)
+    write_csv(t.summary, folder / "summary.csv")
+    write_csv(t.incremental_means, folder / "incremental_means.csv")
+    write_csv(t.ceac, folder / "ceac.csv")
+    write_csv(t.evpi, folder / "evpi.csv")
+    write_csv(t.evppi, folder / "evppi.csv")
+    write_csv(t.evppi_by_wtp, folder / "evppi_by_wtp.csv")
+    write_csv(t.convergence, folder / "convergence.csv")
+    write_csv(c.ptable.df, folder / "parameters.csv")
     plot_all(
         t, c.ptable.country, folder / "figures", {s.strategy: s.label for s in c.spec.strategies}
     )
@@ -79,7 +80,7 @@ def write_outputs(psa: PsaRun, target: Path, command: str, force: bool = False) 
             return
         for code, c in psa.countries.items():
             write_country(c, psa, tmp / code, command)
-        regional_table(psa).to_csv(tmp / "countries.csv", index=False)
+        write_csv(regional_table(psa), tmp / "countries.csv")
         sections = {
             "analysis": "psa",
             "countries": list(psa.countries),

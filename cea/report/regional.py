@@ -19,6 +19,7 @@ from cea.analysis.regional import (
 from cea.io.provenance import dumps, run_json
 from cea.parameters.table import Scenario
 from cea.pipeline.regional import RegionalResult
+from cea.report.files import write_csv
 from cea.report.plots import regional as plots
 
 
@@ -90,7 +91,7 @@ def write_outputs(res: RegionalResult, folder: Path, command: str) -> list[str]:
         ("regional_optimal.csv", res.optimal),
         ("regional_thresholds.csv", res.thresholds),
     ):
-        df.to_csv(folder / name, index=False)
+        write_csv(df, folder / name)
         files.append(name)
     labels, no_igrt = {}, set()
     for r in res.countries.values():
