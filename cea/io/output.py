@@ -86,6 +86,10 @@ class OutputDir:
         assert self.tmp is not None
         if exc_type is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
+            if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError):
+                # a write into the folder failed (full disk, ...): name the output folder
+                reason = exc.strerror or type(exc).__name__
+                raise CeaError(f"cannot write {self.target}: {reason}") from None
             return False
         if not self.force:
             # another run may have created the target since __enter__: a directory is renamed
