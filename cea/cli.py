@@ -16,6 +16,8 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from cea.engine.cohort import BACKENDS
 from cea.errors import CeaError
 from cea.io import output
@@ -411,7 +413,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = ["cea", *(sys.argv[1:] if argv is None else argv)]
     try:
-        return COMMANDS[args.command](args)
+        # an overflow in NumPy (a price of 1e308) is not printed as a warning: the model refuses
+        # every non-finite result in one line (cea.analysis.outcomes, the engine's checks)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return COMMANDS[args.command](args)
     except CeaError as exc:
         print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -1031,3 +1032,27 @@ def test_control_characters_in_an_error_are_shown_escaped(monkeypatch, capsys):
     assert cli.main(["run"]) == 2
     err = capsys.readouterr().err
     assert err == "error: strategy 'a\\x1b[31mred\\x01' is unknown\n"
+
+
+def test_an_overflowing_input_is_one_line_without_numpys_warning(tmp_path, capsys):
+    # dose_g_per_kg = 1e308 overflows the grams: refused in one line, no RuntimeWarning lines
+    from cea.cli import main
+
+    root = copy_inputs(tmp_path / "x")
+    lines = (root / "strategies.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    for k, line in enumerate(lines[1:], 1):
+        cells = line.split(",")
+        if cells[0] == "primary_ivig":
+            cells[header.index("dose_g_per_kg")] = "1e308"
+            lines[k] = ",".join(cells)
+    (root / "strategies.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    args = ["run", "--inputs", str(root), "--strategies", TWO, "--out", str(out)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(args) == 2
+    assert [w for w in caught if issubclass(w.category, RuntimeWarning)] == []
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ")
+    assert not out.exists()
