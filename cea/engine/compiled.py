@@ -1,18 +1,20 @@
 """The engine's compiled backend for declared cohorts (Numba).
 
-One kernel runs any model declared in :mod:`cea.engine.declaration`: per draw (in parallel
-over draws) and per cycle it evaluates the linear combinations of time profiles, forms the
-two-level competing-risk probabilities of each state's declared edges only (the sparse
-transition structure), accumulates every state reward on the trace row, counts transition
-rewards and cause counts on the flows, and advances the trace, without storing any
-(D, T, ...) array. It follows the conventions of :func:`cea.engine.markov.run_markov` exactly;
-``tests/test_engine_cohort.py`` checks it against the NumPy backend at 1e-12.
+One kernel runs any model declared in :mod:`cea.engine.declaration`. Draws go in blocks of
+:data:`BLOCK_DRAWS`, each step a loop over the block's draws (vector instructions), and the
+draws of a call are shared between threads (one per CPU, :func:`threads`). Per cycle the kernel
+evaluates the linear combinations of time profiles, forms the two-level competing-risk
+probabilities of each state's declared edges only (the sparse transition structure), totals
+the trace rows, events and rewarded flows, and advances the trace, without storing any
+(D, T, ...) array; the rewards are applied to the totals at the end. It follows the conventions
+of :func:`cea.engine.markov.run_markov` exactly; ``tests/test_engine_cohort.py`` checks it
+against the NumPy backend at 1e-12.
 
-Numba compiles the kernel on its first use on a machine (a few seconds; a message on stderr
+Numba compiles the kernel on its first use on a machine (about ten seconds; a message on stderr
 says so when it takes longer than a second) and keeps the machine code in the user's cache
-folder (``$XDG_CACHE_HOME/cea`` or ``~/.cache/cea``; Numba's own ``NUMBA_CACHE_DIR`` when set),
-never inside the package. A draw with a negative or non-finite hazard is rerun through the
-NumPy backend, whose error names it.
+folder (``$XDG_CACHE_HOME/cea/numba`` or ``~/.cache/cea/numba``; Numba's own
+``NUMBA_CACHE_DIR`` when set), never inside the package. A draw with a negative or non-finite
+hazard is rerun through the NumPy backend, whose error names it.
 """
 
 from __future__ import annotations
@@ -105,7 +107,7 @@ def _kernel():
 
 # --------------------------------------------------------------------------- the kernel
 
-#: The arrays of one declared cohort, as the kernel reads them (built by :func:`_arrays`).
+#: The arrays of one declared cohort, as the kernel reads them (built by :func:`_run_one`).
 Arrays = namedtuple(
     "Arrays",
     [
@@ -462,8 +464,10 @@ def _edges(per_state: Mapping[int, Mapping[int, Lin]], S: int, lins: _Lins):
     return as_int(frm), as_int(to), as_int(lin), where
 
 
-def _run_one(model: CohortModel, B, index, timing: Timing, keep_trace, keep_events):
-    D, T, S = B.shape[2], timing.n_cycles, model.n_states
+def _arrays(model: CohortModel, B, index, timing: Timing):
+    """The kernel's :class:`Arrays` of a declared cohort, and the names of its state rewards,
+    transition rewards, counts and events in the arrays' order."""
+    D, S = B.shape[2], model.n_states
     lins = _Lins(index, D)
     exit_from, exit_to, exit_lin, where = _edges(model.exits, S, lins)
     int_from, int_to, int_lin, _ = _edges(model.internal, S, lins)
@@ -504,6 +508,13 @@ def _run_one(model: CohortModel, B, index, timing: Timing, keep_trace, keep_even
         count_edge, count_lin, start_of(model, D), np.ascontiguousarray(timing.weights(), float),
         disc, rows(rewards), rows(trans), rows(counts),
     )  # fmt: skip
+    return arrays, rewards, trans, counts, events
+
+
+def _run_one(model: CohortModel, B, index, timing: Timing, keep_trace, keep_events):
+    """One declared cohort through the kernel (None when a hazard was negative or not finite)."""
+    D, T, S = B.shape[2], timing.n_cycles, model.n_states
+    arrays, rewards, trans, counts, events = _arrays(model, B, index, timing)
     out = Results(
         np.zeros((D, 2, len(rewards))),
         np.zeros((D, 2, len(trans))),
