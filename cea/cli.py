@@ -420,6 +420,10 @@ def main(argv: list[str] | None = None) -> int:
     except CeaError as exc:
         print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except MemoryError:  # a size the memory checks (cea.pipeline.memory) did not foresee
+        print("error: not enough memory for this run: use fewer draws, grid points or "
+              "countries", file=sys.stderr)  # fmt: skip
+        return EXIT_BAD_INPUT
     except BrokenPipeError:
         # the reader of stdout went away (``cea run ... | head``): the files are complete;
         # point stdout at /dev/null so that Python's exit does not fail on flushing it

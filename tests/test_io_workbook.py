@@ -303,6 +303,7 @@ def test_plain_workbook_passes(tmp_path):
         ("xl/vbaProject.bin", b"\x00macro", "contains macros"),
         ("xl/externalLinks/externalLink1.xml", b"<externalLink/>", "contains external links"),
         ("xl/activeX/activeX1.xml", b"<ax/>", "ActiveX"),
+        ("xl/connections.xml", b"<connections/>", "contains data connections"),
         ("xl/worksheets/sheet1.xml", BILLION_LAUGHS, "unsafe XML"),
         ("xl/worksheets/sheet1.xml", EXTERNAL_ENTITY, "unsafe XML"),
         ("xl/worksheets/sheet1.xml", b"<worksheet><unclosed></worksheet>", "not well-formed XML"),
@@ -350,3 +351,71 @@ def test_macro_content_type_refused(tmp_path):
     path = _with_member(tmp_path, "[Content_Types].xml", types, replace=True)
     with pytest.raises(InputFileError, match="macro-enabled"):
         check_workbook(path)
+
+
+def test_a_renamed_vba_project_is_refused_by_its_declared_type(tmp_path):
+    """A VBA project renamed to an innocent part name is still declared as one: by its content
+    type or by the relationship that points at it."""
+    src = zipfile.ZipFile(io.BytesIO(_tiny_xlsx()))
+    types = src.read("[Content_Types].xml").replace(
+        b"</Types>",
+        b'<Override PartName="/xl/media/p.bin" ContentType="application/vnd.ms-office.vbaProject"/>'
+        b"</Types>",
+    )
+    by_type = _with_member(tmp_path, "[Content_Types].xml", types, file="a.xlsx", replace=True)
+    rels = src.read("xl/_rels/workbook.xml.rels").replace(
+        b"</Relationships>",
+        b'<Relationship Id="rIdX" Target="media/p.bin" '
+        b'Type="http://schemas.microsoft.com/office/2006/relationships/vbaProject"/></Relationships>',
+    )
+    by_rel = _with_member(tmp_path, "xl/_rels/workbook.xml.rels", rels, file="b.xlsx", replace=True)
+    for path in (by_type, by_rel):
+        with pytest.raises(InputFileError, match="contains macros") as err:
+            check_workbook(path)
+        assert str(err.value).startswith(f"{path.name}: ")
+
+
+def test_an_xlsm_given_as_inputs_is_refused_as_macro_enabled_not_as_a_missing_folder(tmp_path):
+    xlsm = tmp_path / "m.xlsm"
+    xlsm.write_bytes(_tiny_xlsx())
+    with pytest.raises(InputFileError, match=r"^m.xlsm: is a macro-enabled workbook"):
+        load_inputs(xlsm)
+
+
+def _damaged(small: Path, tmp_path: Path, old: bytes, new: bytes) -> Path:
+    """``small`` with one cell of the parameters sheet's XML replaced (old -> new)."""
+    src = zipfile.ZipFile(small)
+    path = tmp_path / "damaged.xlsx"
+    found = 0
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename.startswith("xl/worksheets/") and b"<t>q_start_age_years</t>" in data:
+                found += data.count(old)
+                data = data.replace(old, new)
+            zf.writestr(item, data)
+    assert found == 1
+    return path
+
+
+@pytest.mark.parametrize(
+    ("new", "cause"),
+    [
+        (b'<c r="B2" t="n"><v>abc</v></c>', "ValueError"),  # text in a numeric cell
+        (b'<c r="ZZZZZZ2" t="n"><v>66</v></c>', "ValueError"),  # a reference past column XFD
+        (b'<c r="B2" t="s"><v>99999</v></c>', "IndexError"),  # a shared string that is not there
+        (b'<c r="B2" t="d"><v>not-a-date</v></c>', "ValueError"),  # a date that is not one
+    ],
+)
+def test_a_damaged_cell_is_one_line_naming_sheet_and_row(small, tmp_path, capsys, new, cause):
+    path = _damaged(small, tmp_path, b'<c r="B2" t="n"><v>66</v></c>', new)
+    with pytest.raises(InputFileError) as err:
+        load_inputs(path)
+    msg = str(err.value)
+    assert msg.startswith("damaged.xlsx [parameters], row 2: a damaged cell cannot be read (")
+    assert cause in msg and "\n" not in msg
+    out = tmp_path / "out"
+    assert main(["run", "--inputs", str(path), "--out", str(out)]) == 2
+    err_line = capsys.readouterr().err
+    assert err_line.count("\n") == 1 and "row 2" in err_line
+    assert not out.exists()

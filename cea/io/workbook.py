@@ -18,10 +18,13 @@ with 17 significant digits where 16 would not round-trip, so the template run gi
 results as the CSV run, to the last bit.
 
 Safety. A workbook is a zip of XML files; before openpyxl opens it, :func:`check_workbook`
-refuses macros (``vbaProject.bin``, ``.xlsm``), external links (``xl/externalLinks``),
-ActiveX and embedded objects, too many or too large members, and XML with a DTD, entities
-or external references (parsed with ``defusedxml``). Text is always written as text, never
-as a formula.
+refuses macros (``vbaProject.bin``, ``.xlsm``, or a part declared as a VBA project by its
+content type or relationship, whatever its name), external links (``xl/externalLinks``), data
+connections (``xl/connections.xml``), ActiveX and embedded objects, too many or too large
+members, and XML with a DTD, entities or external references (parsed with ``defusedxml``).
+A cell openpyxl cannot read (text in a numeric cell, a date that is not one, a shared-string
+index past the table, a reference past column XFD) is refused naming its sheet and row. Text
+is always written as text, never as a formula.
 """
 
 from __future__ import annotations
@@ -70,8 +73,20 @@ FORBIDDEN_MEMBERS = (
     ("xl/externallinks/", "contains external links (xl/externalLinks)"),
     ("xl/activex/", "contains ActiveX controls"),
     ("xl/embeddings/", "contains embedded objects"),
+    ("xl/connections.xml", "contains data connections (xl/connections.xml)"),
 )
-FORBIDDEN_CONTENT_TYPES = (("macroenabled", "is a macro-enabled workbook"),)
+#: Declared in [Content_Types].xml or as a relationship type in any .rels part, whatever the
+#: part is named (a renamed VBA project is still declared as one).
+FORBIDDEN_CONTENT_TYPES = (
+    ("macroenabled", "is a macro-enabled workbook"),
+    ("vbaproject", "contains macros (a VBA project part)"),
+    ("spreadsheetml.connections", "contains data connections"),
+)
+FORBIDDEN_RELATIONSHIPS = (
+    ("/relationships/vbaproject", "contains macros (a VBA project part)"),
+    ("/relationships/connections", "contains data connections"),
+    ("/relationships/externallink", "contains external links"),
+)
 FORBIDDEN_SUFFIXES = {
     ".xlsm": "is a macro-enabled workbook (.xlsm): save it as .xlsx (Excel Workbook) without macros",
     ".xltm": "is a macro-enabled template (.xltm): save it as .xlsx",
@@ -155,6 +170,15 @@ def check_workbook(path: Path | str, shown: str | None = None) -> None:
                     raise InputFileError(
                         shown, f"{problem}: save it as .xlsx (Excel Workbook) without macros"
                     )
+            for m in members:
+                if m.filename.lower().endswith(".rels"):
+                    rels = zf.read(m).decode("utf-8", "replace").lower()
+                    for pattern, problem in FORBIDDEN_RELATIONSHIPS:
+                        if pattern in rels:
+                            raise InputFileError(
+                                shown, f"{problem} ({m.filename}): refused; save a copy "
+                                "without them as .xlsx"
+                            )  # fmt: skip
     except zipfile.BadZipFile as exc:
         raise InputFileError(shown, f"is not a valid .xlsx workbook ({exc})") from None
 
@@ -307,21 +331,35 @@ class _Workbook:
             ) from None
         try:
             for ws in wb.worksheets:
-                rows = []
-                for line, row in enumerate(ws.iter_rows(min_row=1), start=1):
-                    values = []
-                    for j, cell in enumerate(row):
-                        v = getattr(cell, "value", None)
-                        if getattr(cell, "data_type", None) == "f":
-                            formulas.setdefault(ws.title, set()).add((line, j))
-                        values.append(v)
-                    rows.append((line, values))
+                rows = self._read_rows(ws, formulas)
                 self.sheets[ws.title] = rows
                 self.lookup[ws.title.lower()] = ws.title
         finally:
             wb.close()
         if formulas:
             self._cached_values(formulas)
+
+    def _read_rows(self, ws, formulas: dict[str, set[tuple[int, int]]]) -> list[tuple[int, list]]:
+        """The cells of one sheet, row by row. openpyxl parses a sheet while it is iterated, so a
+        damaged cell (text in a numeric cell, a date that is not one, a shared-string index past
+        the table, a reference beyond column XFD) raises here: it is named by sheet and row."""
+        rows: list[tuple[int, list]] = []
+        try:
+            for line, row in enumerate(ws.iter_rows(min_row=1), start=1):
+                values = []
+                for j, cell in enumerate(row):
+                    if getattr(cell, "data_type", None) == "f":
+                        formulas.setdefault(ws.title, set()).add((line, j))
+                    values.append(getattr(cell, "value", None))
+                rows.append((line, values))
+        except Exception as exc:  # noqa: BLE001  openpyxl raises many types on a damaged cell
+            line = rows[-1][0] + 1 if rows else 1
+            raise InputFileError(
+                f"{self.name} [{ws.title}]",
+                f"a damaged cell cannot be read ({type(exc).__name__}: {exc})",
+                row=line,
+            ) from None
+        return rows
 
     def _cached_values(self, formulas: dict[str, set[tuple[int, int]]]) -> None:
         """Formulas typed by a user: take the value the spreadsheet saved with them."""

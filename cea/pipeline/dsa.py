@@ -65,6 +65,7 @@ from cea.pipeline.base import (
     label_columns,
     resolve_country,
 )
+from cea.pipeline.memory import BYTES_PER_GRID_POINT, check_fits
 
 #: Points of the vectorized scan that locates sign changes of the INMB before root finding.
 THRESHOLD_SCAN_POINTS = 41
@@ -329,6 +330,11 @@ def run_two_way(
     axes = tuple(
         grid_axis(r.loc[p, "low"], r.loc[p, "high"], r.loc[p, "base_value"], n) for p in (p1, p2)
     )
+    check_fits(
+        len(axes[0]) * len(axes[1]), BYTES_PER_GRID_POINT,
+        f"a two-way grid of {len(axes[0]):,} x {len(axes[1]):,} points",
+        "at most {:,} points would fit (a smaller --grid)",
+    )  # fmt: skip
     x1, x2 = np.meshgrid(axes[0], axes[1], indexing="ij")
     points = list(zip(x1.ravel(), x2.ravel(), strict=True))
     draws = design_draws(base.ptable.base(), [{p1: u, p2: v} for u, v in points])

@@ -38,6 +38,7 @@ from cea.io.load import load_inputs
 from cea.parameters.sampling import check_seed, sample_draws
 from cea.parameters.table import ParameterTable, Scenario, build_parameter_table
 from cea.pipeline.base import BaseCase, as_scenario, build_base_case, comparisons_from_settings
+from cea.pipeline.memory import BYTES_PER_PSA_DRAW, check_fits
 
 #: The engine's backend of the PSA: compiled, parallel over draws.
 DEFAULT_BACKEND = "numba"
@@ -184,6 +185,12 @@ def run_psa(
     n_draws = int(run_settings.get("n_draws", 1000)) if n_draws is None else n_draws
     seed = int(run_settings.get("seed", 1)) if seed is None else seed
     check_seed(seed)
+    if isinstance(n_draws, int) and n_draws > 0:  # other values are refused by sample_draws
+        check_fits(
+            n_draws * len(codes), BYTES_PER_PSA_DRAW, f"--draws {n_draws:,} for {len(codes)} "
+            f"{'country' if len(codes) == 1 else 'countries'}",
+            "at most {:,} draws in all would fit (draws times countries)",
+        )  # fmt: skip
     if not (isinstance(decision_horizon_years, int | float) and decision_horizon_years > 0):
         raise CeaError(f"decision horizon must be > 0 years, got {decision_horizon_years!r}")
     ptables = {c: build_parameter_table(inputs, c, scenario) for c in codes}

@@ -132,8 +132,9 @@ def parse_countries(text: str | None, inputs: Inputs) -> list[str]:
             continue
         if code not in known:
             raise CeaError(f"unknown country '{code}' in --countries (known: {', '.join(known)})")
-        if code not in codes:
-            codes.append(code)
+        if code in codes:
+            raise CeaError(f"country '{code}' is listed twice in --countries")
+        codes.append(code)
     if not codes:
         raise CeaError("--countries lists no country")
     return codes
