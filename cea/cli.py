@@ -412,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = ["cea", *(sys.argv[1:] if argv is None else argv)]
+    output.COMMITTED.clear()
     try:
         # an overflow in NumPy (a price of 1e308) is not printed as a warning: the model refuses
         # every non-finite result in one line (cea.analysis.outcomes, the engine's checks)
@@ -436,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         if output.COMMITTED:  # the signal landed after the output was complete and in place
-            done = ", ".join(f"{p}/" for p in output.COMMITTED)
+            done = ", ".join(f"{p}/" if p.is_dir() else str(p) for p in output.COMMITTED)
             print(f"interrupted after the output was complete: {done}", file=sys.stderr)
         else:
             print("interrupted: no output written", file=sys.stderr)

@@ -825,6 +825,41 @@ def test_ctrl_c_after_the_folder_is_in_place_says_so(tmp_path, monkeypatch, caps
     assert (out / "run.json").is_file() and (out / "results.csv").is_file()
 
 
+@pytest.mark.parametrize("force", [False, True])
+def test_ctrl_c_during_the_move_into_place_is_held_until_the_output_is_recorded(
+    tmp_path, monkeypatch, force
+):
+    """Ctrl-C arriving while the folder is moved into place (and, with --force, while the old
+    one is moved aside) is delivered only once the move is complete and recorded: no
+    temporary or old folder is left, and the CLI names the complete folder."""
+    import cea.io.output as output
+
+    target = tmp_path / "out"
+    if force:
+        with output.OutputDir(target) as tmp:
+            (tmp / "a.csv").write_text("old\n")
+    monkeypatch.setattr(output, "COMMITTED", [])
+    moves = {"rename": os.rename, "replace": os.replace}
+
+    def interrupted(name):
+        def move(src, dst):
+            os.kill(os.getpid(), signal.SIGINT)  # the signal lands during the move
+            moves[name](src, dst)
+
+        return move
+
+    monkeypatch.setattr(os, "rename", interrupted("rename"))
+    monkeypatch.setattr(os, "replace", interrupted("replace"))
+    with pytest.raises(KeyboardInterrupt):
+        with output.OutputDir(target, force=force) as tmp:
+            (tmp / "a.csv").write_text("new\n")
+    committed = list(output.COMMITTED)
+    monkeypatch.undo()
+    assert committed == [target]
+    assert (target / "a.csv").read_text() == "new\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
 #: The slowed-down writer again, waiting for a file to appear instead of sleeping.
 WAIT_WRITE = """
 import os, sys, time

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from pathlib import Path
 
 from cea.errors import CeaError
@@ -37,6 +40,26 @@ def check_replaceable(target: Path) -> None:
             f"--force will not replace {where}: cea did not write it (no {MARKER} in it); "
             "choose another --out"
         )
+
+
+@contextlib.contextmanager
+def interrupts_deferred():
+    """Hold Ctrl-C (SIGINT) while an output is moved into place and recorded in
+    :data:`COMMITTED`, then deliver it: an interrupt never lands between the move and the
+    record, so the CLI's line ("interrupted after the output was complete" or "no output
+    written") is always true and no temporary or old folder is left behind. Outside the main
+    thread (where Python cannot set a handler) it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught and callable(previous):
+            previous(signal.SIGINT, None)
 
 
 def _umask() -> int:
@@ -83,6 +106,10 @@ class OutputDir:
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb):
+        with interrupts_deferred():
+            return self._exit(exc_type, exc)
+
+    def _exit(self, exc_type, exc):
         assert self.tmp is not None
         if exc_type is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
@@ -146,10 +173,12 @@ class OutputFile:
 
     def __exit__(self, exc_type, exc, tb):
         assert self.tmp is not None
-        try:
-            if exc_type is None:
-                os.replace(self.tmp, self.target)
-        finally:
-            if self.tmp.exists():
-                self.tmp.unlink()
+        with interrupts_deferred():
+            try:
+                if exc_type is None:
+                    os.replace(self.tmp, self.target)
+                    COMMITTED.append(self.target)
+            finally:
+                if self.tmp.exists():
+                    self.tmp.unlink()
         return False
