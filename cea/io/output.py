@@ -181,4 +181,8 @@ class OutputFile:
             finally:
                 if self.tmp.exists():
                     self.tmp.unlink()
+        if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError):
+            # the write failed (full disk, ...): name the file, not the temporary name
+            reason = exc.strerror or type(exc).__name__
+            raise CeaError(f"cannot write {self.target}: {reason}") from None
         return False

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import math
 import re
@@ -284,9 +285,16 @@ def _escape(text: str) -> str:
 
 
 def save_workbook(wb, path) -> None:
-    """Save with exact numbers (:func:`exact_numbers`) and the fast cell writer (:func:`fast_cells`)."""
+    """Save with exact numbers (:func:`exact_numbers`) and the fast cell writer (:func:`fast_cells`).
+
+    The workbook is built in memory and then written in one go: openpyxl leaves its zip file
+    open when a write fails (a full disk), and closing it later prints a traceback of its own.
+    """
+    buffer = io.BytesIO()
     with exact_numbers(), fast_cells():
-        wb.save(path)
+        wb.save(buffer)
+    with open(path, "wb") as fh:
+        fh.write(buffer.getbuffer())
 
 
 def cell_text(value) -> str:
