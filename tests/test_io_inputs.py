@@ -241,3 +241,14 @@ def test_a_control_character_in_a_text_cell_is_refused_in_one_line(tmp_path):
     with pytest.raises(InputFileError, match=r"strategies.csv, row \d+, column 'label'") as info:
         load_inputs(root)
     assert "\x01" not in str(info.value) and "\\x01" in str(info.value)
+
+
+def test_a_file_given_as_the_inputs_folder_is_named_as_not_a_folder(tmp_path):
+    f = tmp_path / "settings.toml"
+    f.write_text("")
+    with pytest.raises(
+        InputFileError, match=r"settings.toml: is not a folder: give an inputs folder"
+    ):
+        load_inputs(f)
+    with pytest.raises(InputFileError, match=r"nowhere: inputs folder not found"):
+        load_inputs(tmp_path / "nowhere")

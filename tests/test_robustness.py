@@ -1091,3 +1091,38 @@ def test_an_overflowing_input_is_one_line_without_numpys_warning(tmp_path, capsy
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ")
     assert not out.exists()
+
+
+def _children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (Linux /proc), all its threads' children."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:  # the thread ended meanwhile
+            pass
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_a_killed_psa_leaves_no_process_holding_the_callers_pipes(tmp_path):
+    """The PSA runs in threads of its own process: while it runs it has no child process, and
+    after SIGKILL nothing holds the caller's pipes open (the caller's wait ends at once)."""
+    proc = subprocess.Popen(
+        cea_cmd("psa", "--country", "GB", "--draws", "20000", "--out", str(tmp_path / "o")),
+        cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        seen: set[int] = set()
+        deadline = time.monotonic() + 4.0
+        while time.monotonic() < deadline and proc.poll() is None:
+            seen.update(_children(proc.pid))
+            time.sleep(0.05)
+        assert seen == set()
+        proc.kill()
+        proc.communicate(timeout=10)  # pipes closed by the kill: no orphan holds them
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert not (tmp_path / "o").exists()

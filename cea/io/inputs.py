@@ -528,7 +528,13 @@ def load_inputs_folder(root: Path | str) -> Inputs:
     """Read and validate every table of an inputs folder."""
     root = Path(root)
     if not root.is_dir():
-        raise InputFileError(root, "inputs folder not found")
+        found = root.exists() or root.is_symlink()
+        raise InputFileError(
+            root,
+            "is not a folder: give an inputs folder or an .xlsx input workbook"
+            if found
+            else "inputs folder not found",
+        )
 
     def shown(name: str) -> str:
         return str(Path(root.name) / name) if root.name else name
