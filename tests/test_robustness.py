@@ -634,9 +634,8 @@ def malformed_runs(tmp_path_factory):
         return dict(pool.map(one, SUBPROCESS_CASES))
 
 
-def _params(names):
-    for name in names:
-        yield pytest.param(name, id=name)
+def _params(names) -> list:
+    return [pytest.param(name, id=name) for name in names]
 
 
 def _assert_refused(o: Outcome, name: str) -> None:
