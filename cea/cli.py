@@ -52,8 +52,8 @@ def _backend(p: argparse.ArgumentParser, default: str) -> None:
         "--backend",
         choices=BACKENDS,
         default=default,
-        help=f"the engine's backend: numpy, or numba (compiled, parallel over draws; the same "
-        f"results to 1e-12) (default: {default})",
+        help=f"the engine's backend: numpy, or numba (compiled; the same results to 1e-12) "
+        f"(default: {default})",
     )
 
 
@@ -169,6 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     _inputs(p)
     _outputs(p)
     _backend(p, psa.DEFAULT_BACKEND)
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="threads that run chunks of draws at the same time (default: one per CPU); the "
+        "results do not depend on it",
+    )
 
     p = sub.add_parser("template", help="write every input table to one editable Excel workbook")
     p.add_argument("--out", required=True, help="workbook to write, e.g. my_inputs.xlsx")
@@ -313,7 +320,7 @@ def cli_psa(args) -> int:
         raise CeaError("--report xlsx is written for one country: use --country, not --countries")
     run = psa.run_psa(
         args.inputs, args.countries or args.country, args.draws, args.seed, args.scenario,
-        progress=None, backend=args.backend,
+        progress=None, backend=args.backend, workers=args.workers,
     )  # fmt: skip
     codes = list(run.countries)
     every = bool(args.countries) and args.countries.strip().lower() == "all"

@@ -239,10 +239,10 @@ def test_staying_keeps_its_relative_precision_at_large_hazards():
         assert res.trace[0, 1, 0] == pytest.approx(math.exp(-30.0), rel=1e-14)
 
 
-def test_many_draws_split_between_threads_equal_the_numpy_backend():
+def test_many_blocks_of_draws_equal_the_numpy_backend():
     rng = np.random.default_rng(21)
     tm = TIMINGS["half_cycle"]
-    D, T = 1100, tm.n_cycles  # several blocks of draws, and more than one thread's share
+    D, T = 1100, tm.n_cycles  # several blocks of draws, the last one partial
     profiles = {n: rng.uniform(0, 0.2, (D, T)) for n in ("a", "b", "c")}
     m = random_model(rng, D, T, per_draw_start=True)
     (a,) = run_cohorts([m], profiles, tm, backend="numpy", keep_trace=True)

@@ -324,6 +324,23 @@ def test_results_do_not_depend_on_chunk_size(inputs, gb_psa):
     )
 
 
+def test_results_do_not_depend_on_the_number_of_threads(inputs):
+    # the same chunks run one at a time or three at a time (the compiled kernel in several
+    # threads at once): identical results, in the same order
+    kw = dict(n_draws=120, seed=4, chunk_draws=23)
+    one = psa.run_psa(inputs, "GB", workers=1, **kw).countries["GB"]
+    three = psa.run_psa(inputs, "GB", workers=3, **kw).countries["GB"]
+    pd.testing.assert_frame_equal(one.run.outcomes, three.run.outcomes, check_exact=True)
+    pd.testing.assert_frame_equal(one.run.calibrated, three.run.calibrated, check_exact=True)
+    np.testing.assert_array_equal(one.run.cost, three.run.cost)
+
+
+@pytest.mark.parametrize("workers", [0, -1, 1.5, True, "2"])
+def test_bad_number_of_threads_is_refused(inputs, workers):
+    with pytest.raises(CeaError, match="workers must be a whole number >= 1"):
+        psa.run_psa(inputs, "GB", n_draws=50, seed=1, workers=workers)
+
+
 def test_both_backends_give_the_same_psa(inputs):
     # the compiled backend (the PSA's default) and the NumPy backend: the same draws give the
     # same outcomes, calibrated rates and tables to rounding

@@ -1,8 +1,9 @@
 """The engine's compiled backend for declared cohorts (Numba).
 
 One kernel runs any model declared in :mod:`cea.engine.declaration`. Draws go in blocks of
-:data:`BLOCK_DRAWS`, each step a loop over the block's draws (vector instructions), and the
-draws of a call are shared between threads (one per CPU, :func:`threads`). Per cycle the kernel
+:data:`BLOCK_DRAWS`, each step a loop over the block's draws (vector instructions). The kernel releases the GIL, so
+the pipeline's threads (:mod:`cea.pipeline.parallel`) run their chunks of draws through it at the
+same time. Per cycle the kernel
 evaluates the linear combinations of time profiles, forms the two-level competing-risk
 probabilities of each state's declared edges only (the sparse transition structure), totals
 the trace rows, events and rewarded flows, and advances the trace, without storing any
@@ -26,7 +27,6 @@ import tempfile
 import threading
 from collections import namedtuple
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -37,13 +37,6 @@ from cea.errors import CeaError
 
 #: Seconds the first compilation may take before the user is told what is happening.
 COMPILE_NOTICE_SECONDS = 1.0
-#: Fewest draws worth a thread of their own.
-MIN_DRAWS_PER_THREAD = 256
-
-
-def threads() -> int:
-    """Threads of the compiled backend: one per CPU this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def cache_dir() -> Path:
@@ -67,19 +60,7 @@ def cache_dir() -> Path:
 
 
 _KERNEL: list = []  # the compiled kernel, once made
-_POOL: list = []  # the threads that share a call's draws, once started
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_POOL.clear)
-
-
-def _pool(n: int) -> ThreadPoolExecutor:
-    """The threads of the compiled backend (started once per process; a forked child starts
-    its own, since the parent's threads do not exist in it)."""
-    if not _POOL or _POOL[0]._max_workers < n:
-        _POOL[:] = [ThreadPoolExecutor(max_workers=n, thread_name_prefix="cea-engine")]
-    return _POOL[0]
+_COMPILING = threading.Lock()
 
 
 def _kernel():
@@ -100,7 +81,7 @@ def _kernel():
             if not hasattr(g[name], "py_func"):
                 inline = "always" if name == "_expm1_neg" else "never"
                 g[name] = numba.njit(inline=inline, **opts)(g[name])
-        # nogil: the threads of _run_one run their share of the draws at the same time
+        # nogil: the pipeline's threads run their chunks of draws through it at the same time
         _KERNEL.append(numba.njit(nogil=True, **opts)(_cohort_kernel))
     return _KERNEL[0]
 
@@ -523,20 +504,7 @@ def _run_one(model: CohortModel, B, index, timing: Timing, keep_trace, keep_even
         np.zeros((D, len(events), T) if keep_events else (1, 1, 1)),
         np.ones(D, dtype=np.bool_),
     )
-    args = (arrays, out, keep_trace, keep_events)
-    kernel = _kernel()
-    # the draws split between threads, each running the kernel on its share without the GIL
-    n = max(1, min(threads(), D // MIN_DRAWS_PER_THREAD))
-    bounds = np.linspace(0, D, n + 1).astype(int)
-    if n == 1:
-        kernel(*args, 0, D)
-    else:
-        jobs = [
-            _pool(n).submit(kernel, *args, lo, hi)
-            for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
-        ]
-        for job in jobs:
-            job.result()
+    _kernel()(arrays, out, keep_trace, keep_events, 0, D)
     if not out.ok.all():
         return None
     disc_tot, und_tot = {}, {}
@@ -590,23 +558,27 @@ def run_cohorts(
 
 def _compile_with_notice() -> None:
     """Get the kernel ready; when that takes longer than :data:`COMPILE_NOTICE_SECONDS` (the
-    first run on a machine compiles it), say so on stderr while it happens."""
+    first run on a machine compiles it), say so on stderr while it happens. Threads that
+    arrive together wait for the first one's compilation."""
     if _KERNEL and getattr(_KERNEL[0], "signatures", None):
         return
-    notice = threading.Timer(
-        COMPILE_NOTICE_SECONDS,
-        lambda: print(
-            "cea: compiling the engine's kernel for this machine (once, a few seconds)...",
-            file=sys.stderr,
-            flush=True,
-        ),
-    )
-    notice.daemon = True
-    notice.start()
-    try:
-        _warm(_kernel())
-    finally:
-        notice.cancel()
+    with _COMPILING:
+        if _KERNEL and getattr(_KERNEL[0], "signatures", None):
+            return
+        notice = threading.Timer(
+            COMPILE_NOTICE_SECONDS,
+            lambda: print(
+                "cea: compiling the engine's kernel for this machine (once, a few seconds)...",
+                file=sys.stderr,
+                flush=True,
+            ),
+        )
+        notice.daemon = True
+        notice.start()
+        try:
+            _warm(_kernel())
+        finally:
+            notice.cancel()
 
 
 def _warm(kernel) -> None:

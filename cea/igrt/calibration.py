@@ -122,7 +122,7 @@ def label_draw(message: str, v: Params) -> str:
     found = re.search(r"\bdraw (\d+)", message)
     if found is None or int(found.group(1)) >= v.n:
         return message
-    return message.replace(found.group(0), f"draw {v._draws.index[int(found.group(1))]}", 1)
+    return message.replace(found.group(0), f"draw {v.index[int(found.group(1))]}", 1)
 
 
 def trial_median_os_years(
@@ -258,7 +258,7 @@ def calibrate(v: Params, spec: ModelSpec, backend: str = "numpy") -> Params:
     zero = target_inc <= 0  # no severe infections at all: the rate is 0, nothing to solve
     os_spec = _os_spec(spec, target_os)
     cap = _os_cap(spec, target_os)  # each draw's own horizon: as if it were calibrated alone
-    ids = v._draws.index.to_numpy()
+    ids = v.index
     # the strategy-independent hazards of both conditions' horizons, computed once and shared
     # by every subset of draws the root finding takes (the shorter takes the longer's first
     # cycles)
@@ -404,7 +404,7 @@ def _calibrate_alternating(
     n = v.n
     target_inc = v["p_severe_12m_no_igrt"]
     target_os = v["t_target_median_os_months"]
-    ids = v._draws.index.to_numpy()
+    ids = v.index
     mu = np.full(n, 1.0)
     r = np.zeros(n)
     active = np.ones(n, dtype=bool)

@@ -36,27 +36,41 @@ DAYS_PER_WEEK = 7.0
 
 
 class Params:
-    """Per-draw parameter values in model units: ``v['r_severe_on_bsab']`` is (D,) per year."""
+    """Per-draw parameter values in model units: ``v['r_severe_on_bsab']`` is (D,) per year.
+
+    ``index``: the draws' labels. A subset made by :meth:`take` reads its columns from the same
+    table through its row positions (no copy of the table)."""
 
     def __init__(
         self, draws: pd.DataFrame, unit_scale: Mapping[str, float], derived: Mapping | None = None
     ):
         self._draws = draws
+        self._rows: np.ndarray | None = None  # positions in _draws of a subset
         self._scale = unit_scale
+        self.index = draws.index.to_numpy()
         self.n = len(draws)
         #: calibrated values in model units (per year), e.g. r_severe_on_bsab
         self.derived: dict[str, np.ndarray] = dict(derived or {})
         self._cache: dict[str, np.ndarray] = {}
 
+    def _like(self, derived: Mapping) -> Params:
+        out = Params.__new__(Params)
+        out.__dict__.update(self.__dict__)
+        out.derived = dict(derived)
+        return out
+
     def take(self, idx: np.ndarray) -> Params:
         """The draws at positions ``idx`` (converted columns and derived values taken alike)."""
         if len(idx) == self.n and np.array_equal(idx, np.arange(self.n)):
             return self
-        derived = {
-            k: np.broadcast_to(np.asarray(x, float), (self.n,))[idx]
-            for k, x in self.derived.items()
-        }
-        out = Params(self._draws.iloc[idx], self._scale, derived)
+        out = self._like(
+            {
+                k: np.broadcast_to(np.asarray(x, float), (self.n,))[idx]
+                for k, x in self.derived.items()
+            }
+        )
+        out._rows = idx if self._rows is None else self._rows[idx]
+        out.index, out.n = self.index[idx], len(idx)
         out._cache = {
             k: {n: e[idx] for n, e in x.items()} if isinstance(x, dict) else x[idx]
             for k, x in self._cache.items()
@@ -64,9 +78,8 @@ class Params:
         return out
 
     def with_derived(self, **values) -> Params:
-        out = Params(self._draws, self._scale, {**self.derived, **values})
-        out._cache = self._cache  # same draws: share the converted columns
-        return out
+        """The same draws (sharing the converted columns) with these derived values."""
+        return self._like({**self.derived, **values})
 
     def __getitem__(self, name: str) -> np.ndarray:
         if name in self.derived:
@@ -74,7 +87,8 @@ class Params:
         if name not in self._cache:
             if name not in self._draws.columns:
                 raise CeaError(f"the model needs parameter '{name}', which is not in the inputs")
-            self._cache[name] = self._draws[name].to_numpy(dtype=float) * self._scale.get(name, 1.0)
+            col = self._draws[name].to_numpy(dtype=float) * self._scale.get(name, 1.0)
+            self._cache[name] = col if self._rows is None else col[self._rows]
         return self._cache[name]
 
 

@@ -13,6 +13,7 @@ import csv
 import hashlib
 import io
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -269,6 +270,7 @@ def _parse_float(text: str, delim: str) -> float:
 CONTROL_CHARACTERS = frozenset(
     chr(c) for c in [*range(0x20), *range(0x7F, 0xA0)] if chr(c) not in "\t\n\r"
 )
+_CONTROL = re.compile("[" + re.escape("".join(sorted(CONTROL_CHARACTERS))) + "]")
 
 
 def _parse_cell(col: Col, raw: str, delim: str):
@@ -278,9 +280,9 @@ def _parse_cell(col: Col, raw: str, delim: str):
             raise ValueError("is empty")
         return None if col.kind in ("float", "int") else (False if col.kind == "bool" else "")
     if col.kind == "str":
-        bad = next((c for c in s if c in CONTROL_CHARACTERS), None)
+        bad = _CONTROL.search(s)
         if bad is not None:  # a spreadsheet refuses it, and it would garble the one error line
-            raise ValueError(f"holds the control character {bad!r}")
+            raise ValueError(f"holds the control character {bad.group()!r}")
         if col.choices is not None and s not in col.choices:
             allowed = ", ".join(c for c in col.choices if c)
             raise ValueError(f"'{s}' is not one of: {allowed}")

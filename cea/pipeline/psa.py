@@ -6,9 +6,9 @@ country, prices per country); the model (:func:`cea.igrt.model.run_model`) has n
 numbers, and :mod:`cea.analysis.psa` turns per-draw outcomes into the decision-uncertainty
 tables. ``docs/psa.md`` explains the methods and how to read every output.
 
-All draws are made before the model runs; the model then runs in chunks of
-:data:`PSA_CHUNK_DRAWS` (progress is reported between chunks), so the draws never depend on
-the chunk size.
+All draws are made before the model runs; the model then runs in chunks of at most
+:data:`PSA_CHUNK_DRAWS`, in threads (:mod:`cea.pipeline.parallel`; progress is reported as chunks
+finish), so neither the draws nor the results depend on the chunk size or the number of threads.
 """
 
 from __future__ import annotations
@@ -39,10 +39,11 @@ from cea.parameters.sampling import check_seed, sample_draws
 from cea.parameters.table import ParameterTable, Scenario, build_parameter_table
 from cea.pipeline.base import BaseCase, as_scenario, build_base_case, comparisons_from_settings
 from cea.pipeline.memory import BYTES_PER_PSA_DRAW, check_fits
+from cea.pipeline.parallel import check_workers, in_threads
 
-#: The engine's backend of the PSA: compiled, parallel over draws.
+#: The engine's backend of the PSA: compiled.
 DEFAULT_BACKEND = "numba"
-#: Draws per model call: progress granularity and memory (results do not depend on it).
+#: Most draws per model call: progress granularity and memory (results do not depend on it).
 PSA_CHUNK_DRAWS = 2500
 
 
@@ -98,17 +99,24 @@ def run_draws(
     progress: Progress | None = None,
     label: str = "",
     backend: str = DEFAULT_BACKEND,
+    workers: int | None = None,
 ) -> ModelRun:
-    """Run the model over all draws in chunks of ``chunk_draws`` (progress is reported between
-    chunks; the results do not depend on the chunk size). With the ``numba`` backend the
-    engine runs the draws of a chunk in parallel threads, one per CPU."""
+    """Run the model over all draws in chunks of at most ``chunk_draws``, ``workers`` chunks
+    at a time in threads (None: one per CPU; every thread gets a chunk when there are fewer
+    than ``workers`` x ``chunk_draws`` draws). Progress is reported as chunks finish; the
+    results do not depend on the chunk size or the number of threads."""
     if chunk_draws < 1:
         raise CeaError(f"chunk_draws must be >= 1, got {chunk_draws}")
+    workers = check_workers(workers)
     D, K = len(draws), len(spec.strategies)
     t0 = time.perf_counter()
+    chunk = max(1, min(chunk_draws, -(-D // workers)))
     parts, cal = [], []
-    for lo in range(0, D, chunk_draws):
-        res = run_model(draws.iloc[lo : lo + chunk_draws], spec, backend=backend)
+    for res in in_threads(
+        lambda lo: run_model(draws.iloc[lo : lo + chunk], spec, backend=backend),
+        range(0, D, chunk),
+        workers,
+    ):
         parts.append(res.outcomes)
         cal.append(res.calibrated)
         if progress is not None:
@@ -168,13 +176,15 @@ def run_psa(
     chunk_draws: int = PSA_CHUNK_DRAWS,
     progress: bool | None = False,
     backend: str = DEFAULT_BACKEND,
+    workers: int | None = None,
 ) -> PsaRun:
     """The PSA of one or several countries (clinical draws shared; prices per country).
 
     ``countries``: an ISO2 code, a list, "all", or None (the settings' country). ``n_draws``
     and ``seed`` default to ``[run]`` of the settings (after the scenario). ``progress``:
     True/False, or None for "when stderr is a terminal". ``backend``: the engine's backend
-    (``numba``, compiled and parallel over draws, or ``numpy``; the same results to 1e-12).
+    (``numba``, compiled, or ``numpy``; the same results to 1e-12). ``workers``: threads that
+    run chunks of draws at the same time (None: one per CPU); the results do not depend on it.
     """
     t0 = time.perf_counter()
     if not isinstance(inputs, Inputs):
@@ -185,6 +195,7 @@ def run_psa(
     n_draws = int(run_settings.get("n_draws", 1000)) if n_draws is None else n_draws
     seed = int(run_settings.get("seed", 1)) if seed is None else seed
     check_seed(seed)
+    workers = check_workers(workers)
     if isinstance(n_draws, int) and n_draws > 0:  # other values are refused by sample_draws
         check_fits(
             n_draws * len(codes), BYTES_PER_PSA_DRAW, f"--draws {n_draws:,} for {len(codes)} "
@@ -207,7 +218,7 @@ def run_psa(
             t1 = time.perf_counter()
             base = build_base_case(inputs, ptable=pt, spec=spec, backend=backend)
             seconds[f"base_case_{code}"] = time.perf_counter() - t1
-            run = run_draws(all_draws[code], spec, chunk_draws, bar, code, backend)
+            run = run_draws(all_draws[code], spec, chunk_draws, bar, code, backend, workers)
             comps = comparisons_from_settings(pt.settings, spec)
             t1 = time.perf_counter()
             tables = analyse(

@@ -1,0 +1,56 @@
+"""The pipeline's one parallel mechanism: chunks of draws run in threads of this process.
+
+Each chunk is an independent model call (its own draws, calibration and arrays), so the results
+do not depend on how many threads run them or in which order they finish: they are returned in
+the chunks' order. The compiled backend's kernel releases the GIL, and NumPy releases it in its
+array loops, so the threads run at the same time; there are no worker processes, so nothing
+outlives the command.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from cea.errors import CeaError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def cpus() -> int:
+    """The CPUs this process may use."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def check_workers(workers: int | None) -> int:
+    """``workers`` threads (None: one per CPU this process may use); refused unless >= 1."""
+    if workers is None:
+        return cpus()
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise CeaError(f"workers must be a whole number >= 1, got {workers!r}")
+    return workers
+
+
+def in_threads(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
+    """``fn(item)`` for every item, ``workers`` at a time in threads; yields the results in the
+    items' order. An exception in one item cancels the items not yet started and is raised
+    once the running ones have finished."""
+    items = list(items)
+    n = min(len(items), workers)
+    if n <= 1:
+        for item in items:
+            yield fn(item)
+        return
+    with ThreadPoolExecutor(max_workers=n, thread_name_prefix="cea-chunk") as pool:
+        futures = [pool.submit(fn, item) for item in items]
+        try:
+            for future in futures:
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()

@@ -1,0 +1,55 @@
+"""The pipeline's threads (cea.pipeline.parallel): results in the items' order, whatever order
+the threads finish in; an error in one item reaches the caller and stops the rest."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from cea.pipeline.parallel import check_workers, cpus, in_threads
+
+
+def test_results_come_back_in_the_items_order():
+    # later items finish first: the results still follow the items
+    def slow_first(i):
+        time.sleep(0.02 * (5 - i))
+        return i * i
+
+    assert list(in_threads(slow_first, range(6), workers=3)) == [0, 1, 4, 9, 16, 25]
+
+
+def test_items_run_in_several_threads_at_once():
+    # three items that each wait for the other two can only finish if three threads run them
+    barrier = threading.Barrier(3, timeout=10)
+    assert list(in_threads(lambda i: barrier.wait() >= 0, range(3), workers=3)) == [True] * 3
+
+
+def test_one_worker_runs_in_the_callers_thread():
+    names = list(in_threads(lambda _: threading.current_thread().name, range(3), workers=1))
+    assert names == [threading.current_thread().name] * 3
+
+
+def test_an_error_reaches_the_caller_and_cancels_the_items_not_started():
+    started = []
+
+    def fail_on_one(i):
+        started.append(i)
+        if i == 1:
+            raise ValueError("item 1")
+        time.sleep(0.05)
+        return i
+
+    with pytest.raises(ValueError, match="item 1"):
+        list(in_threads(fail_on_one, range(40), workers=2))
+    time.sleep(0.2)
+    assert len(started) < 40
+
+
+def test_workers_default_to_the_cpus_and_must_be_whole_and_positive():
+    assert check_workers(None) == cpus() >= 1
+    assert check_workers(3) == 3
+    for bad in (0, -2, 2.0, True, "4"):
+        with pytest.raises(Exception, match="workers must be a whole number >= 1"):
+            check_workers(bad)
