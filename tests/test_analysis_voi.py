@@ -259,3 +259,23 @@ def test_running_mean_se_by_hand():
     np.testing.assert_allclose(se, want, rtol=1e-12)
     pts = voi.running_points(10_000)
     assert pts[0] == 10 and pts[-1] == 10_000 and np.all(np.diff(pts) > 0)
+
+
+@pytest.mark.parametrize("K, D", [(1, 50), (2, 400), (5, 3000)])
+def test_mean_of_the_maximum_follows_each_draws_envelope_exactly(K, D):
+    # the envelope computation against every line evaluated at every lam (plain loop), on an
+    # unsorted grid with repeats, lines crossing inside and outside it, exact ties and a line
+    # equal to the zero line
+    rng = np.random.default_rng(K * D)
+    dc = rng.normal(1e4, 5e3, (K, D))
+    de = rng.normal(0.1, 0.2, (K, D))
+    dc[:, :5], de[:, :5] = 0.0, 0.0  # lines equal to the zero line
+    if K > 1:
+        dc[1, 5:20], de[1, 5:20] = dc[0, 5:20], de[0, 5:20]  # two strategies tie
+    w = np.concatenate([[3e5, 0.0, 5e4, 5e4], np.linspace(0, 2e5, 41), [1e7]])
+    want = np.array(
+        [np.mean([max(0.0, *(lam * de[k, d] - dc[k, d] for k in range(K))) for d in range(D)])
+         for lam in w]
+    )  # fmt: skip
+    got = voi._mean_max(dc, de, w)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-9)
