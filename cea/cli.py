@@ -25,17 +25,26 @@ from cea.io.load import load_inputs
 from cea.io.output import DEFAULT_OUTPUTS, OutputDir, OutputFile
 from cea.io.template import write_template
 from cea.parameters.designs import check_parameter
-from cea.parameters.table import Scenario, load_scenario
+from cea.parameters.table import (
+    Scenario,
+    build_parameter_table,
+    load_scenario,
+    scenario_path,
+    with_command_line,
+)
 from cea.pipeline import dsa, psa, regional
-from cea.pipeline.base import run_base_case
+from cea.pipeline.base import resolve_country, run_base_case
 from cea.report import base as report_base
 from cea.report import dsa as report_dsa
+from cea.report import params as report_params
 from cea.report import psa as report_psa
 from cea.report import regional as report_regional
 from cea.report.workbook import verification_summary, write_report
 from cea.verify import CHECK_PSA_DRAWS, check_table, format_checks
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: Where a bare --scenario name is looked for when --inputs is a workbook.
+DEFAULT_SCENARIOS = Path("inputs") / "scenarios"
 
 
 def _inputs(p: argparse.ArgumentParser) -> None:
@@ -43,7 +52,24 @@ def _inputs(p: argparse.ArgumentParser) -> None:
         "--inputs", default="inputs", help="inputs folder or Excel input workbook (default: inputs)"
     )
     p.add_argument(
-        "--scenario", default=None, help="scenario TOML file (overrides settings and parameters)"
+        "--scenario",
+        default=None,
+        help="scenario: a TOML file, or the name of one in <inputs>/scenarios (overrides "
+        "settings and parameters)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a parameter or price (repeatable; after --scenario; a price in the country's "
+        "price year), e.g. --set c_ivig_per_g=30",
+    )
+    p.add_argument(
+        "--wtp",
+        type=float,
+        default=None,
+        help="willingness to pay per QALY, in the country's currency (default: countries.csv)",
     )
 
 
@@ -182,11 +208,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inputs", default="inputs")
     p.add_argument("--force", action="store_true")
 
+    p = sub.add_parser(
+        "params", help="every parameter with its value, range, distribution, unit and source"
+    )
+    p.add_argument("--country", default=None)
+    p.add_argument(
+        "--format", choices=("text", "csv"), default="text", help="text table or CSV on stdout"
+    )
+    _inputs(p)
+
     p = sub.add_parser("check", help="built-in verification (TECH-VER black-box checks)")
     p.add_argument("--country", default=None)
     _inputs(p)
     _backend(p, "numpy")
     return parser
+
+
+def _scenario(args, one_country: bool = True) -> Scenario:
+    """The run's scenario: ``--scenario`` (a file, or a name in <inputs>/scenarios), then
+    ``--set`` and ``--wtp`` on top."""
+    if args.wtp is not None and not one_country:
+        raise CeaError("--wtp is in one country's currency: use it with --country")
+    scenario = Scenario()
+    if args.scenario:
+        folder = (
+            Path(args.inputs) / "scenarios" if Path(args.inputs).is_dir() else DEFAULT_SCENARIOS
+        )
+        scenario = load_scenario(scenario_path(args.scenario, folder))
+    return with_command_line(scenario, args.set, args.wtp)
 
 
 def _out(args, default_name: str) -> Path:
@@ -205,7 +254,7 @@ def cli_run(args) -> int:
     """``cea run``: the base case for one country (and, with --report xlsx, the workbook with
     the checks ``cea check`` prints)."""
     base = run_base_case(
-        args.inputs, args.country, args.scenario, _strategies(args), backend=args.backend
+        args.inputs, args.country, _scenario(args), _strategies(args), backend=args.backend
     )
     out = _out(args, report_base.default_run_name(base))
     table = check_table(base, psa_backend=args.backend) if args.report == "xlsx" else None
@@ -236,7 +285,7 @@ def cli_dsa(args) -> int:
             "--report xlsx is written for the one-way DSA only: drop --two-way, or --report"
         )
     base, comp = dsa.prepare(
-        args.inputs, args.country, args.scenario, args.comparison, keep_trace=bool(args.report),
+        args.inputs, args.country, _scenario(args), args.comparison, keep_trace=bool(args.report),
         backend=args.backend,
     )  # fmt: skip
     code, suffix = base.country.code, report_dsa.scenario_suffix(base)
@@ -294,7 +343,7 @@ def cli_scenarios(args) -> int:
 def cli_threshold(args) -> int:
     """``cea threshold``: the parameter value at which a comparison's INMB is zero."""
     base, comp = dsa.prepare(
-        args.inputs, args.country, args.scenario, args.comparison, backend=args.backend
+        args.inputs, args.country, _scenario(args), args.comparison, backend=args.backend
     )
     check_parameter(base.ptable, args.parameter)
     th = dsa.find_threshold(base, args.parameter, comp, args.low, args.high)
@@ -318,8 +367,12 @@ def cli_psa(args) -> int:
         raise CeaError("give --country or --countries, not both")
     if args.report and args.countries:
         raise CeaError("--report xlsx is written for one country: use --country, not --countries")
+    many = bool(args.countries) and (
+        args.countries.strip().lower() == "all" or len(args.countries.split(",")) > 1
+    )
     run = psa.run_psa(
-        args.inputs, args.countries or args.country, args.draws, args.seed, args.scenario,
+        args.inputs, args.countries or args.country, args.draws, args.seed,
+        _scenario(args, one_country=not many),
         progress=None, backend=args.backend, workers=args.workers,
     )  # fmt: skip
     codes = list(run.countries)
@@ -357,7 +410,7 @@ def cli_psa(args) -> int:
 def cli_compare(args) -> int:
     """``cea compare``: the regional comparison in local currency, US$ and PPP dollars, with
     the threshold Ig price per gram."""
-    scenario = load_scenario(args.scenario) if args.scenario else Scenario()
+    scenario = _scenario(args, one_country=False)
     out = _out(args, report_regional.default_run_name(scenario))
     if out.exists() and not args.force:  # before the runs, not after them
         raise CeaError(f"output folder {out} already exists: use --force to replace it, or --out")
@@ -372,7 +425,7 @@ def cli_compare(args) -> int:
 def cli_check(args) -> int:
     """``cea check``: the base-case checks, and the PSA/DSA table checks on a short PSA and the
     one-way DSA, for one country (and scenario); exit 1 if any fails."""
-    base = run_base_case(args.inputs, args.country, args.scenario, backend=args.backend)
+    base = run_base_case(args.inputs, args.country, _scenario(args), backend=args.backend)
     c = base.country
     print(
         f"cea check | {c.name} ({c.code}) | scenario: {base.ptable.scenario.name} | TECH-VER "
@@ -381,6 +434,20 @@ def cli_check(args) -> int:
     table = check_table(base, psa_backend=args.backend)
     print(format_checks(table))
     return EXIT_OK if bool(table["passed"].all()) else EXIT_CHECK_FAILED
+
+
+def cli_params(args) -> int:
+    """``cea params``: every parameter of a country, after ``--scenario`` and ``--set``."""
+    inputs = load_inputs(args.inputs)
+    scenario = _scenario(args)
+    ptable = build_parameter_table(
+        inputs, resolve_country(inputs, scenario, args.country), scenario
+    )
+    text = report_params.parameters_csv(ptable) if args.format == "csv" else (
+        report_params.parameters_text(ptable)
+    )  # fmt: skip
+    print(text.rstrip("\n"))
+    return EXIT_OK
 
 
 def cli_template(args) -> int:
@@ -406,6 +473,7 @@ COMMANDS = {
     "threshold": cli_threshold,
     "psa": cli_psa,
     "template": cli_template,
+    "params": cli_params,
     "check": cli_check,
 }
 

@@ -38,3 +38,13 @@ class ModelInputError(CeaError):
 
     The message names the strategy, draw, cycle and state where that applies.
     """
+
+
+def did_you_mean(name: str, known, what: str = "") -> str:
+    """``"; did you mean 'x'?"`` for the known name closest to ``name`` (difflib, case
+    ignored), or ``""`` when none is close; ``what`` is appended to the suggestion."""
+    import difflib
+
+    lower = {str(k).lower(): str(k) for k in known}
+    close = difflib.get_close_matches(str(name).lower(), list(lower), n=1, cutoff=0.6)
+    return f"; did you mean '{lower[close[0]]}'{what}?" if close else ""

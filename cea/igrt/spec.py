@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from cea.engine.declaration import Timing
-from cea.errors import CeaError
+from cea.errors import CeaError, did_you_mean
 from cea.io.inputs import Inputs
 from cea.parameters.table import ParameterTable
 
@@ -191,7 +191,8 @@ def build_spec(
     unknown = [s for s in names if s not in table]
     if unknown:
         raise CeaError(
-            f"unknown strategy {', '.join(repr(s) for s in unknown)} (known: {', '.join(table)})"
+            f"unknown strategy {', '.join(repr(s) for s in unknown)}"
+            f"{did_you_mean(unknown[0], table)} (known: {', '.join(table)})"
         )
     if len(set(names)) != len(names):
         raise CeaError("a strategy is listed twice in the settings")

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import tomllib
 
-from cea.errors import InputFileError
+from cea.errors import InputFileError, did_you_mean
 
 #: Largest input file accepted (bytes). The bundled life table is 0.3 MB.
 MAX_FILE_BYTES = 50 * 1024 * 1024
@@ -605,7 +605,9 @@ def assemble_inputs(
             for c in ("parameter_a", "parameter_b"):
                 if r[c] not in known:
                     raise correlations.error(
-                        f"unknown parameter '{r[c]}'", row=int(r["_row"]), column=c
+                        f"unknown parameter '{r[c]}'{did_you_mean(r[c], known)}",
+                        row=int(r["_row"]),
+                        column=c,
                     )
     settings, settings_hash, settings_name = read_settings()
     check_settings(settings, settings_name)
@@ -743,7 +745,11 @@ def _check_strategies(table: Table, parameter_names: set[str]) -> None:
             )
         hr = str(r.get("hr_severe_parameter") or "").strip()
         if hr and hr not in parameter_names:
-            raise table.error(f"unknown parameter '{hr}'", row=row, column="hr_severe_parameter")
+            raise table.error(
+                f"unknown parameter '{hr}'{did_you_mean(hr, parameter_names)}",
+                row=row,
+                column="hr_severe_parameter",
+            )
 
 
 def _check_countries(table: Table) -> None:
@@ -832,4 +838,8 @@ def _check_overrides(table: Table, countries: set[str], parameters: Table) -> No
         if r["country"] not in countries:
             raise table.error(f"unknown country '{r['country']}'", row=row, column="country")
         if r["parameter"] not in known:
-            raise table.error(f"unknown parameter '{r['parameter']}'", row=row, column="parameter")
+            raise table.error(
+                f"unknown parameter '{r['parameter']}'{did_you_mean(r['parameter'], known)}",
+                row=row,
+                column="parameter",
+            )

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cea.errors import CeaError
+from cea.errors import CeaError, did_you_mean
 
 #: Labels of a design's rows: the base row, and a parameter at its low or high value.
 BASE = "base"
@@ -42,8 +42,8 @@ POSITIVE_PREFIXES = ("r_", "rr_", "hr_", "or_", "t_", "k_", "n_")
 def check_parameter(ptable, name: str) -> None:
     if name not in ptable.df.index:
         raise CeaError(
-            f"unknown parameter '{name}' (parameters.csv, prices/{ptable.country.code}.csv; "
-            f"e.g. {', '.join(list(ptable.df.index)[:3])})"
+            f"unknown parameter '{name}'{did_you_mean(name, ptable.df.index)} (parameters.csv, "
+            f"prices/{ptable.country.code}.csv; `cea params` lists them)"
         )
 
 

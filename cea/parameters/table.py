@@ -15,13 +15,14 @@ model converts them with :attr:`ParameterTable.unit_scale`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from cea.errors import CeaError, InputFileError
+from cea.errors import CeaError, InputFileError, did_you_mean
 from cea.io.inputs import (
     RATE_UNITS,
     TIME_UNITS,
@@ -79,7 +80,9 @@ class Country:
 
 @dataclass
 class Scenario:
-    """A named set of overrides read from a TOML file (or the empty base case)."""
+    """A named set of overrides read from a TOML file (or the empty base case), plus the
+    command line's ``--set name=value`` (``sets``, applied after the file's parameters) and
+    ``--wtp`` (``wtp``, the country's willingness to pay per QALY)."""
 
     name: str = "base"
     description: str = "Base case"
@@ -87,6 +90,46 @@ class Scenario:
     parameters: dict = field(default_factory=dict)
     path: str | None = None
     sha256: str | None = None
+    sets: dict = field(default_factory=dict)
+    wtp: float | None = None
+
+
+def with_command_line(
+    scenario: Scenario, sets: Sequence[str] = (), wtp: float | None = None
+) -> Scenario:
+    """The scenario with ``--set name=value`` (repeatable) and ``--wtp`` applied on top; its
+    name gains ``+set`` so that its results are never taken for the scenario's own. Each value
+    must be a finite number (the parameter itself is checked against the table when it is
+    built, exactly as a scenario's)."""
+    if not sets and wtp is None:
+        return scenario
+    values: dict[str, float] = {}
+    for item in sets:
+        name, sep, text = str(item).partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise CeaError(f"--set {item!r}: write it as name=value, e.g. --set c_ivig_per_g=30")
+        try:
+            value = float(text)
+        except ValueError:
+            raise CeaError(f"--set {name}: '{text.strip()}' is not a number") from None
+        if not math.isfinite(value):
+            raise CeaError(f"--set {name}: '{text.strip()}' is not a finite number")
+        if name in values:
+            raise CeaError(f"--set {name} is given twice")
+        values[name] = value
+    if wtp is not None and not (math.isfinite(wtp) and wtp > 0):
+        raise CeaError(f"--wtp must be a number > 0, got {wtp!r}")
+    shown = [f"--set {n}={v:g}" for n, v in values.items()]
+    if wtp is not None:
+        shown.append(f"--wtp {wtp:g}")
+    return replace(
+        scenario,
+        name=f"{scenario.name}+set",
+        description=f"{scenario.description}; on the command line: {' '.join(shown)}",
+        sets={**scenario.sets, **values},
+        wtp=scenario.wtp if wtp is None else float(wtp),
+    )
 
 
 SCENARIO_KEYS = ("name", "description", "settings", "parameters")
@@ -130,6 +173,21 @@ def load_scenario(path: Path | str) -> Scenario:
     )
 
 
+def scenario_path(text: str, folder: Path | str) -> Path:
+    """The file of ``--scenario``: a path to a TOML file, or a bare name of a file in
+    ``folder`` (``<inputs>/scenarios``). An unknown bare name is refused in one line that lists
+    the names there."""
+    path = Path(text)
+    if path.is_file() or path.suffix or len(path.parts) > 1:
+        return path  # a path: load_scenario reports a missing file
+    candidate = Path(folder) / f"{text}.toml"
+    if candidate.is_file():
+        return candidate
+    names = sorted(p.stem for p in Path(folder).glob("*.toml")) if Path(folder).is_dir() else []
+    listed = f"in {folder}: {', '.join(names)}" if names else f"{folder} holds no scenario file"
+    raise CeaError(f"unknown scenario '{text}'{did_you_mean(text, names)} ({listed})")
+
+
 def _is_number(v) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -142,11 +200,33 @@ def merged_settings(inputs: Inputs, scenario: Scenario) -> dict:
     return out
 
 
+#: Codes people use that are not the ISO 3166-1 alpha-2 code of the country (ISO reserves UK
+#: for the United Kingdom, whose code is GB; EL is the EU's code for Greece, GR).
+NOT_ISO_CODES = {"UK": "GB", "EL": "GR"}
+
+
+def normalize_country(inputs: Inputs, code: str, where: str = "") -> str:
+    """An ISO2 code of countries.csv, given in any case; anything else is refused in one line
+    that suggests the country meant (a common non-ISO code, a country name, a near miss)."""
+    countries = inputs.countries.df
+    known = list(countries["country"])
+    text = str(code).strip()
+    if text.upper() in known:
+        return text.upper()
+    names = dict(zip(countries["country"], countries["name"], strict=True))
+    by_name = {str(n).lower(): c for c, n in names.items()}
+    meant = NOT_ISO_CODES.get(text.upper()) or by_name.get(text.lower())
+    if meant in names:
+        hint = f"; did you mean {meant} ({names[meant]})?"
+    else:
+        hint = did_you_mean(text, known)
+    raise CeaError(f"unknown country '{text}'{where}{hint} (known: {', '.join(known)})")
+
+
 def load_country(inputs: Inputs, code: str) -> Country:
     """The country's row of countries.csv with PPP, exchange rate, GDP and life table."""
+    code = normalize_country(inputs, code)
     countries = inputs.countries.df.set_index("country")
-    if code not in countries.index:
-        raise CeaError(f"unknown country '{code}' (known: {', '.join(countries.index)})")
     r = countries.loc[code]
     macro = inputs.macro.df
     m = macro[(macro["country_iso2"] == code) & (macro["year"] == r["macro_year"])]
@@ -332,6 +412,9 @@ def build_parameter_table(
     scenario = scenario or Scenario()
     settings = merged_settings(inputs, scenario)
     country = load_country(inputs, country_code)
+    if scenario.wtp is not None:
+        country = replace(country, wtp_per_qaly=scenario.wtp, wtp_basis="--wtp")
+    country_code = country.code
     rows = []
     p = inputs.parameters.df
     for _, r in p.iterrows():
@@ -415,10 +498,30 @@ def build_parameter_table(
     for name, spec in scenario.parameters.items():
         if name not in df.index:
             raise InputFileError(
-                scenario.path or "scenario", f"unknown parameter '{name}'", column=name
+                scenario.path or "scenario",
+                f"unknown parameter '{name}'{did_you_mean(name, df.index)}",
+                column=name,
             )
         values = spec if isinstance(spec, dict) else {"value": spec}
-        _override(df, name, values, f"scenario {scenario.name}", "scenario override", "E")
+        _override(
+            df, name, values, f"scenario {scenario.name}", "scenario override", "E",
+            country.price_year,
+        )  # fmt: skip
+    for name, value in scenario.sets.items():
+        if name not in df.index:
+            raise CeaError(
+                f"--set {name}: unknown parameter{did_you_mean(name, df.index)} (`cea params` "
+                "lists them)"
+            )
+        _override(
+            df,
+            name,
+            {"value": value},
+            f"command line: --set {name}={value:g}",
+            "--set on the command line",
+            "E",
+            country.price_year,
+        )
     for name, r in df.iterrows():
         try:
             _row_distribution(name, r)
@@ -428,16 +531,37 @@ def build_parameter_table(
 
 
 def _override(
-    df: pd.DataFrame, name: str, values: dict, origin: str, source: str, evidence: str
+    df: pd.DataFrame,
+    name: str,
+    values: dict,
+    origin: str,
+    source: str,
+    evidence: str,
+    price_year: int | None = None,
 ) -> None:
+    """Apply an override to row ``name``. A value given without its range that lands on or
+    beyond the row's low/high moves the range with it: a lognormal row's range is scaled by
+    new value / old value (its log-scale spread kept: the lognormal needs low < value < high),
+    any other row's bound is moved to the value. A price is entered in the country's price
+    year (``price_year``): the row records that year and an inflation factor of 1."""
+    old = float(df.loc[name, "value"])
     for k, v in values.items():
         df.loc[name, k] = v
     value = float(df.loc[name, "value"])
     low, high = _nan_none(df.loc[name, "low"]), _nan_none(df.loc[name, "high"])
-    if "low" not in values and low is not None and value < low:
-        df.loc[name, "low"] = value
-    if "high" not in values and high is not None and value > high:
-        df.loc[name, "high"] = value
+    ranged = low is not None and high is not None and "low" not in values and "high" not in values
+    lognormal = str(df.loc[name, "dist"]).strip().lower() == "lognormal"
+    if ranged and lognormal and old > 0 and value > 0 and not low < value < high:
+        df.loc[name, "low"], df.loc[name, "high"] = low * value / old, high * value / old
+    else:
+        if "low" not in values and low is not None and value < low:
+            df.loc[name, "low"] = value
+        if "high" not in values and high is not None and value > high:
+            df.loc[name, "high"] = value
+    if price_year is not None and df.loc[name, "price_year"] is not None:
+        if not pd.isna(df.loc[name, "price_year"]) and "value" in values:
+            df.loc[name, "price_year"] = price_year
+            df.loc[name, "inflation_factor"] = 1.0
     if name.startswith(("p_", "u_")) and not 0 <= value <= 1:
         raise CeaError(f"{origin}: {name} = {value:g} is outside [0, 1]")
     if not name.startswith(("q_", "k_")) and value < 0:

@@ -18,7 +18,13 @@ from cea.igrt.model import run_model
 from cea.igrt.spec import SUBGROUPS, ModelSpec, apply_discount_settings, build_spec
 from cea.io.inputs import Inputs
 from cea.io.load import load_inputs
-from cea.parameters.table import ParameterTable, Scenario, build_parameter_table, load_scenario
+from cea.parameters.table import (
+    ParameterTable,
+    Scenario,
+    build_parameter_table,
+    load_scenario,
+    normalize_country,
+)
 
 DEFAULT_INPUTS = Path("inputs")
 #: Event counts every comparisons.csv reports beside cost and QALYs (cost per event averted).
@@ -70,10 +76,11 @@ def comparisons_from_settings(
 
 def resolve_country(inputs: Inputs, scenario: Scenario, country: str | None) -> str:
     """The country of a run: the option, else the scenario's, else settings.toml's, else GB."""
-    return (
+    return normalize_country(
+        inputs,
         country
         or scenario.settings.get("run", {}).get("country")
-        or inputs.settings.get("run", {}).get("country", "GB")
+        or inputs.settings.get("run", {}).get("country", "GB"),
     )
 
 

@@ -36,7 +36,7 @@ from cea.igrt.spec import ModelSpec, apply_discount_settings, build_spec
 from cea.io.inputs import Inputs
 from cea.io.load import load_inputs
 from cea.parameters.sampling import check_seed, sample_draws
-from cea.parameters.table import ParameterTable, Scenario, build_parameter_table
+from cea.parameters.table import ParameterTable, Scenario, build_parameter_table, normalize_country
 from cea.pipeline.base import BaseCase, as_scenario, build_base_case, comparisons_from_settings
 from cea.pipeline.memory import BYTES_PER_PSA_DRAW, check_fits
 from cea.pipeline.parallel import check_workers, in_threads
@@ -247,6 +247,7 @@ def _country_codes(inputs: Inputs, countries, run_settings: dict) -> list[str]:
         )
     else:
         codes = list(countries)
+    codes = [normalize_country(inputs, c) for c in codes]
     if not codes:
         raise CeaError("no country given")
     if len(set(codes)) != len(codes):

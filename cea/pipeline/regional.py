@@ -24,7 +24,7 @@ from cea.igrt.model import run_model
 from cea.igrt.spec import ModelSpec, apply_discount_settings, build_spec
 from cea.io.inputs import Inputs
 from cea.io.load import load_inputs
-from cea.parameters.table import Scenario, build_parameter_table
+from cea.parameters.table import Scenario, build_parameter_table, normalize_country
 from cea.pipeline.base import as_scenario, comparisons_from_settings
 
 
@@ -127,11 +127,9 @@ def parse_countries(text: str | None, inputs: Inputs) -> list[str]:
         return known
     codes: list[str] = []
     for part in text.split(","):
-        code = part.strip().upper()
-        if not code:
+        if not part.strip():
             continue
-        if code not in known:
-            raise CeaError(f"unknown country '{code}' in --countries (known: {', '.join(known)})")
+        code = normalize_country(inputs, part, " in --countries")
         if code in codes:
             raise CeaError(f"country '{code}' is listed twice in --countries")
         codes.append(code)

@@ -1,0 +1,155 @@
+"""Quick what-ifs without editing files: ``--set``, ``--wtp``, ``--scenario NAME``, ``cea params``,
+scenario values on a DSA bound, country codes in any case, and the closest name suggested for a
+misspelt parameter, strategy, scenario or country."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cea.cli import main
+from cea.io.load import load_inputs
+from cea.parameters.table import Scenario, build_parameter_table, with_command_line
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    return load_inputs(REPO / "inputs")
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def params_of(capsys, *argv: str) -> pd.DataFrame:
+    code, out, _ = run(capsys, "params", "--format", "csv", *argv)
+    assert code == 0
+    return pd.read_csv(io.StringIO(out)).set_index("parameter")
+
+
+def test_set_equals_the_same_value_in_a_scenario_file(tmp_path, capsys):
+    scenario = tmp_path / "cheap_ig.toml"
+    scenario.write_text('description = "cheaper Ig"\n[parameters]\nc_ivig_per_g = 21.5\n')
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert run(capsys, "run", "--set", "c_ivig_per_g=21.5", "--out", str(a))[0] == 0
+    assert run(capsys, "run", "--scenario", str(scenario), "--out", str(b))[0] == 0
+    ra, rb = pd.read_csv(a / "results.csv"), pd.read_csv(b / "results.csv")
+    pd.testing.assert_frame_equal(ra, rb)
+    p = pd.read_csv(a / "parameters.csv").set_index("parameter")
+    assert p.loc["c_ivig_per_g", "value"] == 21.5
+    assert p.loc["c_ivig_per_g", "origin"] == "command line: --set c_ivig_per_g=21.5"
+    # an overridden price is taken in the country's price year: no inflation applied to it
+    assert p.loc["c_ivig_per_g", "price_year"] == 2024
+    assert p.loc["c_ivig_per_g", "inflation_factor"] == 1.0
+
+
+def test_set_comes_after_the_scenario_and_is_repeatable(capsys):
+    p = params_of(capsys, "--scenario", "talquetamab", "--set", "hr_igrt_severe=0.5",
+                  "--set", "c_ivig_admin=400")  # fmt: skip
+    assert p.loc["hr_igrt_severe", "value"] == 0.5
+    assert p.loc["c_ivig_admin", "value"] == 400
+    assert p.loc["hr_igrt_severe", "origin"] == "command line: --set hr_igrt_severe=0.5"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--set", "c_ivig_per_gram=20"], "--set c_ivig_per_gram: unknown parameter; did you mean 'c_ivig_per_g'?"),
+        (["--set", "c_ivig_per_g=abc"], "--set c_ivig_per_g: 'abc' is not a number"),
+        (["--set", "c_ivig_per_g=nan"], "is not a finite number"),
+        (["--set", "c_ivig_per_g"], "write it as name=value"),
+        (["--set", "c_ivig_per_g=1", "--set", "c_ivig_per_g=2"], "--set c_ivig_per_g is given twice"),
+        (["--set", "p_male=1.5"], "p_male = 1.5 is outside [0, 1]"),
+        (["--set", "c_ivig_per_g=-3"], "c_ivig_per_g = -3 is negative"),
+        (["--wtp", "0"], "--wtp must be a number > 0"),
+        (["--scenario", "talquetamb"], "unknown scenario 'talquetamb'; did you mean 'talquetamab'?"),
+        (["--country", "UK"], "unknown country 'UK'; did you mean GB (United Kingdom)?"),
+        (["--country", "germany"], "did you mean DE (Germany)?"),
+        (["--strategies", "none,primary_ivg"], "did you mean 'primary_ivig'?"),
+    ],
+)  # fmt: skip
+def test_bad_what_ifs_are_one_line_with_the_closest_name(tmp_path, capsys, argv, message):
+    out = tmp_path / "out"
+    code, stdout, err = run(capsys, "run", *argv, "--out", str(out))
+    assert code == 2 and stdout == "" and not out.exists()
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert message in err, err
+
+
+def test_unknown_scenario_name_lists_the_available_ones(capsys):
+    code, _, err = run(capsys, "run", "--scenario", "nothing_like_it")
+    assert code == 2
+    assert "(in inputs/scenarios: declining_infection_hazard, direct_survival_effect" in err
+
+
+def test_scenario_by_bare_name_is_the_file(capsys, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert run(capsys, "run", "--scenario", "horizon_5y", "--out", str(a))[0] == 0
+    path = REPO / "inputs" / "scenarios" / "horizon_5y.toml"
+    assert run(capsys, "run", "--scenario", str(path), "--out", str(b))[0] == 0
+    pd.testing.assert_frame_equal(pd.read_csv(a / "results.csv"), pd.read_csv(b / "results.csv"))
+
+
+def test_wtp_replaces_the_countrys_threshold(capsys, tmp_path):
+    out = tmp_path / "w"
+    code, stdout, _ = run(capsys, "run", "--wtp", "50000", "--out", str(out))
+    assert code == 0 and "WTP 50,000 per QALY (--wtp)" in stdout
+    comp = pd.read_csv(out / "comparisons.csv")
+    # INMB = WTP x dQALY - dCost at the new WTP
+    for _, r in comp.iterrows():
+        assert r["inmb"] == pytest.approx(
+            50000 * r["inc_effect"] - r["inc_cost"], rel=1e-12, abs=1e-6
+        )
+
+
+def test_wtp_is_refused_for_several_countries(capsys):
+    for argv in (["compare", "--wtp", "1000"], ["psa", "--countries", "all", "--wtp", "1000"]):
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and "--wtp is in one country's currency" in err
+
+
+def test_a_scenario_value_on_the_dsa_bound_is_accepted(inputs):
+    # hr_igrt_severe: lognormal 0.45 (0.20-1.00). 0.2 is the tornado's own low end: the range
+    # moves with the value, scaled by 0.2 / 0.45, so the log-scale spread is kept
+    sc = with_command_line(Scenario(), ["hr_igrt_severe=0.2"])
+    row = build_parameter_table(inputs, "GB", sc).df.loc["hr_igrt_severe"]
+    assert row["value"] == 0.2
+    assert row["low"] == pytest.approx(0.2 * 0.2 / 0.45, rel=1e-12)
+    assert row["high"] == pytest.approx(1.0 * 0.2 / 0.45, rel=1e-12)
+    assert math.log(row["high"] / row["low"]) == pytest.approx(math.log(1.0 / 0.2), rel=1e-12)
+    # the high end too, and a gamma price on its low end (the bound moves to the value)
+    sc = with_command_line(Scenario(), ["hr_igrt_severe=1.0", "c_ivig_admin=250"])
+    df = build_parameter_table(inputs, "GB", sc).df
+    assert df.loc["hr_igrt_severe", "high"] == pytest.approx(1.0 / 0.45, rel=1e-12)
+    assert df.loc["c_ivig_admin", ["value", "low", "high"]].tolist() == [250, 250, 500]
+
+
+def test_country_codes_in_any_case(capsys, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert run(capsys, "run", "--country", "gb", "--out", str(a))[0] == 0
+    assert run(capsys, "run", "--country", "GB", "--out", str(b))[0] == 0
+    pd.testing.assert_frame_equal(pd.read_csv(a / "results.csv"), pd.read_csv(b / "results.csv"))
+    code, stdout, _ = run(capsys, "psa", "--countries", "gb,us", "--draws", "20",
+                          "--out", str(tmp_path / "p"))  # fmt: skip
+    assert code == 0 and (tmp_path / "p" / "GB").is_dir() and (tmp_path / "p" / "US").is_dir()
+
+
+def test_params_lists_every_parameter_with_its_source(capsys, inputs):
+    p = params_of(capsys, "--country", "us")
+    table = build_parameter_table(inputs, "US").df
+    assert list(p.index) == list(table.index)
+    assert (p["value"].to_numpy() == table["value"].astype(float).to_numpy()).all()
+    assert p["source"].notna().all() and p["evidence"].notna().all()
+    assert {"dsa_low", "dsa_high", "dist", "unit", "price_year"} <= set(p.columns)
+    # the DSA range is the row's low/high, else the distribution's 2.5th-97.5th percentiles
+    assert p.loc["hr_igrt_severe", ["dsa_low", "dsa_high"]].tolist() == [0.2, 1.0]
+    code, text, _ = run(capsys, "params", "--country", "GB")
+    assert code == 0 and "United Kingdom (GB)" in text and "c_ivig_per_g" in text
