@@ -12,7 +12,9 @@ options; 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -34,6 +36,7 @@ from cea.parameters.table import (
 )
 from cea.pipeline import dsa, psa, regional
 from cea.pipeline.base import resolve_country, run_base_case
+from cea.pipeline.decision import decide
 from cea.report import base as report_base
 from cea.report import dsa as report_dsa
 from cea.report import params as report_params
@@ -43,6 +46,8 @@ from cea.report.workbook import verification_summary, write_report
 from cea.verify import CHECK_PSA_DRAWS, check_table, format_checks
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: Grid points per parameter of a two-way DSA.
+GRID_DEFAULT = 11
 #: Where a bare --scenario name is looked for when --inputs is a workbook.
 DEFAULT_SCENARIOS = Path("inputs") / "scenarios"
 
@@ -138,7 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="two parameters, e.g. hr_igrt_severe,c_ivig_per_g",
     )
-    p.add_argument("--grid", type=int, default=11, help="grid points per parameter for --two-way")
+    p.add_argument(
+        "--grid", type=int, default=GRID_DEFAULT, help="grid points per parameter for --two-way"
+    )
     p.add_argument(
         "--report",
         choices=("xlsx",),
@@ -239,7 +246,48 @@ def _scenario(args, one_country: bool = True) -> Scenario:
 
 
 def _out(args, default_name: str) -> Path:
-    return Path(args.out) if args.out else DEFAULT_OUTPUTS / default_name
+    """``--out``, else ``outputs/<the command's name for the run><suffix>`` (see
+    :func:`name_suffix`)."""
+    return Path(args.out) if args.out else DEFAULT_OUTPUTS / f"{default_name}{name_suffix(args)}"
+
+
+#: Longest readable suffix of a default output folder name; a longer one is replaced by a hash.
+MAX_SUFFIX = 48
+
+
+def name_suffix(args) -> str:
+    """What makes a run differ from another of the same command, country and scenario, for its
+    default folder name: ``--inputs`` (its name), ``--strategies``, ``--set``/``--wtp``, the
+    scenario of a PSA, ``--seed``, ``--countries`` of ``compare``, ``--grid`` of a two-way DSA,
+    a threshold's ``--low``/``--high``, and ``--report``. Empty for the defaults; a suffix longer
+    than :data:`MAX_SUFFIX` characters becomes a 10-character hash of it."""
+    parts: list[str] = []
+    if getattr(args, "inputs", "inputs") != "inputs":
+        parts.append(f"inputs-{Path(args.inputs).stem}")
+    if getattr(args, "strategies", None):
+        parts.append("-".join(_strategies(args)))
+    if args.command == "psa" and args.scenario:
+        parts.append(Path(args.scenario).stem)
+    sets = [*getattr(args, "set", [])]
+    if getattr(args, "wtp", None) is not None:
+        sets.append(f"wtp={args.wtp:g}")
+    if sets:
+        parts.append("set-" + "-".join(s.replace("=", "-") for s in sets))
+    if getattr(args, "seed", None) is not None:
+        parts.append(f"seed{args.seed}")
+    countries = getattr(args, "countries", None)
+    if args.command == "compare" and countries and countries.strip().lower() != "all":
+        parts.append("-".join(c.strip().upper() for c in countries.split(",") if c.strip()))
+    if getattr(args, "two_way", None) and args.grid != GRID_DEFAULT:
+        parts.append(f"grid{args.grid}")
+    if getattr(args, "low", None) is not None or getattr(args, "high", None) is not None:
+        parts.append(f"range-{args.low}-{args.high}")
+    if getattr(args, "report", None):
+        parts.append("report")
+    suffix = "".join("_" + re.sub(r"[^A-Za-z0-9_.+-]", "-", p) for p in parts)
+    if len(suffix) > MAX_SUFFIX:
+        suffix = "_" + hashlib.sha256(suffix.encode()).hexdigest()[:10]
+    return suffix
 
 
 def _command(args) -> str:
@@ -268,7 +316,7 @@ def cli_run(args) -> int:
             )
             write_report(base, tmp / "report.xlsx", _command(args), verification=table,
                          verification_note=note)  # fmt: skip
-    print(report_base.summary_text(base))
+    print(report_base.summary_text(base, decide(base)))
     if table is not None:
         print(verification_summary(table))
     print(f"\nwritten: {out}/")

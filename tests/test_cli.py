@@ -144,7 +144,9 @@ def test_run_exits_0_and_prints_a_summary(runs):
     table = proc.stdout.split("status", 1)[1]
     for s in ("none", "preemptive_ivig", "preemptive_scig", "primary_ivig", "primary_scig"):
         assert re.search(rf"^{s}\s+[\d,]+\s+\d\.\d{{4}}", table, re.M), s
-    assert "comparisons:" in proc.stdout and f"written: {runs['gb'][1]}/" in proc.stdout
+    assert "comparisons (discounted; INMB at GBP 20,000 per QALY):" in proc.stdout
+    assert f"written: {runs['gb'][1]}/" in proc.stdout
+    assert "the cost-effective strategy is No IgRT (none)" in proc.stdout
     assert proc.stderr == ""
 
 

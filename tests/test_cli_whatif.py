@@ -153,3 +153,58 @@ def test_params_lists_every_parameter_with_its_source(capsys, inputs):
     assert p.loc["hr_igrt_severe", ["dsa_low", "dsa_high"]].tolist() == [0.2, 1.0]
     code, text, _ = run(capsys, "params", "--country", "GB")
     assert code == 0 and "United Kingdom (GB)" in text and "c_ivig_per_g" in text
+
+
+# --------------------------------------------------------------------------- output folder names
+
+
+def readme_commands() -> list[list[str]]:
+    """The `cea ...` example commands of the README's command table, as argument lists."""
+    import re
+    import shlex
+
+    text = (REPO / "README.md").read_text()
+    found = []
+    for cell in re.findall(r"^\| `(cea [^`]*)`", text, flags=re.M):
+        args = shlex.split(cell)[1:]
+        if args and args[0] in ("run", "compare", "dsa", "scenarios", "threshold", "psa"):
+            found.append(args)
+    return found
+
+
+def test_readme_example_commands_get_distinct_default_folders():
+    # each command's default name is built from the options below (country, scenario, ...)
+    # plus name_suffix: two README examples of one command never share a folder
+    from cea.cli import build_parser, name_suffix
+
+    commands = [c for c in readme_commands() if "--out" not in c]
+    assert len(commands) >= 12
+    keys = {}
+    for argv in commands:
+        args = build_parser().parse_args(argv)
+        named = ("country", "countries", "scenario", "comparison", "two_way", "parameter", "draws")
+        key = (args.command, *(str(getattr(args, k, None)) for k in named), name_suffix(args))
+        assert key not in keys, f"{argv} and {keys[key]} write to the same folder"
+        keys[key] = argv
+
+
+def test_runs_that_differ_never_collide_and_say_where_they_wrote(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "inputs").symlink_to(REPO / "inputs")
+    written = []
+    for argv in (
+        ["run"],
+        ["run", "--strategies", "none,primary_ivig"],
+        ["run", "--report", "xlsx"],
+        ["run", "--set", "c_ivig_per_g=20"],
+        ["run", "--set", "c_ivig_per_g=25"],
+        ["psa", "--draws", "20", "--seed", "3"],
+        ["psa", "--draws", "20", "--seed", "4"],
+    ):
+        code, out, err = run(capsys, *argv)
+        assert code == 0, err
+        written.append(out.strip().splitlines()[-1].split("written: ")[-1])
+    assert len(set(written)) == len(written)
+    # the two-strategy run did not replace the full base case
+    full = pd.read_csv(tmp_path / "outputs" / "base_GB" / "results.csv")
+    assert len(full) == 5 and (tmp_path / "outputs" / "base_GB_none-primary_ivig").is_dir()

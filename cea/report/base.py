@@ -10,6 +10,7 @@ import pandas as pd
 from cea import __version__
 from cea.io.provenance import dumps, run_json
 from cea.pipeline.base import BaseCase, describe
+from cea.pipeline.decision import Decision
 from cea.report.files import write_csv
 
 
@@ -34,8 +35,79 @@ def write_run_json(folder: Path, base: BaseCase, command: str, seed=None, **extr
     return meta
 
 
-def summary_text(base: BaseCase) -> str:
-    """A readable summary of the base case for the terminal."""
+#: An incremental QALY below this (about 9 hours in full health) makes an ICER meaningless to
+#: read: the summary flags it and points to the INMB (a presentation rule, not a model input).
+NEGLIGIBLE_QALY = 1e-3
+#: What the status column of the incremental analysis means.
+STATUS_LEGEND = (
+    "status: ND not dominated (on the cost-effectiveness frontier; ICER against the previous "
+    "ND strategy), D dominated (another strategy costs less and gives more QALYs), ED "
+    "extendedly dominated (a mix of two other strategies does better)"
+)
+
+
+def decision_text(base: BaseCase, decision: Decision) -> str:
+    """The decision at the country's WTP in words, and what it would take for each other IgRT
+    strategy (:mod:`cea.pipeline.decision`), with thresholds outside the plausible range said
+    so."""
+    cur = decision.currency
+    labels = base.results.set_index("strategy")["label"].to_dict()
+    name = lambda s: f"{labels[s]} ({s})" if labels.get(s, s) != s else s  # noqa: E731
+    lines = [
+        f"At {cur} {decision.wtp:,.0f} per QALY the cost-effective strategy is "
+        f"{name(decision.optimal)}: it has the highest net monetary benefit (costs and QALYs "
+        "discounted)."
+    ]
+    for t in decision.takes:
+        lines.append(
+            f"  {t.strategy} against {t.against} (INMB {cur} {t.inmb:,.0f}) would break even at:"
+        )
+        route = "SCIG" if t.ig_price_parameter == "c_scig_per_g" else "IVIG"
+        if t.max_ig_price is None:
+            lines.append(f"    - any {route} price: its Ig cost is no higher than {t.against}'s")
+        elif t.max_ig_price < 0:
+            lines.append(
+                f"    - no {route} price: even free Ig leaves it short (break-even price "
+                f"{cur} {t.max_ig_price:,.2f} per g, now {t.ig_price:,.2f})"
+            )
+        else:
+            lines.append(
+                f"    - an {route} price of at most {cur} {t.max_ig_price:,.2f} per g (now "
+                f"{t.ig_price:,.2f}; {cur} of {decision.price_year})"
+            )
+        if t.max_bsab_share is None:
+            lines.append("    - no bispecific price: it adds no time on the bispecific")
+        elif t.max_bsab_share < 0:
+            lines.append(
+                "    - no bispecific discount: even a free bispecific leaves it short (its "
+                "other costs exceed the value of the QALYs it adds)"
+            )
+        elif t.max_bsab_share >= 1:
+            lines.append("    - the bispecific's list price already (INMB >= 0)")
+        else:
+            lines.append(
+                f"    - a bispecific price of at most {t.max_bsab_share:.0%} of list (a "
+                f"confidential discount of {1 - t.max_bsab_share:.0%} or more)"
+            )
+        if t.hr_threshold is not None:
+            flag = (
+                ": above 1, IgRT would have to raise infections (fewer months alive on the "
+                "bispecific would save more than the QALYs are worth)"
+                if t.hr_threshold > 1
+                else ""
+            )
+            lines.append(
+                f"    - a severe-infection hazard ratio ({t.hr_parameter}) of {t.hr_threshold:.3g} "
+                f"(now {t.hr:.3g}){flag}"
+            )
+        for note in t.notes:
+            lines.append(f"    - {note}")
+    return "\n".join(lines)
+
+
+def summary_text(base: BaseCase, decision: Decision | None = None) -> str:
+    """A readable summary of the base case for the terminal (with the decision in words when
+    given)."""
     c = base.country
     lines = [
         f"cea {__version__} | {c.name} ({c.code}) | scenario: {base.ptable.scenario.name} | "
@@ -47,7 +119,15 @@ def summary_text(base: BaseCase) -> str:
     ]
     inc = base.incremental.set_index("strategy")
     res = base.results.set_index("strategy")
-    header = f"{'strategy':<24}{'cost':>14}{'QALY':>9}{'LY':>8}{'severe inf':>11}{'Ig g':>8}{'ICER':>14}  status"
+    cur = c.currency
+    lines.append(
+        f"cost ({cur}), QALY and LY discounted; severe infections and Ig grams undiscounted "
+        "(as they happen), per patient"
+    )
+    header = (
+        f"{'strategy':<24}{f'cost {cur}':>14}{'QALY':>9}{'LY':>8}{'severe inf':>11}{'Ig g':>8}"
+        f"{f'ICER {cur}/QALY':>18}  status"
+    )
     lines.append(header)
     lines.append("-" * len(header))
     for s in inc.index:
@@ -56,14 +136,23 @@ def summary_text(base: BaseCase) -> str:
         icer_s = f"{icer:,.0f}" if pd.notna(icer) else ""
         lines.append(
             f"{s:<24}{r['cost']:>14,.0f}{r['qaly']:>9.4f}{r['ly']:>8.4f}"
-            f"{r['severe_infections_undiscounted']:>11.3f}{r['ig_grams_undiscounted']:>8.0f}{icer_s:>14}  {inc.loc[s, 'status']}"
+            f"{r['severe_infections_undiscounted']:>11.3f}{r['ig_grams_undiscounted']:>8.0f}"
+            f"{icer_s:>18}  {inc.loc[s, 'status']}"
         )
+    lines.append(STATUS_LEGEND)
     if not base.comparisons.empty:
         lines.append("")
-        lines.append("comparisons:")
+        lines.append(f"comparisons (discounted; INMB at {cur} {c.wtp_per_qaly:,.0f} per QALY):")
         for _, r in base.comparisons.iterrows():
+            text = str(r["interpretation"]).replace(" per QALY", f" {cur} per QALY")
+            if abs(r["inc_effect"]) < NEGLIGIBLE_QALY and pd.notna(r["icer"]):
+                text += (
+                    f" (dQALY below {NEGLIGIBLE_QALY:g}: the ICER is not meaningful, read the INMB)"
+                )
             lines.append(
-                f"  {r['comparison']:<36} dC {r['inc_cost']:>12,.0f}  dQALY {r['inc_effect']:>8.4f}  {r['interpretation']}"
-                f"  INMB {r['inmb']:,.0f}"
+                f"  {r['comparison']:<36} dC {cur} {r['inc_cost']:>10,.0f}  dQALY "
+                f"{r['inc_effect']:>8.4f}  {text}  INMB {cur} {r['inmb']:,.0f}"
             )
+    if decision is not None:
+        lines += ["", decision_text(base, decision)]
     return "\n".join(lines)

@@ -108,6 +108,8 @@ def summary_text(c: CountryPsa) -> str:
         f"PSA {country.name} ({country.code}) | {h['n_draws']:,} draws | {cur} {country.price_year} | "
         f"WTP {cur} {h['wtp']:,.0f} per QALY",
         "",
+        f"discounted cost ({cur}) and QALYs; P(CE): probability cost-effective at the WTP; "
+        "PSA-det: PSA mean against the deterministic result",
         f"{'strategy':<18}{'mean cost':>12}{'95% interval':>24}{'QALY':>8}{'95% interval':>16}"
         f"{'P(CE)':>7}{'cost PSA-det':>14}{'QALY PSA-det':>14}",
     ]
@@ -133,7 +135,10 @@ def summary_text(c: CountryPsa) -> str:
     pop = h["population_eligible_annual"]
     lines += [
         "",
-        f"optimal at WTP: {h['optimal_strategy']}",
+        f"At {cur} {h['wtp']:,.0f} per QALY the cost-effective strategy is "
+        f"{h['optimal_strategy']} (highest mean net monetary benefit over the draws; costs and "
+        f"QALYs discounted), cost-effective in "
+        f"{h['p_cost_effective'][h['optimal_strategy']]:.0%} of the draws.",
         f"EVPI per patient: {cur} {_money(h['evpi_per_patient'])}; population ({_money(pop) if pop else 'n/a'} a year, "
         f"{h['decision_horizon_years']:g} years at {h['population_discount_rate']:.1%}): {cur} {_money(h['evpi_population'])}",
         "EVPPI per patient by parameter group (regression; R^2 min, terms/draws):",
