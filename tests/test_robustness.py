@@ -812,7 +812,7 @@ def test_ctrl_c_after_the_folder_is_in_place_says_so(tmp_path, monkeypatch, caps
     import cea.report.base as report_base
     from cea.cli import main
 
-    def interrupt(base):
+    def interrupt(*_):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(report_base, "summary_text", interrupt)
