@@ -49,6 +49,7 @@ from cea.parameters import distributions as dist
 from cea.parameters.table import ParameterTable, build_parameter_table
 from cea.pipeline import dsa, psa
 from cea.pipeline.base import comparisons_from_settings, run_base_case
+from cea.pipeline.validation import face_validity
 
 #: Identities that hold in exact arithmetic: largest relative difference allowed, relative to
 #: max(|a|, |b|, 1) (docs/conventions.md: exact arithmetic 1e-12).
@@ -83,6 +84,11 @@ ORDER_CHECK_SEED = 20190601
 COPY_SUFFIX = "__copy"
 
 CHECK_COLUMNS = ["check", "passed", "detail", "tolerance"]
+#: Start of the detail of a face-validity row whose model value lies outside the published
+#: band: printed WARN, counted as passed (docs/verification.md, face validity).
+WARN = "WARN"
+#: Prefix of the face-validity rows (one per row of inputs/validation_targets.csv).
+VALIDATION_PREFIX = "validation_"
 
 
 class CheckResult(NamedTuple):
@@ -851,18 +857,57 @@ def run_checks(
     return df
 
 
+def validation_checks(base) -> list[CheckResult]:
+    """One row per published figure of ``inputs/validation_targets.csv``
+    (:func:`cea.pipeline.validation.face_validity`): passed when the model's value is computed
+    and finite; a value outside the published band is reported with a detail starting
+    :data:`WARN` (face validity against observational data is not a pass/fail test)."""
+    try:
+        table = face_validity(base)
+    except Exception as exc:  # noqa: BLE001 (reported as a failed check)
+        return [CheckResult("validation", False, f"error: {type(exc).__name__}: {exc}", "")]
+    out = []
+    for r in table.itertuples(index=False):
+        status = "inside band" if r.inside_band else f"{WARN}: outside band"
+        out.append(
+            CheckResult(
+                f"{VALIDATION_PREFIX}{r.id}",
+                math.isfinite(r.model_value),
+                f"{status}: model {r.model_value:.4g} ({r.model_conditions}) vs published "
+                f"{r.published_value:g}, band {r.low:g} to {r.high:g}; {r.source} [{r.evidence}]",
+                f"band: {r.tolerance_rule}; outside the band is {WARN}, not a failure",
+            )
+        )
+    return out
+
+
+def _verdict(passed, detail) -> str:
+    if not passed:
+        return "FAIL"
+    return WARN if str(detail).startswith(WARN) else "PASS"
+
+
 def format_checks(table: pd.DataFrame) -> str:
-    """The check table as terminal lines: PASS/FAIL, name, detail and tolerance."""
+    """The check table as terminal lines: PASS/FAIL (WARN for a face-validity value outside
+    its band), name, detail and tolerance."""
     lines = []
     for r in table.itertuples(index=False):
         lines.append(
-            f"{'PASS' if r.passed else 'FAIL'}  {r.check}: {r.detail} [tolerance: {r.tolerance}]"
+            f"{_verdict(r.passed, r.detail)}  {r.check}: {r.detail} [tolerance: {r.tolerance}]"
         )
     n_ok = int(table["passed"].sum())
+    n_warn = sum(
+        _verdict(p, d) == WARN for p, d in zip(table["passed"], table["detail"], strict=True)
+    )
     lines.append("")
     lines.append(
         f"{n_ok} of {len(table)} checks passed"
         + ("" if n_ok == len(table) else f", {len(table) - n_ok} failed")
+        + (
+            f"; {n_warn} face-validity values outside their band ({WARN}, not failures)"
+            if n_warn
+            else ""
+        )
     )
     return "\n".join(lines)
 
@@ -915,15 +960,18 @@ def check_table(
 ) -> pd.DataFrame:
     """The check table for the report: :func:`run_checks` on ``base`` with the PSA/DSA tables
     ``tables`` (keyword arguments of run_checks). Without ``tables``, the table ``cea check``
-    prints: the tables of :func:`analysis_tables` (a short PSA and the one-way DSA), and a
-    failed row for an analysis that raised."""
+    prints: the tables of :func:`analysis_tables` (a short PSA and the one-way DSA), a
+    failed row for an analysis that raised, and the face-validity rows of
+    :func:`validation_checks` (when the inputs have ``validation_targets.csv``)."""
     if tables is not None:
         return run_checks(base, **tables)
     tables, failed = analysis_tables(base, psa_backend=psa_backend)
     table = run_checks(base, **tables)
-    if failed:
+    extra = [*failed, *validation_checks(base)]
+    if extra:
         table = pd.concat(
-            [table, pd.DataFrame([tuple(r) for r in failed], columns=CHECK_COLUMNS)],
+            [table, pd.DataFrame([tuple(r) for r in extra], columns=CHECK_COLUMNS)],
             ignore_index=True,
         )
+        table["passed"] = table["passed"].astype(bool)
     return table

@@ -400,10 +400,12 @@ def test_run_report_has_the_verification_sheet_of_cea_check(report_runs):
     """cea run --report xlsx: the base case workbook and the table cea check prints (base-case
     checks, PSA table checks on a short PSA, the tornado check on the one-way DSA)."""
     proc, wb, verification = report_of(report_runs, "run")
+    targets = pd.read_csv(REPO / "inputs" / "validation_targets.csv")["id"]
     assert_verification(
         proc,
         verification,
-        {"psa_sample_means", "ceac_sums_to_one", "evpi_nonnegative", "tornado_base_inside"},
+        {"psa_sample_means", "ceac_sums_to_one", "evpi_nonnegative", "tornado_base_inside"}
+        | {f"validation_{t}" for t in targets},
     )
     assert {"results", "checks", "trace_none", "trace_primary_ivig"} <= set(wb.sheetnames)
     assert wb["results"]["C5"].value.startswith("=")  # live formulas

@@ -409,7 +409,14 @@ def test_cli_check_passes_on_gb():
         assert any(line.startswith(f"PASS  {name}: ") for line in lines), name
     for name in ("psa_sample_means", "ceac_sums_to_one", "evpi_nonnegative", "tornado_base_inside"):
         assert any(line.startswith(f"PASS  {name}: ") for line in lines), name
-    n = len(checks.BASE_CHECKS) + 4
+    # one face-validity line per published target, PASS or WARN (outside its band)
+    targets = pd.read_csv(INPUTS / "validation_targets.csv")["id"]
+    for name in targets:
+        assert any(
+            line.startswith((f"PASS  validation_{name}: ", f"WARN  validation_{name}: "))
+            for line in lines
+        ), name
+    n = len(checks.BASE_CHECKS) + 4 + len(targets)
     assert f"{n} of {n} checks passed" in out.stdout
     assert "Traceback" not in out.stderr
 
@@ -423,6 +430,7 @@ def test_cli_check_exits_1_on_a_failed_check():
         "original = checks.run_checks\n"
         "checks.run_checks = lambda base, **kw: original(base, checks=(checks.check_zero_discounting, check_planted))\n"
         "checks.analysis_tables = lambda base, **kw: ({}, [])\n"
+        "checks.validation_checks = lambda base: []\n"
         "from cea.cli import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )

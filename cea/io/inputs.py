@@ -176,6 +176,33 @@ CORRELATION_COLUMNS = (
     Col("evidence", blank=True, required=False),
 )
 
+#: Face-validity measures of ``validation_targets.csv`` (computed by
+#: :mod:`cea.pipeline.validation`): measure -> (needs a comparator, needs months).
+VALIDATION_MEASURES: dict[str, tuple[bool, bool]] = {
+    "severe_infection_incidence": (False, True),
+    "infection_death_share": (False, True),
+    "infection_death_share_trial_mix": (True, True),
+    "death_risk_ratio": (True, True),
+    "igrt_cost_ratio_per_year": (True, False),
+    "related_cost_ratio": (True, False),
+}
+
+VALIDATION_TARGET_COLUMNS = (
+    Col("id"),
+    Col("measure", choices=tuple(VALIDATION_MEASURES)),
+    Col("strategy"),
+    Col("comparator", blank=True),
+    Col("months", "float", blank=True, lo=0),
+    Col("published_value", "float", lo=0),
+    Col("low", "float", lo=0),
+    Col("high", "float", lo=0),
+    Col("tolerance_rule"),
+    Col("conditions"),
+    Col("source"),
+    Col("evidence", choices=EVIDENCE_TAGS),
+    Col("note", blank=True, required=False),
+)
+
 
 # --------------------------------------------------------------------------- raw reading
 
@@ -460,6 +487,9 @@ class Inputs:
     correlations: Table | None
     settings: dict
     hashes: dict[str, str] = field(default_factory=dict)
+    #: ``validation_targets.csv`` (optional): published figures for the face-validity rows of
+    #: ``cea check`` (:mod:`cea.pipeline.validation`); None when the file is absent
+    validation_targets: Table | None = None
 
     def country_codes(self) -> list[str]:
         return list(self.countries.df["country"])
@@ -565,6 +595,7 @@ TABLES = {
     "macro": ("macro.csv", MACRO_COLUMNS, ("country_iso2", "year"), False),
     "cpi": ("cpi.csv", CPI_COLUMNS, ("country_iso2", "year"), False),
     "correlations": ("correlations.csv", CORRELATION_COLUMNS, ("parameter_a", "parameter_b"), True),
+    "validation_targets": ("validation_targets.csv", VALIDATION_TARGET_COLUMNS, ("id",), True),
 }
 PRICE_KEY = ("item",)
 
@@ -609,10 +640,13 @@ def assemble_inputs(
                         row=int(r["_row"]),
                         column=c,
                     )
+    targets = get("validation_targets")
+    if targets is not None:
+        _check_validation_targets(targets, set(strategies.df["strategy"]))
     settings, settings_hash, settings_name = read_settings()
     check_settings(settings, settings_name)
     tables = [parameters, strategies, countries, *prices.values(), life_tables, macro, cpi]
-    tables += [t for t in (overrides, correlations) if t is not None]
+    tables += [t for t in (overrides, correlations, targets) if t is not None]
     hashes = {str(t.path): t.sha256 for t in tables}
     hashes[settings_name] = settings_hash
     return Inputs(
@@ -628,6 +662,7 @@ def assemble_inputs(
         correlations=correlations,
         settings=settings,
         hashes=hashes,
+        validation_targets=targets,
     )
 
 
@@ -828,6 +863,31 @@ def _check_price_items(prices: dict[str, Table]) -> None:
             raise table.error(
                 f"country {code} has no row for price item '{missing[0]}'{more}; every country must price "
                 f"the same items ({len(have)} of {len(prices)} price it: {', '.join(have)})"
+            )
+
+
+def _check_validation_targets(table: Table, strategies: set[str]) -> None:
+    """validation_targets.csv: known strategies; a comparator and months where the measure
+    needs them (:data:`VALIDATION_MEASURES`); low <= published_value <= high."""
+    for _, r in table.df.iterrows():
+        row = int(r["_row"])
+        needs_comparator, needs_months = VALIDATION_MEASURES[r["measure"]]
+        for c in ("strategy", "comparator"):
+            if r[c] and r[c] not in strategies:
+                raise table.error(f"unknown strategy '{r[c]}' (not in strategies.csv)", row, c)
+        if needs_comparator and not r["comparator"]:
+            raise table.error(f"measure '{r['measure']}' needs a comparator", row, "comparator")
+        if needs_months and (r["months"] is None or not r["months"] > 0):
+            raise table.error(f"measure '{r['measure']}' needs months > 0", row, "months")
+        if not r["low"] <= r["published_value"]:
+            raise table.error(
+                f"low {r['low']:g} is above published_value {r['published_value']:g}", row, "low"
+            )
+        if not r["published_value"] <= r["high"]:
+            raise table.error(
+                f"high {r['high']:g} is below published_value {r['published_value']:g}",
+                row,
+                "high",
             )
 
 
