@@ -826,13 +826,17 @@ def test_ctrl_c_after_the_folder_is_in_place_says_so(tmp_path, monkeypatch, caps
 
 @pytest.mark.parametrize("force", [False, True])
 def test_ctrl_c_during_the_move_into_place_is_held_until_the_output_is_recorded(
-    tmp_path, monkeypatch, force
+    tmp_path, monkeypatch, force, request
 ):
     """Ctrl-C arriving while the folder is moved into place (and, with --force, while the old
     one is moved aside) is delivered only once the move is complete and recorded: no
     temporary or old folder is left, and the CLI names the complete folder."""
     import cea.io.output as output
 
+    # Python's own Ctrl-C handler, whatever this process inherited (a job started in the
+    # background of a shell ignores SIGINT, and then nothing is raised, rightly)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
     target = tmp_path / "out"
     if force:
         with output.OutputDir(target) as tmp:
