@@ -64,7 +64,10 @@ def decision_text(base: BaseCase, decision: Decision) -> str:
         )
         route = "SCIG" if t.ig_price_parameter == "c_scig_per_g" else "IVIG"
         if t.max_ig_price is None:
-            lines.append(f"    - any {route} price: its Ig cost is no higher than {t.against}'s")
+            lines.append(
+                f"    - no {route} price: its Ig cost is no higher than {t.against}'s, so the "
+                "price cannot close the gap"
+            )
         elif t.max_ig_price < 0:
             lines.append(
                 f"    - no {route} price: even free Ig leaves it short (break-even price "
