@@ -148,6 +148,23 @@ def run_base_case(
     return build_base_case(inputs, country, scenario, strategies, backend=backend)
 
 
+def model_settings(spec: ModelSpec) -> dict:
+    """The model settings every run.json records: cycle, horizon, correction, bsAb drug and
+    the optional cost categories."""
+    return {
+        "cycle_days": spec.cycle_days,
+        "n_cycles": spec.n_cycles,
+        "horizon_years": spec.n_cycles * spec.dt,
+        "within_cycle_correction": spec.correction
+        if isinstance(spec.correction, str)
+        else list(spec.correction),
+        "bsab_drug": spec.bsab_drug,
+        "include_bsab_costs": spec.include_bsab_costs,
+        "include_subsequent_therapy": spec.include_subsequent_therapy,
+        "include_end_of_life": spec.include_end_of_life,
+    }
+
+
 def describe(base: BaseCase, seed: int | None = None) -> dict:
     """The base case's sections of ``run.json``: seed, country, scenario, every convention,
     the calibration result and the strategies (:func:`cea.io.provenance.run_json` adds the
@@ -178,14 +195,9 @@ def describe(base: BaseCase, seed: int | None = None) -> dict:
         },
         "conventions": {
             "perspective": "health-care payer",
-            "cycle_days": spec.cycle_days,
+            **model_settings(spec),
             "days_per_year": spec.days_per_year,
             "cycle_length_years": spec.dt,
-            "n_cycles": spec.n_cycles,
-            "horizon_years": spec.n_cycles * spec.dt,
-            "within_cycle_correction": spec.correction
-            if isinstance(spec.correction, str)
-            else list(spec.correction),
             "discount_rate_costs": spec.discount_rate_costs,
             "discount_rate_effects": spec.discount_rate_effects,
             "discount_timing": f"trace row t discounted at (t + {spec.discount_offset_cycles:g}) cycles, step '{spec.discount_step}'",
@@ -193,10 +205,6 @@ def describe(base: BaseCase, seed: int | None = None) -> dict:
             "competing_risks": "cumulative hazards over a cycle turned into probabilities together: p_i = H_i/H (1 - exp(-H))",
             "subgroups": list(SUBGROUPS),
             "subgroup_weight": "p_igg_isotype",
-            "bsab_drug": spec.bsab_drug,
-            "include_bsab_costs": spec.include_bsab_costs,
-            "include_subsequent_therapy": spec.include_subsequent_therapy,
-            "include_end_of_life": spec.include_end_of_life,
             "calibrated_per_year": base.calibrated,
             "calibration": "r_severe_on_bsab: no-IgRT 12-month severe-infection incidence = p_severe_12m_no_igrt; "
             "r_myeloma_death_off_bsab: median OS of a cohort with p_trial_igrt_use on IgRT = t_target_median_os_months",

@@ -18,6 +18,7 @@ from cea.analysis.regional import (
 )
 from cea.io.provenance import dumps, run_json
 from cea.parameters.table import Scenario
+from cea.pipeline.base import model_settings
 from cea.pipeline.regional import RegionalResult
 from cea.report.files import write_csv
 from cea.report.plots import regional as plots
@@ -60,18 +61,7 @@ def provenance(res: RegionalResult, command: str, files: list[str]) -> dict:
         "countries": countries,
         "strategies": spec.strategy_names,
         "comparisons": [f"{a} vs {b}" for a, b in first.comparisons],
-        "model": {
-            "cycle_days": spec.cycle_days,
-            "n_cycles": spec.n_cycles,
-            "horizon_years": spec.n_cycles * spec.dt,
-            "within_cycle_correction": spec.correction
-            if isinstance(spec.correction, str)
-            else list(spec.correction),
-            "bsab_drug": spec.bsab_drug,
-            "include_bsab_costs": spec.include_bsab_costs,
-            "include_subsequent_therapy": spec.include_subsequent_therapy,
-            "include_end_of_life": spec.include_end_of_life,
-        },
+        "model": model_settings(spec),
         "conventions": CONVENTIONS,
         "warnings": res.warnings,
         "files": files,
