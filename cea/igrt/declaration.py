@@ -359,7 +359,7 @@ def _rewards(model: CohortModel, strategy: Strategy, v: Params, spec: ModelSpec)
     )
     cost_bsab = np.zeros((D, S))
     if spec.include_bsab_costs:
-        price = v[f"c_bsab_{spec.bsab_drug}_month"]
+        price = v[f"c_bsab_{spec.bsab_drug}_month"] * v["p_bsab_price_paid"]
         for st in ON_BSAB:
             cost_bsab[:, st] = price * spec.cycle_months
     cost_subsequent = np.zeros((D, S))

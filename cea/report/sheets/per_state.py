@@ -371,13 +371,14 @@ def _other_cost_rows(rows: _Rows, st: Strategy):
     n = rs.n
     bsab = {}
     if spec.include_bsab_costs:
-        bsab = {s: f"{n(f'c_bsab_{spec.bsab_drug}_month')}*cycle_months" for s in ("N", "L", "I")}
+        price = f"{n(f'c_bsab_{spec.bsab_drug}_month')}*{n('p_bsab_price_paid')}"
+        bsab = {s: f"{price}*cycle_months" for s in ("N", "L", "I")}
     rows.states(
         o,
         "cost_bsab",
         bsab,
         rs.country.currency,
-        f"bsAb ({spec.bsab_drug}) per month on bsAb",
+        f"bsAb ({spec.bsab_drug}) per month on bsAb x share of list price paid",
         fmt=rs.money,
     )
     sub = {}
