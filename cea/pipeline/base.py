@@ -47,6 +47,9 @@ class BaseCase:
     extra_files: dict[str, str] = field(default_factory=dict)
     #: the engine's backend the base case ran on (analyses of it use the same)
     backend: str = "numpy"
+    #: reward name -> (K, T + 1) per-patient contribution of each trace row, undiscounted
+    #: (:attr:`cea.igrt.model.ModelResult.per_cycle`), when asked for
+    per_cycle: dict | None = None
 
     @property
     def country(self):
@@ -101,18 +104,22 @@ def build_base_case(
     spec: ModelSpec | None = None,
     keep_trace: bool = True,
     backend: str = "numpy",
+    keep_per_cycle: bool = False,
 ) -> BaseCase:
     """The deterministic base case for one country: the one place it is assembled.
 
     ``ptable`` and ``spec`` may be given when the caller has built them already (the PSA);
-    ``keep_trace=False`` skips the trace table (scenarios and DSA designs do not write it).
+    ``keep_trace=False`` skips the trace table (scenarios and DSA designs do not write it);
+    ``keep_per_cycle=True`` keeps each trace row's contribution (the budget impact needs it).
     """
     scenario = as_scenario(scenario)
     if ptable is None:
         ptable = build_parameter_table(inputs, resolve_country(inputs, scenario, country), scenario)
     if spec is None:
         spec = apply_discount_settings(build_spec(ptable, inputs, strategies), ptable.settings)
-    res = run_model(ptable.base(), spec, keep_traces=keep_trace, backend=backend)
+    res = run_model(
+        ptable.base(), spec, keep_traces=keep_trace, backend=backend, keep_per_cycle=keep_per_cycle
+    )
     outcomes = validate_outcomes(res.outcomes, "the base case")
     wtp = ptable.country.wtp_per_qaly
     comps = comparisons_from_settings(ptable.settings, spec, set(inputs.strategies.df["strategy"]))
@@ -130,6 +137,7 @@ def build_base_case(
         trace=trace_table(res.traces, spec) if keep_trace else pd.DataFrame(),
         calibrated={k: float(v) for k, v in res.calibrated.iloc[0].items()},
         backend=backend,
+        per_cycle={k: v[:, 0] for k, v in res.per_cycle.items()} if keep_per_cycle else None,
     )
 
 
