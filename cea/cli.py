@@ -34,10 +34,11 @@ from cea.parameters.table import (
     scenario_path,
     with_command_line,
 )
-from cea.pipeline import dsa, psa, regional
+from cea.pipeline import budget, dsa, psa, regional
 from cea.pipeline.base import resolve_country, run_base_case
 from cea.pipeline.decision import decide
 from cea.report import base as report_base
+from cea.report import budget as report_budget
 from cea.report import dsa as report_dsa
 from cea.report import params as report_params
 from cea.report import psa as report_psa
@@ -210,6 +211,24 @@ def build_parser() -> argparse.ArgumentParser:
         "results do not depend on it",
     )
 
+    p = sub.add_parser(
+        "budget", help="budget impact of a new mix of strategies (ISPOR; inputs/budget_mix.csv)"
+    )
+    p.add_argument("--country", default=None)
+    p.add_argument("--countries", default=None, help="'all' or a comma-separated list")
+    p.add_argument(
+        "--years", type=int, default=None, help="1-5 (default: settings.toml [budget])"
+    )
+    p.add_argument(
+        "--report",
+        choices=("xlsx",),
+        default=None,
+        help="also write report.xlsx: the base case as live formulas with the budget sheet "
+        "(one --country only)",
+    )
+    _inputs(p)
+    _outputs(p)
+
     p = sub.add_parser("template", help="write every input table to one editable Excel workbook")
     p.add_argument("--out", required=True, help="workbook to write, e.g. my_inputs.xlsx")
     p.add_argument("--inputs", default="inputs")
@@ -266,7 +285,7 @@ def name_suffix(args) -> str:
         parts.append(f"inputs-{Path(args.inputs).stem}")
     if getattr(args, "strategies", None):
         parts.append("-".join(_strategies(args)))
-    if args.command == "psa" and args.scenario:
+    if args.command in ("psa", "budget") and args.scenario:
         parts.append(Path(args.scenario).stem)
     sets = [*getattr(args, "set", [])]
     if getattr(args, "wtp", None) is not None:
@@ -278,6 +297,8 @@ def name_suffix(args) -> str:
     countries = getattr(args, "countries", None)
     if args.command == "compare" and countries and countries.strip().lower() != "all":
         parts.append("-".join(c.strip().upper() for c in countries.split(",") if c.strip()))
+    if getattr(args, "years", None) is not None:
+        parts.append(f"years{args.years}")
     if getattr(args, "two_way", None) and args.grid != GRID_DEFAULT:
         parts.append(f"grid{args.grid}")
     if getattr(args, "low", None) is not None or getattr(args, "high", None) is not None:
@@ -455,6 +476,38 @@ def cli_psa(args) -> int:
     return EXIT_OK
 
 
+def cli_budget(args) -> int:
+    """``cea budget``: the budget impact of the new mix over the current one
+    (``budget_mix.csv``), per calendar year, for one country or several."""
+    if args.country and args.countries:
+        raise CeaError("give --country or --countries, not both")
+    if args.report and args.countries:
+        raise CeaError("--report xlsx is written for one country: use --country, not --countries")
+    inputs = load_inputs(args.inputs)
+    many = bool(args.countries)
+    scenario = _scenario(args, one_country=not many)
+    codes = (
+        regional.parse_countries(args.countries, inputs)
+        if many
+        else [resolve_country(inputs, scenario, args.country)]
+    )
+    every = many and args.countries.strip().lower() == "all"
+    budgets = [budget.budget_impact(inputs, code, scenario, args.years) for code in codes]
+    out = _out(args, report_budget.default_run_name(budgets, every))
+    with OutputDir(out, force=args.force) as tmp:
+        files = report_budget.write_outputs(budgets, tmp, _command(args))
+        if args.report == "xlsx":
+            b = budgets[0]
+            write_report(b.base, tmp / "report.xlsx", _command(args), budget=b)
+            files = sorted([*files, "report.xlsx"])
+    if len(budgets) == 1:
+        print(report_budget.summary_text(budgets[0]))
+    else:
+        print(report_budget.countries_summary(budgets))
+    print(f"\nwritten: {out}/ ({', '.join(files)})")
+    return EXIT_OK
+
+
 def cli_compare(args) -> int:
     """``cea compare``: the regional comparison in local currency, US$ and PPP dollars, with
     the threshold Ig price per gram."""
@@ -520,6 +573,7 @@ COMMANDS = {
     "scenarios": cli_scenarios,
     "threshold": cli_threshold,
     "psa": cli_psa,
+    "budget": cli_budget,
     "template": cli_template,
     "params": cli_params,
     "check": cli_check,

@@ -38,7 +38,10 @@ from cea.analysis.incremental import icer_table, pairwise
 from cea.analysis.outcomes import results_table
 from cea.igrt.calibration import CALIBRATED
 from cea.igrt.model import run_model
+from cea.io.load import load_inputs
+from cea.parameters.table import load_scenario
 from cea.pipeline.base import comparisons_from_settings, run_base_case
+from cea.pipeline.budget import budget_impact
 from cea.report.workbook import write_report
 
 pytestmark = [pytest.mark.excel, pytest.mark.slow]
@@ -207,9 +210,13 @@ def excel(tmp_path_factory):
     src = tmp / "src"
     src.mkdir()
     t0 = time.perf_counter()
-    base = run_base_case(INPUTS, "GB")
+    model_inputs = load_inputs(INPUTS)
+    base = run_base_case(model_inputs, "GB")
+    budget = budget_impact(model_inputs, "GB")
     base.ptable.df.loc["p_male", "source"] = INJECTED  # text that looks like a formula
-    report = write_report(base, src / "report.xlsx", command="pytest tests/test_excel_reference.py")
+    report = write_report(
+        base, src / "report.xlsx", command="pytest tests/test_excel_reference.py", budget=budget
+    )
     wb = openpyxl.load_workbook(report)
     prices, inputs = wb["prices"], wb["inputs"]
     price_row = _cell_of(prices, "c_ivig_per_g")
@@ -224,7 +231,9 @@ def excel(tmp_path_factory):
     print(f"\n[excel fixture] workbooks written and edited in {time.perf_counter() - t0:.1f} s")
     started = time.perf_counter()
     coverage = _coverage_base(tmp)
-    write_report(coverage, src / "coverage.xlsx", command="pytest coverage scenario")
+    coverage_budget = budget_impact(model_inputs, "JP", load_scenario(tmp / "coverage.toml"), years=3)
+    write_report(coverage, src / "coverage.xlsx", command="pytest coverage scenario",
+                 budget=coverage_budget)  # fmt: skip
     files = recalculate(
         [report, src / "changed_price.xlsx", src / "changed_utility.xlsx", src / "coverage.xlsx"],
         tmp / "out",
@@ -234,7 +243,9 @@ def excel(tmp_path_factory):
     books = {name: Book(path) for name, path in files.items()}
     return {
         "base": base,
+        "budget": budget,
         "coverage": coverage,
+        "coverage_budget": coverage_budget,
         "books": books,
         "seconds": seconds,
         "changed_price": _engine_rerun(base, c_ivig_per_g=new_price),
@@ -370,6 +381,50 @@ def test_changed_input_moves_results_like_the_engine(excel, name):
         assert not np.allclose(results["qaly"], base.results["qaly"])
     # the checks sheet reports the distance from the engine's base case
     assert book["checks"]["D6"] > 0
+
+
+def _budget_blocks(ws) -> tuple[dict, dict]:
+    """The budget sheet's per-patient rows ((strategy, measure) -> values by year since start)
+    and budget rows ((mix, measure) -> values by calendar year), found by their labels."""
+    per_patient, budget, block = {}, {}, None
+    for r in range(1, ws.max_row + 1):
+        a, b = ws.cell(r, 1), ws.cell(r, 2)
+        if a in ("per patient", "budget", "year split"):
+            block = a
+            continue
+        if block is None or _blank(a) or _blank(b):
+            continue
+        values = [v for v in ws.row(r)[2:] if isinstance(v, int | float)]
+        if block == "per patient":
+            per_patient[(a, b)] = values
+        elif block == "budget":
+            budget[(a, b)] = values
+    return per_patient, budget
+
+
+@pytest.mark.parametrize("which", ["budget", "coverage_budget"])
+def test_budget_sheet_equals_engine(excel, which):
+    """Sheet budget, recalculated: every per-patient number by year since start and every
+    budget figure by calendar year (current mix, new mix, net; each cost category, the total,
+    Ig grams, chair hours, infections, deaths, life-years) equals cea.pipeline.budget to a
+    relative 1e-9, for GB (5 years, half-cycle) and for the coverage scenario (JP, 3 years,
+    Simpson weights, every cost category switched on)."""
+    b = excel[which]
+    book = excel["books"]["report.xlsx" if which == "budget" else "coverage.xlsx"]
+    per_patient, budget = _budget_blocks(book["budget"])
+    assert len(per_patient) == len(b.strategies) * len(b.per_patient)
+    for (name, m), values in per_patient.items():
+        expected = b.per_patient[m][b.strategies.index(name)]
+        np.testing.assert_allclose(values, expected, rtol=RTOL, atol=1e-9, err_msg=f"{name} {m}")
+    for mix in ("current", "new", "net"):
+        for m, expected in b.totals[mix].items():
+            got = budget[(mix, m)]
+            assert len(got) == b.years + 1  # the years and the total
+            np.testing.assert_allclose(got[:-1], expected, rtol=RTOL, atol=1e-6, err_msg=f"{mix} {m}")
+            np.testing.assert_allclose(got[-1], expected.sum(), rtol=RTOL, atol=1e-6)
+        usd = budget[(mix, "cost_usd")][:-1]
+        np.testing.assert_allclose(usd, b.totals[mix]["cost"] / b.country.fx_lcu_per_usd, rtol=RTOL)
+    assert np.any(budget[("net", "cost")][:-1])  # something to compare
 
 
 def test_every_strategy_and_setting_branch_equals_engine(excel):

@@ -30,6 +30,8 @@ workbook and see every trace, total and ICER move, without Python:
                     what ``cea check`` prints), PASS/FAIL with detail and tolerance
 ``dsa``/``psa_*``   optional tables and native charts (tornado, CEAC, CE plane)
 ``regional``        optional regional comparison table
+``budget``          optional budget impact (``cea budget``): live formulas over the trace
+                    sheets, the mix and population as editable inputs
 ==================  =====================================================================
 
 Every number the formulas use is a reference: to a defined name (a parameter such as
@@ -63,6 +65,7 @@ from openpyxl import Workbook
 from cea.io.workbook import save_workbook
 from cea.report.sheets.about import write_about
 from cea.report.sheets.analyses import write_dsa, write_psa, write_regional
+from cea.report.sheets.budget import write_budget
 from cea.report.sheets.cells import snake_sheet_name
 from cea.report.sheets.checks import pass_text, write_checks, write_verification
 from cea.report.sheets.cycles import write_cycles, write_life_table
@@ -93,7 +96,14 @@ MODEL_SHEETS = ["per_state", "cycles", "life_table"]
 
 
 def build_workbook(
-    base, command: str, dsa=None, psa=None, regional=None, verification=None, verification_note=""
+    base,
+    command: str,
+    dsa=None,
+    psa=None,
+    regional=None,
+    verification=None,
+    verification_note="",
+    budget=None,
 ) -> Workbook:
     """The report workbook of a base case (see :func:`write_report`), not yet saved.
 
@@ -123,6 +133,8 @@ def build_workbook(
         extra += write_psa(rs, psa)
     if regional is not None:
         extra += write_regional(rs, regional)
+    if budget is not None:
+        extra += write_budget(rs, budget)
     write_about(rs, extra)
     _sort_sheets(rs, extra)
     rs.wb.active = 0
@@ -144,6 +156,7 @@ def write_report(
     regional=None,
     verification: pd.DataFrame | None = None,
     verification_note: str = "",
+    budget=None,
 ) -> Path:
     """Write report.xlsx for a base case: inputs, live formula traces, results, checks.
 
@@ -167,6 +180,9 @@ def write_report(
         detail, tolerance``; what ``cea check`` prints): sheet ``verification``, one row per
         check with PASS/FAIL. ``verification_note``: a sentence added to the sheet's note
         (e.g. which PSA/DSA tables the table checks ran on).
+    budget : cea.pipeline.budget.Budget, optional
+        The budget impact of this base case (sheet ``budget``, live formulas over the trace
+        sheets).
 
     Returns
     -------
@@ -181,6 +197,7 @@ def write_report(
         regional=regional,
         verification=verification,
         verification_note=verification_note,
+        budget=budget,
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     save_workbook(wb, path)
