@@ -54,7 +54,6 @@ def write_budget(rs: ReportState, b) -> list[str]:
         raise CeaError(
             f"the budget mix names {', '.join(missing)}, not in this report's strategies"
         )
-    labels = {st.strategy: st.label for st in rs.strategies}
     yc = [get_column_letter(FIRST_YEAR_COL + y) for y in range(Y)]  # year columns
     total_col = FIRST_YEAR_COL + Y
     write_title(
