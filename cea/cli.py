@@ -216,9 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--country", default=None)
     p.add_argument("--countries", default=None, help="'all' or a comma-separated list")
-    p.add_argument(
-        "--years", type=int, default=None, help="1-5 (default: settings.toml [budget])"
-    )
+    p.add_argument("--years", type=int, default=None, help="1-5 (default: settings.toml [budget])")
     p.add_argument(
         "--report",
         choices=("xlsx",),

@@ -15,7 +15,7 @@ from cea.analysis.incremental import icer_table, pairwise
 from cea.analysis.outcomes import results_table, trace_table, validate_outcomes
 from cea.errors import CeaError
 from cea.igrt.model import run_model
-from cea.igrt.spec import SUBGROUPS, ModelSpec, apply_discount_settings, build_spec
+from cea.igrt.spec import COST_GROUPS, SUBGROUPS, ModelSpec, apply_discount_settings, build_spec
 from cea.io.inputs import Inputs
 from cea.io.load import load_inputs
 from cea.parameters.table import (
@@ -124,7 +124,9 @@ def build_base_case(
     wtp = ptable.country.wtp_per_qaly
     comps = comparisons_from_settings(ptable.settings, spec, set(inputs.strategies.df["strategy"]))
     comparisons = (
-        pairwise(outcomes, comps, wtp=wtp, extra=COMPARISON_EXTRA) if comps else pd.DataFrame()
+        with_cost_split(pairwise(outcomes, comps, wtp=wtp, extra=COMPARISON_EXTRA), outcomes)
+        if comps
+        else pd.DataFrame()
     )
     return BaseCase(
         inputs=inputs,
@@ -139,6 +141,20 @@ def build_base_case(
         backend=backend,
         per_cycle={k: v[:, 0] for k, v in res.per_cycle.items()} if keep_per_cycle else None,
     )
+
+
+def with_cost_split(comparisons: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame:
+    """The comparisons with their incremental cost split by :data:`COST_GROUPS` (discounted):
+    ``inc_cost_igrt``, ``inc_cost_infections``, ``inc_cost_added_survival``; they add up to
+    ``inc_cost``."""
+    by = outcomes.set_index("strategy")
+    out = comparisons.copy()
+    at = out.columns.get_loc("inc_cost") + 1
+    for k, (group, cats) in enumerate(COST_GROUPS.items()):
+        total = by[list(cats)].sum(axis=1)
+        value = total.loc[out["intervention"]].to_numpy() - total.loc[out["comparator"]].to_numpy()
+        out.insert(at + k, f"inc_cost_{group}", value)
+    return out
 
 
 def run_base_case(

@@ -66,7 +66,9 @@ def plot_budget(b, groups, path: Path) -> None:
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(years, [f"year {y}" for y in years])
     ax.set_ylabel(f"{c.currency} {c.price_year}{nunit}, undiscounted")
-    ax.yaxis.set_major_formatter(THOUSANDS if nscale == 1 else FuncFormatter(lambda x, _: f"{x:,.1f}"))
+    ax.yaxis.set_major_formatter(
+        THOUSANDS if nscale == 1 else FuncFormatter(lambda x, _: f"{x:,.1f}")
+    )
     ax.set_title("Net budget impact (new mix minus current) by category", fontsize=10)
     ax.legend(fontsize=8, loc="upper left", frameon=False)
     w = 0.38
@@ -75,7 +77,9 @@ def plot_budget(b, groups, path: Path) -> None:
     ax2.bar(years + w / 2, b.totals["new"]["cost"] / scale, w, color="#0072B2", label="new mix")
     ax2.set_xticks(years, [f"year {y}" for y in years])
     ax2.set_ylabel(f"{c.currency} {c.price_year}{unit}, undiscounted")
-    ax2.yaxis.set_major_formatter(THOUSANDS if scale == 1 else FuncFormatter(lambda x, _: f"{x:,.1f}"))
+    ax2.yaxis.set_major_formatter(
+        THOUSANDS if scale == 1 else FuncFormatter(lambda x, _: f"{x:,.1f}")
+    )
     ax2.set_title("Total budget of patients starting a bispecific", fontsize=10)
     ax2.legend(fontsize=8, loc="upper left", frameon=False)
     fig.suptitle(
@@ -101,7 +105,9 @@ def plot_budget_countries(table: pd.DataFrame, path: Path) -> None:
                     xytext=(4 if v >= 0 else -4, 0), ha="left" if v >= 0 else "right",
                     va="center", fontsize=8)  # fmt: skip
     ax.axvline(0, color="black", lw=0.8)
-    ax.xaxis.set_major_formatter(THOUSANDS if scale == 1 else FuncFormatter(lambda x, _: f"{x:,.1f}"))
+    ax.xaxis.set_major_formatter(
+        THOUSANDS if scale == 1 else FuncFormatter(lambda x, _: f"{x:,.1f}")
+    )
     years = int(last["year"].max())
     ax.set_xlabel(f"US${unit}, market exchange rates, undiscounted")
     ax.set_title(f"Net budget impact over {years} years (new mix minus current)", fontsize=10)

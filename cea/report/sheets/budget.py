@@ -176,7 +176,9 @@ def write_budget(rs: ReportState, b) -> list[str]:
             r += 1
             put(ws, r, 1, mix)
             put(ws, r, 2, m)
-            fmt = FMT_INT if m == "cost_usd" else (rs.money if m.startswith("cost") else FMT_GENERAL)
+            fmt = (
+                FMT_INT if m == "cost_usd" else (rs.money if m.startswith("cost") else FMT_GENERAL)
+            )
             for y in range(Y):
                 if m == "cost_usd":
                     f = f"{yc[y]}{budget_row[(mix, 'cost')]}/{cell['fx']}"
