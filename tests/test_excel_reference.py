@@ -42,6 +42,7 @@ from cea.io.load import load_inputs
 from cea.parameters.table import load_scenario
 from cea.pipeline.base import comparisons_from_settings, run_base_case
 from cea.pipeline.budget import budget_impact
+from cea.pipeline.decision import decide
 from cea.report.workbook import write_report
 
 pytestmark = [pytest.mark.excel, pytest.mark.slow]
@@ -214,8 +215,13 @@ def excel(tmp_path_factory):
     base = run_base_case(model_inputs, "GB")
     budget = budget_impact(model_inputs, "GB")
     base.ptable.df.loc["p_male", "source"] = INJECTED  # text that looks like a formula
+    decision = decide(base, hazard_ratio=False)
     report = write_report(
-        base, src / "report.xlsx", command="pytest tests/test_excel_reference.py", budget=budget
+        base,
+        src / "report.xlsx",
+        command="pytest tests/test_excel_reference.py",
+        budget=budget,
+        decision=decision,
     )
     wb = openpyxl.load_workbook(report)
     prices, inputs = wb["prices"], wb["inputs"]
@@ -243,6 +249,7 @@ def excel(tmp_path_factory):
     books = {name: Book(path) for name, path in files.items()}
     return {
         "base": base,
+        "decision": decision,
         "budget": budget,
         "coverage": coverage,
         "coverage_budget": coverage_budget,
@@ -381,6 +388,35 @@ def test_changed_input_moves_results_like_the_engine(excel, name):
         assert not np.allclose(results["qaly"], base.results["qaly"])
     # the checks sheet reports the distance from the engine's base case
     assert book["checks"]["D6"] > 0
+
+
+@pytest.mark.parametrize("name", ["report", "changed_price", "changed_utility", "coverage"])
+def test_summary_sheet_states_the_live_decision(excel, name):
+    """Sheet summary (first): the cost-effective strategy (C5, a live formula) is the label of
+    the strategy with the highest net monetary benefit in the engine's results for the same
+    inputs, also after an input was changed in the workbook; the key table's NMB column is
+    WTP x QALY - cost of the results."""
+    book = excel["books"][f"{name}.xlsx"]
+    ws = book["summary"]
+    if name in ("changed_price", "changed_utility"):
+        results = excel[name][0]
+        base = excel["base"]
+    else:
+        base = excel["base" if name == "report" else "coverage"]
+        results = base.results
+    wtp = base.country.wtp_per_qaly
+    nmb = wtp * results["qaly"] - results["cost"]
+    assert ws["C5"] == results.loc[nmb.idxmax(), "label"]
+    table = {ws.cell(r, 1): ws.cell(r, 6) for r in range(8, 8 + len(results))}
+    for _, row in results.iterrows():
+        assert table[row["strategy"]] == pytest.approx(wtp * row["qaly"] - row["cost"], rel=RTOL)
+    if name == "report":
+        text = [ws.cell(r, 1) for r in range(1, ws.max_row + 1)]
+        optimal = excel["decision"].optimal
+        label = results.set_index("strategy").loc[optimal, "label"]
+        assert f"At GBP 20,000 per QALY the cost-effective strategy is {label} ({optimal})" in " ".join(
+            str(t) for t in text
+        )
 
 
 def _budget_blocks(ws) -> tuple[dict, dict]:
