@@ -53,6 +53,7 @@ SOFFICE = shutil.which("soffice") or shutil.which("libreoffice")
 SOFFICE_TIMEOUT_S = 600
 PRICE_FACTOR = 0.5  # IVIG at half price: IVIG strategies move onto the frontier
 NEW_UTILITY = 0.8  # u_on_bsab from 0.72
+NEW_BSAB_SHARE = 0.6  # p_bsab_price_paid from 1: a 40% confidential discount
 INJECTED = '=HYPERLINK("http://example.invalid","x")+1'
 # LibreOffice profile: recalculate every formula when an .xlsx is loaded (never trust caches)
 RECALC_PROFILE = """<?xml version="1.0" encoding="UTF-8"?>
@@ -232,16 +233,29 @@ def excel(tmp_path_factory):
     wb.save(src / "changed_price.xlsx")
     prices.cell(price_row, 2).value = old_price
     util_row = _cell_of(inputs, "u_on_bsab")
+    old_utility = inputs.cell(util_row, 2).value
     inputs.cell(util_row, 2).value = NEW_UTILITY
     wb.save(src / "changed_utility.xlsx")
+    inputs.cell(util_row, 2).value = old_utility
+    share_row = _cell_of(inputs, "p_bsab_price_paid")
+    inputs.cell(share_row, 2).value = NEW_BSAB_SHARE
+    wb.save(src / "changed_bsab_share.xlsx")
     print(f"\n[excel fixture] workbooks written and edited in {time.perf_counter() - t0:.1f} s")
     started = time.perf_counter()
     coverage = _coverage_base(tmp)
-    coverage_budget = budget_impact(model_inputs, "JP", load_scenario(tmp / "coverage.toml"), years=3)
+    coverage_budget = budget_impact(
+        model_inputs, "JP", load_scenario(tmp / "coverage.toml"), years=3
+    )
     write_report(coverage, src / "coverage.xlsx", command="pytest coverage scenario",
                  budget=coverage_budget)  # fmt: skip
     files = recalculate(
-        [report, src / "changed_price.xlsx", src / "changed_utility.xlsx", src / "coverage.xlsx"],
+        [
+            report,
+            src / "changed_price.xlsx",
+            src / "changed_utility.xlsx",
+            src / "changed_bsab_share.xlsx",
+            src / "coverage.xlsx",
+        ],  # fmt: skip
         tmp / "out",
         tmp / "profile",
     )
@@ -257,6 +271,7 @@ def excel(tmp_path_factory):
         "seconds": seconds,
         "changed_price": _engine_rerun(base, c_ivig_per_g=new_price),
         "changed_utility": _engine_rerun(base, u_on_bsab=NEW_UTILITY),
+        "changed_bsab_share": _engine_rerun(base, p_bsab_price_paid=NEW_BSAB_SHARE),
     }
 
 
@@ -367,9 +382,10 @@ def test_base_incremental_and_comparisons(excel):
     _assert_comparisons(excel["books"]["report.xlsx"]["comparisons"], base.comparisons)
 
 
-@pytest.mark.parametrize("name", ["changed_price", "changed_utility"])
+@pytest.mark.parametrize("name", ["changed_price", "changed_utility", "changed_bsab_share"])
 def test_changed_input_moves_results_like_the_engine(excel, name):
-    """prices!B<c_ivig_per_g> x 0.5, or inputs!B<u_on_bsab> = 0.8, changed in the workbook:
+    """prices!B<c_ivig_per_g> x 0.5, inputs!B<u_on_bsab> = 0.8 or inputs!B<p_bsab_price_paid>
+    = 0.6 (the bispecific's share of list price paid), changed in the workbook:
     results, incremental ICERs and statuses, and comparisons equal the engine rerun with the
     same change."""
     results, incremental, comparisons = excel[name]
@@ -384,13 +400,18 @@ def test_changed_input_moves_results_like_the_engine(excel, name):
         assert list(incremental["status"]) != list(
             base.incremental["status"]
         )  # the frontier changed
+    elif name == "changed_bsab_share":  # the bispecific costs 40% less, nothing else moves
+        np.testing.assert_allclose(results["cost_bsab"], 0.6 * base.results["cost_bsab"])
+        np.testing.assert_allclose(results["qaly"], base.results["qaly"])
     else:
         assert not np.allclose(results["qaly"], base.results["qaly"])
     # the checks sheet reports the distance from the engine's base case
     assert book["checks"]["D6"] > 0
 
 
-@pytest.mark.parametrize("name", ["report", "changed_price", "changed_utility", "coverage"])
+@pytest.mark.parametrize(
+    "name", ["report", "changed_price", "changed_utility", "changed_bsab_share", "coverage"]
+)
 def test_summary_sheet_states_the_live_decision(excel, name):
     """Sheet summary (first): the cost-effective strategy (C5, a live formula) is the label of
     the strategy with the highest net monetary benefit in the engine's results for the same
@@ -398,7 +419,7 @@ def test_summary_sheet_states_the_live_decision(excel, name):
     WTP x QALY - cost of the results."""
     book = excel["books"][f"{name}.xlsx"]
     ws = book["summary"]
-    if name in ("changed_price", "changed_utility"):
+    if name.startswith("changed_"):
         results = excel[name][0]
         base = excel["base"]
     else:
@@ -414,8 +435,9 @@ def test_summary_sheet_states_the_live_decision(excel, name):
         text = [ws.cell(r, 1) for r in range(1, ws.max_row + 1)]
         optimal = excel["decision"].optimal
         label = results.set_index("strategy").loc[optimal, "label"]
-        assert f"At GBP 20,000 per QALY the cost-effective strategy is {label} ({optimal})" in " ".join(
-            str(t) for t in text
+        assert (
+            f"At GBP 20,000 per QALY the cost-effective strategy is {label} ({optimal})"
+            in " ".join(str(t) for t in text)
         )
 
 
@@ -456,7 +478,9 @@ def test_budget_sheet_equals_engine(excel, which):
         for m, expected in b.totals[mix].items():
             got = budget[(mix, m)]
             assert len(got) == b.years + 1  # the years and the total
-            np.testing.assert_allclose(got[:-1], expected, rtol=RTOL, atol=1e-6, err_msg=f"{mix} {m}")
+            np.testing.assert_allclose(
+                got[:-1], expected, rtol=RTOL, atol=1e-6, err_msg=f"{mix} {m}"
+            )
             np.testing.assert_allclose(got[-1], expected.sum(), rtol=RTOL, atol=1e-6)
         usd = budget[(mix, "cost_usd")][:-1]
         np.testing.assert_allclose(usd, b.totals[mix]["cost"] / b.country.fx_lcu_per_usd, rtol=RTOL)
