@@ -525,15 +525,18 @@ def cli_budget(args) -> int:
     every = many and args.countries.strip().lower() == "all"
     budgets = [budget.budget_impact(inputs, code, scenario, args.years) for code in codes]
     out = _out(args, report_budget.default_run_name(budgets, every))
+    decision = decide(budgets[0].base) if len(budgets) == 1 else None
     with OutputDir(out, force=args.force) as tmp:
         files = report_budget.write_outputs(budgets, tmp, _command(args))
         if args.report == "xlsx":
             b = budgets[0]
             write_report(b.base, tmp / "report.xlsx", _command(args), budget=b,
-                         decision=decide(b.base))  # fmt: skip
+                         decision=decision)  # fmt: skip
             files = sorted([*files, "report.xlsx"])
-    if len(budgets) == 1:
+    if decision is not None:
         print(report_budget.summary_text(budgets[0]))
+        print("\nThe decision among the strategies of the mix (costs and QALYs discounted):")
+        print(report_base.decision_text(budgets[0].base, decision))
     else:
         print(report_budget.countries_summary(budgets))
     print(f"\nwritten: {out}/ ({', '.join(files)})")
