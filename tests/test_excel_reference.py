@@ -508,3 +508,22 @@ def test_text_stays_text_after_recalculation(excel):
     header = ws.row(4)
     row = _cell_of(ws, "p_male")
     assert ws.cell(row, header.index("source") + 1) == INJECTED
+
+
+#: Pages the GB report (base case, five strategies, budget sheet) may take printed to PDF by
+#: LibreOffice: every sheet landscape, fit to one page wide (it measured 38; 702 before the
+#: print setup, when wide sheets split across pages).
+PAGE_BUDGET = 45
+
+
+def test_pdf_export_stays_within_the_page_budget(excel, tmp_path):
+    """Print the report (LibreOffice --convert-to pdf) and count the pages."""
+    import re
+
+    book = excel["books"]["report.xlsx"]
+    cmd = [SOFFICE, f"-env:UserInstallation={(tmp_path / 'profile').as_uri()}", "--headless",
+           "--norestore", "--convert-to", "pdf", "--outdir", str(tmp_path), str(book.path)]  # fmt: skip
+    subprocess.run(cmd, capture_output=True, timeout=SOFFICE_TIMEOUT_S, check=False)
+    pdf = (tmp_path / "report.pdf").read_bytes()
+    pages = len(re.findall(rb"/Type\s*/Page[^s]", pdf))
+    assert 10 <= pages <= PAGE_BUDGET, pages

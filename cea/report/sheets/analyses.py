@@ -17,6 +17,7 @@ from cea.errors import CeaError
 from cea.report.sheets.cells import (
     FMT_GENERAL,
     FMT_PROB,
+    NOTE_FONT,
     clean,
     finish_sheet,
     put,
@@ -28,6 +29,11 @@ from cea.report.sheets.state import ReportState
 
 #: Largest number of draws per series drawn on the CE plane chart (the table holds them all).
 CE_PLANE_MAX_POINTS = 5000
+#: Rows of an engine table a sheet prints at most (the sheet holds them all).
+PRINTED_ROWS = 100
+#: Rows of draws the CE plane sheet prints (the chart beside them shows up to
+#: CE_PLANE_MAX_POINTS per series; the sheet holds every draw).
+CE_PLANE_PRINTED_ROWS = 40
 #: Marker colours of the CE plane's series (Okabe & Ito 2008, colour-blind safe).
 PLANE_COLOURS = ("0072B2", "E69F00", "009E73", "CC79A7", "56B4E9", "D55E00", "F0E442", "000000")
 
@@ -49,6 +55,10 @@ def frame_sheet(
             put(ws, start_row + 1 + i, j + 1, value, _fmt_for(rs, col, value))
     widths = {j + 1: max(12, min(40, len(str(c)) + 4)) for j, c in enumerate(df.columns)}
     finish_sheet(ws, widths, freeze=f"A{start_row + 1}")
+    if len(df) > PRINTED_ROWS:  # a long table (draws, a WTP grid) prints its first rows
+        put(ws, start_row - 1, 1, f"printed: the first {PRINTED_ROWS} of {len(df):,} rows; "
+            "the sheet holds them all", font=NOTE_FONT)  # fmt: skip
+        ws.print_area = f"A1:{get_column_letter(max(1, len(df.columns)))}{start_row + PRINTED_ROWS}"
     return ws, df
 
 
@@ -302,6 +312,9 @@ def _ce_plane_sheet(rs: ReportState, plane: pd.DataFrame) -> str:
         chart.series.append(line)
         chart.width, chart.height = 20, 12
         ws.add_chart(chart, f"{get_column_letter(len(cols) + 5)}4")
+        # printed: the chart and the first draws (the sheet holds them all)
+        last = min(4 + len(df), 4 + CE_PLANE_PRINTED_ROWS)
+        ws.print_area = f"A1:{get_column_letter(len(cols) + 16)}{max(last, 30)}"
     return ws.title
 
 

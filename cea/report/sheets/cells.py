@@ -135,7 +135,7 @@ def write_title(ws, title: str, note: str = ""):
 
 def print_setup(ws) -> None:
     """Printing: landscape A4, fit to one page wide (as many pages down as needed), the used
-    range as print area, and the rows above the frozen pane (title and header) repeated on
+    range as print area (unless the sheet set one), and the rows above the frozen pane (title and header) repeated on
     every page."""
     ws.page_setup.orientation = "landscape"
     ws.page_setup.paperSize = ws.PAPERSIZE_A4
@@ -143,7 +143,8 @@ def print_setup(ws) -> None:
     ws.page_setup.fitToWidth = 1
     ws.page_setup.fitToHeight = 0
     ws.print_options.gridLines = False
-    ws.print_area = ws.dimensions
+    if not ws.print_area:  # a sheet may have set a shorter one (the CE plane's draws)
+        ws.print_area = ws.dimensions
     frozen = re.fullmatch(r"[A-Z]+(\d+)", ws.freeze_panes or "")
     if frozen and int(frozen.group(1)) > 1:
         ws.print_title_rows = f"1:{int(frozen.group(1)) - 1}"
