@@ -390,7 +390,11 @@ def assert_verification(proc, verification: pd.DataFrame, extra: set[str]) -> No
     assert list(verification.columns) == ["check", "passed", "detail", "tolerance"]
     assert list(verification["check"][: len(BASE_CHECK_NAMES)]) == list(BASE_CHECK_NAMES)
     assert set(verification["check"]) == set(BASE_CHECK_NAMES) | extra
-    assert set(verification["passed"]) == {"PASS"}, verification[verification["passed"] != "PASS"]
+    # WARN: a face-validity value outside its published band (docs/validation.md), not a failure
+    assert set(verification["passed"]) <= {"PASS", "WARN"}, verification
+    warn = verification[verification["passed"] == "WARN"]
+    assert warn["check"].str.startswith("validation_").all()
+    assert warn["detail"].str.startswith("WARN: outside band").all()
     assert verification["detail"].str.len().min() > 10
     n = len(verification)
     assert f"verification: {n} of {n} TECH-VER checks passed" in proc.stdout
