@@ -35,6 +35,7 @@ from cea.parameters import distributions as dist
 
 TABLE_COLUMNS = [
     "parameter",
+    "label",
     "value",
     "se",
     "low",
@@ -421,6 +422,7 @@ def build_parameter_table(
         rows.append(
             {
                 "parameter": r["parameter"],
+                "label": r.get("label", "") or "",
                 "value": r["value"],
                 "se": r["se"],
                 "low": r["low"],
@@ -449,6 +451,7 @@ def build_parameter_table(
         rows.append(
             {
                 "parameter": r["item"],
+                "label": r.get("label", "") or "",
                 "value": r["value"] * f,
                 "se": _scaled(r["se"], f),
                 "low": _scaled(r["low"], f),
@@ -467,6 +470,7 @@ def build_parameter_table(
     rows.append(
         {
             "parameter": "q_scig_conversion",
+            "label": "SCIG to IVIG dose conversion factor",
             "value": country.scig_conversion,
             "se": None,
             "low": 1.0,
