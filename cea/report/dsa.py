@@ -207,7 +207,9 @@ def _title(base: BaseCase, comparison: tuple[str, str] | None) -> str:
     if base.ptable.scenario.name != BASE:
         s += f", scenario {base.ptable.scenario.name}"
     if comparison is not None:
-        s = f"{comparison[0]} vs {comparison[1]} | " + s
+        names = _strategy_labels(base)
+        a, b = comparison
+        s = f"{names.get(a, a)} vs {names.get(b, b)} | " + s
     return s
 
 
@@ -360,7 +362,7 @@ def write_threshold(th: Threshold, folder: Path, command: str) -> list[str]:
     write_csv(scan, folder / "threshold_scan.csv")
     plots.threshold(
         scan, row, folder / "threshold.png", _title(th.base, th.comparison),
-        parameter_labels(th.base.ptable.df), _strategy_labels(th.base),
+        parameter_labels(th.base.ptable.df),
     )  # fmt: skip
     analysis = {
         "analysis": "threshold",

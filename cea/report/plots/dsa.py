@@ -10,6 +10,7 @@ the codes.
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -19,7 +20,6 @@ from matplotlib import colors, transforms
 from matplotlib.patches import Patch
 
 from cea.report.plots.style import (
-    THOUSANDS,
     comparison_label,
     comparison_style,
     fmt_value,
@@ -28,6 +28,7 @@ from cea.report.plots.style import (
     save,
     strategy_label,
     strategy_style,
+    thousands_formatter,
 )
 
 LOW_COLOUR = "#1f77b4"
@@ -44,6 +45,25 @@ def _label(r: pd.Series, labels: dict | None) -> str:
     """Tornado row: ``Probability IgG ever falls low (proportion) [0.65 to 1]``."""
     name = parameter_label(labels, r["parameter"], str(r.get("unit", "") or ""))
     return f"{name} [{fmt_value(r['low'])} to {fmt_value(r['high'])}]"
+
+
+#: Characters per line of a note under a figure.
+NOTE_WIDTH = 130
+
+
+def _note(ax, text: str) -> None:
+    """A note under the axes, below its x label (a fixed distance in points, so it neither
+    drifts away from a tall figure nor overlaps the label)."""
+    ax.annotate(
+        text,
+        xy=(0, 0),
+        xycoords="axes fraction",
+        xytext=(0, -42),
+        textcoords="offset points",
+        ha="left",
+        va="top",
+        fontsize=7,
+    )
 
 
 def _context(t: pd.DataFrame) -> tuple[str, float]:
@@ -92,7 +112,7 @@ def tornado_inmb(
     )
     ax.axvline(base, color="black", lw=1)
     ax.axvline(0, color=DECISION_COLOUR, lw=1, ls="--")
-    ax.xaxis.set_major_formatter(THOUSANDS)
+    ax.xaxis.set_major_formatter(thousands_formatter())
     ax.set_xlabel(f"incremental net monetary benefit ({cur}) at WTP {wtp:,.0f} per QALY")
     ax.set_title(f"One-way DSA on INMB\n{title}", fontsize=10)
     handles = [
@@ -108,7 +128,7 @@ def tornado_inmb(
         note += (
             f"{hidden} parameters not drawn (smaller swings or no effect): see tornado_inmb.csv."
         )
-    fig.text(0.01, -0.02, note, fontsize=7, ha="left", va="top")
+    _note(ax, note)
     save(fig, path)
     return fig
 
@@ -167,7 +187,7 @@ def tornado_icer(
     ax.set_yticklabels([_label(r, labels) for _, r in shown.iterrows()], fontsize=8)
     ax.axvline(base, color="black", lw=1)
     ax.axvline(wtp, color=DECISION_COLOUR, lw=1, ls="--")
-    ax.xaxis.set_major_formatter(THOUSANDS)
+    ax.xaxis.set_major_formatter(thousands_formatter())
     what = "per QALY gained" if q0 == "NE" else "saved per QALY lost (SW quadrant)"
     ax.set_xlabel(f"ICER ({cur} {what})")
     ax.set_title(f"One-way DSA on the ICER (base quadrant {q0})\n{title}", fontsize=10)
@@ -184,7 +204,7 @@ def tornado_icer(
     )
     if hidden:
         note += f" {hidden} parameters not drawn: see tornado_icer.csv."
-    fig.text(0.01, -0.02, note, fontsize=7, ha="left", va="top")
+    _note(ax, note)
     save(fig, path)
     return fig
 
@@ -218,7 +238,7 @@ def two_way(
         norm = colors.Normalize(vmin=-span, vmax=span)
     m = a1.pcolormesh(x, y, z, shading="nearest", cmap="RdBu", norm=norm)
     bar = fig.colorbar(m, ax=a1, label=f"INMB ({cur})")
-    bar.formatter = THOUSANDS
+    bar.formatter = thousands_formatter()
     bar.update_ticks()
     zero = None
     if lo < 0 < hi:
@@ -261,7 +281,6 @@ def threshold(
     path: Path,
     title: str,
     labels: dict | None = None,
-    strategy_labels: dict | None = None,
 ):
     """INMB against the parameter over each scanned bracket; the threshold(s) marked."""
     cur, _wtp = _context(scan)
@@ -296,15 +315,14 @@ def threshold(
             fontsize=8,
             color=DECISION_COLOUR,
         )
-    ax.xaxis.set_major_formatter(THOUSANDS)
-    ax.yaxis.set_major_formatter(THOUSANDS)
+    ax.xaxis.set_major_formatter(thousands_formatter())
+    ax.yaxis.set_major_formatter(thousands_formatter())
     ax.set_xlabel(name)
     ax.set_ylabel(f"INMB ({cur})")
-    comp = comparison_label(strategy_labels, scan["comparison"].iloc[0])
-    ax.set_title(f"Threshold analysis: {name}\n{comp} | {title}", fontsize=10)
+    ax.set_title(f"Threshold analysis: {name}\n{title}", fontsize=10)
     ax.legend(fontsize=7)
     if result["status"] != "found":
-        fig.text(0.01, -0.02, result["message"], fontsize=7, ha="left", va="top", wrap=True)
+        _note(ax, textwrap.fill(str(result["message"]), NOTE_WIDTH))
     save(fig, path)
     return fig
 
@@ -351,7 +369,7 @@ def scenarios(
     ax.set_yticks(list(ypos.values()))
     ax.set_yticklabels(list(ypos.keys()), fontsize=8)
     ax.grid(axis="y", lw=0.3)
-    ax.xaxis.set_major_formatter(THOUSANDS)
+    ax.xaxis.set_major_formatter(thousands_formatter())
     ax.set_xlabel(
         f"INMB ({cur}) at WTP {wtp:,.0f} per QALY (right of the dashed line: cost-effective)"
     )

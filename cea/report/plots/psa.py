@@ -18,7 +18,6 @@ from matplotlib.ticker import FuncFormatter
 
 from cea.report.plots.style import (
     STRATEGY_STYLES,
-    THOUSANDS,
     comparison_label,
     comparison_style,
     legend_handles,
@@ -26,6 +25,7 @@ from cea.report.plots.style import (
     save,
     strategy_label,
     strategy_style,
+    thousands_formatter,
 )
 
 #: CE plane: at most this many draws per strategy are drawn (the first ones); means use all.
@@ -91,7 +91,7 @@ def plot_ce_plane(plane: pd.DataFrame, country, path: Path, labels: dict | None 
     ax.axvline(0, color="grey", lw=0.5)
     ax.set_xlabel(f"incremental QALYs vs {strategy_label(labels, ref)}")
     ax.set_ylabel(f"incremental cost vs {strategy_label(labels, ref)} ({cur})")
-    ax.yaxis.set_major_formatter(THOUSANDS)
+    ax.yaxis.set_major_formatter(thousands_formatter())
     n = plane.groupby("strategy").size().max() if len(plane) else 0
     shown_n = min(n, PLANE_MAX_POINTS)
     ax.set_title(
@@ -153,7 +153,7 @@ def plot_ceac(ceac: pd.DataFrame, country, path: Path, labels: dict | None = Non
                 ax.axvline(a, color="grey", ls=":", lw=1)
         ax.set_xlim(lo, hi)
         ax.set_ylim(-0.02, 1.06)
-        ax.xaxis.set_major_formatter(THOUSANDS)
+        ax.xaxis.set_major_formatter(thousands_formatter())
         ax.set_xlabel(
             f"willingness to pay per QALY ({money(country.currency, country.price_year)})"
         )
@@ -180,8 +180,8 @@ def plot_evpi(evpi: pd.DataFrame, country, path: Path, horizon_years: float) -> 
     ax.axvline(country.wtp_per_qaly, color="black", ls="--", lw=1)
     ax.set_xlabel(f"willingness to pay per QALY ({cur})")
     ax.set_ylabel(f"EVPI per patient ({cur})")
-    ax.xaxis.set_major_formatter(THOUSANDS)
-    ax.yaxis.set_major_formatter(THOUSANDS)
+    ax.xaxis.set_major_formatter(thousands_formatter())
+    ax.yaxis.set_major_formatter(thousands_formatter())
     pop = evpi["evpi_population"]
     if np.isfinite(pop).any() and evpi["evpi_per_patient"].max() > 0:
         ratio = float(np.nanmax(pop) / evpi["evpi_per_patient"].max())
@@ -189,7 +189,7 @@ def plot_evpi(evpi: pd.DataFrame, country, path: Path, horizon_years: float) -> 
         lo, hi = ax.get_ylim()
         ax2.set_ylim(lo * ratio, hi * ratio)
         ax2.set_ylabel(f"population EVPI over {horizon_years:g} years ({cur})")
-        ax2.yaxis.set_major_formatter(THOUSANDS)
+        ax2.yaxis.set_major_formatter(thousands_formatter())
     ax.set_title(
         f"Expected value of perfect information, {country.name}\n({_wtp_note(country)})",
         fontsize=10,
@@ -248,7 +248,7 @@ def plot_evppi(
     if len(at):
         ax.axvline(float(at.iloc[0]), color="black", ls="--", lw=1, label="EVPI")
         ax.legend(fontsize=8, loc="lower right")
-    ax.xaxis.set_major_formatter(THOUSANDS)
+    ax.xaxis.set_major_formatter(thousands_formatter())
     ax.set_xlabel(f"EVPPI per patient at the WTP ({cur})")
     ax.set_title("by parameter group (note under each bar: fit and status)", fontsize=9)
     ax2.plot(evpi["wtp"], evpi["evpi_per_patient"], color="black", lw=2, label="EVPI")
@@ -264,8 +264,8 @@ def plot_evppi(
                 ls="-" if i < len(palette) else "--",
             )
     ax2.axvline(country.wtp_per_qaly, color="black", ls="--", lw=1)
-    ax2.xaxis.set_major_formatter(THOUSANDS)
-    ax2.yaxis.set_major_formatter(THOUSANDS)
+    ax2.xaxis.set_major_formatter(thousands_formatter())
+    ax2.yaxis.set_major_formatter(thousands_formatter())
     ax2.set_xlabel(f"willingness to pay per QALY ({cur})")
     ax2.set_ylabel(f"per patient ({cur})")
     ax2.legend(fontsize=7, loc="upper left")
@@ -323,9 +323,9 @@ def plot_convergence(conv: pd.DataFrame, country, path: Path, labels: dict | Non
             )
         a.set_xscale("log")
         a.set_xlabel("number of draws (log scale)")
-        a.xaxis.set_major_formatter(THOUSANDS)
+        a.xaxis.set_major_formatter(thousands_formatter())
     ax.axhline(0, color="grey", lw=0.5)
-    ax.yaxis.set_major_formatter(THOUSANDS)
+    ax.yaxis.set_major_formatter(thousands_formatter())
     ax.set_ylabel(f"INMB at the WTP ({cur})")
     ax.set_title("running mean of the INMB, band = 95% Monte Carlo interval", fontsize=9)
     ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)

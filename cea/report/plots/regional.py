@@ -27,11 +27,11 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
 from cea.report.plots.style import (  # noqa: E402
-    THOUSANDS,
     comparison_label,
     comparison_style,
     save,
     strategy_label,
+    thousands_formatter,
 )
 
 GOOD, BAD, NEUTRAL = "#009E73", "#D55E00", "#555555"
@@ -238,7 +238,7 @@ def plot_threshold_prices(regional: pd.DataFrame, path: Path, labels: dict | Non
                 fontsize=7,
             )
         ax.set_xlim(xmin, xmax)
-        ax.xaxis.set_major_formatter(THOUSANDS)
+        ax.xaxis.set_major_formatter(thousands_formatter())
         ax.set_title(f"{comparison_label(labels, name)}  (price of {product})", fontsize=9)
         ax.grid(axis="x", alpha=0.3)
         ax.tick_params(labelsize=8)

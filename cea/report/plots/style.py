@@ -20,7 +20,7 @@ import pandas as pd
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import Formatter
 
 DPI = 150
 
@@ -80,19 +80,37 @@ def comparison_label(labels: Mapping[str, str] | None, comparison: str) -> str:
 # --------------------------------------------------------------------------- numbers
 
 
-def thousands(x: float) -> str:
-    """Tick text with thousands separators: 950 / 12,500 / -250,000 / 1.5M / 0.25."""
-    if x is None or not math.isfinite(x):
-        return str(x)
-    ax = abs(x)
-    if ax >= 1e6:
-        return f"{x / 1e6:,.4g}M"
-    if ax >= 10 or x == 0:
-        return f"{x:,.0f}"
-    return f"{x:.3g}"
+#: An axis whose largest tick reaches this is labelled in millions (1.5M), all its ticks alike.
+MILLIONS_FROM = 1e7
 
 
-THOUSANDS = FuncFormatter(lambda x, _pos: thousands(x))
+class Thousands(Formatter):
+    """Tick labels with thousands separators (12,500); in millions (12.5M) when the axis reaches
+    MILLIONS_FROM, so one axis never mixes 800,000 and 1M. One instance per axis."""
+
+    def format_ticks(self, values):
+        top = max((abs(v) for v in values if math.isfinite(v)), default=0.0)
+        return [self._text(v, top) for v in values]
+
+    def __call__(self, x, pos=None):
+        return self._text(x, abs(x))
+
+    @staticmethod
+    def _text(x: float, top: float) -> str:
+        if x is None or not math.isfinite(x):
+            return str(x)
+        if x == 0:
+            return "0"
+        if top >= MILLIONS_FROM:
+            return f"{x / 1e6:,.4g}M"
+        if top >= 1000:
+            return f"{x:,.0f}"
+        return f"{x:.3g}"
+
+
+def thousands_formatter() -> Thousands:
+    """A new :class:`Thousands` formatter (a formatter belongs to one axis)."""
+    return Thousands()
 
 
 def money(currency: str, price_year) -> str:
