@@ -234,7 +234,7 @@ def write_one_way(
         folder / "dsa_comparisons.csv",
     )
     title = _title(ow.base, comparison)
-    names = parameter_labels(ow.base.ptable.df)
+    names = parameter_labels(ow.base.ptable.df, ow.base.country.price_year)
     plots.tornado_inmb(inmb_t, folder / "tornado_inmb.png", title, TORNADO_FIGURE_TOP, names)
     plots.tornado_icer(icer_t, folder / "tornado_icer.png", title, TORNADO_FIGURE_TOP, names)
     analysis = {
@@ -282,7 +282,7 @@ def write_two_way(tw: TwoWay, folder: Path, command: str) -> list[str]:
     units = {p: str(tw.base.ptable.df.loc[p, "unit"]) for p in tw.parameters}
     plots.two_way(
         grid, tw.parameters, units, folder / "twoway.png", _title(tw.base, tw.comparison),
-        parameter_labels(tw.base.ptable.df), _strategy_labels(tw.base),
+        parameter_labels(tw.base.ptable.df, tw.base.country.price_year), _strategy_labels(tw.base),
     )  # fmt: skip
     analysis = {
         "analysis": "two-way DSA",
@@ -362,7 +362,7 @@ def write_threshold(th: Threshold, folder: Path, command: str) -> list[str]:
     write_csv(scan, folder / "threshold_scan.csv")
     plots.threshold(
         scan, row, folder / "threshold.png", _title(th.base, th.comparison),
-        parameter_labels(th.base.ptable.df),
+        parameter_labels(th.base.ptable.df, th.base.country.price_year),
     )  # fmt: skip
     analysis = {
         "analysis": "threshold",

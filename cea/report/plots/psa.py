@@ -32,8 +32,9 @@ from cea.report.plots.style import (
 PLANE_MAX_POINTS = 5000
 #: Convergence figure: points drawn per series (log-spaced; the CSV keeps every draw).
 CONVERGENCE_MAX_POINTS = 1000
-#: Markers drawn along each CEAC line (so strategies differ by shape as well as colour).
-CEAC_MARKERS_PER_LINE = 12
+#: Markers along each line (so strategies differ by shape as well as colour), one every this
+#: fraction of the axes diagonal, whatever the spacing of the points (matplotlib ``markevery``).
+MARKER_SPACING = 0.08
 #: Cross-country CEACs: the x axis is WTP / the country's WTP on a log scale from this multiple.
 COUNTRY_CEAC_MIN_MULTIPLE = 0.1
 #: Colour of the EVPI and of bars that are not a strategy (EVPPI).
@@ -114,7 +115,7 @@ def _ceac_lines(ax, ceac: pd.DataFrame, labels: dict | None) -> None:
             color=st.colour,
             marker=st.marker,
             ms=4,
-            markevery=max(1, len(g) // CEAC_MARKERS_PER_LINE),
+            markevery=MARKER_SPACING,
             lw=1.5,
             label=strategy_label(labels, s),
         )
@@ -310,7 +311,7 @@ def plot_convergence(conv: pd.DataFrame, country, path: Path, labels: dict | Non
                 color=st.colour,
                 marker=st.marker,
                 ms=3.5,
-                markevery=max(1, len(g) // 8),
+                markevery=MARKER_SPACING,
                 lw=1.2,
                 label=label(labels, name),
             )
@@ -378,12 +379,13 @@ def plot_countries_p_ce(
     ax.set_ylim(-0.6, n - 0.4)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0%}"))
     ax.set_xlabel("probability cost-effective at the country's own WTP (share of PSA draws)")
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1 - 1.2 / (2 + 0.42 * n)),
-              ncol=min(len(strategies), 4), frameon=False)  # fmt: skip
+    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False,
+              ncol=min(len(strategies), 6))  # fmt: skip
     ax.set_title(
         "Probability each strategy is cost-effective, by country (PSA; WTP per QALY in the "
         "country's currency and price year)",
         fontsize=10,
+        pad=26,
     )
     save(fig, path)
     return fig
@@ -414,7 +416,7 @@ def plot_countries_ceac(
         for s, g in ceac.groupby("strategy", sort=False):
             st = strategy_style(s)
             ax.plot(multiple(g["wtp"]), g["probability"], color=st.colour, lw=1.3,
-                    marker=st.marker, ms=3, markevery=max(1, len(g) // 8))  # fmt: skip
+                    marker=st.marker, ms=3, markevery=MARKER_SPACING)  # fmt: skip
             if s not in shown:
                 shown.append(s)
         _ceaf(ax, ceac, x=multiple, label=False)
@@ -427,7 +429,9 @@ def plot_countries_ceac(
         ax.axis("off")
     for ax in axes[:, 0]:
         ax.set_ylabel("probability cost-effective", fontsize=7.5)
-    for ax in axes[-1, :]:
+    for j in range(ncols):  # the lowest panel of each column carries the x axis
+        ax = axes[(len(codes) - 1 - j) // ncols, j] if j < len(codes) else axes[0, j]
+        ax.xaxis.set_tick_params(labelbottom=True)
         ax.set_xlabel("WTP / country's WTP (log scale)", fontsize=7.5)
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
     handles = legend_handles(shown, labels, lw=1.3, ms=4)
@@ -441,7 +445,7 @@ def plot_countries_ceac(
         "country's currency; the thick grey line is the CEAF",
         fontsize=10,
     )
-    fig.tight_layout(rect=(0, 0.9 / (2.6 * nrows + 1.4), 1, 1))
+    fig.tight_layout(rect=(0, 0.45 / (2.6 * nrows + 1.4), 1, 1))
     save(fig, path)
     return fig
 

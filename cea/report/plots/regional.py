@@ -22,21 +22,26 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from matplotlib import colors  # noqa: E402
+from matplotlib import colors, transforms  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
+from matplotlib.ticker import FuncFormatter, NullLocator  # noqa: E402
 
 from cea.report.plots.style import (  # noqa: E402
     comparison_label,
     comparison_style,
     save,
     strategy_label,
+    strategy_style,
     thousands_formatter,
 )
 
 GOOD, BAD, NEUTRAL = "#009E73", "#D55E00", "#555555"
 #: Margin (in log10 units) beyond the data where dominant / dominated comparisons are drawn.
 EDGE_DECADES = 0.35
+#: Net-benefit heat map: colours are linear within +-this many QALYs, logarithmic beyond.
+NHB_LINEAR_QALY = 0.5
+NHB_TICKS = (-100, -30, -10, -3, -1, -0.3, 0, 0.3, 1, 3, 10, 30, 100)
 #: The threshold-price axis ends at this multiple of the highest current price shown.
 PRICE_AXIS_MULTIPLE = 2.5
 
@@ -344,10 +349,14 @@ def plot_net_benefit_heatmap(
                 inmb[i, j] = sub.loc[s, "nmb_lcu"] - sub.loc[ref_of[c], "nmb_lcu"]
                 nhb[i, j] = inmb[i, j] / wtp[c]
     fig, ax = plt.subplots(figsize=(1.75 * len(shown) + 5.0, 0.42 * len(countries) + 2.4))
-    span = np.nanmax(np.abs(nhb)) if np.isfinite(nhb).any() else 1.0
-    norm = colors.TwoSlopeNorm(vmin=-span, vcenter=0.0, vmax=span)
+    span = max(np.nanmax(np.abs(nhb)), 2 * NHB_LINEAR_QALY) if np.isfinite(nhb).any() else 1.0
+    # symmetric log scale: -0.4 and -2 QALYs differ in colour even beside -30
+    norm = colors.SymLogNorm(linthresh=NHB_LINEAR_QALY, vmin=-span, vmax=span, base=10)
     m = ax.imshow(nhb, cmap="RdBu", norm=norm, aspect="auto")
     bar = fig.colorbar(m, ax=ax, pad=0.02)
+    bar.set_ticks([t for t in NHB_TICKS if abs(t) <= span])
+    bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:+g}" if v else "0"))
+    bar.ax.yaxis.set_minor_locator(NullLocator())
     bar.set_label("net health benefit vs no IgRT (QALYs per patient)", fontsize=8)
     first = t.drop_duplicates("country").set_index("country")
     for i, c in enumerate(countries):
@@ -366,6 +375,11 @@ def plot_net_benefit_heatmap(
     ax.set_yticks(range(len(countries)), ylab, fontsize=8)
     ax.set_xticks(range(len(shown)), [strategy_label(labels, s) for s in shown], fontsize=8,
                   rotation=20, ha="right")  # fmt: skip
+    top = transforms.blended_transform_factory(ax.transData, ax.transAxes)
+    for j, s in enumerate(shown):  # each strategy's own marker and colour, as in every figure
+        st = strategy_style(s)
+        ax.plot(j, 1.025, marker=st.marker, color=st.colour, mec="black", mew=0.5, ms=9,
+                transform=top, clip_on=False, ls="")  # fmt: skip
     ax.set_xticks(np.arange(-0.5, len(shown)), minor=True)
     ax.set_yticks(np.arange(-0.5, len(countries)), minor=True)
     ax.grid(which="minor", color="white", lw=1.5)
@@ -376,6 +390,7 @@ def plot_net_benefit_heatmap(
         "(base case)\nQALYs per patient = INMB / WTP (blue: worth its cost; red: not); below, the "
         f"INMB in local currency of {_years(t)}; framed: the optimal strategy",
         fontsize=9.5,
+        pad=26,
     )
     save(fig, path)
     return fig

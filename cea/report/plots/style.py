@@ -80,8 +80,9 @@ def comparison_label(labels: Mapping[str, str] | None, comparison: str) -> str:
 # --------------------------------------------------------------------------- numbers
 
 
-#: An axis whose largest tick reaches this is labelled in millions (1.5M), all its ticks alike.
-MILLIONS_FROM = 1e7
+#: An axis whose largest tick reaches this is labelled in millions (0.25M, 1.5M), all its ticks
+#: alike (full numbers such as 1,250,000 overlap on a 2M-wide axis).
+MILLIONS_FROM = 1e6
 
 
 class Thousands(Formatter):
@@ -128,14 +129,18 @@ def fmt_value(x: float) -> str:
 # --------------------------------------------------------------------------- parameters
 
 
-def parameter_labels(table: pd.DataFrame) -> dict[str, str]:
+def parameter_labels(table: pd.DataFrame, price_year: int | None = None) -> dict[str, str]:
     """parameter -> ``"label (unit)"`` from a parameter table (``ParameterTable.df``: columns
     ``parameter``, ``label``, ``unit``). A blank or missing label gives the code instead:
-    ``"p_igg_low_ever (proportion)"``."""
+    ``"p_igg_low_ever (proportion)"``. With ``price_year`` (the country's, to which every price
+    is inflated), a price's unit names it: ``"IVIG price (GBP 2024 per g)"``."""
     out = {}
     for name, r in table.set_index("parameter", drop=False).iterrows():
         label = str(r.get("label") or "").strip() if "label" in table.columns else ""
         unit = str(r.get("unit") or "").strip()
+        if price_year is not None and pd.notna(r.get("price_year")) and " " in unit:
+            currency, per = unit.split(" ", 1)  # a price row's unit is "<currency> <unit>"
+            unit = f"{currency} {price_year} {per}"
         text = label or str(name)
         out[str(name)] = f"{text} ({unit})" if unit else text
     return out
