@@ -416,7 +416,8 @@ def plot_countries_ceac(
         for s, g in ceac.groupby("strategy", sort=False):
             st = strategy_style(s)
             ax.plot(multiple(g["wtp"]), g["probability"], color=st.colour, lw=1.3,
-                    marker=st.marker, ms=3, markevery=MARKER_SPACING)  # fmt: skip
+                    marker=st.marker, ms=3, markevery=MARKER_SPACING,
+                    label=strategy_label(labels, s))  # fmt: skip
             if s not in shown:
                 shown.append(s)
         _ceaf(ax, ceac, x=multiple, label=False)

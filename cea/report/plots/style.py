@@ -34,22 +34,22 @@ class StrategyStyle:
 #: One fixed colour and marker per bundled strategy id: IVIG in blues and greens, SCIG in
 #: oranges, the comparator without IgRT in dark grey.
 STRATEGY_STYLES: dict[str, StrategyStyle] = {
-    "none": StrategyStyle("#4D4D4D", "s"),
-    "preemptive_ivig": StrategyStyle("#0072B2", "^"),
-    "preemptive_scig": StrategyStyle("#D55E00", "v"),
-    "primary_ivig": StrategyStyle("#56B4E9", "o"),
-    "primary_scig": StrategyStyle("#E69F00", "D"),
-    "primary_ivig_q6w": StrategyStyle("#009E73", "P"),
-    "primary_ivig_low_dose": StrategyStyle("#CC79A7", "X"),
+    "none": StrategyStyle("#4d4d4d", "s"),
+    "preemptive_ivig": StrategyStyle("#0072b2", "^"),
+    "preemptive_scig": StrategyStyle("#d55e00", "v"),
+    "primary_ivig": StrategyStyle("#56b4e9", "o"),
+    "primary_scig": StrategyStyle("#e69f00", "D"),
+    "primary_ivig_q6w": StrategyStyle("#009e73", "P"),
+    "primary_ivig_low_dose": StrategyStyle("#cc79a7", "X"),
     "primary_ivig_adjbw": StrategyStyle("#882255", "h"),
-    "primary_ivig_flat30": StrategyStyle("#44AA99", "p"),
+    "primary_ivig_flat30": StrategyStyle("#44aa99", "p"),
     "primary_ivig_vial5": StrategyStyle("#999933", "*"),
     "secondary_ivig": StrategyStyle("#332288", "<"),
-    "preemptive_ivig_or_infection": StrategyStyle("#AA4499", ">"),
+    "preemptive_ivig_or_infection": StrategyStyle("#aa4499", ">"),
 }
 #: For a strategy id not in STRATEGY_STYLES (one an analyst adds to strategies.csv): a colour and
 #: marker chosen from the id's CRC-32, so it is the same in every figure and every run.
-FALLBACK_COLOURS = ("#117733", "#88CCEE", "#DDCC77", "#CC6677", "#661100", "#6699CC", "#888888")
+FALLBACK_COLOURS = ("#117733", "#88ccee", "#ddcc77", "#cc6677", "#661100", "#6699cc", "#888888")
 FALLBACK_MARKERS = ("o", "s", "^", "v", "D", "P", "X", "h")
 
 
