@@ -34,10 +34,11 @@ from cea.parameters.table import (
     scenario_path,
     with_command_line,
 )
-from cea.pipeline import dsa, psa, regional
+from cea.pipeline import budget, dsa, psa, regional
 from cea.pipeline.base import resolve_country, run_base_case
 from cea.pipeline.decision import decide
 from cea.report import base as report_base
+from cea.report import budget as report_budget
 from cea.report import dsa as report_dsa
 from cea.report import params as report_params
 from cea.report import psa as report_psa
@@ -147,6 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--grid", type=int, default=GRID_DEFAULT, help="grid points per parameter for --two-way"
     )
     p.add_argument(
+        "--range",
+        action="append",
+        default=[],
+        metavar="NAME=LOW:HIGH",
+        help="an axis of --two-way over LOW to HIGH instead of the DSA range (repeatable), e.g. "
+        "--range c_ivig_per_g=0:80 --range p_bsab_price_paid=0:1",
+    )
+    p.add_argument(
         "--report",
         choices=("xlsx",),
         default=None,
@@ -210,6 +219,22 @@ def build_parser() -> argparse.ArgumentParser:
         "results do not depend on it",
     )
 
+    p = sub.add_parser(
+        "budget", help="budget impact of a new mix of strategies (ISPOR; inputs/budget_mix.csv)"
+    )
+    p.add_argument("--country", default=None)
+    p.add_argument("--countries", default=None, help="'all' or a comma-separated list")
+    p.add_argument("--years", type=int, default=None, help="1-5 (default: settings.toml [budget])")
+    p.add_argument(
+        "--report",
+        choices=("xlsx",),
+        default=None,
+        help="also write report.xlsx: the base case as live formulas with the budget sheet "
+        "(one --country only)",
+    )
+    _inputs(p)
+    _outputs(p)
+
     p = sub.add_parser("template", help="write every input table to one editable Excel workbook")
     p.add_argument("--out", required=True, help="workbook to write, e.g. my_inputs.xlsx")
     p.add_argument("--inputs", default="inputs")
@@ -266,7 +291,7 @@ def name_suffix(args) -> str:
         parts.append(f"inputs-{Path(args.inputs).stem}")
     if getattr(args, "strategies", None):
         parts.append("-".join(_strategies(args)))
-    if args.command == "psa" and args.scenario:
+    if args.command in ("psa", "budget") and args.scenario:
         parts.append(Path(args.scenario).stem)
     sets = [*getattr(args, "set", [])]
     if getattr(args, "wtp", None) is not None:
@@ -278,8 +303,12 @@ def name_suffix(args) -> str:
     countries = getattr(args, "countries", None)
     if args.command == "compare" and countries and countries.strip().lower() != "all":
         parts.append("-".join(c.strip().upper() for c in countries.split(",") if c.strip()))
+    if getattr(args, "years", None) is not None:
+        parts.append(f"years{args.years}")
     if getattr(args, "two_way", None) and args.grid != GRID_DEFAULT:
         parts.append(f"grid{args.grid}")
+    if getattr(args, "two_way", None) and args.range:
+        parts.append("range-" + "-".join(r.replace("=", "-").replace(":", "-") for r in args.range))
     if getattr(args, "low", None) is not None or getattr(args, "high", None) is not None:
         parts.append(f"range-{args.low}-{args.high}")
     if getattr(args, "report", None):
@@ -305,6 +334,7 @@ def cli_run(args) -> int:
         args.inputs, args.country, _scenario(args), _strategies(args), backend=args.backend
     )
     out = _out(args, report_base.default_run_name(base))
+    decision = decide(base)
     table = check_table(base, psa_backend=args.backend) if args.report == "xlsx" else None
     with OutputDir(out, force=args.force) as tmp:
         report_base.write_base_outputs(base, tmp, _command(args))
@@ -315,8 +345,8 @@ def cli_run(args) -> int:
                 "settings' comparisons."
             )
             write_report(base, tmp / "report.xlsx", _command(args), verification=table,
-                         verification_note=note)  # fmt: skip
-    print(report_base.summary_text(base, decide(base)))
+                         verification_note=note, decision=decision)  # fmt: skip
+    print(report_base.summary_text(base, decision))
     if table is not None:
         print(verification_summary(table))
     print(f"\nwritten: {out}/")
@@ -345,15 +375,17 @@ def cli_dsa(args) -> int:
             )
         for p in names:
             check_parameter(base.ptable, p)
-        tw = dsa.run_two_way(base, names[0], names[1], comp, args.grid)
+        tw = dsa.run_two_way(base, names[0], names[1], comp, args.grid, _ranges(args.range))
         out = _out(args, f"twoway_{code}_{names[0]}_{names[1]}{suffix}")
         with OutputDir(out, force=args.force) as tmp:
             files = report_dsa.write_two_way(tw, tmp, _command(args))
         print(report_dsa.two_way_summary(tw))
+        print("\n" + report_base.decision_text(base, decide(base, hazard_ratio=False)))
         print(f"\nwritten: {out}/ ({', '.join(files)})")
         return EXIT_OK
     ow = dsa.run_one_way(base)
     tables = dsa.one_way_tables(ow, comp)
+    decision = decide(base)
     out = _out(args, f"dsa_{code}_{comp[0]}_vs_{comp[1]}{suffix}")
     table = check_table(base, {"tornado": tables.tornado_inmb}) if args.report == "xlsx" else None
     with OutputDir(out, force=args.force) as tmp:
@@ -365,14 +397,32 @@ def cli_dsa(args) -> int:
             )
             tornado = {"tornado": tables.tornado_inmb, "tornado_icer": tables.tornado_icer}
             write_report(base, tmp / "report.xlsx", _command(args), dsa=tornado,
-                         verification=table, verification_note=note)  # fmt: skip
+                         verification=table, verification_note=note, decision=decision)  # fmt: skip
             files = sorted([*files, "report.xlsx"])
     shown = tables.tornado_inmb if args.outcome == "inmb" else tables.tornado_icer
     print(report_dsa.one_way_summary(ow, shown, args.outcome))
+    print("\n" + report_base.decision_text(base, decision))
     if table is not None:
         print(verification_summary(table))
     print(f"\nwritten: {out}/ ({', '.join(files)})")
     return EXIT_OK
+
+
+def _ranges(texts: list[str]) -> dict[str, tuple[float, float]]:
+    """``--range NAME=LOW:HIGH`` options as name -> (low, high)."""
+    out = {}
+    for text in texts:
+        name, sep, span = text.partition("=")
+        lo, sep2, hi = span.partition(":")
+        try:
+            if not (sep and sep2 and name.strip()):
+                raise ValueError
+            out[name.strip()] = (float(lo), float(hi))
+        except ValueError:
+            raise CeaError(
+                f"--range '{text}': write NAME=LOW:HIGH, e.g. c_ivig_per_g=0:80"
+            ) from None
+    return out
 
 
 def cli_scenarios(args) -> int:
@@ -402,6 +452,7 @@ def cli_threshold(args) -> int:
     with OutputDir(out, force=args.force) as tmp:
         files = report_dsa.write_threshold(th, tmp, _command(args))
     print(report_dsa.threshold_summary(th))
+    print("\n" + report_base.decision_text(base, decide(base, hazard_ratio=False)))
     print(f"\nwritten: {out}/ ({', '.join(files)})")
     return EXIT_OK
 
@@ -438,7 +489,8 @@ def cli_psa(args) -> int:
                 "no tornado check (no DSA in this run: cea dsa --report xlsx)."
             )
             write_report(c.base, tmp / "report.xlsx", _command(args), psa=c.tables,
-                         verification=table, verification_note=note)  # fmt: skip
+                         verification=table, verification_note=note,
+                         decision=decide(c.base))  # fmt: skip
     else:
         report_psa.write_outputs(run, out, _command(args), force=args.force)
     for c in run.countries.values():
@@ -452,6 +504,42 @@ def cli_psa(args) -> int:
     if table is not None:
         print(verification_summary(table))
     print(f"written: {out}/")
+    return EXIT_OK
+
+
+def cli_budget(args) -> int:
+    """``cea budget``: the budget impact of the new mix over the current one
+    (``budget_mix.csv``), per calendar year, for one country or several."""
+    if args.country and args.countries:
+        raise CeaError("give --country or --countries, not both")
+    if args.report and args.countries:
+        raise CeaError("--report xlsx is written for one country: use --country, not --countries")
+    inputs = load_inputs(args.inputs)
+    many = bool(args.countries)
+    scenario = _scenario(args, one_country=not many)
+    codes = (
+        regional.parse_countries(args.countries, inputs)
+        if many
+        else [resolve_country(inputs, scenario, args.country)]
+    )
+    every = many and args.countries.strip().lower() == "all"
+    budgets = [budget.budget_impact(inputs, code, scenario, args.years) for code in codes]
+    out = _out(args, report_budget.default_run_name(budgets, every))
+    decision = decide(budgets[0].base) if len(budgets) == 1 else None
+    with OutputDir(out, force=args.force) as tmp:
+        files = report_budget.write_outputs(budgets, tmp, _command(args))
+        if args.report == "xlsx":
+            b = budgets[0]
+            write_report(b.base, tmp / "report.xlsx", _command(args), budget=b,
+                         decision=decision)  # fmt: skip
+            files = sorted([*files, "report.xlsx"])
+    if decision is not None:
+        print(report_budget.summary_text(budgets[0]))
+        print("\nThe decision among the strategies of the mix (costs and QALYs discounted):")
+        print(report_base.decision_text(budgets[0].base, decision))
+    else:
+        print(report_budget.countries_summary(budgets))
+    print(f"\nwritten: {out}/ ({', '.join(files)})")
     return EXIT_OK
 
 
@@ -520,6 +608,7 @@ COMMANDS = {
     "scenarios": cli_scenarios,
     "threshold": cli_threshold,
     "psa": cli_psa,
+    "budget": cli_budget,
     "template": cli_template,
     "params": cli_params,
     "check": cli_check,

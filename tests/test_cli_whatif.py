@@ -208,3 +208,55 @@ def test_runs_that_differ_never_collide_and_say_where_they_wrote(tmp_path, capsy
     # the two-strategy run did not replace the full base case
     full = pd.read_csv(tmp_path / "outputs" / "base_GB" / "results.csv")
     assert len(full) == 5 and (tmp_path / "outputs" / "base_GB_none-primary_ivig").is_dir()
+
+
+def test_two_way_range_spans_the_axes_given(tmp_path, capsys):
+    """--range replaces an axis's DSA range (an Ig price from 0, the bispecific's share of
+    list price over 0 to 1); the grid still holds the base case; the summary states the
+    decision and the view with bispecific costs excluded."""
+    out = tmp_path / "tw"
+    code, text, _ = run(capsys, "dsa", "--two-way", "c_ivig_per_g,p_bsab_price_paid",
+                        "--range", "c_ivig_per_g=0:60", "--range", "p_bsab_price_paid=0:1",
+                        "--grid", "4", "--comparison", "primary_ivig:none", "--out", str(out))  # fmt: skip
+    assert code == 0
+    grid = pd.read_csv(out / "twoway_grid.csv")
+    assert sorted(set(grid["c_ivig_per_g"])) == pytest.approx([0, 20, 40, 42.63, 60], abs=0.01)
+    assert sorted(set(grid["p_bsab_price_paid"])) == pytest.approx([0, 1 / 3, 2 / 3, 1])
+    assert grid["is_base"].sum() == 1
+    # cheaper Ig and a cheaper bispecific both raise primary IVIG's INMB against none
+    free = grid[(grid["c_ivig_per_g"] == 0) & (grid["p_bsab_price_paid"] == 0)]["inmb"].iloc[0]
+    assert free > grid.loc[grid["is_base"], "inmb"].iloc[0]
+    assert "At GBP 20,000 per QALY the cost-effective strategy is No IgRT (none)" in text
+    assert "With bispecific costs during added survival excluded" in text
+    for bad, problem in [
+        ("p_bsab_price_paid=0:1.5", "a proportion must stay in [0, 1]"),
+        ("c_ivig_per_g=-5:10", "a price cannot be negative"),
+        ("c_ivig_per_g=10", "write NAME=LOW:HIGH"),
+        ("hr_igrt_severe=0.2:1", "not one of the two parameters"),
+    ]:
+        code, _, err = run(capsys, "dsa", "--two-way", "c_ivig_per_g,p_bsab_price_paid",
+                           "--range", bad, "--out", str(tmp_path / "bad"))  # fmt: skip
+        assert code == 2 and problem in err and err.count("\n") == 1
+        assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["threshold", "--parameter", "hr_igrt_severe", "--comparison", "primary_ivig:none"],
+        ["compare", "--countries", "GB,DE"],
+    ],
+)
+def test_every_summary_states_the_decision_beside_the_view_without_bsab_costs(
+    tmp_path, capsys, argv
+):
+    code, text, _ = run(capsys, *argv, "--out", str(tmp_path / "o"))
+    assert code == 0
+    assert (
+        "bispecific costs during added survival excluded (NICE DSU 2014 discusses when this is defensible)"
+        in text
+    )
+    if argv[0] == "threshold":
+        assert "At GBP 20,000 per QALY the cost-effective strategy is No IgRT (none)" in text
+    else:
+        assert "without bsAb costs*" in text

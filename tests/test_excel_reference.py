@@ -38,7 +38,11 @@ from cea.analysis.incremental import icer_table, pairwise
 from cea.analysis.outcomes import results_table
 from cea.igrt.calibration import CALIBRATED
 from cea.igrt.model import run_model
+from cea.io.load import load_inputs
+from cea.parameters.table import load_scenario
 from cea.pipeline.base import comparisons_from_settings, run_base_case
+from cea.pipeline.budget import budget_impact
+from cea.pipeline.decision import decide
 from cea.report.workbook import write_report
 
 pytestmark = [pytest.mark.excel, pytest.mark.slow]
@@ -49,6 +53,7 @@ SOFFICE = shutil.which("soffice") or shutil.which("libreoffice")
 SOFFICE_TIMEOUT_S = 600
 PRICE_FACTOR = 0.5  # IVIG at half price: IVIG strategies move onto the frontier
 NEW_UTILITY = 0.8  # u_on_bsab from 0.72
+NEW_BSAB_SHARE = 0.6  # p_bsab_price_paid from 1: a 40% confidential discount
 INJECTED = '=HYPERLINK("http://example.invalid","x")+1'
 # LibreOffice profile: recalculate every formula when an .xlsx is loaded (never trust caches)
 RECALC_PROFILE = """<?xml version="1.0" encoding="UTF-8"?>
@@ -207,9 +212,18 @@ def excel(tmp_path_factory):
     src = tmp / "src"
     src.mkdir()
     t0 = time.perf_counter()
-    base = run_base_case(INPUTS, "GB")
+    model_inputs = load_inputs(INPUTS)
+    base = run_base_case(model_inputs, "GB")
+    budget = budget_impact(model_inputs, "GB")
     base.ptable.df.loc["p_male", "source"] = INJECTED  # text that looks like a formula
-    report = write_report(base, src / "report.xlsx", command="pytest tests/test_excel_reference.py")
+    decision = decide(base, hazard_ratio=False)
+    report = write_report(
+        base,
+        src / "report.xlsx",
+        command="pytest tests/test_excel_reference.py",
+        budget=budget,
+        decision=decision,
+    )
     wb = openpyxl.load_workbook(report)
     prices, inputs = wb["prices"], wb["inputs"]
     price_row = _cell_of(prices, "c_ivig_per_g")
@@ -219,14 +233,29 @@ def excel(tmp_path_factory):
     wb.save(src / "changed_price.xlsx")
     prices.cell(price_row, 2).value = old_price
     util_row = _cell_of(inputs, "u_on_bsab")
+    old_utility = inputs.cell(util_row, 2).value
     inputs.cell(util_row, 2).value = NEW_UTILITY
     wb.save(src / "changed_utility.xlsx")
+    inputs.cell(util_row, 2).value = old_utility
+    share_row = _cell_of(inputs, "p_bsab_price_paid")
+    inputs.cell(share_row, 2).value = NEW_BSAB_SHARE
+    wb.save(src / "changed_bsab_share.xlsx")
     print(f"\n[excel fixture] workbooks written and edited in {time.perf_counter() - t0:.1f} s")
     started = time.perf_counter()
     coverage = _coverage_base(tmp)
-    write_report(coverage, src / "coverage.xlsx", command="pytest coverage scenario")
+    coverage_budget = budget_impact(
+        model_inputs, "JP", load_scenario(tmp / "coverage.toml"), years=3
+    )
+    write_report(coverage, src / "coverage.xlsx", command="pytest coverage scenario",
+                 budget=coverage_budget)  # fmt: skip
     files = recalculate(
-        [report, src / "changed_price.xlsx", src / "changed_utility.xlsx", src / "coverage.xlsx"],
+        [
+            report,
+            src / "changed_price.xlsx",
+            src / "changed_utility.xlsx",
+            src / "changed_bsab_share.xlsx",
+            src / "coverage.xlsx",
+        ],  # fmt: skip
         tmp / "out",
         tmp / "profile",
     )
@@ -234,11 +263,15 @@ def excel(tmp_path_factory):
     books = {name: Book(path) for name, path in files.items()}
     return {
         "base": base,
+        "decision": decision,
+        "budget": budget,
         "coverage": coverage,
+        "coverage_budget": coverage_budget,
         "books": books,
         "seconds": seconds,
         "changed_price": _engine_rerun(base, c_ivig_per_g=new_price),
         "changed_utility": _engine_rerun(base, u_on_bsab=NEW_UTILITY),
+        "changed_bsab_share": _engine_rerun(base, p_bsab_price_paid=NEW_BSAB_SHARE),
     }
 
 
@@ -349,9 +382,10 @@ def test_base_incremental_and_comparisons(excel):
     _assert_comparisons(excel["books"]["report.xlsx"]["comparisons"], base.comparisons)
 
 
-@pytest.mark.parametrize("name", ["changed_price", "changed_utility"])
+@pytest.mark.parametrize("name", ["changed_price", "changed_utility", "changed_bsab_share"])
 def test_changed_input_moves_results_like_the_engine(excel, name):
-    """prices!B<c_ivig_per_g> x 0.5, or inputs!B<u_on_bsab> = 0.8, changed in the workbook:
+    """prices!B<c_ivig_per_g> x 0.5, inputs!B<u_on_bsab> = 0.8 or inputs!B<p_bsab_price_paid>
+    = 0.6 (the bispecific's share of list price paid), changed in the workbook:
     results, incremental ICERs and statuses, and comparisons equal the engine rerun with the
     same change."""
     results, incremental, comparisons = excel[name]
@@ -366,10 +400,91 @@ def test_changed_input_moves_results_like_the_engine(excel, name):
         assert list(incremental["status"]) != list(
             base.incremental["status"]
         )  # the frontier changed
+    elif name == "changed_bsab_share":  # the bispecific costs 40% less, nothing else moves
+        np.testing.assert_allclose(results["cost_bsab"], 0.6 * base.results["cost_bsab"])
+        np.testing.assert_allclose(results["qaly"], base.results["qaly"])
     else:
         assert not np.allclose(results["qaly"], base.results["qaly"])
     # the checks sheet reports the distance from the engine's base case
     assert book["checks"]["D6"] > 0
+
+
+@pytest.mark.parametrize(
+    "name", ["report", "changed_price", "changed_utility", "changed_bsab_share", "coverage"]
+)
+def test_summary_sheet_states_the_live_decision(excel, name):
+    """Sheet summary (first): the cost-effective strategy (C5, a live formula) is the label of
+    the strategy with the highest net monetary benefit in the engine's results for the same
+    inputs, also after an input was changed in the workbook; the key table's NMB column is
+    WTP x QALY - cost of the results."""
+    book = excel["books"][f"{name}.xlsx"]
+    ws = book["summary"]
+    if name.startswith("changed_"):
+        results = excel[name][0]
+        base = excel["base"]
+    else:
+        base = excel["base" if name == "report" else "coverage"]
+        results = base.results
+    wtp = base.country.wtp_per_qaly
+    nmb = wtp * results["qaly"] - results["cost"]
+    assert ws["C5"] == results.loc[nmb.idxmax(), "label"]
+    table = {ws.cell(r, 1): ws.cell(r, 6) for r in range(8, 8 + len(results))}
+    for _, row in results.iterrows():
+        assert table[row["strategy"]] == pytest.approx(wtp * row["qaly"] - row["cost"], rel=RTOL)
+    if name == "report":
+        text = [ws.cell(r, 1) for r in range(1, ws.max_row + 1)]
+        optimal = excel["decision"].optimal
+        label = results.set_index("strategy").loc[optimal, "label"]
+        assert (
+            f"At GBP 20,000 per QALY the cost-effective strategy is {label} ({optimal})"
+            in " ".join(str(t) for t in text)
+        )
+
+
+def _budget_blocks(ws) -> tuple[dict, dict]:
+    """The budget sheet's per-patient rows ((strategy, measure) -> values by year since start)
+    and budget rows ((mix, measure) -> values by calendar year), found by their labels."""
+    per_patient, budget, block = {}, {}, None
+    for r in range(1, ws.max_row + 1):
+        a, b = ws.cell(r, 1), ws.cell(r, 2)
+        if a in ("per patient", "budget", "year split"):
+            block = a
+            continue
+        if block is None or _blank(a) or _blank(b):
+            continue
+        values = [v for v in ws.row(r)[2:] if isinstance(v, int | float)]
+        if block == "per patient":
+            per_patient[(a, b)] = values
+        elif block == "budget":
+            budget[(a, b)] = values
+    return per_patient, budget
+
+
+@pytest.mark.parametrize("which", ["budget", "coverage_budget"])
+def test_budget_sheet_equals_engine(excel, which):
+    """Sheet budget, recalculated: every per-patient number by year since start and every
+    budget figure by calendar year (current mix, new mix, net; each cost category, the total,
+    Ig grams, chair hours, infections, deaths, life-years) equals cea.pipeline.budget to a
+    relative 1e-9, for GB (5 years, half-cycle) and for the coverage scenario (JP, 3 years,
+    Simpson weights, every cost category switched on)."""
+    b = excel[which]
+    book = excel["books"]["report.xlsx" if which == "budget" else "coverage.xlsx"]
+    per_patient, budget = _budget_blocks(book["budget"])
+    assert len(per_patient) == len(b.strategies) * len(b.per_patient)
+    for (name, m), values in per_patient.items():
+        expected = b.per_patient[m][b.strategies.index(name)]
+        np.testing.assert_allclose(values, expected, rtol=RTOL, atol=1e-9, err_msg=f"{name} {m}")
+    for mix in ("current", "new", "net"):
+        for m, expected in b.totals[mix].items():
+            got = budget[(mix, m)]
+            assert len(got) == b.years + 1  # the years and the total
+            np.testing.assert_allclose(
+                got[:-1], expected, rtol=RTOL, atol=1e-6, err_msg=f"{mix} {m}"
+            )
+            np.testing.assert_allclose(got[-1], expected.sum(), rtol=RTOL, atol=1e-6)
+        usd = budget[(mix, "cost_usd")][:-1]
+        np.testing.assert_allclose(usd, b.totals[mix]["cost"] / b.country.fx_lcu_per_usd, rtol=RTOL)
+    assert np.any(budget[("net", "cost")][:-1])  # something to compare
 
 
 def test_every_strategy_and_setting_branch_equals_engine(excel):

@@ -85,6 +85,8 @@ def test_template_sheets_and_validation(template):
         "life_tables",
         "macro",
         "cpi",
+        "validation_targets",
+        "budget_mix",
     ]
     assert wb.sheetnames == expected
     ws = wb["parameters"]

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from cea.igrt.spec import COST_CATEGORIES
 from cea.io.load import load_inputs
 from cea.parameters.table import Scenario, with_command_line
 from cea.pipeline.base import run_base_case
-from cea.pipeline.decision import decide
+from cea.pipeline.decision import decide, survival_value
 from cea.report.base import summary_text
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,3 +89,84 @@ def test_summary_states_the_decision_units_and_what_is_discounted(inputs):
     assert "cost (GBP), QALY and LY discounted; severe infections and Ig grams undiscounted" in text
     assert "ND not dominated" in text and "ED extendedly dominated" in text
     assert "INMB GBP" in text and "GBP per QALY gained" in text
+
+
+def test_the_bispecific_share_parameter_gives_inmb_zero_at_the_break_even_share(inputs, high):
+    """The same break-even share, reached through p_bsab_price_paid (the list price kept)."""
+    _, d = high
+    t = next(t for t in d.takes if t.strategy == "primary_ivig")
+    inmb, dc = inmb_with(
+        inputs, [f"p_bsab_price_paid={float(t.max_bsab_share)!r}"], "primary_ivig", "none"
+    )
+    assert abs(inmb) <= 1e-9 * abs(dc)
+
+
+def test_the_bispecific_share_scales_the_bispecific_cost_only(inputs):
+    full = run_base_case(inputs, "GB").results.set_index("strategy")
+    part = run_base_case(
+        inputs, "GB", with_command_line(Scenario(), ["p_bsab_price_paid=0.25"], None)
+    ).results.set_index("strategy")
+    np.testing.assert_allclose(part["cost_bsab"], 0.25 * full["cost_bsab"], rtol=1e-12)
+    other = [c for c in COST_CATEGORIES if c != "cost_bsab"]
+    np.testing.assert_allclose(part[other], full[other], rtol=1e-12)
+    np.testing.assert_allclose(part["qaly"], full["qaly"], rtol=1e-12)
+
+
+def test_cost_split_adds_up_to_the_incremental_cost(inputs):
+    """inc_cost_igrt + inc_cost_infections + inc_cost_added_survival = inc_cost, and each group
+    is the difference of its categories between intervention and comparator (by hand for
+    primary IVIG against none)."""
+    base = run_base_case(inputs, "GB")
+    c = base.comparisons.set_index("comparison")
+    total = c[["inc_cost_igrt", "inc_cost_infections", "inc_cost_added_survival"]].sum(axis=1)
+    np.testing.assert_allclose(total, c["inc_cost"], rtol=1e-12)
+    r = base.results.set_index("strategy").select_dtypes("number")
+    row = c.loc["primary_ivig vs none"]
+    d = r.loc["primary_ivig"] - r.loc["none"]
+    igrt = d[["cost_ig", "cost_ig_admin", "cost_scig_training", "cost_monitoring"]].sum()
+    assert row["inc_cost_igrt"] == pytest.approx(igrt + d["cost_adverse_events"], rel=1e-12)
+    assert row["inc_cost_infections"] == pytest.approx(
+        d["cost_severe_infections"] + d["cost_nonsevere_infections"], rel=1e-12
+    )
+    assert row["inc_cost_added_survival"] == pytest.approx(d["cost_bsab"], rel=1e-12)
+    assert row["inc_cost_infections"] < 0 < row["inc_cost_added_survival"]
+
+
+def test_marginal_cost_effectiveness_of_survival_by_hand(inputs):
+    """A month on teclistamab at list price: GBP 30,905 for u_on_bsab / 12 = 0.72 / 12 QALY,
+    GBP 515,083.33 per QALY; at 40% of list, 206,033.33; off the bispecific no cost is
+    modelled in the base case."""
+    base = run_base_case(inputs, "GB")
+    sv = survival_value(base)
+    assert sv.cost_on_bsab == 30905 and sv.qaly_on_bsab == pytest.approx(0.06)
+    assert sv.cost_per_qaly_on_bsab == pytest.approx(30905 / 0.06)
+    assert sv.cost_off_bsab == 0 and sv.cost_per_qaly_off_bsab == 0
+    cheap = run_base_case(
+        inputs, "GB", with_command_line(Scenario(), ["p_bsab_price_paid=0.4"], None)
+    )
+    assert survival_value(cheap).cost_per_qaly_on_bsab == pytest.approx(0.4 * 30905 / 0.06)
+
+
+def test_decision_without_bispecific_costs_equals_costs_minus_bispecific(inputs):
+    """The second perspective (a rerun with include_bsab_costs = false) equals the base case's
+    own outcomes with each strategy's bispecific cost taken off: same QALYs, cost - cost_bsab.
+    At a WTP of 200,000 it changes the decision (preemptive SCIG becomes cost-effective)."""
+    wtp = 200_000.0
+    base = run_base_case(inputs, "GB", with_command_line(Scenario(), [], wtp))
+    d = decide(base, hazard_ratio=False)
+    r = base.results.set_index("strategy")
+    nmb = wtp * r["qaly"] - (r["cost"] - r["cost_bsab"])
+    assert d.without_bsab.optimal == nmb.idxmax() == "preemptive_scig"
+    assert d.optimal == "none"
+    for t in d.without_bsab.takes:
+        assert t.inmb == pytest.approx(nmb[t.strategy] - nmb[t.against], rel=1e-9)
+    text = summary_text(base, d)
+    assert (
+        "With bispecific costs during added survival excluded (NICE DSU 2014 discusses when this "
+        "is defensible): at GBP 200,000 per QALY the cost-effective strategy is Preemptive SCIG"
+    ) in text
+    # a run that already excludes them says so instead
+    nob = run_base_case(inputs, "GB", REPO / "inputs" / "scenarios" / "no_bsab_costs.toml")
+    d2 = decide(nob, hazard_ratio=False)
+    assert d2.without_bsab is None
+    assert "This run has bispecific costs during added survival excluded" in summary_text(nob, d2)

@@ -96,10 +96,11 @@ def report(tmp_path_factory, checks_table):
 def test_sheets_snake_case_and_present(report):
     base, _, wb = report
     names = wb.sheetnames
-    assert names[0] == "about"
+    assert names[:2] == ["summary", "about"]  # the decision first
     for name in names:
         assert re.fullmatch(r"[a-z0-9_]{1,31}", name), name
     expected = {
+        "summary",
         "about",
         "inputs",
         "prices",

@@ -404,6 +404,9 @@ def optimal_rows(cr: CountryResult) -> pd.DataFrame:
     for kind, w in _wtp_points(c):
         t = icer_table(o[["strategy", "cost", "qaly"]], cost="cost", effect="qaly", wtp=w)
         best = t.loc[t["optimal"]].iloc[0]
+        # bispecific costs during added survival excluded: the same QALYs, cost - cost_bsab
+        no_bsab = o[["strategy", "qaly"]].assign(cost=o["cost"] - o["cost_bsab"])
+        t2 = icer_table(no_bsab, cost="cost", effect="qaly", wtp=w)
         rows.append(
             {
                 "country": c.code,
@@ -417,6 +420,7 @@ def optimal_rows(cr: CountryResult) -> pd.DataFrame:
                 "wtp_over_gdp": w / c.gdp_per_capita_lcu,
                 "optimal_strategy": best["strategy"],
                 "nmb_optimal_lcu": best["nmb"],
+                "optimal_without_bsab_costs": t2.loc[t2["optimal"], "strategy"].iloc[0],
             }
         )
     return pd.DataFrame(rows)

@@ -22,6 +22,7 @@ def run_cohorts(
     backend: str = "numpy",
     keep_trace: bool = False,
     keep_events: bool = False,
+    keep_per_cycle: bool = False,
 ) -> list[CohortResult]:
     """Run declared cohorts of D draws that share ``profiles`` (name -> (D, T) arrays).
 
@@ -30,6 +31,9 @@ def run_cohorts(
     compiled pass over draws and cycles without storing any (D, T, ...) array
     (:mod:`cea.engine.compiled`). Both give the same totals to 1e-12 (tests/test_engine_cohort.py).
 
+    ``keep_per_cycle`` returns each row's contribution (:class:`CohortResult`); it always runs
+    the NumPy reference, whatever ``backend`` says (a budget needs one draw, not speed).
+
     Raises ModelInputError naming the cohort and the problem for a declaration the engine cannot
     run (:func:`cea.engine.declaration.validate`), and naming the cohort and draw when a hazard
     is negative or not finite.
@@ -37,6 +41,11 @@ def run_cohorts(
     if backend not in BACKENDS:
         raise ModelInputError(f"unknown backend '{backend}' (known: {', '.join(BACKENDS)})")
     validate(models, profiles, timing)
+    if keep_per_cycle:
+        return [
+            numpy_backend.run(m, profiles, timing, keep_trace, keep_events, keep_per_cycle=True)
+            for m in models
+        ]
     if backend == "numba":
         return compiled.run_cohorts(models, profiles, timing, keep_trace, keep_events)
     return [numpy_backend.run(m, profiles, timing, keep_trace, keep_events) for m in models]

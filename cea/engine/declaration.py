@@ -166,12 +166,16 @@ class Timing:
 class CohortResult:
     """Totals per draw of one cohort: ``discounted[name]``, ``undiscounted[name]`` (D,);
     ``trace`` (D, T + 1, S) and ``event_totals[event]`` (D, T), the expected events of each
-    cycle in the whole cohort, when asked for."""
+    cycle in the whole cohort, when asked for; ``per_cycle[name]`` (D, T + 1), when asked for:
+    each trace row's undiscounted, correction-weighted contribution (start rewards on row 0,
+    a transition reward or count of cycle k on row k + 1, where it is discounted), so that
+    ``per_cycle[name].sum(axis=1) == undiscounted[name]``."""
 
     discounted: dict[str, np.ndarray]
     undiscounted: dict[str, np.ndarray]
     trace: np.ndarray | None = None
     event_totals: dict[str, np.ndarray] | None = None
+    per_cycle: dict[str, np.ndarray] | None = None
 
 
 def n_draws_of(profiles: Mapping[str, np.ndarray], models: Sequence[CohortModel]) -> int:

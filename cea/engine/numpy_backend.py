@@ -65,6 +65,7 @@ def run(
     timing: Timing,
     keep_trace: bool = False,
     keep_events: bool = False,
+    keep_per_cycle: bool = False,
 ) -> CohortResult:
     """Run one declared cohort (see :func:`cea.engine.cohort.run_cohorts`)."""
     D, T, S = n_draws_of(profiles, [model]), timing.n_cycles, model.n_states
@@ -103,9 +104,10 @@ def run(
         discount_step=timing.discount_step,
         reward_alignment="start",
         label=model.label or None,
-        keep_per_cycle=False,
+        keep_per_cycle=keep_per_cycle,
     )
     trace = res.trace
+    per_cycle = res.per_cycle
     for name, (dest, parts) in model.counts.items():
         flows = np.zeros((D, T))
         for s, lin in parts.items():
@@ -117,6 +119,8 @@ def run(
         disc = res.discount_effects if name in timing.effects else res.discount_costs
         res.undiscounted[name] = flows.sum(axis=1)
         res.discounted[name] = flows @ disc[1:]
+        if per_cycle is not None:  # a flow of cycle k sits on row k + 1, where it is discounted
+            per_cycle[name] = np.concatenate([np.zeros((D, 1)), flows], axis=1)
     totals = None
     if keep_events:  # element by element, so that a draw's totals do not depend on the others
         totals = {}
@@ -130,4 +134,5 @@ def run(
         undiscounted={n: np.asarray(res.undiscounted[n]) for n in names},
         trace=np.ascontiguousarray(trace) if keep_trace else None,
         event_totals=totals,
+        per_cycle={n: per_cycle[n] for n in names} if per_cycle is not None else None,
     )

@@ -38,11 +38,16 @@ class ModelResult:
     discounted), ``qaly``, ``ly`` and every reward in :data:`REWARDS` discounted (bare
     name) and undiscounted (``<name>_undiscounted``), plus ``cost_undiscounted``.
     traces: when asked for, (strategy, subgroup) -> (D, T+1, S) state occupancy.
+    per_cycle: when asked for, reward name (and ``cost``) -> (K, D, T+1): each trace row's
+    undiscounted contribution per patient, subgroup-weighted, strategies in ``spec`` order
+    (:class:`cea.engine.declaration.CohortResult`); summed over rows it is the
+    ``<name>_undiscounted`` outcome.
     """
 
     outcomes: pd.DataFrame
     traces: dict[tuple[str, str], np.ndarray] | None = None
     calibrated: pd.DataFrame | None = None
+    per_cycle: dict[str, np.ndarray] | None = None
 
 
 def run_model(
@@ -53,6 +58,7 @@ def run_model(
     calibrated: pd.DataFrame | None = None,
     chunk_draws: int | None = None,
     backend: str = "numpy",
+    keep_per_cycle: bool = False,
 ) -> ModelResult:
     """Run every strategy and both subgroups for every draw.
 
@@ -66,6 +72,8 @@ def run_model(
     chunk_draws : draws per engine call (bounds memory); chosen automatically when None.
     backend : the engine's backend, ``"numpy"`` or ``"numba"``
         (:func:`cea.engine.cohort.run_cohorts`); both give the same results to 1e-12.
+    keep_per_cycle : also return each row's contribution (:attr:`ModelResult.per_cycle`;
+        computed by the NumPy reference whatever ``backend`` says).
 
     Results do not depend on ``chunk_draws``.
     """
@@ -87,6 +95,7 @@ def run_model(
     totals_disc = {name: np.zeros((K, 2, D)) for name in REWARDS}
     totals_und = {name: np.zeros((K, 2, D)) for name in REWARDS}
     traces = {} if keep_traces else None
+    rows = {n: np.zeros((K, 2, D, spec.n_cycles + 1)) for n in REWARDS} if keep_per_cycle else {}
     cal = {name: np.zeros(D) for name in CALIBRATED}
     weights = np.zeros(D)
     timing = spec.timing()
@@ -103,7 +112,7 @@ def run_model(
         models = [declare(st, sg, v, spec) for st, sg in cohorts]
         try:
             results = run_cohorts(models, time_profiles(v, spec), timing, backend=backend,
-                                  keep_trace=keep_traces)  # fmt: skip
+                                  keep_trace=keep_traces, keep_per_cycle=keep_per_cycle)  # fmt: skip
         except ModelInputError as exc:
             raise ModelInputError(label_draw(str(exc), v)) from None
         for name in REWARDS:
@@ -115,6 +124,10 @@ def run_model(
             und = np.stack([r.undiscounted.get(name, zero) for r in results])
             totals_disc[name][:, :, lo:hi] = disc[which]
             totals_und[name][:, :, lo:hi] = und[which]
+            if keep_per_cycle:
+                zero_rows = np.zeros((hi - lo, spec.n_cycles + 1))
+                pc = np.stack([r.per_cycle.get(name, zero_rows) for r in results])
+                rows[name][:, :, lo:hi] = pc[which]
         if keep_traces:
             for k, st in enumerate(spec.strategies):
                 for g, sg in enumerate(SUBGROUPS):
@@ -135,6 +148,14 @@ def run_model(
         out[shared] = totals[shared, 0]
         return out.reshape(-1)
 
+    per_cycle = None
+    if keep_per_cycle:
+        per_cycle = {}
+        for name in REWARDS:
+            r = (rows[name] * w[None, :, :, None]).sum(axis=1)  # (K, D, T+1)
+            r[shared] = rows[name][shared, 0]
+            per_cycle[name] = r
+        per_cycle["cost"] = sum(per_cycle[c] for c in COST_CATEGORIES)
     for name in REWARDS:
         cols[name] = weighted(totals_disc[name])
         cols[f"{name}_undiscounted"] = weighted(totals_und[name])
@@ -145,7 +166,12 @@ def run_model(
     )
     if not np.isfinite(out.select_dtypes("number").to_numpy()).all():
         raise ModelInputError("the model produced non-finite results: check the parameter values")
-    return ModelResult(outcomes=out, traces=traces, calibrated=pd.DataFrame(cal, index=draws.index))
+    return ModelResult(
+        outcomes=out,
+        traces=traces,
+        calibrated=pd.DataFrame(cal, index=draws.index),
+        per_cycle=per_cycle,
+    )
 
 
 # --------------------------------------------------------------------------- face validity

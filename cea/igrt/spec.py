@@ -60,6 +60,21 @@ COST_CATEGORIES = (
 )
 
 
+#: The incremental cost of a comparison split three ways (the add-on problem, NICE DSU 2014):
+#: what IgRT itself costs, the infections it avoids, and the care of the months it adds.
+COST_GROUPS = {
+    "igrt": (
+        "cost_ig",
+        "cost_ig_admin",
+        "cost_scig_training",
+        "cost_monitoring",
+        "cost_adverse_events",
+    ),
+    "infections": ("cost_severe_infections", "cost_nonsevere_infections"),
+    "added_survival": ("cost_bsab", "cost_subsequent_therapy", "cost_end_of_life"),
+}
+
+
 EFFECTS = ("qaly", "ly")
 
 

@@ -117,6 +117,7 @@ COUNTRY_COLUMNS = (
     Col("discount_rate_effects", "float", lo=0, hi=0.2),
     Col("scig_conversion", "float", lo=0.5, hi=3),
     Col("population_eligible_annual", "float", blank=True, lo=0),
+    Col("population_growth_annual", "float", blank=True, lo=-0.5, hi=1, required=False),
     Col("life_table_sex", choices=("both", "male", "female")),
     Col("source", blank=True, required=False),
     Col("evidence", blank=True, required=False),
@@ -204,6 +205,20 @@ VALIDATION_TARGET_COLUMNS = (
     Col("conditions"),
     Col("source"),
     Col("evidence", choices=EVIDENCE_TAGS),
+    Col("note", blank=True, required=False),
+)
+
+#: Years of a budget impact analysis (ISPOR: 1-5 years): the share columns of budget_mix.csv.
+BUDGET_YEARS = 5
+BUDGET_MIXES = ("current", "new")
+#: How far the shares of one mix and year may be from 1 (rounding in a spreadsheet).
+BUDGET_SHARE_TOLERANCE = 1e-6
+
+BUDGET_MIX_COLUMNS = (
+    Col("mix", choices=BUDGET_MIXES),
+    Col("strategy"),
+    *(Col(f"year_{y}", "float", lo=0, hi=1) for y in range(1, BUDGET_YEARS + 1)),
+    Col("source"),
     Col("note", blank=True, required=False),
 )
 
@@ -494,6 +509,9 @@ class Inputs:
     #: ``validation_targets.csv`` (optional): published figures for the face-validity rows of
     #: ``cea check`` (:mod:`cea.pipeline.validation`); None when the file is absent
     validation_targets: Table | None = None
+    #: ``budget_mix.csv`` (optional): the current and new mix of strategies by year for
+    #: ``cea budget`` (:mod:`cea.pipeline.budget`); None when the file is absent
+    budget_mix: Table | None = None
 
     def country_codes(self) -> list[str]:
         return list(self.countries.df["country"])
@@ -504,6 +522,11 @@ SETTINGS_SCHEMA: dict[str, dict[str, Callable[[object], bool]]] = {
         "country": lambda v: isinstance(v, str),
         "seed": lambda v: isinstance(v, int) and v >= 0,
         "n_draws": lambda v: isinstance(v, int) and v >= 1,
+    },
+    "budget": {
+        "horizon_years": lambda v: (
+            isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= BUDGET_YEARS
+        ),
     },
     "model": {
         "horizon_years": lambda v: isinstance(v, int | float) and 0 < v <= 60,
@@ -600,6 +623,7 @@ TABLES = {
     "cpi": ("cpi.csv", CPI_COLUMNS, ("country_iso2", "year"), False),
     "correlations": ("correlations.csv", CORRELATION_COLUMNS, ("parameter_a", "parameter_b"), True),
     "validation_targets": ("validation_targets.csv", VALIDATION_TARGET_COLUMNS, ("id",), True),
+    "budget_mix": ("budget_mix.csv", BUDGET_MIX_COLUMNS, ("mix", "strategy"), True),
 }
 PRICE_KEY = ("item",)
 
@@ -647,10 +671,13 @@ def assemble_inputs(
     targets = get("validation_targets")
     if targets is not None:
         _check_validation_targets(targets, set(strategies.df["strategy"]))
+    budget_mix = get("budget_mix")
+    if budget_mix is not None:
+        _check_budget_mix(budget_mix, set(strategies.df["strategy"]))
     settings, settings_hash, settings_name = read_settings()
     check_settings(settings, settings_name)
     tables = [parameters, strategies, countries, *prices.values(), life_tables, macro, cpi]
-    tables += [t for t in (overrides, correlations, targets) if t is not None]
+    tables += [t for t in (overrides, correlations, targets, budget_mix) if t is not None]
     hashes = {str(t.path): t.sha256 for t in tables}
     hashes[settings_name] = settings_hash
     return Inputs(
@@ -667,6 +694,7 @@ def assemble_inputs(
         settings=settings,
         hashes=hashes,
         validation_targets=targets,
+        budget_mix=budget_mix,
     )
 
 
@@ -893,6 +921,30 @@ def _check_validation_targets(table: Table, strategies: set[str]) -> None:
                 row,
                 "high",
             )
+
+
+def _check_budget_mix(table: Table, strategies: set[str]) -> None:
+    """budget_mix.csv: known strategies; both mixes; each mix's shares sum to 1 every year."""
+    df = table.df
+    for _, r in df.iterrows():
+        if r["strategy"] not in strategies:
+            raise table.error(
+                f"unknown strategy '{r['strategy']}'{did_you_mean(r['strategy'], strategies)}",
+                int(r["_row"]),
+                "strategy",
+            )
+    for mix in BUDGET_MIXES:
+        rows = df[df["mix"] == mix]
+        if rows.empty:
+            raise table.error(f"no row for the '{mix}' mix (both 'current' and 'new' are needed)")
+        for y in range(1, BUDGET_YEARS + 1):
+            total = float(rows[f"year_{y}"].sum())
+            if abs(total - 1.0) > BUDGET_SHARE_TOLERANCE:
+                raise table.error(
+                    f"the shares of the '{mix}' mix sum to {total:.6g} in year {y}, not 1",
+                    int(rows["_row"].iloc[0]),
+                    f"year_{y}",
+                )
 
 
 def _check_overrides(table: Table, countries: set[str], parameters: Table) -> None:

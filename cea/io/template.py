@@ -88,7 +88,15 @@ def _raw_tables(
     files += [(f"prices/{code}.csv", False) for code in inputs.country_codes()]
     files += [
         (TABLES[k][0], TABLES[k][3])
-        for k in ("overrides", "life_tables", "macro", "cpi", "correlations")
+        for k in (
+            "overrides",
+            "life_tables",
+            "macro",
+            "cpi",
+            "correlations",
+            "validation_targets",
+            "budget_mix",
+        )
     ]
     out = {}
     if source.suffix.lower() == ".xlsx":

@@ -72,6 +72,8 @@ class Country:
     scig_conversion: float
     population_eligible_annual: float | None
     life_table_sex: str
+    #: yearly growth of the eligible population (budget impact); 0 when countries.csv has none
+    population_growth_annual: float
     mx_by_age: np.ndarray = field(repr=False)
 
     @property
@@ -269,6 +271,8 @@ def load_country(inputs: Inputs, code: str) -> Country:
     # hazard by single year of age from 0; ages below the table's first age take its first value
     mx = np.concatenate([np.full(ages[0], sel["mx"].iloc[0]), sel["mx"].to_numpy(dtype=float)])
     pop = r["population_eligible_annual"]
+    growth = r.get("population_growth_annual")
+    growth = 0.0 if growth is None or not math.isfinite(float(growth)) else float(growth)
     return Country(
         code=code,
         name=r["name"],
@@ -288,6 +292,7 @@ def load_country(inputs: Inputs, code: str) -> Country:
         if pop is None or (isinstance(pop, float) and math.isnan(pop))
         else float(pop),
         life_table_sex=r["life_table_sex"],
+        population_growth_annual=growth,
         mx_by_age=mx,
     )
 

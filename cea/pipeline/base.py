@@ -15,7 +15,7 @@ from cea.analysis.incremental import icer_table, pairwise
 from cea.analysis.outcomes import results_table, trace_table, validate_outcomes
 from cea.errors import CeaError
 from cea.igrt.model import run_model
-from cea.igrt.spec import SUBGROUPS, ModelSpec, apply_discount_settings, build_spec
+from cea.igrt.spec import COST_GROUPS, SUBGROUPS, ModelSpec, apply_discount_settings, build_spec
 from cea.io.inputs import Inputs
 from cea.io.load import load_inputs
 from cea.parameters.table import (
@@ -47,6 +47,9 @@ class BaseCase:
     extra_files: dict[str, str] = field(default_factory=dict)
     #: the engine's backend the base case ran on (analyses of it use the same)
     backend: str = "numpy"
+    #: reward name -> (K, T + 1) per-patient contribution of each trace row, undiscounted
+    #: (:attr:`cea.igrt.model.ModelResult.per_cycle`), when asked for
+    per_cycle: dict | None = None
 
     @property
     def country(self):
@@ -101,23 +104,29 @@ def build_base_case(
     spec: ModelSpec | None = None,
     keep_trace: bool = True,
     backend: str = "numpy",
+    keep_per_cycle: bool = False,
 ) -> BaseCase:
     """The deterministic base case for one country: the one place it is assembled.
 
     ``ptable`` and ``spec`` may be given when the caller has built them already (the PSA);
-    ``keep_trace=False`` skips the trace table (scenarios and DSA designs do not write it).
+    ``keep_trace=False`` skips the trace table (scenarios and DSA designs do not write it);
+    ``keep_per_cycle=True`` keeps each trace row's contribution (the budget impact needs it).
     """
     scenario = as_scenario(scenario)
     if ptable is None:
         ptable = build_parameter_table(inputs, resolve_country(inputs, scenario, country), scenario)
     if spec is None:
         spec = apply_discount_settings(build_spec(ptable, inputs, strategies), ptable.settings)
-    res = run_model(ptable.base(), spec, keep_traces=keep_trace, backend=backend)
+    res = run_model(
+        ptable.base(), spec, keep_traces=keep_trace, backend=backend, keep_per_cycle=keep_per_cycle
+    )
     outcomes = validate_outcomes(res.outcomes, "the base case")
     wtp = ptable.country.wtp_per_qaly
     comps = comparisons_from_settings(ptable.settings, spec, set(inputs.strategies.df["strategy"]))
     comparisons = (
-        pairwise(outcomes, comps, wtp=wtp, extra=COMPARISON_EXTRA) if comps else pd.DataFrame()
+        with_cost_split(pairwise(outcomes, comps, wtp=wtp, extra=COMPARISON_EXTRA), outcomes)
+        if comps
+        else pd.DataFrame()
     )
     return BaseCase(
         inputs=inputs,
@@ -130,7 +139,22 @@ def build_base_case(
         trace=trace_table(res.traces, spec) if keep_trace else pd.DataFrame(),
         calibrated={k: float(v) for k, v in res.calibrated.iloc[0].items()},
         backend=backend,
+        per_cycle={k: v[:, 0] for k, v in res.per_cycle.items()} if keep_per_cycle else None,
     )
+
+
+def with_cost_split(comparisons: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame:
+    """The comparisons with their incremental cost split by :data:`COST_GROUPS` (discounted):
+    ``inc_cost_igrt``, ``inc_cost_infections``, ``inc_cost_added_survival``; they add up to
+    ``inc_cost``."""
+    by = outcomes.set_index("strategy")
+    out = comparisons.copy()
+    at = out.columns.get_loc("inc_cost") + 1
+    for k, (group, cats) in enumerate(COST_GROUPS.items()):
+        total = by[list(cats)].sum(axis=1)
+        value = total.loc[out["intervention"]].to_numpy() - total.loc[out["comparator"]].to_numpy()
+        out.insert(at + k, f"inc_cost_{group}", value)
+    return out
 
 
 def run_base_case(

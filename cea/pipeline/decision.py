@@ -15,16 +15,30 @@ For each IgRT strategy s that is not the cost-effective strategy o, with INMB = 
   the model (:func:`cea.pipeline.dsa.find_threshold`; the calibration is kept). A ratio above 1
   means IgRT would have to raise infections: fewer months alive on a bispecific that costs more
   per QALY than the threshold.
+
+Beside it, two views of the add-on problem (Davis S, "Assessing technologies that are not
+cost-effective at a zero price", NICE Decision Support Unit report, 2014):
+
+* **the marginal cost-effectiveness of survival** (:func:`survival_value`): what one more month
+  alive costs and yields, on the bispecific and off it, from the model's own inputs;
+* **the decision with the bispecific's costs excluded** (:data:`WITHOUT_BSAB_LABEL`): the same
+  run with ``include_bsab_costs = false``, stated beside the base case wherever a decision is.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from cea.errors import CeaError
-from cea.pipeline.base import BaseCase
+from cea.pipeline.base import BaseCase, build_base_case
 from cea.pipeline.dsa import find_threshold
+
+#: How the second perspective is labelled wherever a decision is stated.
+WITHOUT_BSAB_LABEL = (
+    "bispecific costs during added survival excluded (NICE DSU 2014 discusses when this is "
+    "defensible)"
+)
 
 
 @dataclass
@@ -45,18 +59,79 @@ class WhatItTakes:
 
 
 @dataclass
+class SurvivalValue:
+    """One more month alive, per patient, at the model's inputs (undiscounted): its cost and
+    QALYs on the bispecific (``c_bsab_<drug>_month`` x ``p_bsab_price_paid``, ``u_on_bsab``)
+    and off it (``c_subsequent_therapy_month`` when the run includes it, ``u_off_bsab``).
+    Infections, IgRT and monitoring are left out: they differ between strategies, the month
+    itself does not."""
+
+    cost_on_bsab: float
+    qaly_on_bsab: float
+    cost_off_bsab: float
+    qaly_off_bsab: float
+
+    @property
+    def cost_per_qaly_on_bsab(self) -> float:
+        return self.cost_on_bsab / self.qaly_on_bsab if self.qaly_on_bsab > 0 else math.inf
+
+    @property
+    def cost_per_qaly_off_bsab(self) -> float:
+        return self.cost_off_bsab / self.qaly_off_bsab if self.qaly_off_bsab > 0 else math.inf
+
+
+@dataclass
 class Decision:
     wtp: float
     currency: str
     price_year: int
     optimal: str
     takes: list[WhatItTakes]
+    survival: SurvivalValue | None = None
+    #: the decision of the same run with the bispecific's costs excluded; None when the run
+    #: excludes them already or when it was not asked for
+    without_bsab: Decision | None = None
+    #: results of that run (strategy -> cost, qaly) for the text beside the base case
+    without_bsab_base: BaseCase | None = None
 
 
-def decide(base: BaseCase, hazard_ratio: bool = True) -> Decision:
+def survival_value(base: BaseCase) -> SurvivalValue:
+    """The marginal cost and QALYs of a month alive on and off the bispecific (see
+    :class:`SurvivalValue`)."""
+    v = base.ptable.base().iloc[0]
+    spec = base.spec
+    bsab = v[f"c_bsab_{spec.bsab_drug}_month"] * v["p_bsab_price_paid"]
+    return SurvivalValue(
+        cost_on_bsab=float(bsab) if spec.include_bsab_costs else 0.0,
+        qaly_on_bsab=float(v["u_on_bsab"]) / 12.0,
+        cost_off_bsab=float(v["c_subsequent_therapy_month"])
+        if spec.include_subsequent_therapy
+        else 0.0,
+        qaly_off_bsab=float(v["u_off_bsab"]) / 12.0,
+    )
+
+
+def without_bsab_costs(base: BaseCase) -> BaseCase | None:
+    """The same run (country, scenario, ``--set``, ``--wtp``, strategies) with the bispecific's
+    costs excluded; None when they are excluded already."""
+    if not base.spec.include_bsab_costs:
+        return None
+    sc = base.ptable.scenario
+    settings = {
+        **sc.settings,
+        "model": {**sc.settings.get("model", {}), "include_bsab_costs": False},
+    }
+    alt = replace(sc, name=f"{sc.name}+no_bsab_costs", settings=settings)
+    return build_base_case(base.inputs, base.country.code, alt, base.spec.strategy_names,
+                           keep_trace=False, backend=base.backend)  # fmt: skip
+
+
+def decide(base: BaseCase, hazard_ratio: bool = True, perspectives: bool = True) -> Decision:
     """The cost-effective strategy at the country's WTP (highest net monetary benefit) and,
     for every other IgRT strategy, what would make it break even against it. ``hazard_ratio``:
-    also search the hazard ratio (a few model runs per strategy)."""
+    also search the hazard ratio (a few model runs per strategy). ``perspectives``: also the
+    decision with the bispecific's costs excluded (one more base case) and the marginal
+    cost-effectiveness of survival."""
     c = base.country
     inc = base.incremental.set_index("strategy")
     optimal = str(inc.index[inc["optimal"].astype(bool)][0])
@@ -88,4 +163,11 @@ def decide(base: BaseCase, hazard_ratio: bool = True) -> Decision:
                 roots = [r for r in th.roots if math.isfinite(r)]
                 take.hr_threshold = float(min(roots, key=lambda r: abs(r - hr))) if roots else None
         takes.append(take)
-    return Decision(c.wtp_per_qaly, c.currency, c.price_year, optimal, takes)
+    out = Decision(c.wtp_per_qaly, c.currency, c.price_year, optimal, takes)
+    if perspectives:
+        out.survival = survival_value(base)
+        alt = without_bsab_costs(base)
+        if alt is not None:
+            out.without_bsab = decide(alt, hazard_ratio=False, perspectives=False)
+            out.without_bsab_base = alt
+    return out

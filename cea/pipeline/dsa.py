@@ -311,22 +311,44 @@ class TwoWay:
 
 
 def run_two_way(
-    base: BaseCase, p1: str, p2: str, comparison: tuple[str, str], n: int = 11
+    base: BaseCase,
+    p1: str,
+    p2: str,
+    comparison: tuple[str, str],
+    n: int = 11,
+    limits: dict[str, tuple[float, float]] | None = None,
 ) -> TwoWay:
     """INMB of ``comparison`` and the optimal strategy over a grid of two parameters.
 
-    Each axis spans the parameter's DSA range in ``n`` steps plus its base value, so the grid
-    contains the base case. One :func:`cea.igrt.model.run_model` call on all grid points.
+    Each axis spans the parameter's DSA range (or ``limits[name]``, e.g. an Ig price from 0)
+    in ``n`` steps plus its base value, so the grid contains the base case. One
+    :func:`cea.igrt.model.run_model` call on all grid points.
     """
     if p1 == p2:
         raise CeaError(f"--two-way needs two different parameters, got '{p1}' twice")
+    limits = dict(limits or {})
+    for name in limits:
+        if name not in (p1, p2):
+            raise CeaError(f"--range names '{name}', not one of the two parameters {p1}, {p2}")
     ranges, skipped = ranges_table(base.ptable, [p1, p2])
+    skipped = skipped[~skipped["parameter"].isin(list(limits))]
     if not skipped.empty:
         raise CeaError(
             f"parameter '{skipped['parameter'].iloc[0]}' has no range to vary "
-            f"({skipped['reason'].iloc[0]}); give it low/high in the inputs"
+            f"({skipped['reason'].iloc[0]}); give it low/high in the inputs, or --range"
         )
     r = ranges.set_index("parameter")
+    for name, (lo, hi) in limits.items():
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise CeaError(f"--range {name}={lo:g}:{hi:g}: needs finite low < high")
+        if name.startswith(("p_", "u_")) and not (0 <= lo and hi <= 1):
+            raise CeaError(f"--range {name}={lo:g}:{hi:g}: a proportion must stay in [0, 1]")
+        if name.startswith("c_") and lo < 0:
+            raise CeaError(f"--range {name}={lo:g}:{hi:g}: a price cannot be negative")
+        r.loc[name, ["low", "high"]] = (lo, hi)
+        r.loc[name, "base_value"] = float(base.ptable.df.loc[name, "value"])
+        r.loc[name, "range_origin"] = f"command line: --range {name}={lo:g}:{hi:g}"
+    ranges = r.reset_index()
     axes = tuple(
         grid_axis(r.loc[p, "low"], r.loc[p, "high"], r.loc[p, "base_value"], n) for p in (p1, p2)
     )

@@ -10,7 +10,7 @@ import pandas as pd
 from cea import __version__
 from cea.io.provenance import dumps, run_json
 from cea.pipeline.base import BaseCase, describe
-from cea.pipeline.decision import Decision
+from cea.pipeline.decision import WITHOUT_BSAB_LABEL, Decision
 from cea.report.files import write_csv
 
 
@@ -58,6 +58,58 @@ def decision_text(base: BaseCase, decision: Decision) -> str:
         f"{name(decision.optimal)}: it has the highest net monetary benefit (costs and QALYs "
         "discounted)."
     ]
+    lines += _takes_lines(decision, cur)
+    if decision.survival is not None:
+        lines += ["", _survival_text(base, decision)]
+    if decision.without_bsab is not None:
+        alt = decision.without_bsab
+        same = "still " if alt.optimal == decision.optimal else ""
+        lines += [
+            "",
+            f"With {WITHOUT_BSAB_LABEL}: at {cur} {alt.wtp:,.0f} per QALY the cost-effective "
+            f"strategy is {same}{name(alt.optimal)}.",
+            *_takes_lines(alt, cur, short=True),
+        ]
+    elif not base.spec.include_bsab_costs:
+        lines += ["", f"This run has {WITHOUT_BSAB_LABEL}."]
+    return "\n".join(lines)
+
+
+def _survival_text(base: BaseCase, decision: Decision) -> str:
+    """The marginal cost-effectiveness of a month alive, on and off the bispecific."""
+    sv, cur, wtp = decision.survival, decision.currency, decision.wtp
+    share = base.ptable.base().iloc[0]["p_bsab_price_paid"]
+    on = sv.cost_per_qaly_on_bsab
+    text = (
+        f"One more month alive costs {cur} {sv.cost_on_bsab:,.0f} on the bispecific "
+        f"({base.spec.bsab_drug} at {share:.0%} of its list price) for {sv.qaly_on_bsab:.3f} QALY: "
+        f"{cur} {on:,.0f} per QALY"
+    )
+    if wtp > 0:
+        text += f", {on / wtp:,.1f} times the WTP"
+    text += (
+        f"; off it {cur} {sv.cost_off_bsab:,.0f} for {sv.qaly_off_bsab:.3f} QALY ("
+        f"{cur} {sv.cost_per_qaly_off_bsab:,.0f} per QALY"
+        + (
+            "; no treatment costs are modelled after the bispecific)"
+            if sv.cost_off_bsab == 0
+            else ")"
+        )
+    )
+    if wtp > 0 and on > wtp:
+        text += (
+            ". A strategy that keeps patients alive, and on the bispecific, longer pays this for "
+            "every added month: more than the months are worth at the WTP (the add-on problem, "
+            "NICE DSU 2014)."
+        )
+    else:
+        text += "."
+    return text
+
+
+def _takes_lines(decision: Decision, cur: str, short: bool = False) -> list[str]:
+    """What it would take for each IgRT strategy; ``short``: the Ig price only."""
+    lines = []
     for t in decision.takes:
         lines.append(
             f"  {t.strategy} against {t.against} (INMB {cur} {t.inmb:,.0f}) would break even at:"
@@ -78,6 +130,8 @@ def decision_text(base: BaseCase, decision: Decision) -> str:
                 f"    - an {route} price of at most {cur} {t.max_ig_price:,.2f} per g (now "
                 f"{t.ig_price:,.2f}; {cur} of {decision.price_year})"
             )
+        if short:
+            continue
         if t.max_bsab_share is None:
             lines.append("    - no bispecific price: it adds no time on the bispecific")
         elif t.max_bsab_share < 0:
@@ -105,7 +159,7 @@ def decision_text(base: BaseCase, decision: Decision) -> str:
             )
         for note in t.notes:
             lines.append(f"    - {note}")
-    return "\n".join(lines)
+    return lines
 
 
 def summary_text(base: BaseCase, decision: Decision | None = None) -> str:
@@ -156,6 +210,24 @@ def summary_text(base: BaseCase, decision: Decision | None = None) -> str:
                 f"  {r['comparison']:<36} dC {cur} {r['inc_cost']:>10,.0f}  dQALY "
                 f"{r['inc_effect']:>8.4f}  {text}  INMB {cur} {r['inmb']:,.0f}"
             )
+    if not base.comparisons.empty and "inc_cost_igrt" in base.comparisons:
+        lines += ["", cost_split_text(base)]
     if decision is not None:
         lines += ["", decision_text(base, decision)]
+    return "\n".join(lines)
+
+
+def cost_split_text(base: BaseCase) -> str:
+    """Each comparison's incremental cost split three ways (:data:`cea.igrt.spec.COST_GROUPS`)."""
+    cur = base.country.currency
+    head = (
+        f"  {'':<36}{'IgRT, admin, monitoring':>25}{'infections':>14}"
+        f"{'bispecific & other care in added survival':>44}"
+    )
+    lines = [f"incremental cost split ({cur}, discounted; the three add up to dC):", head]
+    for _, r in base.comparisons.iterrows():
+        lines.append(
+            f"  {r['comparison']:<36}{r['inc_cost_igrt']:>25,.0f}{r['inc_cost_infections']:>14,.0f}"
+            f"{r['inc_cost_added_survival']:>44,.0f}"
+        )
     return "\n".join(lines)

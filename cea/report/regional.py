@@ -19,6 +19,7 @@ from cea.analysis.regional import (
 from cea.io.provenance import dumps, run_json
 from cea.parameters.table import Scenario
 from cea.pipeline.base import model_settings
+from cea.pipeline.decision import WITHOUT_BSAB_LABEL
 from cea.pipeline.regional import RegionalResult
 from cea.report.files import write_csv
 from cea.report.plots import regional as plots
@@ -133,10 +134,18 @@ def summary_text(res: RegionalResult) -> str:
     optimal = {
         code: _optimal(r.outcomes, r.country.wtp_per_qaly) for code, r in res.countries.items()
     }
+    no_bsab = {
+        code: _optimal(
+            r.outcomes.assign(cost=r.outcomes["cost"] - r.outcomes["cost_bsab"]),
+            r.country.wtp_per_qaly,
+        )
+        for code, r in res.countries.items()
+    }
     w = max(len("optimal at WTP"), *(len(s) for s in optimal.values())) + 2
+    w2 = max(len("without bsAb costs*"), *(len(s) for s in no_bsab.values())) + 2
     head = (
         f"{'':<4}{'cur':<5}{'WTP/QALY':>14}{'WTP US$':>10}{'xGDP':>6}  {'optimal at WTP':<{w}}"
-        f"{'IVIG/g':>10}{'SCIG/g':>10}{'IVIG US$/g':>11}"
+        f"{'without bsAb costs*':<{w2}}{'IVIG/g':>10}{'SCIG/g':>10}{'IVIG US$/g':>11}"
     )
     lines += [head, "-" * len(head)]
     for code, r in res.countries.items():
@@ -145,9 +154,11 @@ def summary_text(res: RegionalResult) -> str:
         scig = r.price("c_scig_per_g") if "c_scig_per_g" in r.ptable.df.index else float("nan")
         lines.append(
             f"{code:<4}{c.currency:<5}{c.wtp_per_qaly:>14,.0f}{to_usd(c.wtp_per_qaly, c.fx_lcu_per_usd):>10,.0f}"
-            f"{c.wtp_per_qaly / c.gdp_per_capita_lcu:>6.2f}  {optimal[code]:<{w}}{ivig:>10,.2f}{scig:>10,.2f}"
+            f"{c.wtp_per_qaly / c.gdp_per_capita_lcu:>6.2f}  {optimal[code]:<{w}}"
+            f"{no_bsab[code]:<{w2}}{ivig:>10,.2f}{scig:>10,.2f}"
             f"{to_usd(ivig, c.fx_lcu_per_usd):>11,.1f}"
         )
+    lines.append(f"* {WITHOUT_BSAB_LABEL}")
     if reg.empty:
         return "\n".join(lines)
     comps = list(dict.fromkeys(reg["comparison"]))

@@ -5,6 +5,9 @@ HTA body that asks for an executable model) can change a price, a utility or a r
 workbook and see every trace, total and ICER move, without Python:
 
 ==================  =====================================================================
+``summary``         the decision in words (what it would take for each IgRT strategy, the
+                    view with the bispecific's costs excluded), the key table and the
+                    cost-effective strategy as live formulas
 ``about``           question, country, currency, price year, conventions, provenance,
                     input hashes, CHEERS 2022 items answered and where
 ``inputs``          every parameter (value, unit, range, distribution, source, evidence)
@@ -30,6 +33,8 @@ workbook and see every trace, total and ICER move, without Python:
                     what ``cea check`` prints), PASS/FAIL with detail and tolerance
 ``dsa``/``psa_*``   optional tables and native charts (tornado, CEAC, CE plane)
 ``regional``        optional regional comparison table
+``budget``          optional budget impact (``cea budget``): live formulas over the trace
+                    sheets, the mix and population as editable inputs
 ==================  =====================================================================
 
 Every number the formulas use is a reference: to a defined name (a parameter such as
@@ -61,8 +66,10 @@ import pandas as pd
 from openpyxl import Workbook
 
 from cea.io.workbook import save_workbook
+from cea.report.base import decision_text
 from cea.report.sheets.about import write_about
 from cea.report.sheets.analyses import write_dsa, write_psa, write_regional
+from cea.report.sheets.budget import write_budget
 from cea.report.sheets.cells import snake_sheet_name
 from cea.report.sheets.checks import pass_text, write_checks, write_verification
 from cea.report.sheets.cycles import write_cycles, write_life_table
@@ -71,6 +78,7 @@ from cea.report.sheets.per_state import write_per_state
 from cea.report.sheets.results import write_comparisons, write_incremental, write_results
 from cea.report.sheets.settings import write_settings
 from cea.report.sheets.state import ReportState
+from cea.report.sheets.summary import write_summary
 from cea.report.sheets.trace import write_trace
 
 __all__ = ["build_workbook", "snake_sheet_name", "verification_summary", "write_report"]
@@ -78,6 +86,7 @@ __all__ = ["build_workbook", "snake_sheet_name", "verification_summary", "write_
 #: The sheets in workbook order; the optional analysis sheets come after verification and
 #: the trace sheets last.
 SHEET_ORDER = [
+    "summary",
     "about",
     "inputs",
     "prices",
@@ -93,7 +102,15 @@ MODEL_SHEETS = ["per_state", "cycles", "life_table"]
 
 
 def build_workbook(
-    base, command: str, dsa=None, psa=None, regional=None, verification=None, verification_note=""
+    base,
+    command: str,
+    dsa=None,
+    psa=None,
+    regional=None,
+    verification=None,
+    verification_note="",
+    budget=None,
+    decision=None,
 ) -> Workbook:
     """The report workbook of a base case (see :func:`write_report`), not yet saved.
 
@@ -113,6 +130,7 @@ def build_workbook(
     write_results(rs)
     write_incremental(rs)
     write_comparisons(rs)
+    write_summary(rs, decision_text(base, decision) if decision is not None else None)
     write_checks(rs)
     if verification is not None:
         write_verification(rs, verification, verification_note)
@@ -123,6 +141,8 @@ def build_workbook(
         extra += write_psa(rs, psa)
     if regional is not None:
         extra += write_regional(rs, regional)
+    if budget is not None:
+        extra += write_budget(rs, budget)
     write_about(rs, extra)
     _sort_sheets(rs, extra)
     rs.wb.active = 0
@@ -144,6 +164,8 @@ def write_report(
     regional=None,
     verification: pd.DataFrame | None = None,
     verification_note: str = "",
+    budget=None,
+    decision=None,
 ) -> Path:
     """Write report.xlsx for a base case: inputs, live formula traces, results, checks.
 
@@ -167,6 +189,12 @@ def write_report(
         detail, tolerance``; what ``cea check`` prints): sheet ``verification``, one row per
         check with PASS/FAIL. ``verification_note``: a sentence added to the sheet's note
         (e.g. which PSA/DSA tables the table checks ran on).
+    decision : cea.pipeline.decision.Decision, optional
+        The decision of :func:`cea.pipeline.decision.decide`, stated in words on the first
+        sheet (``summary``).
+    budget : cea.pipeline.budget.Budget, optional
+        The budget impact of this base case (sheet ``budget``, live formulas over the trace
+        sheets).
 
     Returns
     -------
@@ -181,6 +209,8 @@ def write_report(
         regional=regional,
         verification=verification,
         verification_note=verification_note,
+        budget=budget,
+        decision=decision,
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     save_workbook(wb, path)

@@ -1,0 +1,225 @@
+"""The ``budget`` sheet: the budget impact of ``cea budget`` as live formulas over the trace
+sheets (:mod:`cea.pipeline.budget`, :mod:`cea.analysis.budget`).
+
+Blocks, top to bottom: the inputs of the budget (new patients in year 1, growth, exchange
+rate: editable), the new patients by year, the shares of each mix (editable, with their sums),
+the per-patient numbers by year since start (SUMPRODUCT of a trace sheet's row contributions
+and the year split), the budget by calendar year for the current mix, the new mix and their
+difference, and at the bottom the year split of the trace rows.
+"""
+
+from __future__ import annotations
+
+from openpyxl.utils import get_column_letter
+
+from cea.errors import CeaError
+from cea.igrt.spec import COST_CATEGORIES, SUBGROUPS
+from cea.pipeline.budget import RESOURCES
+from cea.report.sheets.cells import (
+    FMT_GENERAL,
+    FMT_INT,
+    HEADER_FONT,
+    NOTE_FONT,
+    TOTAL_FILL,
+    finish_sheet,
+    put,
+    put_formula,
+    write_title,
+)
+from cea.report.sheets.state import ReportState, trace_columns
+
+FIRST_YEAR_COL = 3  # column C holds year 1
+#: trace-sheet column of each measure the budget counts (chair hours: from infusions)
+TRACE_COLUMN = {
+    **{c: c for c in COST_CATEGORIES},
+    "cost": "cost",
+    "ig_grams": "ig_grams",
+    "infusions": "infusions",
+    "chair_hours": "infusions",
+    "severe_infections": "severe_infections",
+    "infection_deaths": "infection_deaths",
+    "life_years": "ly",
+}
+MEASURES = (*COST_CATEGORIES, "cost", *(m for m, _ in RESOURCES))
+
+
+def write_budget(rs: ReportState, b) -> list[str]:
+    """The budget sheet of a :class:`cea.pipeline.budget.Budget` whose base case is the
+    report's; returns the sheet's name."""
+    ws = rs.sheet("budget")
+    c, Y = rs.country, b.years
+    names = b.strategies
+    missing = [n for n in names if n not in rs.trace_sheet]
+    if missing:
+        raise CeaError(
+            f"the budget mix names {', '.join(missing)}, not in this report's strategies"
+        )
+    yc = [get_column_letter(FIRST_YEAR_COL + y) for y in range(Y)]  # year columns
+    total_col = FIRST_YEAR_COL + Y
+    write_title(
+        ws,
+        f"Budget impact, {c.name} ({c.code}): undiscounted, {c.currency} {c.price_year} prices; "
+        "every cell a formula over the trace sheets except the inputs marked 'input'",
+        "Each calendar year's eligible patients start a bispecific on its first day and are split "
+        "between strategies by the mix; patients who started earlier are still counted. Per-patient "
+        "numbers by year since start = weighted over subgroups, SUMPRODUCT(trace row contributions, "
+        "year split) (+ the start row in year 1). Budget in calendar year y = sum over strategies "
+        "and start years j <= y of new patients(j) x share(j) x per-patient(y - j + 1).",
+    )
+    r = 4
+    put(ws, r, 1, "inputs", font=HEADER_FONT)
+    inputs = {
+        "new_patients_year_1": (
+            c.population_eligible_annual,
+            "patients",
+            "countries.csv population_eligible_annual (input)",
+        ),
+        "growth": (
+            c.population_growth_annual,
+            "per year",
+            "countries.csv population_growth_annual (input)",
+        ),
+        "fx": (c.fx_lcu_per_usd, f"{c.currency} per US$", f"macro.csv, {c.macro_year} (input)"),
+    }
+    cell = {}
+    for key, (value, unit, note) in inputs.items():
+        r += 1
+        put(ws, r, 1, key)
+        put(ws, r, FIRST_YEAR_COL, value, FMT_GENERAL)
+        put(ws, r, 2, unit)
+        put(ws, r, FIRST_YEAR_COL + 1, note, font=NOTE_FONT)
+        cell[key] = f"${yc[0]}${r}"
+    r += 2
+    put(ws, r, 1, "new patients", font=HEADER_FONT)
+    for y in range(Y):
+        put(ws, r, FIRST_YEAR_COL + y, f"year {y + 1}", font=HEADER_FONT)
+    r += 1
+    put(ws, r, 1, "starting a bispecific")
+    put(ws, r, 2, "patients")
+    for y in range(Y):
+        put_formula(ws, r, FIRST_YEAR_COL + y,
+                    f"{cell['new_patients_year_1']}*(1+{cell['growth']})^{y}", FMT_GENERAL)  # fmt: skip
+    new_row = r
+    # shares (inputs) and their sums
+    r += 2
+    put(ws, r, 1, "mix", font=HEADER_FONT)
+    put(ws, r, 2, "strategy", font=HEADER_FONT)
+    for y in range(Y):
+        put(ws, r, FIRST_YEAR_COL + y, f"year {y + 1}", font=HEADER_FONT)
+    put(ws, r, total_col, "budget_mix.csv (input)", font=NOTE_FONT)
+    share_row: dict[tuple[str, str], int] = {}
+    for mix, shares in b.shares.items():
+        first = r + 1
+        for k, name in enumerate(names):
+            r += 1
+            put(ws, r, 1, mix)
+            put(ws, r, 2, name)
+            for y in range(Y):
+                put(ws, r, FIRST_YEAR_COL + y, float(shares[k, y]), FMT_GENERAL)
+            share_row[(mix, name)] = r
+        r += 1
+        put(ws, r, 1, mix)
+        put(ws, r, 2, "sum (must be 1)")
+        for y in range(Y):
+            put_formula(ws, r, FIRST_YEAR_COL + y, f"SUM({yc[y]}{first}:{yc[y]}{r - 1})",
+                        FMT_GENERAL, fill=TOTAL_FILL)  # fmt: skip
+    # the year split lives at the bottom: its rows are known now
+    n_rows = rs.T + 1
+    per_patient_rows = len(names) * len(MEASURES)
+    budget_rows = 3 * (len(MEASURES) + 1)
+    split_first = r + 8 + per_patient_rows + budget_rows
+    # per patient by year since start
+    r += 2
+    put(ws, r, 1, "per patient", font=HEADER_FONT)
+    put(ws, r, 2, "measure", font=HEADER_FONT)
+    for y in range(Y):
+        put(ws, r, FIRST_YEAR_COL + y, f"year {y + 1} since start", font=HEADER_FONT)
+    cols = trace_columns()
+    pp_row: dict[tuple[str, str], int] = {}
+    w = rs.n("p_igg_isotype")
+    for name in names:
+        st = next(s for s in rs.strategies if s.strategy == name)
+        sheet = rs.trace_sheet[name]
+        blocks = rs.trace_blocks[name]
+        is_ivig = st.uses_igrt and not st.is_scig
+        for m in MEASURES:
+            r += 1
+            put(ws, r, 1, name)
+            put(ws, r, 2, m)
+            col = get_column_letter(cols.index(TRACE_COLUMN[m]) + 1)
+            for y in range(Y):
+                split = f"${yc[y]}${split_first}:${yc[y]}${split_first + n_rows - 1}"
+                parts = []
+                for sg in SUBGROUPS:
+                    start, end = blocks[sg]
+                    rows = f"'{sheet}'!${col}${start + 1}:${col}${end}"
+                    term = f"SUMPRODUCT({rows},{split})"
+                    if y == 0:
+                        term += f"+'{sheet}'!${col}${start}"
+                    parts.append(term)
+                formula = f"{w}*({parts[0]})+(1-{w})*({parts[1]})"
+                if m == "chair_hours":
+                    formula = f"({formula})*{rs.n('q_ivig_chair_hours')}" if is_ivig else "0"
+                fmt = rs.money if m.startswith("cost") else FMT_GENERAL
+                put_formula(ws, r, FIRST_YEAR_COL + y, formula, fmt)
+            pp_row[(name, m)] = r
+    # budget by calendar year
+    r += 2
+    put(ws, r, 1, "budget", font=HEADER_FONT)
+    put(ws, r, 2, "measure", font=HEADER_FONT)
+    for y in range(Y):
+        put(ws, r, FIRST_YEAR_COL + y, f"calendar year {y + 1}", font=HEADER_FONT)
+    put(ws, r, total_col, "total", font=HEADER_FONT)
+    budget_row: dict[tuple[str, str], int] = {}
+    for mix in ("current", "new", "net"):
+        for m in (*MEASURES, "cost_usd"):
+            r += 1
+            put(ws, r, 1, mix)
+            put(ws, r, 2, m)
+            fmt = (
+                FMT_INT if m == "cost_usd" else (rs.money if m.startswith("cost") else FMT_GENERAL)
+            )
+            for y in range(Y):
+                if m == "cost_usd":
+                    f = f"{yc[y]}{budget_row[(mix, 'cost')]}/{cell['fx']}"
+                elif mix == "net":
+                    f = f"{yc[y]}{budget_row[('new', m)]}-{yc[y]}{budget_row[('current', m)]}"
+                else:
+                    terms = [
+                        f"{yc[j]}${new_row}*{yc[j]}${share_row[(mix, name)]}"
+                        f"*{yc[y - j]}${pp_row[(name, m)]}"
+                        for name in names
+                        for j in range(y + 1)
+                    ]
+                    f = "+".join(terms)
+                put_formula(ws, r, FIRST_YEAR_COL + y, f, fmt)
+            put_formula(ws, r, total_col, f"SUM({yc[0]}{r}:{yc[-1]}{r})", fmt, fill=TOTAL_FILL)
+            budget_row[(mix, m)] = r
+    # the year split of the trace rows
+    r += 2
+    put(ws, r, 1, "year split", font=HEADER_FONT)
+    put(
+        ws,
+        r,
+        2,
+        "row t of a trace sheet stands for [(t - 1/2), (t + 1/2)] cycles clipped to the model's "
+        "time; share of it in each year since start",
+        font=NOTE_FONT,
+    )
+    r += 1
+    put(ws, r, 1, "trace row t", font=HEADER_FONT)
+    put(ws, r, 2, "from (years)", font=HEADER_FONT)
+    for y in range(Y):
+        put(ws, r, FIRST_YEAR_COL + y, f"year {y + 1}", font=HEADER_FONT)
+    dt, T = rs.n("cycle_length_years"), rs.T
+    assert r + 1 == split_first, "budget sheet layout"
+    for t in range(n_rows):
+        r += 1
+        lo, hi = f"MAX(({t}-0.5)*{dt},0)", f"MIN(({t}+0.5)*{dt},{T}*{dt})"
+        put(ws, r, 1, t)
+        put_formula(ws, r, 2, lo, FMT_GENERAL)
+        for y in range(Y):
+            put_formula(ws, r, FIRST_YEAR_COL + y,
+                        f"MAX(0,MIN({hi},{y + 1})-MAX({lo},{y}))/({hi}-{lo})", FMT_GENERAL)  # fmt: skip
+    finish_sheet(ws, {1: 22, 2: 26}, freeze="C4", default_width=16)
+    return [ws.title]
