@@ -441,9 +441,9 @@ def test_psa_report_has_ceac_and_ce_plane_charts_and_their_checks(report_runs):
     )
     assert "40 draws" in wb["verification"]["A2"].value
     assert {"psa", "psa_ceac", "psa_ce_plane", "psa_evpi"} <= set(wb.sheetnames)
-    assert [type(c).__name__ for c in wb["psa_ceac"]._charts] == ["LineChart"]
+    assert [type(c).__name__ for c in wb["psa_ceac"]._charts] == ["ScatterChart"]
     assert [type(c).__name__ for c in wb["psa_ce_plane"]._charts] == ["ScatterChart"]
-    assert chart_kinds(out / "report.xlsx") == {"lineChart", "scatterChart"}
+    assert chart_kinds(out / "report.xlsx") == {"scatterChart"}  # CEAC and CE plane: numeric axes
     plane = pd.read_excel(out / "report.xlsx", sheet_name="psa_ce_plane", header=3)
     assert plane["draw"].nunique() == 40
     assert wb["results"]["C5"].value.startswith("=")

@@ -87,7 +87,10 @@ def test_bad_what_ifs_are_one_line_with_the_closest_name(tmp_path, capsys, argv,
 def test_unknown_scenario_name_lists_the_available_ones(capsys):
     code, _, err = run(capsys, "run", "--scenario", "nothing_like_it")
     assert code == 2
-    assert "(in inputs/scenarios: declining_infection_hazard, direct_survival_effect" in err
+    assert (
+        "(in inputs/scenarios: bsab_discount, declining_infection_hazard, direct_survival_effect"
+        in err
+    )
 
 
 def test_scenario_by_bare_name_is_the_file(capsys, tmp_path):

@@ -11,6 +11,7 @@ import numpy as np
 import openpyxl
 import pandas as pd
 import pytest
+from openpyxl.utils import get_column_letter
 
 from cea.io.workbook import exact_numbers, save_workbook
 from cea.pipeline.base import run_base_case
@@ -26,11 +27,12 @@ ALLOWED_LITERALS = {"0", "1", "2"}
 def synthetic_dsa() -> pd.DataFrame:
     return pd.DataFrame(
         {
-            "parameter": ["c_ivig_per_g", "hr_igrt_severe", "u_on_bsab"],
-            "low_value": [25.0, 0.3, 0.6],
-            "high_value": [50.0, 0.7, 0.8],
-            "inmb_low": [-1000.0, 500.0, -200.0],
-            "inmb_high": [-3000.0, -800.0, 100.0],
+            "parameter": ["c_ivig_per_g", "q_height_cm", "hr_igrt_severe", "u_on_bsab"],
+            "low_value": [25.0, 160.0, 0.3, 0.6],
+            "high_value": [50.0, 180.0, 0.7, 0.8],
+            "inmb_low": [-1000.0, -500.0, 500.0, -200.0],
+            "inmb_high": [-3000.0, -500.0, -800.0, 100.0],
+            "inmb_base": [-500.0, -500.0, -500.0, -500.0],
         }
     )
 
@@ -242,10 +244,10 @@ def test_optional_sheets_have_native_charts(report):
     _, _, wb = report
     assert [type(c).__name__ for c in wb["dsa"]._charts] == ["BarChart"]
     assert wb["dsa"]._charts[0].type == "bar"
-    assert [type(c).__name__ for c in wb["psa_ceac"]._charts] == ["LineChart"]
+    assert [type(c).__name__ for c in wb["psa_ceac"]._charts] == ["ScatterChart"]
     plane = wb["psa_ce_plane"]._charts
     assert [type(c).__name__ for c in plane] == ["ScatterChart"]
-    assert len(plane[0].series) == 2  # one series per comparison
+    assert len(plane[0].series) == 3  # one series per comparison, and the WTP line
     ws = wb["dsa"]
     assert [c.value for c in ws[4]][:5] == [
         "parameter",
@@ -254,6 +256,70 @@ def test_optional_sheets_have_native_charts(report):
         "inmb_low",
         "inmb_high",
     ]
+
+
+def _chart_xml(path, sheet: str) -> str:
+    """The chart part drawn on ``sheet`` (its drawing's relationship), as text."""
+    import re
+    import zipfile
+
+    wb = openpyxl.load_workbook(path)
+    index = wb.sheetnames.index(sheet) + 1
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+        rels = z.read(f"xl/worksheets/_rels/sheet{index}.xml.rels").decode()
+        drawing = re.search(r'Target="/?(?:xl/)?(?:\.\./)?(drawings/drawing\d+\.xml)"', rels).group(
+            1
+        )
+        drels = z.read(f"xl/drawings/_rels/{drawing.split('/')[1]}.rels").decode()
+        chart = re.search(r'Target="/?(?:xl/)?(?:\.\./)?(charts/chart\d+\.xml)"', drels).group(1)
+        assert f"xl/{chart}" in names
+        xml = z.read(f"xl/{chart}").decode()
+    # one spelling whatever the writer's namespace prefix: <c:barChart> and <barChart> alike
+    return re.sub(r"<(/?)c:", r"<\1", xml).replace(" />", "/>")
+
+
+def test_chart_xml_ceac_and_plane_are_scatter_on_value_axes_tornado_around_base(report):
+    """CEAC and CE plane: scatterChart with two valAx (a numeric WTP / QALY axis, not a
+    category axis); the CE plane's markers are filled and it has a WTP line; the tornado bars
+    are the changes from the base case, largest swing on top, parameters without effect left
+    out, labels at the axis' low end."""
+    _, path, wb = report
+    for sheet in ("psa_ceac", "psa_ce_plane"):
+        xml = _chart_xml(path, sheet)
+        assert "<scatterChart>" in xml and xml.count("<valAx>") == 2 and "<catAx>" not in xml
+    plane = _chart_xml(path, "psa_ce_plane")
+    assert '<symbol val="circle"/>' in plane and '<a:solidFill><a:srgbClr val="0072B2"/>' in plane
+    assert "WTP GBP 20,000 per QALY" in plane
+    ws = wb["psa_ce_plane"]
+    header = [c.value for c in ws[4]]
+    wc = header.index("incremental QALYs") + 1
+    assert ws.cell(5, wc + 1).value == f"=wtp_per_qaly*{get_column_letter(wc)}5"
+    tornado = _chart_xml(path, "dsa")
+    assert "<barChart>" in tornado and '<orientation val="maxMin"/>' in tornado
+    assert '<tickLblPos val="low"/>' in tornado
+    ws = wb["dsa"]
+    header = [c.value for c in ws[4]]
+    c0 = header.index("parameter [low to high]") + 1
+    rows = [[ws.cell(r, c0 + k).value for k in range(3)] for r in range(5, 9)]
+    # base -500: c_ivig_per_g -500/-2500 (swing 3000), hr 1000/-300 (1300), u_on_bsab 300/600
+    # (900); q_height_cm moves nothing and is not drawn
+    assert rows == [
+        ["c_ivig_per_g [25 to 50]", -500, -2500],
+        ["hr_igrt_severe [0.3 to 0.7]", 1000, -300],
+        ["u_on_bsab [0.6 to 0.8]", 300, 600],
+        [None, None, None],
+    ]
+
+
+def test_every_sheet_prints_landscape_fit_to_width_with_titles(report):
+    _, _, wb = report
+    for ws in wb.worksheets:
+        assert ws.page_setup.orientation == "landscape", ws.title
+        assert ws.sheet_properties.pageSetUpPr.fitToPage and ws.page_setup.fitToWidth == 1
+        assert ws.print_area, ws.title
+    assert wb["results"].print_title_rows == "$1:$4"
+    assert wb["verification"].row_dimensions[5].height >= 15
 
 
 def test_about_records_provenance_and_cheers(report):
@@ -300,7 +366,9 @@ def test_read_back_with_pandas_equals_in_memory_tables(report):
     rows = checks[checks["check"] == "results"]
     engine = [res.loc[s, q] for s, q in zip(rows["strategy"], rows["quantity"], strict=True)]
     np.testing.assert_array_equal(rows["engine"].to_numpy(float), np.asarray(engine, float))
-    dsa = pd.read_excel(path, sheet_name="dsa", header=3)
+    # the table, left of the chart's own small table of changes from the base case
+    width = len(synthetic_dsa().columns)
+    dsa = pd.read_excel(path, sheet_name="dsa", header=3, usecols=range(width))
     pd.testing.assert_frame_equal(dsa, synthetic_dsa(), check_dtype=False)
 
 
@@ -387,7 +455,7 @@ def test_psa_as_dataclass_long_ceac_and_plane_by_strategy(tmp_path):
     ws = wb["psa_ceac"]
     assert [c.value for c in ws[4]] == ["wtp", "none", "primary_ivig"]
     assert ws["C6"].value == 0.4
-    assert len(wb["psa_ce_plane"]._charts[0].series) == 1
+    assert len(wb["psa_ce_plane"]._charts[0].series) == 2  # the draws and the WTP line
     assert wb["psa_headline"]["A5"].value == "wtp"
 
 

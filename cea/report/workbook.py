@@ -70,7 +70,7 @@ from cea.report.base import decision_text
 from cea.report.sheets.about import write_about
 from cea.report.sheets.analyses import write_dsa, write_psa, write_regional
 from cea.report.sheets.budget import write_budget
-from cea.report.sheets.cells import snake_sheet_name
+from cea.report.sheets.cells import print_setup, snake_sheet_name
 from cea.report.sheets.checks import pass_text, write_checks, write_verification
 from cea.report.sheets.cycles import write_cycles, write_life_table
 from cea.report.sheets.inputs import write_inputs, write_prices, write_strategies
@@ -145,6 +145,8 @@ def build_workbook(
         extra += write_budget(rs, budget)
     write_about(rs, extra)
     _sort_sheets(rs, extra)
+    for ws in rs.wb.worksheets:
+        print_setup(ws)
     rs.wb.active = 0
     rs.wb.calculation.fullCalcOnLoad = True
     return rs.wb

@@ -9,7 +9,8 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
-from openpyxl.chart import BarChart, LineChart, Reference, ScatterChart, Series
+from openpyxl.chart import BarChart, Reference, ScatterChart, Series
+from openpyxl.chart.shapes import GraphicalProperties
 from openpyxl.utils import get_column_letter
 
 from cea.errors import CeaError
@@ -19,6 +20,7 @@ from cea.report.sheets.cells import (
     clean,
     finish_sheet,
     put,
+    put_formula,
     write_header,
     write_title,
 )
@@ -26,6 +28,8 @@ from cea.report.sheets.state import ReportState
 
 #: Largest number of draws per series drawn on the CE plane chart (the table holds them all).
 CE_PLANE_MAX_POINTS = 5000
+#: Marker colours of the CE plane's series (Okabe & Ito 2008, colour-blind safe).
+PLANE_COLOURS = ("0072B2", "E69F00", "009E73", "CC79A7", "56B4E9", "D55E00", "F0E442", "000000")
 
 
 # ---------------------------------------------------------------------- tables
@@ -126,25 +130,55 @@ def write_dsa(rs: ReportState, dsa) -> list[str]:
 
 
 def _tornado_chart(rs: ReportState, ws, df: pd.DataFrame):
-    cols = list(df.columns)
+    """A tornado around the base case: for each parameter that moves the INMB (largest swing
+    on top), bars from the base case to the INMB at its low and at its high value, drawn from
+    a small table of the changes beside the tornado table."""
+    if "inmb_base" in df.columns:
+        base = df["inmb_base"].astype(float)
+    else:  # a table without its base: the bars start at 0
+        base = pd.Series(0.0, index=df.index)
+    low = df["inmb_low"].astype(float) - base
+    high = df["inmb_high"].astype(float) - base
+    swing = (low.abs() + high.abs()).fillna(0.0)
+    order = swing[swing > 0].sort_values(ascending=False, kind="stable").index
+    if not len(order):
+        return
+    cur = rs.country.currency
+    c0 = len(df.columns) + 2  # the chart's table: label, low - base, high - base
+    put(ws, 4, c0, "parameter [low to high]")
+    put(ws, 4, c0 + 1, "low value: change in INMB")
+    put(ws, 4, c0 + 2, "high value: change in INMB")
+    for i, k in enumerate(order):
+        r = df.loc[k]
+        label = str(r["parameter"])
+        for lo_col, hi_col in (("low", "high"), ("low_value", "high_value")):
+            if {lo_col, hi_col} <= set(df.columns):
+                label += f" [{r[lo_col]:.4g} to {r[hi_col]:.4g}]"
+                break
+        put(ws, 5 + i, c0, label)
+        put(ws, 5 + i, c0 + 1, float(low[k]) if np.isfinite(low[k]) else None, rs.money)
+        put(ws, 5 + i, c0 + 2, float(high[k]) if np.isfinite(high[k]) else None, rs.money)
+    last = 4 + len(order)
     chart = BarChart()
     chart.type = "bar"
     chart.grouping = "clustered"
     chart.overlap = 100
-    chart.title = "Tornado: INMB at each parameter's low and high value"
-    chart.y_axis.title = f"INMB ({rs.country.currency})"
-    lo, hi = cols.index("inmb_low") + 1, cols.index("inmb_high") + 1
-    for cidx in (lo, hi):
-        chart.add_data(
-            Reference(ws, min_col=cidx, min_row=4, max_row=4 + len(df)),
-            titles_from_data=True,
-        )
-    chart.set_categories(
-        Reference(ws, min_col=cols.index("parameter") + 1, min_row=5, max_row=4 + len(df))
-    )
-    chart.height = max(7.5, 0.5 * len(df) + 3)
-    chart.width = 18
-    ws.add_chart(chart, f"{get_column_letter(len(cols) + 2)}4")
+    chart.gapWidth = 40
+    base_value = float(base.iloc[0]) if len(base) else 0.0
+    chart.title = f"Tornado: change in INMB from the base case ({cur} {base_value:,.0f})"
+    chart.y_axis.title = f"change in INMB ({cur})"
+    chart.y_axis.numFmt = "#,##0"
+    chart.y_axis.delete = False
+    chart.x_axis.delete = False
+    chart.x_axis.scaling.orientation = "maxMin"  # the largest swing on top
+    chart.x_axis.tickLblPos = "low"  # labels at the left edge, not on the bars
+    for cidx in (c0 + 1, c0 + 2):
+        chart.add_data(Reference(ws, min_col=cidx, min_row=4, max_row=last), titles_from_data=True)
+    chart.set_categories(Reference(ws, min_col=c0, min_row=5, max_row=last))
+    chart.height = max(7.5, 0.55 * len(order) + 3)
+    chart.width = 22
+    ws.column_dimensions[get_column_letter(c0)].width = 40
+    ws.add_chart(chart, f"{get_column_letter(c0 + 4)}4")
 
 
 # ---------------------------------------------------------------------- psa
@@ -175,17 +209,23 @@ def _ceac_sheet(rs: ReportState, ceac: pd.DataFrame) -> str:
         "wtp per QALY in the first column; one column per strategy.",
     )
     if len(df) and df.shape[1] > 1:
-        chart = LineChart()
+        chart = ScatterChart()  # a numeric WTP axis: the switch points sit where they are
         chart.title = "CEAC"
+        chart.style = 13
         chart.y_axis.title = "probability cost-effective"
         chart.x_axis.title = f"WTP per QALY ({rs.country.currency})"
+        chart.x_axis.numFmt = "#,##0"
         chart.y_axis.scaling.min = 0
         chart.y_axis.scaling.max = 1
-        chart.add_data(
-            Reference(ws, min_col=2, max_col=df.shape[1], min_row=4, max_row=4 + len(df)),
-            titles_from_data=True,
-        )
-        chart.set_categories(Reference(ws, min_col=1, min_row=5, max_row=4 + len(df)))
+        chart.x_axis.delete = False
+        chart.y_axis.delete = False
+        last = 4 + len(df)
+        xs = Reference(ws, min_col=1, min_row=5, max_row=last)
+        for j in range(2, df.shape[1] + 1):
+            s = Series(Reference(ws, min_col=j, min_row=4, max_row=last), xs, title_from_data=True)
+            s.marker.symbol = "none"
+            s.smooth = False
+            chart.series.append(s)
         chart.width, chart.height = 20, 10
         ws.add_chart(chart, f"{get_column_letter(df.shape[1] + 2)}4")
     return ws.title
@@ -222,7 +262,11 @@ def _ce_plane_sheet(rs: ReportState, plane: pd.DataFrame) -> str:
         chart.x_axis.title = "incremental QALYs"
         chart.y_axis.title = f"incremental cost ({rs.country.currency})"
         xc, yc = cols.index("inc_qaly") + 1, cols.index("inc_cost") + 1
-        for label, a, z in _plane_groups(df):
+        chart.x_axis.delete = False
+        chart.y_axis.delete = False
+        chart.x_axis.numFmt = "0.000"
+        chart.y_axis.numFmt = "#,##0"
+        for k, (label, a, z) in enumerate(_plane_groups(df)):
             z = min(
                 z, a + CE_PLANE_MAX_POINTS - 1
             )  # the table holds all draws, the chart the first
@@ -231,12 +275,33 @@ def _ce_plane_sheet(rs: ReportState, plane: pd.DataFrame) -> str:
                 Reference(ws, min_col=xc, min_row=a, max_row=z),
                 title=label,
             )
+            colour = PLANE_COLOURS[k % len(PLANE_COLOURS)]
             s.marker.symbol = "circle"
-            s.marker.size = 3
+            s.marker.size = 4
+            s.marker.graphicalProperties = GraphicalProperties(solidFill=colour)
+            s.marker.graphicalProperties.line.solidFill = colour
             s.graphicalProperties.line.noFill = True
             chart.series.append(s)
+        # the WTP line through the origin, over the plane's QALY range: cost = WTP x QALYs
+        wc = len(cols) + 2
+        put(ws, 3, wc, "WTP line")
+        put(ws, 4, wc, "incremental QALYs")
+        put(ws, 4, wc + 1, "WTP x QALYs")
+        q = f"{get_column_letter(xc)}5:{get_column_letter(xc)}{4 + len(df)}"
+        for i, f in enumerate((f"MIN(0,MIN({q}))", f"MAX(0,MAX({q}))")):
+            put_formula(ws, 5 + i, wc, f, FMT_GENERAL)
+            put_formula(ws, 5 + i, wc + 1, f"wtp_per_qaly*{get_column_letter(wc)}{5 + i}", rs.money)
+        line = Series(
+            Reference(ws, min_col=wc + 1, min_row=5, max_row=6),
+            Reference(ws, min_col=wc, min_row=5, max_row=6),
+            title=f"WTP {rs.country.currency} {rs.country.wtp_per_qaly:,.0f} per QALY",
+        )
+        line.marker.symbol = "none"
+        line.graphicalProperties.line.solidFill = "000000"
+        line.graphicalProperties.line.dashStyle = "dash"
+        chart.series.append(line)
         chart.width, chart.height = 20, 12
-        ws.add_chart(chart, f"{get_column_letter(len(cols) + 2)}4")
+        ws.add_chart(chart, f"{get_column_letter(len(cols) + 5)}4")
     return ws.title
 
 

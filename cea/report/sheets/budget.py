@@ -29,6 +29,7 @@ from cea.report.sheets.cells import (
 from cea.report.sheets.state import ReportState, trace_columns
 
 FIRST_YEAR_COL = 3  # column C holds year 1
+FMT_YEAR = '"year "0'  # a year number shown as "year 1"
 #: trace-sheet column of each measure the budget counts (chair hours: from infusions)
 TRACE_COLUMN = {
     **{c: c for c in COST_CATEGORIES},
@@ -91,14 +92,15 @@ def write_budget(rs: ReportState, b) -> list[str]:
         cell[key] = f"${yc[0]}${r}"
     r += 2
     put(ws, r, 1, "new patients", font=HEADER_FONT)
+    year_row = r  # the year numbers the formulas use
     for y in range(Y):
-        put(ws, r, FIRST_YEAR_COL + y, f"year {y + 1}", font=HEADER_FONT)
+        put(ws, r, FIRST_YEAR_COL + y, y + 1, FMT_YEAR, font=HEADER_FONT)
     r += 1
     put(ws, r, 1, "starting a bispecific")
     put(ws, r, 2, "patients")
+    n1, g = cell["new_patients_year_1"], cell["growth"]
     for y in range(Y):
-        put_formula(ws, r, FIRST_YEAR_COL + y,
-                    f"{cell['new_patients_year_1']}*(1+{cell['growth']})^{y}", FMT_GENERAL)  # fmt: skip
+        put_formula(ws, r, FIRST_YEAR_COL + y, f"{n1}*(1+{g})^({yc[y]}${year_row}-1)", FMT_GENERAL)
     new_row = r
     # shares (inputs) and their sums
     r += 2
@@ -210,16 +212,18 @@ def write_budget(rs: ReportState, b) -> list[str]:
     put(ws, r, 1, "trace row t", font=HEADER_FONT)
     put(ws, r, 2, "from (years)", font=HEADER_FONT)
     for y in range(Y):
-        put(ws, r, FIRST_YEAR_COL + y, f"year {y + 1}", font=HEADER_FONT)
-    dt, T = rs.n("cycle_length_years"), rs.T
+        put(ws, r, FIRST_YEAR_COL + y, y + 1, FMT_YEAR, font=HEADER_FONT)
+    head = r
+    dt = rs.n("cycle_length_years")
     assert r + 1 == split_first, "budget sheet layout"
     for t in range(n_rows):
         r += 1
-        lo, hi = f"MAX(({t}-0.5)*{dt},0)", f"MIN(({t}+0.5)*{dt},{T}*{dt})"
         put(ws, r, 1, t)
-        put_formula(ws, r, 2, lo, FMT_GENERAL)
+        put_formula(ws, r, 2, f"MAX(($A{r}-1/2)*{dt},0)", FMT_GENERAL)
+        hi = f"MIN(($A{r}+1/2)*{dt},horizon_years)"
         for y in range(Y):
+            a = f"{yc[y]}${head}"
             put_formula(ws, r, FIRST_YEAR_COL + y,
-                        f"MAX(0,MIN({hi},{y + 1})-MAX({lo},{y}))/({hi}-{lo})", FMT_GENERAL)  # fmt: skip
+                        f"MAX(0,MIN({hi},{a})-MAX($B{r},{a}-1))/({hi}-$B{r})", FMT_GENERAL)  # fmt: skip
     finish_sheet(ws, {1: 22, 2: 26}, freeze="C4", default_width=16)
     return [ws.title]

@@ -27,6 +27,7 @@ HEADER_FILL = PatternFill("solid", fgColor="DDE5F0")
 TOTAL_FILL = PatternFill("solid", fgColor="F2F2F2")
 INPUT_FILL = PatternFill("solid", fgColor="FFF2CC")  # cells a reviewer may change
 FAIL_FILL = PatternFill("solid", fgColor="F8CBAD")  # a verification check that failed
+WARN_FILL = PatternFill("solid", fgColor="FFE699")  # a face-validity value outside its band
 WRAP = Alignment(wrap_text=True, vertical="top")
 
 FMT_PROB = "0.000000"
@@ -130,6 +131,22 @@ def write_title(ws, title: str, note: str = ""):
     put(ws, 1, 1, title, font=TITLE_FONT)
     if note:
         put(ws, 2, 1, note, font=NOTE_FONT)
+
+
+def print_setup(ws) -> None:
+    """Printing: landscape A4, fit to one page wide (as many pages down as needed), the used
+    range as print area, and the rows above the frozen pane (title and header) repeated on
+    every page."""
+    ws.page_setup.orientation = "landscape"
+    ws.page_setup.paperSize = ws.PAPERSIZE_A4
+    ws.sheet_properties.pageSetUpPr.fitToPage = True
+    ws.page_setup.fitToWidth = 1
+    ws.page_setup.fitToHeight = 0
+    ws.print_options.gridLines = False
+    ws.print_area = ws.dimensions
+    frozen = re.fullmatch(r"[A-Z]+(\d+)", ws.freeze_panes or "")
+    if frozen and int(frozen.group(1)) > 1:
+        ws.print_title_rows = f"1:{int(frozen.group(1)) - 1}"
 
 
 def finish_sheet(
