@@ -354,8 +354,10 @@ def cli(tmp_path_factory):
             [
                 "tornado_inmb.csv",
                 "tornado_inmb.png",
+                "tornado_inmb.svg",
                 "tornado_icer.csv",
                 "tornado_icer.png",
+                "tornado_icer.svg",
                 "ranges.csv",
                 "skipped.csv",
                 "dsa_outcomes.csv",
@@ -363,7 +365,10 @@ def cli(tmp_path_factory):
                 "run.json",
             ],
         ),
-        ("two_way", ["twoway_grid.csv", "twoway_outcomes.csv", "twoway.png", "run.json"]),
+        (
+            "two_way",
+            ["twoway_grid.csv", "twoway_outcomes.csv", "twoway.png", "twoway.svg", "run.json"],
+        ),
         (
             "scenarios",
             [
@@ -371,10 +376,14 @@ def cli(tmp_path_factory):
                 "scenario_strategies.csv",
                 "scenario_comparisons.csv",
                 "scenarios.png",
+                "scenarios.svg",
                 "run.json",
             ],
         ),
-        ("threshold", ["threshold.csv", "threshold_scan.csv", "threshold.png", "run.json"]),
+        (
+            "threshold",
+            ["threshold.csv", "threshold_scan.csv", "threshold.png", "threshold.svg", "run.json"],
+        ),
     ],
 )
 def test_cli_commands_write_their_files(cli, name, files):

@@ -438,6 +438,9 @@ def test_several_countries_write_one_folder_each_with_the_files_of_a_single_run(
     for fig in ("ce_plane", "ceac", "evpi", "evppi", "convergence"):
         assert (both / "GB" / "figures" / f"{fig}.png").stat().st_size > 10_000
         assert (both / "US" / "figures" / f"{fig}.png").stat().st_size > 10_000
+    for fig in ("countries_p_ce", "countries_ceac"):  # the figures that compare countries
+        assert (both / "figures" / f"{fig}.png").stat().st_size > 10_000
+        assert (both / "figures" / f"{fig}.svg").is_file()
 
 
 def test_cli_writes_every_output(tmp_path, capsys):
@@ -463,6 +466,7 @@ def test_cli_writes_every_output(tmp_path, capsys):
         "figures/evpi.png",
         "figures/evppi.png",
         "figures/convergence.png",
+        *(f"figures/{name}.svg" for name in ("ce_plane", "ceac", "evpi", "evppi", "convergence")),
     ):
         assert (out / f).is_file(), f
     meta = json.loads((out / "run.json").read_text())

@@ -335,8 +335,9 @@ def test_cli_writes_tables_figures_and_provenance(tmp_path, capsys):
         "run.json",
     ):
         assert (out / name).is_file(), name
-    for name in ("icer_vs_wtp.png", "threshold_price.png", "optimal_strategy_heatmap.png"):
-        assert (out / name).stat().st_size > 10_000, name
+    for name in ("icer_vs_wtp", "threshold_price", "net_benefit_heatmap"):
+        assert (out / f"{name}.png").stat().st_size > 10_000, name
+        assert (out / f"{name}.svg").read_text().lstrip().startswith("<?xml"), name
     reg = pd.read_csv(out / "regional.csv")
     assert list(reg["country"].unique()) == ["GB", "US"]
     meta = json.loads((out / "run.json").read_text())

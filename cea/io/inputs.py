@@ -68,8 +68,11 @@ PREFIX_DISTS: dict[str, tuple[str, ...]] = {
 }
 PROBABILITY_PREFIXES = ("p_", "u_")
 
+#: ``label``: the parameter's name for readers (figures), without its unit (the ``unit`` column
+#: gives it); optional: a blank or missing label shows the code.
 PARAMETER_COLUMNS = (
     Col("parameter"),
+    Col("label", blank=True, required=False),
     Col("value", "float"),
     Col("se", "float", blank=True, lo=0),
     Col("low", "float", blank=True),
@@ -123,6 +126,7 @@ COUNTRY_COLUMNS = (
 
 PRICE_COLUMNS = (
     Col("item"),
+    Col("label", blank=True, required=False),
     Col("value", "float", lo=0),
     Col("low", "float", blank=True, lo=0),
     Col("high", "float", blank=True, lo=0),

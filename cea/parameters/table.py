@@ -35,6 +35,7 @@ from cea.parameters import distributions as dist
 
 TABLE_COLUMNS = [
     "parameter",
+    "label",
     "value",
     "se",
     "low",
@@ -426,6 +427,7 @@ def build_parameter_table(
         rows.append(
             {
                 "parameter": r["parameter"],
+                "label": r.get("label", "") or "",
                 "value": r["value"],
                 "se": r["se"],
                 "low": r["low"],
@@ -454,6 +456,7 @@ def build_parameter_table(
         rows.append(
             {
                 "parameter": r["item"],
+                "label": r.get("label", "") or "",
                 "value": r["value"] * f,
                 "se": _scaled(r["se"], f),
                 "low": _scaled(r["low"], f),
@@ -472,6 +475,7 @@ def build_parameter_table(
     rows.append(
         {
             "parameter": "q_scig_conversion",
+            "label": "SCIG to IVIG dose conversion factor",
             "value": country.scig_conversion,
             "se": None,
             "low": 1.0,

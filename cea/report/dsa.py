@@ -28,6 +28,7 @@ from cea.pipeline.dsa import (
 )
 from cea.report.files import write_csv
 from cea.report.plots import dsa as plots
+from cea.report.plots.style import parameter_labels
 
 #: Bars drawn in a tornado figure (every parameter is in the CSV).
 TORNADO_FIGURE_TOP = 20
@@ -206,8 +207,14 @@ def _title(base: BaseCase, comparison: tuple[str, str] | None) -> str:
     if base.ptable.scenario.name != BASE:
         s += f", scenario {base.ptable.scenario.name}"
     if comparison is not None:
-        s = f"{comparison[0]} vs {comparison[1]} | " + s
+        names = _strategy_labels(base)
+        a, b = comparison
+        s = f"{names.get(a, a)} vs {names.get(b, b)} | " + s
     return s
+
+
+def _strategy_labels(*bases: BaseCase) -> dict[str, str]:
+    return {s.strategy: s.label for b in bases for s in b.spec.strategies}
 
 
 def write_one_way(
@@ -227,8 +234,9 @@ def write_one_way(
         folder / "dsa_comparisons.csv",
     )
     title = _title(ow.base, comparison)
-    plots.tornado_inmb(inmb_t, folder / "tornado_inmb.png", title, top=TORNADO_FIGURE_TOP)
-    plots.tornado_icer(icer_t, folder / "tornado_icer.png", title, top=TORNADO_FIGURE_TOP)
+    names = parameter_labels(ow.base.ptable.df, ow.base.country.price_year)
+    plots.tornado_inmb(inmb_t, folder / "tornado_inmb.png", title, TORNADO_FIGURE_TOP, names)
+    plots.tornado_icer(icer_t, folder / "tornado_icer.png", title, TORNADO_FIGURE_TOP, names)
     analysis = {
         "analysis": "one-way DSA",
         "comparison": list(comparison),
@@ -272,7 +280,10 @@ def write_two_way(tw: TwoWay, folder: Path, command: str) -> list[str]:
         with_labels(tw.outcomes, label_columns(tw.base, None)), folder / "twoway_outcomes.csv"
     )
     units = {p: str(tw.base.ptable.df.loc[p, "unit"]) for p in tw.parameters}
-    plots.two_way(grid, tw.parameters, units, folder / "twoway.png", _title(tw.base, tw.comparison))
+    plots.two_way(
+        grid, tw.parameters, units, folder / "twoway.png", _title(tw.base, tw.comparison),
+        parameter_labels(tw.base.ptable.df, tw.base.country.price_year), _strategy_labels(tw.base),
+    )  # fmt: skip
     analysis = {
         "analysis": "two-way DSA",
         "comparison": list(tw.comparison),
@@ -295,7 +306,12 @@ def write_scenarios(sc: Scenarios, folder: Path, command: str) -> list[str]:
     write_csv(sc.summary, folder / "scenario_summary.csv")
     write_csv(sc.strategies, folder / "scenario_strategies.csv")
     write_csv(sc.comparisons, folder / "scenario_comparisons.csv")
-    plots.scenarios(sc.comparisons, folder / "scenarios.png", _title(sc.base, None))
+    plots.scenarios(
+        sc.comparisons,
+        folder / "scenarios.png",
+        _title(sc.base, None),
+        _strategy_labels(*(r.case for r in sc.runs)),
+    )
     analysis = {
         "analysis": "scenarios",
         "seconds": sc.seconds,
@@ -344,7 +360,10 @@ def write_threshold(th: Threshold, folder: Path, command: str) -> list[str]:
     write_csv(with_labels(pd.DataFrame([row]), labels), folder / "threshold.csv")
     scan = with_labels(th.scan, labels)
     write_csv(scan, folder / "threshold_scan.csv")
-    plots.threshold(scan, row, folder / "threshold.png", _title(th.base, th.comparison))
+    plots.threshold(
+        scan, row, folder / "threshold.png", _title(th.base, th.comparison),
+        parameter_labels(th.base.ptable.df, th.base.country.price_year),
+    )  # fmt: skip
     analysis = {
         "analysis": "threshold",
         "method": "vectorized scan of the bracket, then scipy.optimize.brentq on each sign change; "

@@ -14,7 +14,7 @@ from cea.io.provenance import dumps, run_json
 from cea.pipeline.base import describe
 from cea.pipeline.psa import CountryPsa, PsaRun, psa_conventions, regional_table
 from cea.report.files import write_csv
-from cea.report.plots.psa import plot_all
+from cea.report.plots.psa import plot_all, plot_countries
 
 #: gzip level of draws.csv.gz / outcomes.csv.gz: 1 is several times faster than 9 for
 #: about 10-20% larger files. mtime 0 makes the bytes reproducible.
@@ -80,7 +80,17 @@ def write_outputs(psa: PsaRun, target: Path, command: str, force: bool = False) 
             return
         for code, c in psa.countries.items():
             write_country(c, psa, tmp / code, command)
-        write_csv(regional_table(psa), tmp / "countries.csv")
+        table = regional_table(psa)
+        write_csv(table, tmp / "countries.csv")
+        first = next(iter(psa.countries.values()))
+        plot_countries(
+            table,
+            {code: c.tables.ceac for code, c in psa.countries.items()},
+            {code: c.ptable.country for code, c in psa.countries.items()},
+            first.spec.strategy_names,
+            {s.strategy: s.label for s in first.spec.strategies},
+            tmp / "figures",
+        )
         sections = {
             "analysis": "psa",
             "countries": list(psa.countries),

@@ -90,7 +90,7 @@ def write_outputs(res: RegionalResult, folder: Path, command: str) -> list[str]:
             labels[st.strategy] = st.label
             if not st.uses_igrt:
                 no_igrt.add(st.strategy)
-    files += plots.plot_all(res.regional, res.optimal, labels, no_igrt, folder)
+    files += plots.plot_all(res.regional, res.strategies, labels, no_igrt, folder)
     files.append("run.json")
     (folder / "run.json").write_text(dumps(provenance(res, command, files)))
     return files

@@ -2,10 +2,13 @@
 
 * ``icer_vs_wtp.png``: each comparison's ICER as a multiple of the country's WTP;
 * ``threshold_price.png``: threshold price per gram beside today's, in US$ per gram;
-* ``optimal_strategy_heatmap.png``: the optimal strategy by country and WTP multiple.
+* ``net_benefit_heatmap.png``: each strategy's net benefit against no IgRT at the country's
+  WTP, in QALYs per patient (INMB / WTP, comparable across currencies), the optimal strategy
+  framed.
 
-Nothing is computed here beyond placing the numbers of ``regional.csv`` and
-``regional_optimal.csv`` on the page (clipping to the axes, colours, labels).
+Each is written as PNG and SVG. Nothing is computed here beyond placing the numbers of
+``regional.csv`` and ``regional_strategies.csv`` on the page (clipping to the axes, colours,
+labels, and the division of a net monetary benefit by the WTP it was computed at).
 """
 
 from __future__ import annotations
@@ -19,16 +22,26 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib import colors, transforms  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.patches import Patch, Rectangle  # noqa: E402
+from matplotlib.ticker import FuncFormatter, NullLocator  # noqa: E402
 
-DPI = 150
-#: Colour-blind-safe palette (Okabe & Ito 2008), one colour per comparison or strategy.
-PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+from cea.report.plots.style import (  # noqa: E402
+    comparison_label,
+    comparison_style,
+    save,
+    strategy_label,
+    strategy_style,
+    thousands_formatter,
+)
+
 GOOD, BAD, NEUTRAL = "#009E73", "#D55E00", "#555555"
 #: Margin (in log10 units) beyond the data where dominant / dominated comparisons are drawn.
 EDGE_DECADES = 0.35
+#: Net-benefit heat map: colours are linear within +-this many QALYs, logarithmic beyond.
+NHB_LINEAR_QALY = 0.5
+NHB_TICKS = (-100, -30, -10, -3, -1, -0.3, 0, 0.3, 1, 3, 10, 30, 100)
 #: The threshold-price axis ends at this multiple of the highest current price shown.
 PRICE_AXIS_MULTIPLE = 2.5
 
@@ -44,8 +57,12 @@ def _country_labels(regional: pd.DataFrame) -> list[str]:
     return [f"{r.country}  ({r.currency} {r.wtp_lcu:,.0f}/QALY)" for r in first.itertuples()]
 
 
-def plot_icer_vs_wtp(regional: pd.DataFrame, no_igrt: set[str], path: Path) -> None:
-    """ICER / WTP per country (log axis), one panel for 'vs no IgRT', one for head-to-head."""
+def plot_icer_vs_wtp(
+    regional: pd.DataFrame, no_igrt: set[str], path: Path, labels: dict | None = None
+):
+    """ICER / WTP per country (log axis), one panel for 'vs no IgRT', one for head-to-head.
+    Each comparison in the intervention's colour with the comparator's marker; filled: NE,
+    hollow: SW; arrows at the edges: dominant / dominated."""
     countries = list(dict.fromkeys(regional["country"]))
     ylabels = _country_labels(regional)
     comps = list(dict.fromkeys(regional["comparison"]))
@@ -76,15 +93,16 @@ def plot_icer_vs_wtp(regional: pd.DataFrame, no_igrt: set[str], path: Path) -> N
         offsets = np.linspace(-0.27, 0.27, len(names)) if len(names) > 1 else [0.0]
         handles = []
         present = set()
-        for k, (name, dy) in enumerate(zip(names, offsets, strict=True)):
-            colour = PALETTE[k % len(PALETTE)]
+        for name, dy in zip(names, offsets, strict=True):
+            st = comparison_style(name)
+            colour = st.colour
             sel = regional["comparison"] == name
             q = regional.loc[sel, "quadrant"]
             x = regional.loc[sel, "icer_over_wtp"]
             y = y_of[sel] + dy
             styles = {
-                "NE": (x, dict(marker="o", color=colour, ms=6)),
-                "SW": (x, dict(marker="o", mfc="white", mec=colour, mew=1.5, ms=6)),
+                "NE": (x, dict(marker=st.marker, color=colour, mec="black", mew=0.4, ms=6.5)),
+                "SW": (x, dict(marker=st.marker, mfc="white", mec=colour, mew=1.5, ms=6.5)),
                 "SE": (np.full(len(x), left), dict(marker="<", color=colour, ms=7, clip_on=False)),
                 "NW": (np.full(len(x), right), dict(marker=">", color=colour, ms=7, clip_on=False)),
             }
@@ -93,7 +111,12 @@ def plot_icer_vs_wtp(regional: pd.DataFrame, no_igrt: set[str], path: Path) -> N
                 if m.any():
                     ax.plot(np.asarray(xs)[m], y[m], ls="", **style)
                     present.add(quad)
-            handles.append(Line2D([], [], color=colour, marker="o", ls="", label=name))
+            handles.append(
+                Line2D(
+                    [], [], color=colour, marker=st.marker, mec="black", mew=0.4, ls="",
+                    label=comparison_label(labels, name),
+                )
+            )  # fmt: skip
         notes = {
             "SW": Line2D(
                 [],
@@ -122,6 +145,8 @@ def plot_icer_vs_wtp(regional: pd.DataFrame, no_igrt: set[str], path: Path) -> N
             bbox_to_anchor=(0.5, -0.12),
             ncol=2,
             frameon=False,
+            title="intervention colour, comparator marker",
+            title_fontsize=7.5,
         )
     axes[0][0].set_yticks(range(len(countries)), ylabels, fontsize=8.5)
     axes[0][0].set_ylim(len(countries) - 0.5, -0.5)
@@ -131,11 +156,11 @@ def plot_icer_vs_wtp(regional: pd.DataFrame, no_igrt: set[str], path: Path) -> N
         fontsize=11,
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    save(fig, path)
+    return fig
 
 
-def plot_threshold_prices(regional: pd.DataFrame, path: Path) -> None:
+def plot_threshold_prices(regional: pd.DataFrame, path: Path, labels: dict | None = None):
     """Threshold vs today's price per gram, US$ at market exchange rates, one panel per comparison.
 
     A threshold below 0 (no price >= 0 makes the comparison cost-effective) is drawn in the
@@ -218,11 +243,12 @@ def plot_threshold_prices(regional: pd.DataFrame, path: Path) -> None:
                 fontsize=7,
             )
         ax.set_xlim(xmin, xmax)
-        ax.set_title(f"{name}  (price of {product})", fontsize=9)
+        ax.xaxis.set_major_formatter(thousands_formatter())
+        ax.set_title(f"{comparison_label(labels, name)}  (price of {product})", fontsize=9)
         ax.grid(axis="x", alpha=0.3)
         ax.tick_params(labelsize=8)
     for ax in axes[-1]:
-        ax.set_xlabel("US\\$ per gram (market exchange rate)", fontsize=8)
+        ax.set_xlabel(f"US\\$ per gram, {_years(reg)} prices (market exchange rate)", fontsize=8)
     for ax in list(axes.flat)[len(comps) :]:
         ax.axis("off")
     for row in axes:
@@ -279,84 +305,120 @@ def plot_threshold_prices(regional: pd.DataFrame, path: Path) -> None:
     )
     height = panel_h * nrows + 2.0
     fig.tight_layout(rect=(0, 0.9 / height, 1, 1 - 0.55 / height))
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    save(fig, path)
+    return fig
 
 
-def plot_optimal_heatmap(optimal: pd.DataFrame, labels: dict[str, str], path: Path) -> None:
-    """Optimal strategy (highest NMB) by country and multiple of the country's WTP."""
-    grid = optimal[optimal["wtp_kind"] == "multiple"]
-    countries = list(dict.fromkeys(grid["country"]))
-    multiples = sorted(set(grid["wtp_multiple"].round(10)))
-    order = [s for s in labels if s in set(grid["optimal_strategy"])]
-    code = {s: i for i, s in enumerate(order)}
-    mat = np.full((len(countries), len(multiples)), np.nan)
-    for r in grid.itertuples():
-        mat[countries.index(r.country), multiples.index(round(r.wtp_multiple, 10))] = code[
-            r.optimal_strategy
-        ]
-    colours = [PALETTE[list(labels).index(s) % len(PALETTE)] for s in order]
-    fig, ax = plt.subplots(figsize=(1.5 * len(multiples) + 4.2, 0.4 * len(countries) + 2.0))
-    ax.imshow(mat, cmap=ListedColormap(colours), vmin=-0.5, vmax=len(order) - 0.5, aspect="auto")
-    for i in range(len(countries)):
-        for j in range(len(multiples)):
-            s = order[int(mat[i, j])]
-            dark = colours[int(mat[i, j])] in ("#0072B2", "#000000", "#D55E00", "#009E73")
-            ax.text(
-                j,
-                i,
-                labels[s],
-                ha="center",
-                va="center",
-                fontsize=7,
-                color="white" if dark else "black",
-            )
-    base = grid.drop_duplicates("country").set_index("country")
+def _years(regional: pd.DataFrame) -> str:
+    return ", ".join(map(str, sorted(set(regional["price_year"]))))
+
+
+def plot_net_benefit_heatmap(
+    strategies: pd.DataFrame,
+    regional: pd.DataFrame,
+    labels: dict[str, str],
+    no_igrt: set[str],
+    path: Path,
+):
+    """Net health benefit of each strategy against no IgRT at each country's own WTP, in QALYs
+    per patient: (NMB of the strategy - NMB of no IgRT) / WTP, i.e. the INMB expressed in QALYs,
+    so countries in different currencies share one colour scale. Each cell also gives the INMB
+    in local currency; the optimal strategy of each country is framed (when it is no IgRT, the
+    row label says so). Without a no-IgRT strategy in the run, the reference is each country's
+    optimal strategy."""
+    t = strategies
+    countries = list(dict.fromkeys(t["country"]))
+    order = [s for s in labels if s in set(t["strategy"])] or list(dict.fromkeys(t["strategy"]))
+    ref_of = {}
+    for c in countries:
+        sub = t[t["country"] == c]
+        refs = [s for s in order if s in no_igrt and s in set(sub["strategy"])]
+        ref_of[c] = (
+            refs[0] if refs else str(sub.loc[sub["optimal"].astype(bool), "strategy"].iloc[0])
+        )
+    shown = [s for s in order if s not in no_igrt]
+    wtp = regional.drop_duplicates("country").set_index("country")["wtp_lcu"]
+    nhb = np.full((len(countries), len(shown)), np.nan)
+    inmb = np.full_like(nhb, np.nan)
+    best = {}
+    for i, c in enumerate(countries):
+        sub = t[t["country"] == c].set_index("strategy")
+        best[c] = str(sub.index[sub["optimal"].astype(bool)][0])
+        for j, s in enumerate(shown):
+            if s in sub.index:
+                inmb[i, j] = sub.loc[s, "nmb_lcu"] - sub.loc[ref_of[c], "nmb_lcu"]
+                nhb[i, j] = inmb[i, j] / wtp[c]
+    fig, ax = plt.subplots(figsize=(1.75 * len(shown) + 5.0, 0.42 * len(countries) + 2.4))
+    span = max(np.nanmax(np.abs(nhb)), 2 * NHB_LINEAR_QALY) if np.isfinite(nhb).any() else 1.0
+    # symmetric log scale: -0.4 and -2 QALYs differ in colour even beside -30
+    norm = colors.SymLogNorm(linthresh=NHB_LINEAR_QALY, vmin=-span, vmax=span, base=10)
+    m = ax.imshow(nhb, cmap="RdBu", norm=norm, aspect="auto")
+    bar = fig.colorbar(m, ax=ax, pad=0.02)
+    bar.set_ticks([t for t in NHB_TICKS if abs(t) <= span])
+    bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:+g}" if v else "0"))
+    bar.ax.yaxis.set_minor_locator(NullLocator())
+    bar.set_label("net health benefit vs no IgRT (QALYs per patient)", fontsize=8)
+    first = t.drop_duplicates("country").set_index("country")
+    for i, c in enumerate(countries):
+        for j, s in enumerate(shown):
+            if not np.isfinite(nhb[i, j]):
+                continue
+            dark = abs(norm(nhb[i, j]) - 0.5) > 0.3
+            ax.text(j, i, f"{nhb[i, j]:+.2f} QALY\n{first.loc[c, 'currency']} {inmb[i, j]:,.0f}",
+                    ha="center", va="center", fontsize=6.5, color="white" if dark else "black")  # fmt: skip
+            if s == best[c]:
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="black", lw=2.2))
     ylab = []
     for c in countries:
-        w = base.loc[c, "wtp_lcu"] / base.loc[c, "wtp_multiple"]
-        ylab.append(f"{c}  ({base.loc[c, 'currency']} {w:,.0f})")
-    ax.set_yticks(range(len(countries)), ylab, fontsize=8.5)
-    ax.set_xticks(range(len(multiples)), [f"{m:g} x WTP" for m in multiples], fontsize=8.5)
-    ax.set_xticks(np.arange(-0.5, len(multiples)), minor=True)
+        opt = "" if best[c] in shown else f"; optimal: {strategy_label(labels, best[c])}"
+        ylab.append(f"{c}  ({first.loc[c, 'currency']} {wtp[c]:,.0f}/QALY{opt})")
+    ax.set_yticks(range(len(countries)), ylab, fontsize=8)
+    ax.set_xticks(range(len(shown)), [strategy_label(labels, s) for s in shown], fontsize=8,
+                  rotation=20, ha="right")  # fmt: skip
+    top = transforms.blended_transform_factory(ax.transData, ax.transAxes)
+    for j, s in enumerate(shown):  # each strategy's own marker and colour, as in every figure
+        st = strategy_style(s)
+        ax.plot(j, 1.025, marker=st.marker, color=st.colour, mec="black", mew=0.5, ms=9,
+                transform=top, clip_on=False, ls="")  # fmt: skip
+    ax.set_xticks(np.arange(-0.5, len(shown)), minor=True)
     ax.set_yticks(np.arange(-0.5, len(countries)), minor=True)
     ax.grid(which="minor", color="white", lw=1.5)
     ax.tick_params(which="minor", length=0)
-    ax.legend(
-        handles=[Patch(color=colours[i], label=labels[s]) for i, s in enumerate(order)],
-        loc="upper left",
-        bbox_to_anchor=(1.01, 1),
-        fontsize=8,
-        frameon=False,
-    )
-    years = sorted(set(grid["price_year"]))
+    refs = sorted({strategy_label(labels, r) for r in ref_of.values()})
     ax.set_title(
-        "Optimal strategy (highest net monetary benefit) by multiple of each country's WTP per QALY\n"
-        f"(base WTP in local currency of {', '.join(map(str, years))} in brackets)",
-        fontsize=10,
+        f"Net benefit of each strategy against {', '.join(refs)} at each country's WTP per QALY "
+        "(base case)\nQALYs per patient = INMB / WTP (blue: worth its cost; red: not); below, the "
+        f"INMB in local currency of {_years(t)}; framed: the optimal strategy",
+        fontsize=9.5,
+        pad=26,
     )
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    save(fig, path)
+    return fig
 
 
 def plot_all(
     regional: pd.DataFrame,
-    optimal: pd.DataFrame,
+    strategies: pd.DataFrame,
     labels: dict[str, str],
     no_igrt: set[str],
     folder: Path,
 ) -> list[str]:
-    """Write the three figures into ``folder``; returns the file names."""
+    """Write the three figures (PNG and SVG) into ``folder``; returns the file names."""
     folder = Path(folder)
     files = []
+
+    def written(name: str) -> None:
+        files.extend([name, str(Path(name).with_suffix(".svg"))])
+
     if not regional.empty:
-        plot_icer_vs_wtp(regional, no_igrt, folder / "icer_vs_wtp.png")
-        files.append("icer_vs_wtp.png")
+        plot_icer_vs_wtp(regional, no_igrt, folder / "icer_vs_wtp.png", labels)
+        written("icer_vs_wtp.png")
         if (regional["price_item"] != "").any():
-            plot_threshold_prices(regional, folder / "threshold_price.png")
-            files.append("threshold_price.png")
-    if not optimal.empty:
-        plot_optimal_heatmap(optimal, labels, folder / "optimal_strategy_heatmap.png")
-        files.append("optimal_strategy_heatmap.png")
+            plot_threshold_prices(regional, folder / "threshold_price.png", labels)
+            written("threshold_price.png")
+    if not strategies.empty and not regional.empty:
+        plot_net_benefit_heatmap(
+            strategies, regional, labels, no_igrt, folder / "net_benefit_heatmap.png"
+        )
+        written("net_benefit_heatmap.png")
     return files
