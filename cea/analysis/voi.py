@@ -51,10 +51,15 @@ from cea.errors import CeaError
 #: A group is refused (EVPPI not reported) with this many draws per parameter or fewer: the
 #: linear mean of the GP has an unpenalised term per parameter (dampack#111).
 MIN_DRAWS_PER_TERM = 10
-#: Draws, at evenly spaced positions, on which the GP hyperparameters are estimated and that
-#: are the inducing points of the fit to every draw (SAVI and voi estimate the hyperparameters on
-#: min(30 p, 250) draws). The fit costs draws x this^2; at least MIN_DRAWS_PER_TERM x (p + 1).
-GP_SUBSAMPLE_DRAWS = 250
+#: The GP hyperparameters of a group of p parameters are estimated on GP_HYPER_DRAWS_PER_PARAMETER
+#: x p draws at evenly spaced positions, at least GP_HYPER_DRAWS_MIN and at most GP_HYPER_DRAWS_MAX
+#: (SAVI and the voi package use min(30 p, 250)). Each likelihood evaluation costs draws^3.
+GP_HYPER_DRAWS_PER_PARAMETER = 30
+GP_HYPER_DRAWS_MIN = 50
+GP_HYPER_DRAWS_MAX = 250
+#: Draws, at evenly spaced positions, among which the inducing points of the fit to every draw
+#: are chosen (at least MIN_DRAWS_PER_TERM x (p + 1)). The fit costs draws x (inducing points)^2.
+GP_INDUCING_DRAWS = 250
 #: Bounds of the GP lengthscales, in standard deviations of the parameter: from a tenth (a
 #: sharper bend than a PSA distribution supports) to 1,000 (no effect).
 GP_LENGTHSCALE_BOUNDS = (0.1, 1e3)
@@ -81,10 +86,14 @@ GP_STARTS = (1.0, 4.0)
 GP_MAX_ITERATIONS = 200
 #: Draws per block when the GP fit sums its normal equations (memory; results do not depend on it).
 GP_CHUNK_DRAWS = 20_000
-#: Eigenvalues of the subsample's kernel matrix below this fraction of the largest are dropped.
-EIGEN_RTOL = 1e-10
+#: The pivoted Cholesky factorisation that picks the GP's inducing points stops when no point
+#: of the subsample has more than this variance (of 1) left unexplained by the points chosen.
+NYSTROM_TOL = 1e-6
 #: An EVPPI is told apart from 0 when it is more than this many standard errors above it.
 RESOLVE_Z = 2.0
+#: An EVPPI not told apart from 0: the draws needed are those that would tell apart an EVPPI of
+#: this share of the EVPI (or the estimate, if larger), the smallest worth knowing about.
+MATERIAL_SHARE_OF_EVPI = 0.1
 #: Draw counts in the "draws needed" statements are rounded up to a multiple of this.
 DRAWS_ROUNDING = 1000
 #: EVPI and EVPPI below this fraction of the scale of the incremental net benefit are rounding
@@ -277,8 +286,8 @@ class EvppiResult:
         strategy 0 at ``r2_wtp`` (NaN for a constant INB; 1 for all parameters).
     method : "gp", "evpi" (all parameters: EVPPI = EVPI) or None (refused / nothing uncertain).
     status : "ok" or the reason for refusing.
-    n_draws : draws used; n_fit : draws of the subsample (hyperparameters, inducing points);
-    n_terms : columns of the regression basis; edf : its effective degrees of freedom
+    n_draws : draws used; n_fit : draws on which the hyperparameters were estimated;
+    n_terms : columns of the regression basis (1 + p + inducing points); edf : its effective degrees of freedom
         (trace of the smoother); lengthscales : (p,) in standard deviations of each parameter;
         noise_ratio : residual variance over GP signal variance.
     """
@@ -393,6 +402,13 @@ def subsample_index(n_draws: int, n: int) -> np.ndarray:
     return np.unique(np.linspace(0, n_draws - 1, n).round().astype(np.intp))
 
 
+def hyperparameter_draws(n_params: int) -> int:
+    """Draws on which the GP hyperparameters of ``n_params`` parameters are estimated."""
+    return int(
+        np.clip(GP_HYPER_DRAWS_PER_PARAMETER * n_params, GP_HYPER_DRAWS_MIN, GP_HYPER_DRAWS_MAX)
+    )
+
+
 def _sq_exp_kernel(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     """exp(-|a - b|^2) for every row a of A and b of B (inputs already divided by the
     lengthscales), (len(A), len(B))."""
@@ -485,26 +501,27 @@ def _gp_fit(
 ) -> tuple[np.ndarray, int, float]:
     """Posterior mean of the GP at every draw, fitted to every draw (linear in the draws).
 
-    A reduced-rank GP (subset of regressors, Nystrom features; Rasmussen & Williams 2006,
-    section 8.3): the kernel part is spanned by k(z, z_s) at the subsample's points z_s,
-    written as features psi(z) = k(z, Z_s) V Lambda^-1/2 with K_ss = V Lambda V' (eigenvalues
-    below EIGEN_RTOL x the largest dropped), so that psi(z)'psi(z') approximates k(z, z').
-    With the linear mean, the fit is ridge regression of Y on F = [1, Z, psi] with penalty eta on
-    the psi coefficients (the GP prior, in units of the noise) and none on the mean; the normal
-    equations are summed over chunks of draws, so memory does not grow with them.
+    A reduced-rank GP (subset of regressors with Nystrom features; Rasmussen & Williams 2006,
+    section 8.3): the kernel part is spanned by k(z, z_r) at r inducing points z_r chosen among
+    the subsample by a pivoted Cholesky factorisation of its kernel matrix, K_rr = L L', stopped
+    when the kernel left unexplained is below :data:`NYSTROM_TOL` (smooth fits need few points);
+    the features psi(z) = L^-1 k(Z_r, z) give psi(z)'psi(z') ~ k(z, z'). With the linear mean, the
+    fit is ridge regression of Y on F = [1, Z, psi] with penalty eta on the psi coefficients (the
+    GP prior, in units of the noise) and none on the mean; the normal equations are summed over
+    chunks of draws, so memory does not grow with them.
 
     Returns (fitted (D, J), number of basis columns, effective degrees of freedom).
     """
     D, p = Z.shape
     U, Us = Z / ell, Z[sub] / ell
-    lam, V = np.linalg.eigh(_sq_exp_kernel(Us, Us))
-    keep = lam > EIGEN_RTOL * lam.max()
-    proj = V[:, keep] / np.sqrt(lam[keep])
-    m = int(keep.sum())
+    c, piv, rank, _ = linalg.lapack.dpstrf(_sq_exp_kernel(Us, Us), tol=NYSTROM_TOL, lower=1)
+    m = max(int(rank), 1)
+    Ur = Us[piv[:m] - 1]  # LAPACK pivots count from 1
+    proj = linalg.solve_triangular(np.tril(c[:m, :m]), np.eye(m), lower=True).T  # L^-T
     q = 1 + p + m
 
     def features(lo: int, hi: int) -> np.ndarray:
-        return np.column_stack([np.ones(hi - lo), Z[lo:hi], _sq_exp_kernel(U[lo:hi], Us) @ proj])
+        return np.column_stack([np.ones(hi - lo), Z[lo:hi], _sq_exp_kernel(U[lo:hi], Ur) @ proj])
 
     chunks = [(lo, min(D, lo + GP_CHUNK_DRAWS)) for lo in range(0, D, GP_CHUNK_DRAWS)]
     G, b = np.zeros((q, q)), np.zeros((q, Y.shape[1]))
@@ -553,7 +570,7 @@ def evppi_gp(
     2. squared-exponential kernel with one lengthscale per parameter (so any interaction among
        the group's parameters can be fitted, and a parameter without effect gets a long
        lengthscale) and a linear mean; lengthscales and noise ratio by maximum marginal
-       likelihood on :data:`GP_SUBSAMPLE_DRAWS` evenly spaced draws (:func:`gp_hyperparameters`);
+       likelihood on :func:`hyperparameter_draws` evenly spaced draws (:func:`gp_hyperparameters`);
     3. the posterior mean at every draw, fitted to every draw by a reduced-rank GP whose
        inducing points are that subsample (:func:`_gp_fit`);
     4. INB is linear in wtp, so the fitted INB at any wtp is wtp x fitted dE - fitted dC and one
@@ -607,9 +624,10 @@ def evppi_gp(
             f"refused: {p} parameters need at least {need:,} draws, have {D:,}", D, r2_wtp=fit_at,
         )  # fmt: skip
     Z = (X[:, varying] - X[:, varying].mean(axis=0)) / sd[varying]
-    sub = subsample_index(D, max(GP_SUBSAMPLE_DRAWS, MIN_DRAWS_PER_TERM * (p + 1)))
+    sub = subsample_index(D, max(GP_INDUCING_DRAWS, MIN_DRAWS_PER_TERM * (p + 1)))
+    hyper = subsample_index(D, hyperparameter_draws(p))
     inb_fit = fit_at * de[:, 1:] - dc[:, 1:]
-    ell, eta = gp_hyperparameters(Z[sub], inb_fit[sub])
+    ell, eta = gp_hyperparameters(Z[hyper], inb_fit[hyper])
     Y = np.concatenate([dc[:, 1:], de[:, 1:]], axis=1)  # (D, 2(K-1)): one smoother for all
     fit, n_terms, edf = _gp_fit(Z, sub, Y, ell, eta)
     fc, fe = fit[:, : K - 1], fit[:, K - 1 :]
@@ -636,7 +654,7 @@ def evppi_gp(
         method="gp",
         status="ok",
         n_draws=D,
-        n_fit=len(sub),
+        n_fit=len(hyper),
         n_terms=n_terms,
         edf=edf,
         r2_wtp=fit_at,
@@ -654,6 +672,7 @@ def evppi_groups(
     fit_wtp: float | None = None,
     se_wtp=None,
     workers: int | None = None,
+    evpi_values: np.ndarray | None = None,
 ) -> dict[str, EvppiResult]:
     """:func:`evppi_gp` of several parameter groups (name -> (D, p) draws), ``workers`` groups
     at a time in threads (None: one per CPU), each with BLAS on one thread.
@@ -664,7 +683,7 @@ def evppi_groups(
     and 0.4 ms with one (benchmarks/README.md), hence the one-thread limit.
     """
     w = _wtp_grid(wtp)
-    ev = evpi(cost, effect, w)
+    ev = evpi(cost, effect, w) if evpi_values is None else np.asarray(evpi_values, float)
     names = list(groups)
     n = max(1, min(len(names), workers or os.cpu_count() or 1))
 
@@ -682,20 +701,37 @@ def evppi_groups(
 
 def distinguishable_from_zero(evppi: float, se: float) -> bool:
     """An EVPPI is told apart from 0 when it is more than RESOLVE_Z standard errors above it."""
-    return bool(np.isfinite(evppi) and np.isfinite(se) and evppi > RESOLVE_Z * se and evppi > 0)
+    return bool(np.isfinite(evppi) and np.isfinite(se) and evppi > 0 and evppi > RESOLVE_Z * se)
 
 
 def draws_to_resolve(target: float, se: float, n_draws: int) -> int | None:
     """Draws at which an EVPPI of ``target`` would be RESOLVE_Z standard errors above 0.
 
     The standard error falls as 1 / sqrt(draws) (:func:`evppi_se`), so
-    draws = n_draws x (RESOLVE_Z x se / target)^2, rounded up to a thousand. None when the
-    standard error is 0 or unknown, or the target is not positive.
+    draws = n_draws x (RESOLVE_Z x se / target)^2, rounded up to a multiple of DRAWS_ROUNDING.
+    None when the standard error is 0 or unknown, or the target is not positive.
     """
     if not (np.isfinite(se) and se > 0 and np.isfinite(target) and target > 0):
         return None
     need = n_draws * (RESOLVE_Z * se / target) ** 2
     return int(np.ceil(need / DRAWS_ROUNDING) * DRAWS_ROUNDING)
+
+
+def resolution(
+    evppi: float, se: float, evpi_value: float, n_draws: int
+) -> tuple[bool, float, int | None]:
+    """Whether an EVPPI is told apart from 0, and if not, the draws that would tell it.
+
+    Returns (told apart, target, draws): the target is the larger of the estimate and
+    MATERIAL_SHARE_OF_EVPI x the EVPI, and draws those at which an EVPPI that large would stand
+    RESOLVE_Z standard errors above 0 (:func:`draws_to_resolve`). Target NaN and draws None when
+    it is told apart; draws None when its standard error is 0 (the fitted group never changes the
+    decision) or unknown.
+    """
+    if distinguishable_from_zero(evppi, se):
+        return True, float("nan"), None
+    target = max(evppi if np.isfinite(evppi) else 0.0, MATERIAL_SHARE_OF_EVPI * evpi_value)
+    return False, target, draws_to_resolve(target, se, n_draws)
 
 
 def evppi_nested(
