@@ -84,8 +84,11 @@ GP_JITTER = 1e-8
 GP_STARTS = (1.0, 4.0)
 #: Iteration limit of L-BFGS-B for the hyperparameters.
 GP_MAX_ITERATIONS = 200
-#: Draws per block when the GP fit sums its normal equations (memory; results do not depend on it).
-GP_CHUNK_DRAWS = 20_000
+#: Largest block of GP features (draws x basis columns x 8 bytes) held at once, so the memory of
+#: the fit does not grow with the draws; blocks that stay in the CPU's cache were faster than one
+#: large block (1.2 s against 2.2-2.8 s at 100,000 draws and 259 columns). Results agree to
+#: rounding whatever the blocks.
+GP_FEATURE_BYTES = 4 * 2**20
 #: The pivoted Cholesky factorisation that picks the GP's inducing points stops when no point
 #: of the subsample has more than this variance (of 1) left unexplained by the points chosen.
 NYSTROM_TOL = 1e-6
@@ -521,9 +524,16 @@ def _gp_fit(
     q = 1 + p + m
 
     def features(lo: int, hi: int) -> np.ndarray:
-        return np.column_stack([np.ones(hi - lo), Z[lo:hi], _sq_exp_kernel(U[lo:hi], Ur) @ proj])
+        F = np.empty((hi - lo, q))
+        F[:, 0] = 1.0
+        F[:, 1 : 1 + p] = Z[lo:hi]
+        np.matmul(_sq_exp_kernel(U[lo:hi], Ur), proj, out=F[:, 1 + p :])
+        return F
 
-    chunks = [(lo, min(D, lo + GP_CHUNK_DRAWS)) for lo in range(0, D, GP_CHUNK_DRAWS)]
+    # features in blocks of at most GP_FEATURE_BYTES, computed twice when there are several
+    # blocks (for the normal equations, then for the fitted values)
+    rows = max(1, GP_FEATURE_BYTES // (8 * q))
+    chunks = [(lo, min(D, lo + rows)) for lo in range(0, D, rows)]
     G, b = np.zeros((q, q)), np.zeros((q, Y.shape[1]))
     F = None
     for lo, hi in chunks:
