@@ -53,9 +53,11 @@ from cea.errors import CeaError
 MIN_DRAWS_PER_TERM = 10
 #: The GP hyperparameters of a group of p parameters are estimated on GP_HYPER_DRAWS_PER_PARAMETER
 #: x p draws at evenly spaced positions, at least GP_HYPER_DRAWS_MIN and at most GP_HYPER_DRAWS_MAX
-#: (SAVI and the voi package use min(30 p, 250)). Each likelihood evaluation costs draws^3.
+#: (SAVI and the voi package use min(30 p, 250); with 60 draws for 2 parameters the interaction
+#: test of tests/test_analysis_voi.py was missed in 1 PSA of 30, with 100 in none). Each
+#: likelihood evaluation costs draws^3.
 GP_HYPER_DRAWS_PER_PARAMETER = 30
-GP_HYPER_DRAWS_MIN = 50
+GP_HYPER_DRAWS_MIN = 100
 GP_HYPER_DRAWS_MAX = 250
 #: Draws, at evenly spaced positions, among which the inducing points of the fit to every draw
 #: are chosen (at least MIN_DRAWS_PER_TERM x (p + 1)). The fit costs draws x (inducing points)^2.
@@ -558,7 +560,7 @@ def _gp_fit(
     return fitted, q, edf
 
 
-def evppi_gp(
+def _evppi_gp(
     cost,
     effect,
     X,
@@ -568,51 +570,7 @@ def evppi_gp(
     keep_fitted: bool = False,
     evpi_values: np.ndarray | None = None,
 ) -> EvppiResult:
-    """EVPPI of the parameters in the columns of X by Gaussian-process regression.
-
-    The GP method of Strong, Oakley & Brennan (2014), as in SAVI and the voi package, made
-    linear in the draws. EVPPI(phi) = E_phi[max_k E(NB_k | phi)] - max_k E[NB_k]: the
-    conditional expectations E(dC_k | phi) and E(dE_k | phi) of each strategy's incremental
-    cost and effect against strategy 0 are estimated by one GP smoother, whose hyperparameters
-    are fitted to the incremental net benefit at ``fit_wtp``:
-
-    1. the parameters are standardised (constant columns dropped);
-    2. squared-exponential kernel with one lengthscale per parameter (so any interaction among
-       the group's parameters can be fitted, and a parameter without effect gets a long
-       lengthscale) and a linear mean; lengthscales and noise ratio by maximum marginal
-       likelihood on :func:`hyperparameter_draws` evenly spaced draws (:func:`gp_hyperparameters`);
-    3. the posterior mean at every draw, fitted to every draw by a reduced-rank GP whose
-       inducing points are that subsample (:func:`_gp_fit`);
-    4. INB is linear in wtp, so the fitted INB at any wtp is wtp x fitted dE - fitted dC and one
-       fit gives the EVPPI at every wtp (by :func:`_mean_max`, exact over the grid).
-
-    The estimate is capped at the EVPI of the same draws (EVPPI <= EVPI for any group; above it
-    is estimation error, kept in ``estimate``). Its standard error comes from the influence
-    function (:func:`evppi_se`) at the wtp values ``se_wtp`` (default: all).
-
-    Parameters
-    ----------
-    cost, effect : (D, K) per-draw results per strategy.
-    X : (D, p) the group's parameter draws (the same draws that produced cost and effect).
-    wtp : scalar or (W,) grid.
-    fit_wtp : wtp at which the hyperparameters are fitted and R^2 is reported (default: the last
-        of the grid).
-    se_wtp : values of the grid at which to compute the standard error (default: all).
-    evpi_values : (W,) the EVPI of the same draws at ``wtp`` when already computed.
-
-    Returns
-    -------
-    EvppiResult
-
-    References
-    ----------
-    Strong M, Oakley JE, Brennan A. Estimating multiparameter partial expected value of perfect
-    information from a probabilistic sensitivity analysis sample: a nonparametric regression
-    approach. Med Decis Making 2014;34:311-326. doi:10.1177/0272989X13505910
-    Rasmussen CE, Williams CKI. Gaussian Processes for Machine Learning. MIT Press, 2006.
-    Luedtke AR, van der Laan MJ. Statistical inference for the mean outcome under a possibly
-    non-unique optimal treatment strategy. Ann Stat 2016;44:713-742. doi:10.1214/15-AOS1384
-    """
+    """:func:`evppi_gp` without the limit on BLAS threads."""
     dc, de = incremental(cost, effect)
     D, K = dc.shape
     w = _wtp_grid(wtp)
@@ -674,6 +632,67 @@ def evppi_gp(
     )
 
 
+def evppi_gp(
+    cost,
+    effect,
+    X,
+    wtp,
+    fit_wtp: float | None = None,
+    se_wtp=None,
+    keep_fitted: bool = False,
+    evpi_values: np.ndarray | None = None,
+) -> EvppiResult:
+    """EVPPI of the parameters in the columns of X by Gaussian-process regression.
+
+    The GP method of Strong, Oakley & Brennan (2014), as in SAVI and the voi package, made
+    linear in the draws. EVPPI(phi) = E_phi[max_k E(NB_k | phi)] - max_k E[NB_k]: the
+    conditional expectations E(dC_k | phi) and E(dE_k | phi) of each strategy's incremental
+    cost and effect against strategy 0 are estimated by one GP smoother, whose hyperparameters
+    are fitted to the incremental net benefit at ``fit_wtp``:
+
+    1. the parameters are standardised (constant columns dropped);
+    2. squared-exponential kernel with one lengthscale per parameter (so any interaction among
+       the group's parameters can be fitted, and a parameter without effect gets a long
+       lengthscale) and a linear mean; lengthscales and noise ratio by maximum marginal
+       likelihood, with weak priors, on :func:`hyperparameter_draws` evenly spaced draws
+       (:func:`gp_hyperparameters`);
+    3. the posterior mean at every draw, fitted to every draw by a reduced-rank GP whose
+       inducing points are chosen among :data:`GP_INDUCING_DRAWS` evenly spaced draws
+       (:func:`_gp_fit`): the cost is linear in the draws;
+    4. INB is linear in wtp, so the fitted INB at any wtp is wtp x fitted dE - fitted dC and one
+       fit gives the EVPPI at every wtp (by :func:`_mean_max`, exact over the grid).
+
+    The estimate is capped at the EVPI of the same draws (EVPPI <= EVPI for any group; above it
+    is estimation error, kept in ``estimate``). Its standard error comes from the influence
+    function (:func:`evppi_se`) at the wtp values ``se_wtp`` (default: all).
+
+    Parameters
+    ----------
+    cost, effect : (D, K) per-draw results per strategy.
+    X : (D, p) the group's parameter draws (the same draws that produced cost and effect).
+    wtp : scalar or (W,) grid.
+    fit_wtp : wtp at which the hyperparameters are fitted and R^2 is reported (default: the last
+        of the grid).
+    se_wtp : values of the grid at which to compute the standard error (default: all).
+    evpi_values : (W,) the EVPI of the same draws at ``wtp`` when already computed.
+
+    Returns
+    -------
+    EvppiResult
+
+    References
+    ----------
+    Strong M, Oakley JE, Brennan A. Estimating multiparameter partial expected value of perfect
+    information from a probabilistic sensitivity analysis sample: a nonparametric regression
+    approach. Med Decis Making 2014;34:311-326. doi:10.1177/0272989X13505910
+    Rasmussen CE, Williams CKI. Gaussian Processes for Machine Learning. MIT Press, 2006.
+    Luedtke AR, van der Laan MJ. Statistical inference for the mean outcome under a possibly
+    non-unique optimal treatment strategy. Ann Stat 2016;44:713-742. doi:10.1214/15-AOS1384
+    """
+    with threadpool_limits(limits=1, user_api="blas"):  # see evppi_groups
+        return _evppi_gp(cost, effect, X, wtp, fit_wtp, se_wtp, keep_fitted, evpi_values)
+
+
 def evppi_groups(
     cost,
     effect,
@@ -698,7 +717,7 @@ def evppi_groups(
     n = max(1, min(len(names), workers or os.cpu_count() or 1))
 
     def one(name: str) -> EvppiResult:
-        return evppi_gp(cost, effect, groups[name], w, fit_wtp, se_wtp, evpi_values=ev)
+        return _evppi_gp(cost, effect, groups[name], w, fit_wtp, se_wtp, evpi_values=ev)
 
     with threadpool_limits(limits=1, user_api="blas"):
         if n == 1:
