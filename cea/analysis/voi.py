@@ -24,9 +24,9 @@ Conventions
   regression of each strategy's incremental cost and effect on phi (Strong, Oakley & Brennan,
   Med Decis Making 2014;34:311-326, the "GP" method of SAVI and the voi package): a
   squared-exponential kernel with a lengthscale per parameter, so interactions among the
-  group's parameters are fitted, hyperparameters by maximum marginal likelihood on a subsample,
-  and the posterior mean fitted to every draw by a reduced-rank GP, so the cost is linear in the
-  draws. Because INB is linear in wtp, E[INB | phi] = wtp * E[dE | phi] - E[dC | phi], so one fit
+  group's parameters are fitted, lengthscales by maximum marginal likelihood on a subsample,
+  and the posterior mean fitted to every draw by a reduced-rank GP whose smoothing is chosen by
+  generalised cross-validation on every draw, so the cost is linear in the draws. Because INB is linear in wtp, E[INB | phi] = wtp * E[dE | phi] - E[dC | phi], so one fit
   per group gives the EVPPI at every wtp. Each EVPPI has a standard error (:func:`evppi_se`,
   from its influence function: Monte Carlo error of the outer mean and error of the fit), and
   is capped at the EVPI (above it is estimation error, kept apart in ``estimate``).
@@ -676,11 +676,12 @@ def evppi_gp(
     1. the parameters are standardised (constant columns dropped);
     2. squared-exponential kernel with one lengthscale per parameter (so any interaction among
        the group's parameters can be fitted, and a parameter without effect gets a long
-       lengthscale) and a linear mean; lengthscales and noise ratio by maximum marginal
+       lengthscale) and a linear mean; lengthscales by maximum marginal
        likelihood, with weak priors, on :func:`hyperparameter_draws` evenly spaced draws
        (:func:`gp_hyperparameters`);
     3. the posterior mean at every draw, fitted to every draw by a reduced-rank GP whose
-       inducing points are chosen among :data:`GP_INDUCING_DRAWS` evenly spaced draws
+       inducing points are chosen among :data:`GP_INDUCING_DRAWS` evenly spaced draws and whose
+       smoothing (noise ratio) is chosen by generalised cross-validation on every draw
        (:func:`_gp_fit`): the cost is linear in the draws;
     4. INB is linear in wtp, so the fitted INB at any wtp is wtp x fitted dE - fitted dC and one
        fit gives the EVPPI at every wtp (by :func:`_mean_max`, exact over the grid).

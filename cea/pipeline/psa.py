@@ -279,10 +279,9 @@ def psa_conventions(psa: PsaRun) -> dict:
         "population_evpi": "EVPI per patient x sum_{t=0}^{H-1} population_eligible_annual / (1 + discount_rate_costs)^t",
         "evppi_method": "all_parameters: the EVPI (by definition); other groups: Gaussian-process "
         "regression (Strong, Oakley & Brennan 2014; squared-exponential kernel, a lengthscale per "
-        f"parameter, linear mean; hyperparameters by maximum a posteriori on {voi.GP_HYPER_DRAWS_PER_PARAMETER} "
-        f"x p evenly spaced draws, {voi.GP_HYPER_DRAWS_MIN} to {voi.GP_HYPER_DRAWS_MAX}; reduced-rank fit to "
-        "every draw), capped at the EVPI; standard error from the influence function; told apart "
-        f"from 0 above {voi.RESOLVE_Z:g} standard errors",
+        "parameter, linear mean; lengthscales by maximum a posteriori on evenly spaced draws; "
+        "reduced-rank fit to every draw, its smoothing by GCV), capped at the EVPI; standard error "
+        f"from the influence function; told apart from 0 above {voi.RESOLVE_Z:g} standard errors",
         "net_benefit": "NMB = wtp x QALY - cost, wtp = the country's WTP per QALY",
         "chunk_draws": PSA_CHUNK_DRAWS,
     }

@@ -121,7 +121,10 @@ def evppi_words(r, cur: str, n_draws: int) -> str:
     if r["distinguishable_from_zero"]:
         return f"{value}  ({_share(r['share_of_evpi'])} of EVPI)"
     if not se > 0:
-        return f"{value}  at these draws no value of these parameters alone changes the decision"
+        return (
+            f"{value}  given these parameters alone, the expected net benefit never favours "
+            "another strategy at these draws"
+        )
     need = r["draws_needed"]
     more = (
         f"; about {int(need):,} draws would tell an EVPPI of "
