@@ -308,17 +308,17 @@ def test_draws_needed_by_hand():
     assert voi.draws_to_resolve(2.5, 5.0, 10_000) == 160_000
     assert voi.draws_to_resolve(2.5, 0.0, 10_000) is None
     # told apart: 12 > 2 x 5
-    assert voi.resolution(12.0, 5.0, 25.0, 10_000) == (
-        True,
-        pytest.approx(math.nan, nan_ok=True),
-        None,
-    )
+    told, target, need = voi.resolution(12.0, 5.0, 25.0, 10_000)
+    assert told and math.isnan(target) and need is None
+    # not told apart, estimate 1 below 10% of the EVPI of 25: target 2.5 -> 160,000 draws
+    assert voi.resolution(1.0, 5.0, 25.0, 10_000) == (False, 2.5, 160_000)
     # not told apart: target max(3, 10% of 25 = 2.5) = 3; 10,000 x (10 / 3)^2 = 111,111.1,
     # rounded up to the thousand
     told, target, need = voi.resolution(3.0, 5.0, 25.0, 10_000)
     assert not told and target == 3.0 and need == 112_000
     # an estimate of 0 with SE 0: the group never changes the decision; no draws to name
-    assert voi.resolution(0.0, 0.0, 25.0, 10_000)[2] is None
+    told, target, need = voi.resolution(0.0, 0.0, 25.0, 10_000)
+    assert not told and math.isnan(target) and need is None
 
 
 def test_subsample_is_evenly_spaced_and_needs_no_random_numbers():

@@ -778,13 +778,14 @@ def resolution(
     Returns (told apart, target, draws): the target is the larger of the estimate and
     MATERIAL_SHARE_OF_EVPI x the EVPI, and draws those at which an EVPPI that large would stand
     RESOLVE_Z standard errors above 0 (:func:`draws_to_resolve`). Target NaN and draws None when
-    it is told apart; draws None when its standard error is 0 (the fitted group never changes the
+    it is told apart, or when its standard error is 0 (the fitted group never changes the
     decision) or unknown.
     """
     if distinguishable_from_zero(evppi, se):
         return True, float("nan"), None
     target = max(evppi if np.isfinite(evppi) else 0.0, MATERIAL_SHARE_OF_EVPI * evpi_value)
-    return False, target, draws_to_resolve(target, se, n_draws)
+    need = draws_to_resolve(target, se, n_draws)
+    return False, (target if need is not None else float("nan")), need
 
 
 def evppi_nested(
