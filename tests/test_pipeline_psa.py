@@ -272,6 +272,33 @@ def test_all_parameters_is_the_evpi_and_the_summary_says_so(gb_psa):
     assert "regression error" not in text and "exceeds EVPI" not in text
 
 
+def test_evppi_words_for_the_payer():
+    def row(**kw):
+        base = {"status": "ok", "method": "gp", "evppi_per_patient": 0.0, "se_per_patient": 0.0,
+                "share_of_evpi": 0.0, "distinguishable_from_zero": False,
+                "draws_needed": pd.NA, "draws_needed_evppi_per_patient": float("nan"),
+                "estimate_per_patient": 0.0}  # fmt: skip
+        return pd.Series({**base, **kw})
+
+    words = report_psa.evppi_words
+    told = row(evppi_per_patient=14.0, se_per_patient=5.0, share_of_evpi=0.56,
+               distinguishable_from_zero=True, estimate_per_patient=14.0)  # fmt: skip
+    assert words(told, "GBP", 10_000) == "GBP        14 +- 5  (56% of EVPI)"
+    unsure = row(evppi_per_patient=3.0, se_per_patient=5.0, share_of_evpi=0.12,
+                 draws_needed=112_000, draws_needed_evppi_per_patient=3.0)  # fmt: skip
+    assert words(unsure, "GBP", 10_000).endswith(
+        "cannot be told apart from 0 at 10,000 draws; about 112,000 draws would tell an EVPPI "
+        "of GBP 3 from 0"
+    )
+    assert "never favours another strategy" in words(row(), "GBP", 10_000)
+    capped = row(evppi_per_patient=25.0, se_per_patient=6.0, share_of_evpi=1.0,
+                 status="ok; capped at the EVPI", estimate_per_patient=31.0)  # fmt: skip
+    text = words(capped, "GBP", 10_000)
+    assert "the regression gave GBP 31, above the EVPI" in text and "capped" in text
+    assert words(row(status="refused: 9 parameters need at least 101 draws, have 100"), "GBP",
+                 100).startswith("refused")  # fmt: skip
+
+
 def test_psa_mean_close_to_deterministic(gb_psa):
     # TECH-VER: the PSA mean is near the deterministic result (non-linearity and lognormal
     # medians make them differ a little; the summary reports the difference)
