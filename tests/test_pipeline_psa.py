@@ -231,36 +231,72 @@ def test_ceac_sums_to_one_at_every_wtp(gb_psa):
 def test_evpi_nonnegative_and_evppi_table_consistent(gb_psa):
     t = gb_psa.countries["GB"].tables
     assert (t.evpi["evpi_per_patient"] >= 0).all()
-    ok = t.evppi[t.evppi["status"] == "ok"]
     at_wtp = float(t.evpi.loc[t.evpi["wtp"] == t.headline["wtp"], "evpi_per_patient"].iloc[0])
-    assert (ok["evppi_per_patient"] <= at_wtp * (1 + analysis_psa.EVPPI_EXCESS_RTOL)).all()
-    # every group over the limit is refused, never reported
+    ok = t.evppi[t.evppi["status"].str.startswith("ok")]
+    # no group is ever reported above the EVPI: an estimate above it is capped and says so
+    assert (ok["evppi_per_patient"] <= at_wtp).all()
+    assert (ok["se_per_patient"] >= 0).all()
+    capped = ok["estimate_per_patient"] > ok["evppi_per_patient"]
+    assert (ok.loc[capped, "status"] == "ok; capped at the EVPI").all()
+    # a group either is told apart from 0 (more than 2 SE above it) or is not, with draws needed
+    # when its SE is positive
+    apart = ok["distinguishable_from_zero"].astype(bool)
+    assert (ok.loc[apart, "evppi_per_patient"] > 2 * ok.loc[apart, "se_per_patient"]).all()
+    unknown = ~apart & (ok["se_per_patient"] > 0)
+    assert ok.loc[unknown, "draws_needed"].notna().all()
     refused = t.evppi[t.evppi["status"].str.startswith("refused")]
     assert refused["evppi_per_patient"].isna().all()
-    assert (
-        (t.evppi["n_terms"] * 10 < t.evppi["n_draws"])
-        | t.evppi["status"].str.startswith(("refused", "no "))
-    ).all()
     # population EVPI = per patient x the discounted population over the decision horizon
     c = gb_psa.countries["GB"].ptable.country
     mult = sum(c.population_eligible_annual * (1 + c.discount_rate_costs) ** -t for t in range(5))
     np.testing.assert_allclose(
         t.evpi["evpi_population"], t.evpi["evpi_per_patient"] * mult, rtol=1e-12
     )
+    np.testing.assert_allclose(
+        t.evppi["se_population"], t.evppi["se_per_patient"] * mult, rtol=1e-12
+    )
 
 
-def test_all_parameters_check_reports_the_regression_error(inputs):
-    # EVPPI(all parameters) = EVPI exactly (deterministic model): the headline and the summary
-    # report how far the regression is from it (600 draws: enough for the linear basis of all
-    # parameters)
-    c = psa.run_psa(inputs, "GB", n_draws=600, seed=3).countries["GB"]
+def test_all_parameters_is_the_evpi_and_the_summary_says_so(gb_psa):
+    # EVPPI(all parameters) = EVPI by definition (the model is deterministic given its
+    # parameters): reported as the EVPI itself at every WTP, not estimated by regression
+    c = gb_psa.countries["GB"]
     t = c.tables
-    at_wtp = float(t.evpi.loc[t.evpi["wtp"] == t.headline["wtp"], "evpi_per_patient"].iloc[0])
     all_row = t.evppi.set_index("group").loc[analysis_psa.ALL_PARAMETERS]
-    err = t.headline["evppi_regression_error"]
-    assert all_row["status"].startswith("ok") and np.isfinite(err)
-    assert err == abs(all_row["evppi_per_patient"] - at_wtp)
-    assert f"the regression is off by GBP {report_psa._money(err)}" in report_psa.summary_text(c)
+    at_wtp = float(t.evpi.loc[t.evpi["wtp"] == t.headline["wtp"], "evpi_per_patient"].iloc[0])
+    assert all_row["evppi_per_patient"] == at_wtp and all_row["method"] == "evpi"
+    curve = t.evppi_by_wtp[t.evppi_by_wtp["group"] == analysis_psa.ALL_PARAMETERS]
+    np.testing.assert_array_equal(curve["evppi_per_patient"], t.evpi["evpi_per_patient"])
+    text = report_psa.summary_text(c)
+    assert "= the EVPI, by definition" in text
+    assert "regression error" not in text and "exceeds EVPI" not in text
+
+
+def test_evppi_words_for_the_payer():
+    def row(**kw):
+        base = {"status": "ok", "method": "gp", "evppi_per_patient": 0.0, "se_per_patient": 0.0,
+                "share_of_evpi": 0.0, "distinguishable_from_zero": False,
+                "draws_needed": pd.NA, "draws_needed_evppi_per_patient": float("nan"),
+                "estimate_per_patient": 0.0}  # fmt: skip
+        return pd.Series({**base, **kw})
+
+    words = report_psa.evppi_words
+    told = row(evppi_per_patient=14.0, se_per_patient=5.0, share_of_evpi=0.56,
+               distinguishable_from_zero=True, estimate_per_patient=14.0)  # fmt: skip
+    assert words(told, "GBP", 10_000) == "GBP        14 +- 5  (56% of EVPI)"
+    unsure = row(evppi_per_patient=3.0, se_per_patient=5.0, share_of_evpi=0.12,
+                 draws_needed=112_000, draws_needed_evppi_per_patient=3.0)  # fmt: skip
+    assert words(unsure, "GBP", 10_000).endswith(
+        "cannot be told apart from 0 at 10,000 draws; about 112,000 draws would tell an EVPPI "
+        "of GBP 3 from 0"
+    )
+    assert "never favours another strategy" in words(row(), "GBP", 10_000)
+    capped = row(evppi_per_patient=25.0, se_per_patient=6.0, share_of_evpi=1.0,
+                 status="ok; capped at the EVPI", estimate_per_patient=31.0)  # fmt: skip
+    text = words(capped, "GBP", 10_000)
+    assert "the regression gave GBP 31, above the EVPI" in text and "capped" in text
+    assert words(row(status="refused: 9 parameters need at least 101 draws, have 100"), "GBP",
+                 100).startswith("refused")  # fmt: skip
 
 
 def test_psa_mean_close_to_deterministic(gb_psa):

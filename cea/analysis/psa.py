@@ -39,12 +39,7 @@ WTP_GRID_CAP_FACTOR = 100.0
 WTP_GRID_POINTS = 101
 
 
-#: An EVPPI above the EVPI by more than this (relative) is flagged in its status: the
-#: regression estimator is biased upwards when the draws are few (Strong et al. 2014).
-EVPPI_EXCESS_RTOL = 1e-6
-
-
-#: Name of the EVPPI group holding every uncertain parameter (checked against the EVPI).
+#: Name of the EVPPI group holding every uncertain parameter: its EVPPI is the EVPI.
 ALL_PARAMETERS = "all_parameters"
 
 
@@ -216,31 +211,52 @@ def ceac_table(d: _Draws, prob: np.ndarray, opt: np.ndarray) -> pd.DataFrame:
 def evppi_tables(
     d: _Draws, groups: dict[str, list[str]], draws: pd.DataFrame, evpi_pp: np.ndarray, mult: float
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """EVPPI of each parameter group by regression (Strong, Oakley & Brennan 2014) at the
-    country's WTP (one row per group) and at every WTP of the grid."""
-    ev_rows, curves = [], []
+    """EVPPI of each parameter group at the country's WTP (one row per group, with its standard
+    error and whether it is told apart from 0) and at every WTP of the grid.
+
+    :data:`ALL_PARAMETERS` is the EVPI by definition (:func:`voi.evppi_all_parameters`); the
+    other groups are estimated by Gaussian-process regression (:func:`voi.evppi_groups`, Strong,
+    Oakley & Brennan 2014) and capped at the EVPI."""
     i_wtp, names = d.i_wtp, d.names
+    fits = voi.evppi_groups(
+        d.cost, d.qaly,
+        {g: draws[p].to_numpy() for g, p in groups.items() if p and g != ALL_PARAMETERS},
+        d.grid, fit_wtp=d.wtp, se_wtp=[d.wtp], evpi_values=evpi_pp,
+    )  # fmt: skip
+    ev_rows, curves = [], []
     for g, params in groups.items():
-        x = draws[params].to_numpy() if params else np.empty((d.n, 0))
-        r = voi.evppi_regression(d.cost, d.qaly, x, d.grid, r2_wtp=d.wtp)
-        v = float(r.evppi[i_wtp])
-        status = r.status
-        if status == "ok" and v > evpi_pp[i_wtp] * (1 + EVPPI_EXCESS_RTOL):
-            status = (
-                "ok; exceeds EVPI: regression error (upward bias from noise with few draws, or a "
-                "basis that misses the model's structure: see R^2)"
+        if g == ALL_PARAMETERS:
+            r = voi.evppi_all_parameters(d.cost, d.qaly, d.grid, se_wtp=[d.wtp])
+        elif g in fits:
+            r = fits[g]
+        else:
+            r = voi.evppi_gp(
+                d.cost, d.qaly, np.empty((d.n, 0)), d.grid, d.wtp, [d.wtp], evpi_values=evpi_pp
             )
+        v, se, ev = float(r.evppi[i_wtp]), float(r.se[i_wtp]), float(evpi_pp[i_wtp])
+        status = r.status
+        if r.capped[i_wtp]:
+            status = "ok; capped at the EVPI"
+        resolved, target, draws_needed = voi.resolution(v, se, ev, r.n_draws)
         row = {
             "group": g,
             "n_parameters": len(params),
             "evppi_per_patient": v,
+            "se_per_patient": se,
             "evppi_population": v * mult,
-            "share_of_evpi": v / evpi_pp[i_wtp] if evpi_pp[i_wtp] > 0 else float("nan"),
-            "n_terms": r.n_terms,
-            "n_draws": r.n_draws,
-            "basis": r.basis or "",
-            "r2_min": float(np.nanmin(r.r2)) if np.isfinite(r.r2).any() else float("nan"),
+            "se_population": se * mult,
+            "share_of_evpi": v / ev if ev > 0 else float("nan"),
+            "distinguishable_from_zero": resolved,
+            "draws_needed": draws_needed,
+            "draws_needed_evppi_per_patient": target,
+            "estimate_per_patient": float(r.estimate[i_wtp]),
+            "method": r.method or "",
             "status": status,
+            "n_draws": r.n_draws,
+            "n_fit": r.n_fit,
+            "n_terms": r.n_terms,
+            "edf": r.edf,
+            "r2_min": float(np.nanmin(r.r2)) if np.isfinite(r.r2).any() else float("nan"),
         }
         for k, s in enumerate(names[1:]):
             row[f"r2_{s}_vs_{names[0]}"] = float(r.r2[k])
@@ -253,10 +269,13 @@ def evppi_tables(
                     "wtp": d.grid,
                     "evppi_per_patient": r.evppi,
                     "evppi_population": r.evppi * mult,
+                    "capped": r.capped,
                 }
             )  # fmt: skip
         )
-    return pd.DataFrame(ev_rows), pd.concat(curves, ignore_index=True)
+    table = pd.DataFrame(ev_rows)
+    table["draws_needed"] = table["draws_needed"].astype("Int64")
+    return table, pd.concat(curves, ignore_index=True)
 
 
 def convergence_table(d: _Draws, comparisons) -> pd.DataFrame:
@@ -340,7 +359,6 @@ def analyse(
     )
     evppi_df, evppi_by_wtp = evppi_tables(d, parameter_groups(ptable, draws), draws, evpi_pp, mult)
     i = d.i_wtp
-    all_row = evppi_df.set_index("group").loc[ALL_PARAMETERS]
     headline = {
         "wtp": wtp,
         "currency": country.currency,
@@ -357,10 +375,9 @@ def analyse(
         "evppi_per_patient": dict(
             zip(evppi_df["group"], evppi_df["evppi_per_patient"], strict=True)
         ),
-        "evppi_all_over_evpi": float(all_row["share_of_evpi"]),
-        # the model is deterministic given all its parameters, so EVPPI(all) = EVPI exactly: the
-        # regression's departure from it is the size of its error at this EVPI
-        "evppi_regression_error": abs(float(all_row["evppi_per_patient"]) - float(evpi_pp[i])),
+        "evppi_se_per_patient": dict(
+            zip(evppi_df["group"], evppi_df["se_per_patient"], strict=True)
+        ),
     }
     return PsaTables(
         summary_table(d, prob, base_outcomes, comparisons),

@@ -19,50 +19,101 @@ Conventions
   2001;10:779-787).
 - **EVPI** per patient = E[max_k NB_k] - max_k E[NB_k] (>= 0 by Jensen's inequality, and
   exactly 0 only when one strategy is optimal in every draw).
-- **EVPPI** of a parameter group phi = E_phi[max_k E(NB_k | phi)] - max_k E[NB_k]. The inner
-  conditional expectation is estimated by regressing each strategy's incremental cost and
-  incremental effect on a flexible basis of phi (Strong, Oakley & Brennan, Med Decis Making
-  2014;34:311-326, the "GAM" method of SAVI, BCEA and voi). Because INB is linear in wtp,
-  E[INB | phi] = wtp * E[dE | phi] - E[dC | phi], so one fit per group gives the EVPPI at every
-  wtp. The basis is additive natural cubic splines (restricted cubic splines, Harrell 2015,
-  section 2.4.5) of each parameter plus all pairwise products of the linear terms; the
-  richest of :data:`BASES` with fewer than ``draws / MIN_DRAWS_PER_TERM`` terms is used, and the
-  group is refused (EVPPI not reported) when even the linear basis is too large
-  (dampack#111). R^2 of each fit is reported as a diagnostic: a low R^2 with a large EVPPI
-  is suspect, and the EVPPI of all parameters together should come close to the EVPI.
+- **EVPPI** of a parameter group phi = E_phi[max_k E(NB_k | phi)] - max_k E[NB_k]
+  (:func:`evppi_gp`). The inner conditional expectation is estimated by Gaussian-process
+  regression of each strategy's incremental cost and effect on phi (Strong, Oakley & Brennan,
+  Med Decis Making 2014;34:311-326, the "GP" method of SAVI and the voi package): a
+  squared-exponential kernel with a lengthscale per parameter, so interactions among the
+  group's parameters are fitted, lengthscales by maximum marginal likelihood on a subsample,
+  and the posterior mean fitted to every draw by a reduced-rank GP whose smoothing is chosen by
+  generalised cross-validation on every draw, so the cost is linear in the draws. Because INB is linear in wtp, E[INB | phi] = wtp * E[dE | phi] - E[dC | phi], so one fit
+  per group gives the EVPPI at every wtp. Each EVPPI has a standard error (:func:`evppi_se`,
+  from its influence function: Monte Carlo error of the outer mean and error of the fit), and
+  is capped at the EVPI (above it is estimation error, kept apart in ``estimate``).
+- The EVPPI of all uncertain parameters together is the EVPI by definition (the model is
+  deterministic given its parameters): :func:`evppi_all_parameters` reports it as such.
 - :func:`evppi_nested` is the two-level Monte Carlo estimator for small test cases.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import linalg, optimize
+from threadpoolctl import threadpool_limits
 
 from cea.errors import CeaError
 
-#: The EVPPI regression is refused when it has this many draws per term or fewer
-#: (terms >= draws / 10 is refused), so the fit cannot chase Monte Carlo noise (dampack#111).
+#: A group is refused (EVPPI not reported) with this many draws per parameter or fewer: the
+#: linear mean of the GP has an unpenalised term per parameter (dampack#111).
 MIN_DRAWS_PER_TERM = 10
-#: Knots of each parameter's restricted cubic spline at these quantiles (Harrell's default
-#: for 5 knots); 5 knots give 4 terms per parameter (linear + 3 non-linear).
-SPLINE_KNOT_QUANTILES = (0.05, 0.275, 0.5, 0.725, 0.95)
-#: Bases tried from the richest down; the first with few enough terms is used.
-BASES = ("spline+interactions", "spline", "linear")
-#: Pairwise interactions only for groups of at most this many parameters: their number grows
-#: as p^2 / 2 (43 parameters would give 903 terms), and larger groups use the additive splines.
-MAX_INTERACTION_PARAMS = 8
-#: Eigenvalues of A'A below this fraction of the largest are treated as zero (collinear terms).
-EIGEN_RTOL = 1e-12
+#: The GP hyperparameters of a group of p parameters are estimated on GP_HYPER_DRAWS_PER_PARAMETER
+#: x p draws at evenly spaced positions, at least GP_HYPER_DRAWS_MIN and at most GP_HYPER_DRAWS_MAX
+#: (SAVI and the voi package use min(30 p, 250); with 60 draws for 2 parameters the interaction
+#: test of tests/test_analysis_voi.py was missed in 1 PSA of 30, with 100 in none). Each
+#: likelihood evaluation costs draws^3.
+GP_HYPER_DRAWS_PER_PARAMETER = 30
+GP_HYPER_DRAWS_MIN = 100
+GP_HYPER_DRAWS_MAX = 250
+#: Draws, at evenly spaced positions, among which the inducing points of the fit to every draw
+#: are chosen (at least MIN_DRAWS_PER_TERM x (p + 1)). The fit costs draws x (inducing points)^2.
+GP_INDUCING_DRAWS = 150
+#: Bounds of the GP lengthscales, in standard deviations of the parameter: from a tenth (a
+#: sharper bend than a PSA distribution supports) to 1,000 (no effect).
+GP_LENGTHSCALE_BOUNDS = (0.1, 1e3)
+#: Log-normal prior of each lengthscale (in standard deviations of the parameter, kernel
+#: exp(-(dz / l)^2)): mean and sd of log l, the mean plus log(p) / 2 for p parameters. It is the
+#: dimension-scaled prior of Hvarfner, Hellsten & Nardi (ICML 2024), LogNormal(sqrt(2) +
+#: log(p) / 2, sqrt(3)) for inputs on [0, 1] and kernel exp(-dz^2 / (2 l^2)), in these units
+#: (x sqrt(2) x 3.46 standard deviations per unit range: +1.59 on the log scale). It breaks the
+#: tie between "no effect" (long lengthscales) and "white noise fitted as signal" (lengthscales
+#: shorter than the spacing of the draws), which the likelihood cannot tell apart.
+GP_LENGTHSCALE_PRIOR = (np.sqrt(2.0) + 1.59, np.sqrt(3.0))
+#: Inverse-gamma (shape, scale) prior of the noise ratio eta, as in SAVI (Strong et al. 2014):
+#: keeps eta away from 0, where the fit would interpolate noise.
+GP_NOISE_RATIO_PRIOR = (0.001, 1.0)
+#: Noise ratios eta among which generalised cross-validation on every draw chooses the GP fit's
+#: smoothing (every quarter decade from 1e-6; the largest is, to rounding, the linear fit).
+GCV_ETA_GRID = 10.0 ** np.arange(-6.0, 10.01, 0.25)
+#: Bounds of the GP noise ratio eta = residual variance / signal variance.
+GP_NOISE_RATIO_BOUNDS = (1e-8, 1e4)
+#: Added to the diagonal of the unit-variance kernel matrix for a stable Cholesky factor.
+GP_JITTER = 1e-8
+#: Starting lengthscales of L-BFGS-B, times sqrt(p) (the typical distance between two draws in
+#: standard deviations is sqrt(2p)); the best optimum is kept. A start at very long lengthscales
+#: would stall: the kernel is flat there and so is the likelihood.
+GP_STARTS = (1.0,)
+#: Iteration limit of L-BFGS-B for the hyperparameters, and its relative tolerance on the log
+#: posterior. Most groups converge in about 10 evaluations; the 13 prices of the IgRT model went
+#: on for over 100, fitting noise in the subsample that the GCV on every draw then rejected
+#: (it chose the linear fit): the limit bounds the time and the GCV judges the result.
+GP_MAX_ITERATIONS = 30
+GP_FTOL = 1e-6
+#: Largest block of GP features (draws x basis columns x 8 bytes) held at once, so the memory of
+#: the fit does not grow with the draws; blocks that stay in the CPU's cache were faster than one
+#: large block (1.2 s against 2.2-2.8 s at 100,000 draws and 259 columns). Results agree to
+#: rounding whatever the blocks.
+GP_FEATURE_BYTES = 4 * 2**20
+#: The pivoted Cholesky factorisation that picks the GP's inducing points stops when no point
+#: of the subsample has more than this variance (of 1) left unexplained by the points chosen.
+NYSTROM_TOL = 1e-6
+#: An EVPPI is told apart from 0 when it is more than this many standard errors above it.
+RESOLVE_Z = 2.0
+#: An EVPPI not told apart from 0: the draws needed are those that would tell apart an EVPPI of
+#: this share of the EVPI (or the estimate, if larger), the smallest worth knowing about.
+MATERIAL_SHARE_OF_EVPI = 0.1
+#: Draw counts in the "draws needed" statements are rounded up to a multiple of this.
+DRAWS_ROUNDING = 1000
 #: EVPI and EVPPI below this fraction of the scale of the incremental net benefit are rounding
 #: of equal terms (E[max] - max E when one strategy is best in every draw) and reported as 0.
 NOISE_RTOL = 1e-12
 #: WTP values computed together in the CEAC and the EVPI / EVPPI maxima (bounds memory to
 #: WTP_BLOCK x draws per array; results do not depend on it).
 WTP_BLOCK = 32
-#: Relative tolerance under which two knots are the same (parameter with few distinct values).
-KNOT_RTOL = 1e-9
 
 
 def _as_2d(x, what: str) -> np.ndarray:
@@ -231,208 +282,510 @@ def population_multiplier(
     return population_annual * total
 
 
-# --------------------------------------------------------------------------- regression basis
-
-
-def _rcs_columns(z: np.ndarray, knots: np.ndarray) -> list[np.ndarray]:
-    """Non-linear columns of a restricted (natural) cubic spline with the given knots.
-
-    For j = 1..K-2 (Harrell 2015, eq. 2.25, scaled by (t_K - t_1)^2 for conditioning):
-    (z - t_j)+^3 - (z - t_{K-1})+^3 (t_K - t_j)/(t_K - t_{K-1}) + (z - t_K)+^3 (t_{K-1} - t_j)/(t_K - t_{K-1}).
-    Linear beyond the outer knots.
-    """
-    t = knots
-    K = len(t)
-    scale = (t[-1] - t[0]) ** 2
-    u = np.maximum(z[None, :] - t[:, None], 0.0)
-    cube = u * u * u  # (K, D): (z - t_j)+^3 for every knot, once
-    cols = []
-    for j in range(K - 2):
-        c = (
-            cube[j]
-            - cube[K - 2] * ((t[K - 1] - t[j]) / (t[K - 1] - t[K - 2]))
-            + cube[K - 1] * ((t[K - 2] - t[j]) / (t[K - 1] - t[K - 2]))
-        )
-        cols.append(c / scale)
-    return cols
-
-
-def n_basis_terms(n_params: int, basis: str, knots: int = len(SPLINE_KNOT_QUANTILES)) -> int:
-    """Number of regression terms (excluding the intercept) of a basis for ``n_params``."""
-    if basis == "linear":
-        return n_params
-    per = 1 + max(0, knots - 2)
-    terms = n_params * per
-    if basis == "spline+interactions":
-        terms += n_params * (n_params - 1) // 2
-    elif basis != "spline":
-        raise CeaError(f"unknown basis '{basis}' (known: {', '.join(BASES)})")
-    return terms
-
-
-def design_matrix(X, basis: str = "spline+interactions") -> np.ndarray:
-    """Regression design for the EVPPI: intercept plus the basis terms of each column of X.
-
-    X : (D, p) parameter draws. Each column is standardised; "linear" uses it alone,
-    "spline" adds the restricted cubic spline terms with knots at
-    :data:`SPLINE_KNOT_QUANTILES` (fewer when the column has few distinct values), and
-    "spline+interactions" also adds the products of every pair of standardised columns.
-    Returns (D, 1 + terms).
-    """
-    X = np.asarray(X, dtype=float)
-    if X.ndim == 1:
-        X = X[:, None]
-    if basis not in BASES:
-        raise CeaError(f"unknown basis '{basis}' (known: {', '.join(BASES)})")
-    D, p = X.shape
-    sd = X.std(axis=0)
-    sd = np.where(sd > 0, sd, 1.0)
-    Z = (X - X.mean(axis=0)) / sd
-    cols = [np.ones(D)]
-    all_knots = np.quantile(Z, SPLINE_KNOT_QUANTILES, axis=0) if basis != "linear" else None
-    for j in range(p):
-        z = Z[:, j]
-        cols.append(z)
-        if basis != "linear":
-            knots = all_knots[:, j]
-            span = max(1.0, float(np.abs(knots).max()))
-            if np.all(np.diff(knots) > KNOT_RTOL * span):
-                cols.extend(_rcs_columns(z, knots))
-    if basis == "spline+interactions":
-        for a in range(p):
-            for b in range(a + 1, p):
-                cols.append(Z[:, a] * Z[:, b])
-    return np.column_stack(cols)
-
-
-def choose_basis(n_params: int, n_draws: int) -> str | None:
-    """The richest basis with terms < n_draws / MIN_DRAWS_PER_TERM, or None (refused).
-    Interactions only up to MAX_INTERACTION_PARAMS parameters."""
-    for basis in BASES:
-        if basis == "spline+interactions" and n_params > MAX_INTERACTION_PARAMS:
-            continue
-        if n_basis_terms(n_params, basis) * MIN_DRAWS_PER_TERM < n_draws:
-            return basis
-    return None
-
-
 # --------------------------------------------------------------------------- EVPPI
 
 
 @dataclass
 class EvppiResult:
-    """EVPPI of one parameter group.
+    """EVPPI of one parameter group at each wtp of a grid.
 
-    evppi : (W,) per patient at each wtp of the grid (NaN when refused).
+    evppi : (W,) per patient, never above the EVPI (NaN when refused).
+    se : (W,) its standard error (NaN where not computed, see ``se_wtp``).
+    evpi : (W,) the EVPI of the same draws, the upper bound.
+    estimate : (W,) the estimator's value before capping at the EVPI; where it is above the
+        EVPI (``capped``), the difference is estimation error, not value.
     r2 : (K-1,) R^2 of the fitted incremental net benefit of strategies 1..K-1 against
-        strategy 0 at ``r2_wtp`` (NaN for a constant INB).
-    n_terms : regression terms excluding the intercept; n_draws : draws used.
-    basis : the basis used, or None when refused; status : "ok" or the reason for refusing.
+        strategy 0 at ``r2_wtp`` (NaN for a constant INB; 1 for all parameters).
+    method : "gp", "evpi" (all parameters: EVPPI = EVPI) or None (refused / nothing uncertain).
+    status : "ok" or the reason for refusing.
+    n_draws : draws used; n_fit : draws on which the hyperparameters were estimated;
+    n_terms : columns of the regression basis (1 + p + inducing points); edf : its effective degrees of freedom
+        (trace of the smoother); lengthscales : (p,) in standard deviations of each parameter;
+        noise_ratio : residual variance over GP signal variance.
     """
 
     evppi: np.ndarray
+    se: np.ndarray
+    evpi: np.ndarray
+    estimate: np.ndarray
     r2: np.ndarray
-    n_terms: int
-    n_draws: int
-    basis: str | None
+    method: str | None
     status: str
+    n_draws: int
+    n_fit: int = 0
+    n_terms: int = 0
+    edf: float = float("nan")
     r2_wtp: float = float("nan")
+    lengthscales: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
+    noise_ratio: float = float("nan")
     fitted: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
+    @property
+    def capped(self) -> np.ndarray:
+        """(W,) True where the estimate was above the EVPI and is reported as the EVPI."""
+        return np.isfinite(self.estimate) & (self.estimate > self.evppi)
 
-def evppi_regression(
+
+def _check_group(X, D: int) -> np.ndarray:
+    X = np.asarray(X, dtype=float)
+    if X.ndim == 1:
+        X = X[:, None]
+    if X.ndim != 2 or X.shape[0] != D:
+        raise CeaError(
+            f"parameter draws have {X.shape[0]} rows but the results have {D} draws (BCEA#53)"
+        )
+    if not np.all(np.isfinite(X)):
+        raise CeaError("parameter draws have non-finite values")
+    return X
+
+
+def _wtp_subset(w: np.ndarray, se_wtp) -> np.ndarray:
+    """Indices of the grid ``w`` at which a standard error is wanted (all when None)."""
+    if se_wtp is None:
+        return np.arange(len(w))
+    want = _wtp_grid(se_wtp)
+    idx = np.flatnonzero(np.isin(w, want))
+    if len(np.unique(w[idx])) != len(np.unique(want)):
+        raise CeaError("se_wtp must be values of the wtp grid")
+    return idx
+
+
+def evppi_se(inb: np.ndarray, fitted_inb: np.ndarray) -> tuple[float, float]:
+    """EVPPI from fitted values and its standard error by the influence function.
+
+    inb, fitted_inb : (D, K-1) incremental net benefit of strategies 1..K-1 against strategy 0
+    at one wtp, observed and fitted (E[INB | group]), the fit keeping the means.
+
+    With g_k = E[INB_k | phi] (g_0 = 0), k*(phi) = argmax_k g_k and kbar = argmax_k E[INB_k],
+    EVPPI = E[g_k*(phi) - g_kbar(phi)]. Its influence function (as for the value of an optimal
+    treatment rule; Luedtke & van der Laan 2016) is
+
+        IF = g_k* - g_kbar - EVPPI + (INB_k* - g_k*) - (INB_kbar - g_kbar),
+
+    the spread of the conditional gain over the draws (Monte Carlo error of the outer mean) plus
+    the residuals in the draws where the decision changes (error of the fit, which is what a
+    regression on a subsample would lose). SE = sd(IF) / sqrt(D); it scales as 1 / sqrt(D), so
+    four times the draws halve it. It leaves out bias (a basis that misses the model's
+    structure), which the tests bound on models with a known EVPPI.
+
+    Returns (EVPPI, SE).
+    """
+    D = inb.shape[0]
+    g = np.concatenate([np.zeros((D, 1)), fitted_inb], axis=1)
+    y = np.concatenate([np.zeros((D, 1)), inb], axis=1)
+    kbar = int(np.argmax(g.mean(axis=0)))
+    kstar = np.argmax(g, axis=1)
+    rows = np.arange(D)
+    gain = g[rows, kstar] - g[:, kbar]
+    infl = gain + (y[rows, kstar] - g[rows, kstar]) - (y[:, kbar] - g[:, kbar])
+    return float(gain.mean()), float(infl.std(ddof=1) / np.sqrt(D)) if D > 1 else float("nan")
+
+
+def evppi_all_parameters(cost, effect, wtp, se_wtp=None) -> EvppiResult:
+    """EVPPI of all the model's uncertain parameters together: the EVPI, by definition.
+
+    The model is deterministic given its parameters, so E(NB_k | all parameters) is NB_k itself
+    and the EVPPI formula is the EVPI formula; no regression is involved. ``se`` is the Monte
+    Carlo standard error of the EVPI, sd(max_k INB_k - INB_kbar) / sqrt(D)
+    (:func:`evppi_se` with the fit equal to the data).
+    """
+    dc, de = incremental(cost, effect)
+    D, K = dc.shape
+    w = _wtp_grid(wtp)
+    ev = evpi(cost, effect, w)
+    se = np.full(len(w), np.nan)
+    for i in _wtp_subset(w, se_wtp):
+        inb = w[i] * de[:, 1:] - dc[:, 1:]
+        se[i] = evppi_se(inb, inb)[1] if K > 1 else 0.0
+    return EvppiResult(
+        evppi=ev, se=se, evpi=ev, estimate=ev.copy(), r2=np.ones(K - 1), method="evpi",
+        status="ok", n_draws=D, r2_wtp=float(w[-1]),
+    )  # fmt: skip
+
+
+def subsample_index(n_draws: int, n: int) -> np.ndarray:
+    """``n`` draws at evenly spaced positions (all when n >= n_draws).
+
+    PSA draws are independent and identically distributed, so any fixed set of positions is a
+    random subsample: it needs no random numbers, and the same draws always give the same
+    subsample (and the same EVPPI)."""
+    if n >= n_draws:
+        return np.arange(n_draws)
+    return np.unique(np.linspace(0, n_draws - 1, n).round().astype(np.intp))
+
+
+def hyperparameter_draws(n_params: int) -> int:
+    """Draws on which the GP hyperparameters of ``n_params`` parameters are estimated."""
+    return int(
+        np.clip(GP_HYPER_DRAWS_PER_PARAMETER * n_params, GP_HYPER_DRAWS_MIN, GP_HYPER_DRAWS_MAX)
+    )
+
+
+def _sq_exp_kernel(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """exp(-|a - b|^2) for every row a of A and b of B (inputs already divided by the
+    lengthscales), (len(A), len(B))."""
+    sq = (A * A).sum(axis=1)[:, None] + (B * B).sum(axis=1)[None, :] - 2.0 * (A @ B.T)
+    np.maximum(sq, 0.0, out=sq)
+    np.negative(sq, out=sq)
+    return np.exp(sq, out=sq)
+
+
+def _gp_neg_log_likelihood(theta: np.ndarray, Z: np.ndarray, Y: np.ndarray, H: np.ndarray):
+    """Negative log marginal likelihood of the GP and its gradient in theta.
+
+    theta = (log lengthscale_1..p, log eta). Each column y of Y (n, J) is modelled as
+    N(H beta, s^2 (C + eta I)) with C_ab = exp(-sum_d ((z_ad - z_bd) / l_d)^2), H = [1, Z]
+    (the linear mean of Strong et al. 2014); beta and s^2 are profiled out per column (GLS and
+    its residual variance), the lengthscales and eta are shared by the columns. Up to a constant,
+    NLL = (n / 2) sum_j log s_j^2 + (J / 2) log|K|, K = C + eta I, and
+    dNLL/dtheta = -tr(W dK/dtheta) / 2 with W = sum_j a_j a_j' / s_j^2 - J K^-1, a_j = K^-1 (y_j - H beta_j)
+    (beta and s^2 at their optimum do not move the gradient).
+    """
+    n, J = Y.shape
+    ell, eta = np.exp(theta[:-1]), float(np.exp(theta[-1]))
+    U = Z / ell
+    C = _sq_exp_kernel(U, U)
+    K = C + (eta + GP_JITTER) * np.eye(n)
+    try:
+        L = linalg.cho_factor(K, lower=True, check_finite=False)
+    except linalg.LinAlgError:
+        return np.inf, np.zeros_like(theta)
+    KiH = linalg.cho_solve(L, H, check_finite=False)
+    KiY = linalg.cho_solve(L, Y, check_finite=False)
+    beta = np.linalg.solve(H.T @ KiH, KiH.T @ Y)
+    alpha = KiY - KiH @ beta
+    s2 = np.maximum(((Y - H @ beta) * alpha).sum(axis=0) / n, np.finfo(float).tiny)
+    nll = 0.5 * n * np.log(s2).sum() + J * np.log(np.diag(L[0])).sum()
+    Kinv, info = linalg.lapack.dpotri(L[0], lower=1)  # from the Cholesky factor: n^3 / 3
+    if info != 0:
+        return np.inf, np.zeros_like(theta)
+    Kinv = np.tril(Kinv) + np.tril(Kinv, -1).T
+    W = (alpha / s2) @ alpha.T - J * Kinv
+    M = W * C
+    grad_ell = -(2.0 * ((U * U).T @ M.sum(axis=1)) - 2.0 * (U * (M @ U)).sum(axis=0))
+    grad_eta = -0.5 * eta * np.trace(W)
+    # priors (maximum a posteriori): log-normal on each lengthscale, inverse gamma on eta
+    mu, sigma = _lengthscale_prior(Z.shape[1])
+    dev = (theta[:-1] - mu) / sigma**2
+    a, b = GP_NOISE_RATIO_PRIOR
+    nll += 0.5 * float(((theta[:-1] - mu) ** 2).sum()) / sigma**2 + (a + 1) * theta[-1] + b / eta
+    return float(nll), np.append(grad_ell + dev, grad_eta + (a + 1) - b / eta)
+
+
+def _lengthscale_prior(p: int) -> tuple[float, float]:
+    """Mean and sd of log lengthscale under the prior: GP_LENGTHSCALE_PRIOR, median scaled by sqrt(p)."""
+    mu, sigma = GP_LENGTHSCALE_PRIOR
+    return mu + 0.5 * np.log(p), sigma
+
+
+def gp_hyperparameters(Z: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, float]:
+    """Lengthscales (p,) and noise ratio eta of the GP by maximum marginal likelihood.
+
+    Z : (n, p) standardised parameters of the subsample; Y : (n, J) targets (columns with no
+    variance are dropped, the others scaled to unit variance so that each counts alike).
+    Maximum a posteriori, with the priors :data:`GP_LENGTHSCALE_PRIOR` and
+    :data:`GP_NOISE_RATIO_PRIOR`; L-BFGS-B from the prior median lengthscales and eta = 1, within
+    :data:`GP_LENGTHSCALE_BOUNDS` and :data:`GP_NOISE_RATIO_BOUNDS`.
+    """
+    n, p = Z.shape
+    sd = Y.std(axis=0)
+    keep = sd > NOISE_RTOL * max(1.0, float(np.abs(Y).max(initial=0.0)))
+    if not keep.any():  # nothing to fit: smooth and noisy, the fit is the mean
+        return np.full(p, GP_LENGTHSCALE_BOUNDS[1]), GP_NOISE_RATIO_BOUNDS[1]
+    Ys = (Y[:, keep] - Y[:, keep].mean(axis=0)) / sd[keep]
+    H = np.column_stack([np.ones(n), Z])
+    bounds = [tuple(np.log(GP_LENGTHSCALE_BOUNDS))] * p + [tuple(np.log(GP_NOISE_RATIO_BOUNDS))]
+    best = None
+    for start in GP_STARTS:
+        x0 = np.append(np.full(p, np.log(start * np.sqrt(p))), 0.0)
+        res = optimize.minimize(
+            _gp_neg_log_likelihood, x0, args=(Z, Ys, H), jac=True, method="L-BFGS-B",
+            bounds=bounds, options={"maxiter": GP_MAX_ITERATIONS, "ftol": GP_FTOL},
+        )  # fmt: skip
+        if best is None or res.fun < best.fun:
+            best = res
+    res = best
+    return np.exp(res.x[:-1]), float(np.exp(res.x[-1]))
+
+
+def _gp_fit(
+    Z: np.ndarray, sub: np.ndarray, Y: np.ndarray, ell: np.ndarray, T: np.ndarray
+) -> tuple[np.ndarray, int, float, float]:
+    """Posterior mean of the GP at every draw, fitted to every draw (linear in the draws).
+
+    A reduced-rank GP (subset of regressors with Nystrom features; Rasmussen & Williams 2006,
+    section 8.3): the kernel part is spanned by k(z, z_r) at r inducing points z_r chosen among
+    the subsample by a pivoted Cholesky factorisation of its kernel matrix, K_rr = L L', stopped
+    when the kernel left unexplained is below :data:`NYSTROM_TOL` (smooth fits need few points);
+    the features psi(z) = L^-1 k(Z_r, z) give psi(z)'psi(z') ~ k(z, z'). With the linear mean, the
+    fit is ridge regression of Y on F = [1, Z, psi] with penalty eta on the psi coefficients (the
+    GP prior, in units of the noise) and none on the mean; the normal equations are summed over
+    chunks of draws, so memory does not grow with them.
+
+    eta, the amount of smoothing, is chosen on every draw by generalised cross-validation (GCV,
+    as mgcv chooses a GAM's smoothing parameters) of the targets Y @ T, over a grid of
+    :data:`GCV_ETA_GRID` (a large eta is the linear fit): the lengthscales come from a subsample,
+    but how much of the shape they allow is real is judged on all the draws. With
+    G = F'F, P = diag(0 for the mean, 1 for psi) and the generalised eigenvectors V (V'GV = I,
+    V'PV = diag(mu)), the fit at eta has s_i = 1 / (1 + eta mu_i), edf = sum s_i,
+    RSS = y'y - sum_i c_i^2 (2 s_i - s_i^2) with c = V'F'y, GCV = D RSS / (D - edf)^2.
+
+    Returns (fitted (D, J), number of basis columns, effective degrees of freedom, eta).
+    """
+    D, p = Z.shape
+    U, Us = Z / ell, Z[sub] / ell
+    c, piv, rank, _ = linalg.lapack.dpstrf(_sq_exp_kernel(Us, Us), tol=NYSTROM_TOL, lower=1)
+    m = max(int(rank), 1)
+    Ur = Us[piv[:m] - 1]  # LAPACK pivots count from 1
+    proj = linalg.solve_triangular(np.tril(c[:m, :m]), np.eye(m), lower=True).T  # L^-T
+    q = 1 + p + m
+
+    def features(lo: int, hi: int) -> np.ndarray:
+        F = np.empty((hi - lo, q))
+        F[:, 0] = 1.0
+        F[:, 1 : 1 + p] = Z[lo:hi]
+        np.matmul(_sq_exp_kernel(U[lo:hi], Ur), proj, out=F[:, 1 + p :])
+        return F
+
+    # features in blocks of at most GP_FEATURE_BYTES, computed twice when there are several
+    # blocks (for the normal equations, then for the fitted values)
+    rows = max(1, GP_FEATURE_BYTES // (8 * q))
+    chunks = [(lo, min(D, lo + rows)) for lo in range(0, D, rows)]
+    G, b = np.zeros((q, q)), np.zeros((q, Y.shape[1]))
+    F = None
+    for lo, hi in chunks:
+        F = features(lo, hi)
+        G += F.T @ F
+        b += F.T @ Y[lo:hi]
+    P = np.diag(np.concatenate([np.zeros(1 + p), np.ones(m)]))
+    G[np.diag_indices(q)] += GP_JITTER * G.diagonal().max()  # collinear features
+    mu, V = linalg.eigh(P, G, check_finite=False)
+    mu = np.maximum(mu, 0.0)[:, None]
+    cb = V.T @ b  # (q, J)
+    ct = cb @ T  # the GCV targets
+    yy = ((Y @ T) ** 2).sum(axis=0)
+    s = 1.0 / (1.0 + GCV_ETA_GRID[None, :] * mu)  # (q, grid)
+    edf = s.sum(axis=0)
+    rss = yy.sum() - ((ct**2).sum(axis=1)[:, None] * (2 * s - s * s)).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gcv = np.where(edf < D, D * rss / (D - edf) ** 2, np.inf)
+    best = int(np.argmin(gcv))
+    coef = V @ (s[:, best : best + 1] * cb)
+    fitted = np.empty((D, Y.shape[1]))
+    for lo, hi in chunks:
+        if len(chunks) > 1:
+            F = features(lo, hi)
+        fitted[lo:hi] = F @ coef
+    return fitted, q, float(edf[best]), float(GCV_ETA_GRID[best])
+
+
+def _evppi_gp(
     cost,
     effect,
     X,
     wtp,
-    r2_wtp: float | None = None,
-    basis: str | None = None,
+    fit_wtp: float | None = None,
+    se_wtp=None,
     keep_fitted: bool = False,
+    evpi_values: np.ndarray | None = None,
 ) -> EvppiResult:
-    """EVPPI of the parameters in the columns of X by non-parametric regression.
+    """:func:`evppi_gp` without the limit on BLAS threads."""
+    dc, de = incremental(cost, effect)
+    D, K = dc.shape
+    w = _wtp_grid(wtp)
+    X = _check_group(X, D)
+    fit_at = float(w[-1] if fit_wtp is None else fit_wtp)
+    ev = evpi(cost, effect, w) if evpi_values is None else np.asarray(evpi_values, float)
+    nan_w, nan_k = np.full(len(w), np.nan), np.full(K - 1, np.nan)
+    sd = X.std(axis=0)
+    varying = sd > 0
+    p = int(varying.sum())
+    if p == 0 or K == 1:
+        zero = np.zeros(len(w))
+        return EvppiResult(zero, zero.copy(), ev, zero.copy(), nan_k, None,
+                           "no uncertain parameters", D, r2_wtp=fit_at)  # fmt: skip
+    if D <= MIN_DRAWS_PER_TERM * (p + 1):
+        need = MIN_DRAWS_PER_TERM * (p + 1) + 1
+        return EvppiResult(
+            nan_w, nan_w.copy(), ev, nan_w.copy(), nan_k, None,
+            f"refused: {p} parameters need at least {need:,} draws, have {D:,}", D, r2_wtp=fit_at,
+        )  # fmt: skip
+    Z = (X[:, varying] - X[:, varying].mean(axis=0)) / sd[varying]
+    sub = subsample_index(D, max(GP_INDUCING_DRAWS, MIN_DRAWS_PER_TERM * (p + 1)))
+    hyper = subsample_index(D, hyperparameter_draws(p))
+    inb_fit = fit_at * de[:, 1:] - dc[:, 1:]
+    ell, _ = gp_hyperparameters(Z[hyper], inb_fit[hyper])
+    Y = np.concatenate([dc[:, 1:], de[:, 1:]], axis=1)  # (D, 2(K-1)): one smoother for all
+    # GCV targets: the INB of each strategy at fit_wtp, scaled to unit variance (as in the ML)
+    sd_inb = inb_fit.std(axis=0)
+    scale = np.where(sd_inb > 0, 1.0 / np.where(sd_inb > 0, sd_inb, 1.0), 0.0)
+    T = np.concatenate([-np.diag(scale), fit_at * np.diag(scale)], axis=0)
+    fit, n_terms, edf, eta = _gp_fit(Z, sub, Y, ell, T)
+    fc, fe = fit[:, : K - 1], fit[:, K - 1 :]
+    first = _mean_max(np.ascontiguousarray(fc.T), np.ascontiguousarray(fe.T), w)
+    # the fit keeps the means (unpenalised intercept), so the baseline is max(0, max_k mean INB_k)
+    base = np.maximum(
+        (w[:, None] * fe.mean(axis=0)[None, :] - fc.mean(axis=0)[None, :]).max(axis=1), 0.0
+    )
+    est = _clean(first - base, dc, de, w)
+    se = np.full(len(w), np.nan)
+    for i in _wtp_subset(w, se_wtp):
+        se[i] = evppi_se(w[i] * de[:, 1:] - dc[:, 1:], w[i] * fe - fc)[1]
+    g = fit_at * fe - fc
+    sst = ((inb_fit - inb_fit.mean(axis=0)) ** 2).sum(axis=0)
+    sse = ((inb_fit - g) ** 2).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r2 = np.where(sst > 0, 1.0 - sse / sst, np.nan)
+    return EvppiResult(
+        evppi=np.minimum(est, ev),
+        se=se,
+        evpi=ev,
+        estimate=est,
+        r2=r2,
+        method="gp",
+        status="ok",
+        n_draws=D,
+        n_fit=len(hyper),
+        n_terms=n_terms,
+        edf=edf,
+        r2_wtp=fit_at,
+        lengthscales=ell,
+        noise_ratio=eta,
+        fitted=(fc, fe) if keep_fitted else None,
+    )
+
+
+def evppi_gp(
+    cost,
+    effect,
+    X,
+    wtp,
+    fit_wtp: float | None = None,
+    se_wtp=None,
+    keep_fitted: bool = False,
+    evpi_values: np.ndarray | None = None,
+) -> EvppiResult:
+    """EVPPI of the parameters in the columns of X by Gaussian-process regression.
+
+    The GP method of Strong, Oakley & Brennan (2014), as in SAVI and the voi package, made
+    linear in the draws. EVPPI(phi) = E_phi[max_k E(NB_k | phi)] - max_k E[NB_k]: the
+    conditional expectations E(dC_k | phi) and E(dE_k | phi) of each strategy's incremental
+    cost and effect against strategy 0 are estimated by one GP smoother, whose hyperparameters
+    are fitted to the incremental net benefit at ``fit_wtp``:
+
+    1. the parameters are standardised (constant columns dropped);
+    2. squared-exponential kernel with one lengthscale per parameter (so any interaction among
+       the group's parameters can be fitted, and a parameter without effect gets a long
+       lengthscale) and a linear mean; lengthscales by maximum marginal
+       likelihood, with weak priors, on :func:`hyperparameter_draws` evenly spaced draws
+       (:func:`gp_hyperparameters`);
+    3. the posterior mean at every draw, fitted to every draw by a reduced-rank GP whose
+       inducing points are chosen among :data:`GP_INDUCING_DRAWS` evenly spaced draws and whose
+       smoothing (noise ratio) is chosen by generalised cross-validation on every draw
+       (:func:`_gp_fit`): the cost is linear in the draws;
+    4. INB is linear in wtp, so the fitted INB at any wtp is wtp x fitted dE - fitted dC and one
+       fit gives the EVPPI at every wtp (by :func:`_mean_max`, exact over the grid).
+
+    The estimate is capped at the EVPI of the same draws (EVPPI <= EVPI for any group; above it
+    is estimation error, kept in ``estimate``). Its standard error comes from the influence
+    function (:func:`evppi_se`) at the wtp values ``se_wtp`` (default: all).
 
     Parameters
     ----------
     cost, effect : (D, K) per-draw results per strategy.
     X : (D, p) the group's parameter draws (the same draws that produced cost and effect).
     wtp : scalar or (W,) grid.
-    r2_wtp : wtp at which R^2 is reported (default: the last of the grid).
-    basis : force a basis; by default the richest allowed by :func:`choose_basis`. A forced
-        basis is still refused when it has too many terms.
+    fit_wtp : wtp at which the hyperparameters are fitted and R^2 is reported (default: the last
+        of the grid).
+    se_wtp : values of the grid at which to compute the standard error (default: all).
+    evpi_values : (W,) the EVPI of the same draws at ``wtp`` when already computed.
 
     Returns
     -------
-    EvppiResult. evppi = mean_draws(max_k g_k) - max_k mean_draws(g_k), where g_k is the fitted
-    E[INB_k | X]; the fits keep the mean of INB (the design has an intercept), so the second
-    term equals the one in the EVPI.
+    EvppiResult
+
+    References
+    ----------
+    Strong M, Oakley JE, Brennan A. Estimating multiparameter partial expected value of perfect
+    information from a probabilistic sensitivity analysis sample: a nonparametric regression
+    approach. Med Decis Making 2014;34:311-326. doi:10.1177/0272989X13505910
+    Rasmussen CE, Williams CKI. Gaussian Processes for Machine Learning. MIT Press, 2006.
+    Luedtke AR, van der Laan MJ. Statistical inference for the mean outcome under a possibly
+    non-unique optimal treatment strategy. Ann Stat 2016;44:713-742. doi:10.1214/15-AOS1384
     """
-    dc, de = incremental(cost, effect)
-    D, K = dc.shape
+    with threadpool_limits(limits=1, user_api="blas"):  # see evppi_groups
+        return _evppi_gp(cost, effect, X, wtp, fit_wtp, se_wtp, keep_fitted, evpi_values)
+
+
+def evppi_groups(
+    cost,
+    effect,
+    groups: Mapping[str, np.ndarray],
+    wtp,
+    fit_wtp: float | None = None,
+    se_wtp=None,
+    workers: int | None = None,
+    evpi_values: np.ndarray | None = None,
+) -> dict[str, EvppiResult]:
+    """:func:`evppi_gp` of several parameter groups (name -> (D, p) draws), ``workers`` groups
+    at a time in threads (None: one per CPU), each with BLAS on one thread.
+
+    The groups are independent and each result is the same whatever the number of threads.
+    Multithreaded BLAS on the small matrices of the GP is slower, not faster: on a shared
+    2-core machine a 250 x 250 Cholesky factorisation took 370 ms with two OpenBLAS threads
+    and 0.4 ms with one (benchmarks/README.md), hence the one-thread limit.
+    """
     w = _wtp_grid(wtp)
-    X = np.asarray(X, dtype=float)
-    if X.ndim == 1:
-        X = X[:, None]
-    if X.shape[0] != D:
-        raise CeaError(
-            f"parameter draws have {X.shape[0]} rows but the results have {D} draws (BCEA#53)"
-        )
-    if not np.all(np.isfinite(X)):
-        raise CeaError("parameter draws have non-finite values")
-    p = X.shape[1]
-    r2_at = float(w[-1] if r2_wtp is None else r2_wtp)
-    nan_w, nan_k = np.full(len(w), np.nan), np.full(K - 1, np.nan)
-    if p == 0:
-        return EvppiResult(np.zeros(len(w)), nan_k, 0, D, None, "no uncertain parameters", r2_at)
-    chosen = basis or choose_basis(p, D)
-    if chosen is None or n_basis_terms(p, chosen) * MIN_DRAWS_PER_TERM >= D:
-        terms = n_basis_terms(p, chosen or "linear")
-        return EvppiResult(
-            nan_w,
-            nan_k,
-            terms,
-            D,
-            None,
-            f"refused: {terms} terms need more than {terms * MIN_DRAWS_PER_TERM} draws, have {D}",
-            r2_at,
-        )
-    A = design_matrix(X, chosen)
-    Y = np.concatenate([dc[:, 1:], de[:, 1:]], axis=1)  # (D, 2(K-1))
-    fit = A @ _least_squares(A, Y)
-    fc, fe = fit[:, : K - 1], fit[:, K - 1 :]
-    first = _mean_max(np.ascontiguousarray(fc.T), np.ascontiguousarray(fe.T), w)
-    # the fits keep the means (intercept), so the baseline is max(0, max_k mean INB_k)
-    base = np.maximum(
-        (w[:, None] * fe.mean(axis=0)[None, :] - fc.mean(axis=0)[None, :]).max(axis=1), 0.0
-    )
-    out = _clean(first - base, dc, de, w)
-    inb = r2_at * de[:, 1:] - dc[:, 1:]
-    g = r2_at * fe - fc
-    sst = ((inb - inb.mean(axis=0)) ** 2).sum(axis=0)
-    sse = ((inb - g) ** 2).sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r2 = np.where(sst > 0, 1.0 - sse / sst, np.nan)
-    return EvppiResult(
-        evppi=out,
-        r2=r2,
-        n_terms=A.shape[1] - 1,
-        n_draws=D,
-        basis=chosen,
-        status="ok",
-        r2_wtp=r2_at,
-        fitted=(fc, fe) if keep_fitted else None,
-    )
+    ev = evpi(cost, effect, w) if evpi_values is None else np.asarray(evpi_values, float)
+    names = list(groups)
+    n = max(1, min(len(names), workers or os.cpu_count() or 1))
+
+    def one(name: str) -> EvppiResult:
+        return _evppi_gp(cost, effect, groups[name], w, fit_wtp, se_wtp, evpi_values=ev)
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        if n == 1:
+            results = [one(g) for g in names]
+        else:
+            with ThreadPoolExecutor(max_workers=n, thread_name_prefix="cea-evppi") as pool:
+                results = list(pool.map(one, names))
+    return dict(zip(names, results, strict=True))
 
 
-def _least_squares(A: np.ndarray, Y: np.ndarray) -> np.ndarray:
-    """Least-squares coefficients through the normal equations, solved by an eigendecomposition
-    of A'A that drops directions with eigenvalue below EIGEN_RTOL x the largest (a collinear
-    basis then behaves like the minimum-norm solution). The columns are standardised, so A'A is
-    well conditioned; this is 10-50 times faster than an SVD of A for 10,000+ draws."""
-    G = A.T @ A
-    lam, V = np.linalg.eigh(G)
-    keep = lam > EIGEN_RTOL * lam.max()
-    Vk = V[:, keep]
-    return Vk @ ((Vk.T @ (A.T @ Y)) / lam[keep][:, None])
+def distinguishable_from_zero(evppi: float, se: float) -> bool:
+    """An EVPPI is told apart from 0 when it is more than RESOLVE_Z standard errors above it."""
+    return bool(np.isfinite(evppi) and np.isfinite(se) and evppi > 0 and evppi > RESOLVE_Z * se)
+
+
+def draws_to_resolve(target: float, se: float, n_draws: int) -> int | None:
+    """Draws at which an EVPPI of ``target`` would be RESOLVE_Z standard errors above 0.
+
+    The standard error falls as 1 / sqrt(draws) (:func:`evppi_se`), so
+    draws = n_draws x (RESOLVE_Z x se / target)^2, rounded up to a multiple of DRAWS_ROUNDING.
+    None when the standard error is 0 or unknown, or the target is not positive.
+    """
+    if not (np.isfinite(se) and se > 0 and np.isfinite(target) and target > 0):
+        return None
+    need = n_draws * (RESOLVE_Z * se / target) ** 2
+    return int(np.ceil(need / DRAWS_ROUNDING) * DRAWS_ROUNDING)
+
+
+def resolution(
+    evppi: float, se: float, evpi_value: float, n_draws: int
+) -> tuple[bool, float, int | None]:
+    """Whether an EVPPI is told apart from 0, and if not, the draws that would tell it.
+
+    Returns (told apart, target, draws): the target is the larger of the estimate and
+    MATERIAL_SHARE_OF_EVPI x the EVPI, and draws those at which an EVPPI that large would stand
+    RESOLVE_Z standard errors above 0 (:func:`draws_to_resolve`). Target NaN and draws None when
+    it is told apart, or when its standard error is 0 (the fitted group never changes the
+    decision) or unknown.
+    """
+    if distinguishable_from_zero(evppi, se):
+        return True, float("nan"), None
+    target = max(evppi if np.isfinite(evppi) else 0.0, MATERIAL_SHARE_OF_EVPI * evpi_value)
+    need = draws_to_resolve(target, se, n_draws)
+    return False, (target if need is not None else float("nan")), need
 
 
 def evppi_nested(

@@ -277,9 +277,11 @@ def psa_conventions(psa: PsaRun) -> dict:
         "interval": list(INTERVAL),
         "decision_horizon_years": psa.decision_horizon_years,
         "population_evpi": "EVPI per patient x sum_{t=0}^{H-1} population_eligible_annual / (1 + discount_rate_costs)^t",
-        "evppi_method": "regression (Strong, Oakley & Brennan 2014): additive restricted cubic splines "
-        f"(knots at quantiles {list(voi.SPLINE_KNOT_QUANTILES)}) plus pairwise linear interactions, "
-        f"richest of {list(voi.BASES)} with terms < draws / {voi.MIN_DRAWS_PER_TERM}, else refused",
+        "evppi_method": "all_parameters: the EVPI (by definition); other groups: Gaussian-process "
+        "regression (Strong, Oakley & Brennan 2014; squared-exponential kernel, a lengthscale per "
+        "parameter, linear mean; lengthscales by maximum a posteriori on evenly spaced draws; "
+        "reduced-rank fit to every draw, its smoothing by GCV), capped at the EVPI; standard error "
+        f"from the influence function; told apart from 0 above {voi.RESOLVE_Z:g} standard errors",
         "net_benefit": "NMB = wtp x QALY - cost, wtp = the country's WTP per QALY",
         "chunk_draws": PSA_CHUNK_DRAWS,
     }

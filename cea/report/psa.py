@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from cea.analysis import voi
 from cea.igrt.spec import COST_CATEGORIES, COUNTS
 from cea.io.output import OutputDir
 from cea.io.provenance import dumps, run_json
@@ -109,6 +110,41 @@ def _money(x: float) -> str:
     return f"{x:,.0f}" if math.isfinite(x) else "n/a"
 
 
+def evppi_words(r, cur: str, n_draws: int) -> str:
+    """One EVPPI row (evppi.csv) in words: the value and its standard error, then what to read
+    from it."""
+    status = str(r["status"])
+    if not status.startswith("ok"):
+        return status
+    v, se = r["evppi_per_patient"], r["se_per_patient"]
+    value = f"{cur} {_money(v):>9}" + (f" +- {_money(se)}" if se > 0 else "")
+    if r["method"] == "evpi":
+        return (
+            f"{value}  = the EVPI, by definition (the model is deterministic given its parameters)"
+        )
+    if status != "ok":  # capped
+        return (
+            f"{value}  ({_share(r['share_of_evpi'])} of EVPI): the regression gave "
+            f"{cur} {_money(r['estimate_per_patient'])}, above the EVPI, which no group can exceed; "
+            "capped there (the excess is estimation error)"
+        )
+    if r["distinguishable_from_zero"]:
+        return f"{value}  ({_share(r['share_of_evpi'])} of EVPI)"
+    if not se > 0:
+        return (
+            f"{value}  given these parameters alone, the expected net benefit never favours "
+            "another strategy at these draws"
+        )
+    need = r["draws_needed"]
+    more = (
+        f"; about {int(need):,} draws would tell an EVPPI of "
+        f"{cur} {_money(r['draws_needed_evppi_per_patient'])} from 0"
+        if pd.notna(need)
+        else ""
+    )
+    return f"{value}  cannot be told apart from 0 at {n_draws:,} draws{more}"
+
+
 def summary_text(c: CountryPsa) -> str:
     """A readable summary of one country's PSA for the terminal."""
     t, h, country = c.tables, c.tables.headline, c.ptable.country
@@ -151,22 +187,10 @@ def summary_text(c: CountryPsa) -> str:
         f"{h['p_cost_effective'][h['optimal_strategy']]:.0%} of the draws.",
         f"EVPI per patient: {cur} {_money(h['evpi_per_patient'])}; population ({_money(pop) if pop else 'n/a'} a year, "
         f"{h['decision_horizon_years']:g} years at {h['population_discount_rate']:.1%}): {cur} {_money(h['evpi_population'])}",
-        "EVPPI per patient by parameter group (regression; R^2 min, terms/draws):",
+        "EVPPI per patient by parameter group, the value of resolving that group's uncertainty "
+        f"alone (+- one standard error; told apart from 0 above {voi.RESOLVE_Z:g} standard errors):",
     ]
+    n = h["n_draws"]
     for _, r in t.evppi.iterrows():
-        if str(r["status"]).startswith("ok"):
-            flag = "" if r["status"] == "ok" else "  <- exceeds EVPI: regression error"
-            lines.append(
-                f"  {r['group']:<16}{cur} {_money(r['evppi_per_patient']):>10}  ({_share(r['share_of_evpi'])} of EVPI; "
-                f"R^2 {r['r2_min']:.2f}, {r['n_terms']}/{r['n_draws']}, {r['basis']}){flag}"
-            )
-        else:
-            lines.append(f"  {r['group']:<16}{r['status']}")
-    err = h.get("evppi_regression_error")
-    if err is not None and math.isfinite(err):
-        lines.append(
-            f"  check: EVPPI(all parameters) must equal the EVPI (the model is deterministic given "
-            f"its parameters); the regression is off by {cur} {_money(err)}, the size of its error "
-            "here: read group EVPPIs within that of 0 as 0"
-        )
+        lines.append(f"  {r['group']:<16}{evppi_words(r, cur, n)}")
     return "\n".join(lines)
