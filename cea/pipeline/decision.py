@@ -30,6 +30,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
+import numpy as np
+
 from cea.errors import CeaError
 from cea.pipeline.base import BaseCase, build_base_case
 from cea.pipeline.dsa import find_threshold
@@ -109,6 +111,19 @@ def survival_value(base: BaseCase) -> SurvivalValue:
         else 0.0,
         qaly_off_bsab=float(v["u_off_bsab"]) / 12.0,
     )
+
+
+def psa_without_bsab(outcomes, names: list[str], wtp: float) -> tuple[str, dict[str, float]]:
+    """Over PSA draws (long outcomes with ``draw, strategy, cost, cost_bsab, qaly``): the
+    strategy with the highest mean net monetary benefit with the bispecific's costs excluded
+    (each draw's cost minus its bispecific cost; the QALYs do not depend on costs), and the
+    share of draws in which each strategy has the highest net benefit."""
+    nmb = (wtp * outcomes["qaly"] - (outcomes["cost"] - outcomes["cost_bsab"])).to_numpy()
+    table = outcomes.assign(nmb=nmb).pivot(index="draw", columns="strategy", values="nmb")[names]
+    values = table.to_numpy()
+    best = values.argmax(axis=1)
+    p = {name: float(np.mean(best == k)) for k, name in enumerate(names)}
+    return names[int(values.mean(axis=0).argmax())], p
 
 
 def without_bsab_costs(base: BaseCase) -> BaseCase | None:

@@ -13,6 +13,7 @@ from cea.igrt.spec import COST_CATEGORIES, COUNTS
 from cea.io.output import OutputDir
 from cea.io.provenance import dumps, run_json
 from cea.pipeline.base import describe
+from cea.pipeline.decision import WITHOUT_BSAB_LABEL, psa_without_bsab
 from cea.pipeline.psa import CountryPsa, PsaRun, psa_conventions, regional_table
 from cea.report.files import write_csv
 from cea.report.plots.psa import plot_all, plot_countries
@@ -145,6 +146,18 @@ def evppi_words(r, cur: str, n_draws: int) -> str:
     return f"{value}  cannot be told apart from 0 at {n_draws:,} draws{more}"
 
 
+def _without_bsab_line(c: CountryPsa, cur: str) -> str:
+    """The PSA's decision with the bispecific's costs excluded, beside the base view."""
+    if not c.spec.include_bsab_costs:
+        return f"This run has {WITHOUT_BSAB_LABEL}."
+    wtp = c.ptable.country.wtp_per_qaly
+    optimal, p = psa_without_bsab(c.run.outcomes, list(c.spec.strategy_names), wtp)
+    return (
+        f"With {WITHOUT_BSAB_LABEL}: at {cur} {wtp:,.0f} per QALY the cost-effective strategy is "
+        f"{optimal}, cost-effective in {p[optimal]:.0%} of the draws."
+    )
+
+
 def summary_text(c: CountryPsa) -> str:
     """A readable summary of one country's PSA for the terminal."""
     t, h, country = c.tables, c.tables.headline, c.ptable.country
@@ -185,6 +198,7 @@ def summary_text(c: CountryPsa) -> str:
         f"{h['optimal_strategy']} (highest mean net monetary benefit over the draws; costs and "
         f"QALYs discounted), cost-effective in "
         f"{h['p_cost_effective'][h['optimal_strategy']]:.0%} of the draws.",
+        _without_bsab_line(c, cur),
         f"EVPI per patient: {cur} {_money(h['evpi_per_patient'])}; population ({_money(pop) if pop else 'n/a'} a year, "
         f"{h['decision_horizon_years']:g} years at {h['population_discount_rate']:.1%}): {cur} {_money(h['evpi_population'])}",
         "EVPPI per patient by parameter group, the value of resolving that group's uncertainty "
