@@ -40,7 +40,7 @@ from cea.igrt.calibration import CALIBRATED
 from cea.igrt.model import run_model
 from cea.io.load import load_inputs
 from cea.parameters.table import load_scenario
-from cea.pipeline.base import comparisons_from_settings, run_base_case
+from cea.pipeline.base import comparisons_from_settings, run_base_case, with_cost_split
 from cea.pipeline.budget import budget_impact
 from cea.pipeline.decision import decide
 from cea.report.workbook import write_report
@@ -162,8 +162,9 @@ def _engine_rerun(base, **changes) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
     wtp = base.country.wtp_per_qaly
     incremental = icer_table(outcomes, cost="cost", effect="qaly", wtp=wtp)
     comps = comparisons_from_settings(base.ptable.settings, base.spec)
-    comparisons = pairwise(
-        outcomes, comps, wtp=wtp, extra=("severe_infections", "infection_deaths")
+    comparisons = with_cost_split(
+        pairwise(outcomes, comps, wtp=wtp, extra=("severe_infections", "infection_deaths")),
+        outcomes,
     )
     return results_table(outcomes, base.spec), incremental, comparisons
 
@@ -367,7 +368,8 @@ def _assert_comparisons(ws, expected: pd.DataFrame):
     for _, e in expected.iterrows():
         g = got.loc[e["comparison"]]
         assert g["quadrant"] == e["quadrant"]
-        for col in ("inc_cost", "inc_effect", "inmb", "inc_severe_infections"):
+        split = ("inc_cost_igrt", "inc_cost_infections", "inc_cost_added_survival")
+        for col in ("inc_cost", "inc_effect", "inmb", "inc_severe_infections", *split):
             assert g[col] == pytest.approx(e[col], rel=1e-8, abs=1e-9), (e["comparison"], col)
         if pd.isna(e["icer"]):
             assert _blank(g["icer"])

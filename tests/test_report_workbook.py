@@ -319,6 +319,13 @@ def test_every_sheet_prints_landscape_fit_to_width_with_titles(report):
         assert ws.sheet_properties.pageSetUpPr.fitToPage and ws.page_setup.fitToWidth == 1
         assert ws.print_area, ws.title
     assert wb["results"].print_title_rows == "$1:$4"
+    # readable labels above the code header (row 4 keeps the codes of results.csv)
+    assert wb["results"]["C3"].value == "Total cost (GBP), discounted"
+    assert wb["results"]["D3"].value == "Total cost (GBP), undiscounted"
+    assert wb["results"]["C4"].value == "cost"
+    labels = [c.value for c in wb["comparisons"][3]]
+    assert "ICER (GBP per QALY)" in labels
+    assert "Incremental cost: bispecific and other care in added survival (GBP)" in labels
     assert wb["verification"].row_dimensions[5].height >= 15
 
 

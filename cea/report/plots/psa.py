@@ -231,6 +231,8 @@ def plot_evppi(
     for yi, (_, r), st in zip(y, t.iterrows(), status, strict=True):
         r2 = r.get("r2_min", np.nan)
         note = f"R^2 {r2:.2f}" if st.startswith("ok") and np.isfinite(r2) else ""
+        if r.get("method") == "evpi":  # all parameters together: the EVPI, not a fit
+            note = "= EVPI, by definition"
         if st != "ok":
             note = (note + "; " if note else "") + st
         if note:

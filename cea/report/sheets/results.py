@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from openpyxl.utils import get_column_letter
 
-from cea.igrt.spec import COST_CATEGORIES
+from cea.igrt.spec import COST_CATEGORIES, COST_GROUPS
 from cea.report.sheets.cells import (
     FMT_INT,
     FMT_QALY,
@@ -19,6 +19,7 @@ from cea.report.sheets.cells import (
     write_header,
     write_title,
 )
+from cea.report.sheets.labels import write_labels
 from cea.report.sheets.state import REWARD_NAMES, ReportState
 
 INCREMENTAL_COLUMNS = [
@@ -63,6 +64,7 @@ COMPARISON_COLUMNS = [
     "cost_per_severe_infections_averted",
     "inc_infection_deaths",
     "cost_per_infection_deaths_averted",
+    *(f"inc_cost_{g}" for g in COST_GROUPS),
 ]
 
 
@@ -76,6 +78,7 @@ def write_results(rs: ReportState):
         "Formulas over the trace sheets' weighted totals (rows 8-9). Counts are per patient; *_undiscounted columns are not discounted.",
     )
     cols = list(rs.base.results.columns)
+    write_labels(ws, 3, cols, c.currency)
     write_header(ws, 4, cols)
     rs.results_col = {name: j + 1 for j, name in enumerate(cols)}
     for i, st in enumerate(rs.strategies):
@@ -121,6 +124,7 @@ def write_incremental(rs: ReportState):
         "previous frontier strategy. Grids below do the pairwise work. Right: the engine's table at write time.",
     )
     cols = INCREMENTAL_COLUMNS
+    write_labels(ws, 3, cols, c.currency)
     write_header(ws, 4, cols)
     rs.incr_col = {name: j + 1 for j, name in enumerate(cols)}
     first, last = 5, 5 + k - 1
@@ -236,6 +240,7 @@ def write_comparisons(rs: ReportState):
         "Named comparisons, live: intervention versus comparator (no dominance across other strategies)",
         "quadrant on the CE plane (QALYs on x): NE more costly and more effective, SW cheaper and less effective (icer = saving per QALY lost), SE dominant, NW dominated.",
     )
+    write_labels(ws, 3, COMPARISON_COLUMNS, rs.country.currency)
     write_header(ws, 4, COMPARISON_COLUMNS)
     rs.comp_col = {name: j + 1 for j, name in enumerate(COMPARISON_COLUMNS)}
     rs.comp_row = {}
@@ -273,3 +278,7 @@ def _comparison_row(rs: ReportState, ws, r: int, a: str, b: str):
         L = get_column_letter(cc)
         put_formula(ws, r, cc, f"{rs.res(a, extra)}-{rs.res(b, extra)}", FMT_QALY)
         put_formula(ws, r, cc + 1, f'IF({L}{r}<0,D{r}/-{L}{r},"")', rs.money)
+    # the incremental cost split: IgRT, infections, the added survival (they add up to D)
+    for group, cats in COST_GROUPS.items():
+        terms = "+".join(f"{rs.res(a, c)}-{rs.res(b, c)}" for c in cats)
+        put_formula(ws, r, rs.comp_col[f"inc_cost_{group}"], terms, rs.money)
