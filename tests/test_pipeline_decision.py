@@ -192,3 +192,34 @@ def test_psa_without_bsab_by_hand():
     optimal, p = psa_without_bsab(outcomes, ["A", "B"], 100.0)
     # draw 0: A 90, B 50; draw 1: A 90, B 140; means A 90, B 95
     assert optimal == "B" and p == {"A": 0.5, "B": 0.5}
+
+
+def test_the_break_even_share_does_not_depend_on_the_share_paid_now(inputs, high):
+    """At p_bsab_price_paid = 0.95 (no IgRT still the cost-effective strategy) the break-even
+    share of list is the same as at 1, and paying it gives INMB = 0."""
+    _, d = high
+    at_list = next(t for t in d.takes if t.strategy == "primary_ivig").max_bsab_share
+    base = run_base_case(
+        inputs, "GB", with_command_line(Scenario(), ["p_bsab_price_paid=0.95"], HIGH_WTP)
+    )
+    t = next(t for t in decide(base, hazard_ratio=False).takes if t.strategy == "primary_ivig")
+    assert t.bsab_share == 0.95 and t.against == "none"
+    assert t.max_bsab_share == pytest.approx(at_list, rel=1e-9)
+    inmb, dc = inmb_with(
+        inputs, [f"p_bsab_price_paid={float(t.max_bsab_share)!r}"], "primary_ivig", "none"
+    )
+    assert abs(inmb) <= 1e-9 * abs(dc)
+
+
+def test_thresholds_outside_the_dsa_range_and_zero_bsab_cost_are_said_in_words(inputs):
+    base = run_base_case(inputs, "GB", with_command_line(Scenario(), [], 400_000.0))
+    text = summary_text(base, decide(base))
+    assert (
+        "below the lowest hazard ratio the inputs hold plausible (0.2 to 1, the DSA range)" in text
+    )
+    assert "below the lowest price the inputs hold plausible" in text
+    nob = run_base_case(inputs, "GB", REPO / "inputs" / "scenarios" / "no_bsab_costs.toml")
+    text = summary_text(nob, decide(nob, hazard_ratio=False))
+    assert "no bispecific price: bispecific costs are excluded in this run" in text
+    assert "it adds no time" not in text
+    assert "(bispecific costs excluded in this run)" in text

@@ -9,8 +9,9 @@ For each IgRT strategy s that is not the cost-effective strategy o, with INMB = 
   SCIG) at the current price p, the INMB is zero at p (1 + INMB / dIg); a negative break-even
   price means that even free Ig is not enough;
 * **the largest share of the bispecific's list price** at which s breaks even, by the same
-  linearity in the bispecific's cost: 1 + INMB / dB, with dB the difference in bispecific cost
-  (s keeps patients alive, and on the bispecific, longer); below 0 no discount is enough;
+  linearity in the bispecific's cost: p0 (1 + INMB / dB), with p0 the share paid now
+  (``p_bsab_price_paid``) and dB the difference in bispecific cost (s keeps patients alive, and
+  on the bispecific, longer); below 0 no discount is enough;
 * **the hazard ratio** of severe infection on IgRT at which s breaks even, found by rerunning
   the model (:func:`cea.pipeline.dsa.find_threshold`; the calibration is kept). A ratio above 1
   means IgRT would have to raise infections: fewer months alive on a bispecific that costs more
@@ -36,6 +37,8 @@ from cea.errors import CeaError
 from cea.pipeline.base import BaseCase, build_base_case
 from cea.pipeline.dsa import find_threshold
 
+#: A month alive is a twelfth of a year (the utilities are per year).
+MONTHS_PER_YEAR = 12.0
 #: How the second perspective is labelled wherever a decision is stated.
 WITHOUT_BSAB_LABEL = (
     "bispecific costs during added survival excluded (NICE DSU 2014 discusses when this is "
@@ -58,6 +61,13 @@ class WhatItTakes:
     hr: float
     hr_threshold: float | None  # None: not computed, or no value breaks even
     notes: list[str] = field(default_factory=list)
+    #: the share of the bispecific's list price paid now (p_bsab_price_paid)
+    bsab_share: float = 1.0
+    #: why no bispecific price can close the gap, when max_bsab_share is None
+    bsab_reason: str = ""
+    #: the DSA ranges of the Ig price and the hazard ratio: a threshold outside is flagged
+    ig_price_range: tuple[float, float] | None = None
+    hr_range: tuple[float, float] | None = None
 
 
 @dataclass
@@ -105,11 +115,11 @@ def survival_value(base: BaseCase) -> SurvivalValue:
     bsab = v[f"c_bsab_{spec.bsab_drug}_month"] * v["p_bsab_price_paid"]
     return SurvivalValue(
         cost_on_bsab=float(bsab) if spec.include_bsab_costs else 0.0,
-        qaly_on_bsab=float(v["u_on_bsab"]) / 12.0,
+        qaly_on_bsab=float(v["u_on_bsab"]) / MONTHS_PER_YEAR,
         cost_off_bsab=float(v["c_subsequent_therapy_month"])
         if spec.include_subsequent_therapy
         else 0.0,
-        qaly_off_bsab=float(v["u_off_bsab"]) / 12.0,
+        qaly_off_bsab=float(v["u_off_bsab"]) / MONTHS_PER_YEAR,
     )
 
 
@@ -163,12 +173,25 @@ def decide(base: BaseCase, hazard_ratio: bool = True, perspectives: bool = True)
         same_route = strategies[optimal].uses_igrt and strategies[optimal].is_scig == st.is_scig
         d_ig = a["cost_ig"] - (o["cost_ig"] if same_route else 0.0)
         max_price = float(price * (1.0 + inmb / d_ig)) if d_ig > 0 and price > 0 else None
+        # the bispecific cost is linear in the share of list price paid (p0 now): the INMB is
+        # zero at p0 (1 + INMB / dB)
+        p0 = float(base.ptable.df.loc["p_bsab_price_paid", "value"])
         d_bsab = a["cost_bsab"] - o["cost_bsab"]
-        max_share = float(1.0 + inmb / d_bsab) if d_bsab > 0 else None
+        max_share = float(p0 * (1.0 + inmb / d_bsab)) if d_bsab > 0 else None
+        if not base.spec.include_bsab_costs:
+            bsab_reason = "bispecific costs are excluded in this run"
+        elif p0 == 0:
+            bsab_reason = "the share of list price paid is 0 already"
+        elif a["ly"] - o["ly"] <= 0:
+            bsab_reason = f"it adds no time alive (and on the bispecific) over {optimal}"
+        else:
+            bsab_reason = f"its bispecific cost is no higher than {optimal}'s"
         hr_param = st.hr_severe_parameter
         hr = float(base.ptable.df.loc[hr_param, "value"])
         take = WhatItTakes(name, optimal, float(inmb), param, price, max_price, max_share,
-                           hr_param, hr, None)  # fmt: skip
+                           hr_param, hr, None, bsab_share=p0, bsab_reason=bsab_reason,
+                           ig_price_range=base.ptable.dsa_range(param),
+                           hr_range=base.ptable.dsa_range(hr_param))  # fmt: skip
         if hazard_ratio:
             try:
                 th = find_threshold(base, hr_param, (name, optimal))

@@ -80,10 +80,14 @@ def _survival_text(base: BaseCase, decision: Decision) -> str:
     sv, cur, wtp = decision.survival, decision.currency, decision.wtp
     share = base.ptable.base().iloc[0]["p_bsab_price_paid"]
     on = sv.cost_per_qaly_on_bsab
+    which = (
+        f"{base.spec.bsab_drug} at {share:.0%} of its list price"
+        if base.spec.include_bsab_costs
+        else "bispecific costs excluded in this run"
+    )
     text = (
         f"One more month alive costs {cur} {sv.cost_on_bsab:,.0f} on the bispecific "
-        f"({base.spec.bsab_drug} at {share:.0%} of its list price) for {sv.qaly_on_bsab:.3f} QALY: "
-        f"{cur} {on:,.0f} per QALY"
+        f"({which}) for {sv.qaly_on_bsab:.3f} QALY: {cur} {on:,.0f} per QALY"
     )
     if wtp > 0:
         text += f", {on / wtp:,.1f} times the WTP"
@@ -105,6 +109,25 @@ def _survival_text(base: BaseCase, decision: Decision) -> str:
     else:
         text += "."
     return text
+
+
+def _outside(value: float, bounds: tuple[float, float] | None, fmt: str, what: str) -> str:
+    """A flag in words when a break-even value lies outside the parameter's DSA range (the
+    range the inputs hold plausible)."""
+    if bounds is None:
+        return ""
+    lo, hi = bounds
+    if value < lo:
+        return (
+            f": below the lowest {what} the inputs hold plausible ({fmt.format(lo)} to "
+            f"{fmt.format(hi)}, the DSA range)"
+        )
+    if value > hi:
+        return (
+            f": above the highest {what} the inputs hold plausible ({fmt.format(lo)} to "
+            f"{fmt.format(hi)}, the DSA range)"
+        )
+    return ""
 
 
 def _takes_lines(decision: Decision, cur: str, short: bool = False) -> list[str]:
@@ -129,29 +152,34 @@ def _takes_lines(decision: Decision, cur: str, short: bool = False) -> list[str]
             lines.append(
                 f"    - an {route} price of at most {cur} {t.max_ig_price:,.2f} per g (now "
                 f"{t.ig_price:,.2f}; {cur} of {decision.price_year})"
+                + _outside(t.max_ig_price, t.ig_price_range, "{:,.2f}", "price")
             )
         if short:
             continue
         if t.max_bsab_share is None:
-            lines.append("    - no bispecific price: it adds no time on the bispecific")
+            lines.append(f"    - no bispecific price: {t.bsab_reason}")
         elif t.max_bsab_share < 0:
             lines.append(
                 "    - no bispecific discount: even a free bispecific leaves it short (its "
                 "other costs exceed the value of the QALYs it adds)"
             )
         elif t.max_bsab_share >= 1:
-            lines.append("    - the bispecific's list price already (INMB >= 0)")
+            lines.append(
+                f"    - any bispecific price up to {t.max_bsab_share:.0%} of list (now "
+                f"{t.bsab_share:.0%}): the price is not what stands in the way"
+            )
         else:
             lines.append(
-                f"    - a bispecific price of at most {t.max_bsab_share:.0%} of list (a "
-                f"confidential discount of {1 - t.max_bsab_share:.0%} or more)"
+                f"    - a bispecific price of at most {t.max_bsab_share:.1%} of list (a "
+                f"confidential discount of {1 - t.max_bsab_share:.1%} or more; now "
+                f"{t.bsab_share:.0%} of list is paid)"
             )
         if t.hr_threshold is not None:
             flag = (
                 ": above 1, IgRT would have to raise infections (fewer months alive on the "
                 "bispecific would save more than the QALYs are worth)"
                 if t.hr_threshold > 1
-                else ""
+                else _outside(t.hr_threshold, t.hr_range, "{:.3g}", "hazard ratio")
             )
             lines.append(
                 f"    - a severe-infection hazard ratio ({t.hr_parameter}) of {t.hr_threshold:.3g} "
