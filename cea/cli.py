@@ -362,6 +362,8 @@ def cli_dsa(args) -> int:
         raise CeaError(
             "--report xlsx is written for the one-way DSA only: drop --two-way, or --report"
         )
+    if args.range and not args.two_way:
+        raise CeaError("--range sets an axis of --two-way: give --two-way p1,p2 with it")
     base, comp = dsa.prepare(
         args.inputs, args.country, _scenario(args), args.comparison, keep_trace=bool(args.report),
         backend=args.backend,
@@ -417,11 +419,14 @@ def _ranges(texts: list[str]) -> dict[str, tuple[float, float]]:
         try:
             if not (sep and sep2 and name.strip()):
                 raise ValueError
-            out[name.strip()] = (float(lo), float(hi))
+            span = (float(lo), float(hi))
         except ValueError:
             raise CeaError(
                 f"--range '{text}': write NAME=LOW:HIGH, e.g. c_ivig_per_g=0:80"
             ) from None
+        if name.strip() in out:
+            raise CeaError(f"--range {name.strip()} is given twice")
+        out[name.strip()] = span
     return out
 
 

@@ -241,6 +241,12 @@ def test_two_way_range_spans_the_axes_given(tmp_path, capsys):
                            "--range", bad, "--out", str(tmp_path / "bad"))  # fmt: skip
         assert code == 2 and problem in err and err.count("\n") == 1
         assert not (tmp_path / "bad").exists()
+    # --range belongs to --two-way, once per parameter
+    code, _, err = run(capsys, "dsa", "--range", "c_ivig_per_g=0:9", "--out", str(tmp_path / "b2"))
+    assert code == 2 and "--range sets an axis of --two-way" in err
+    code, _, err = run(capsys, "dsa", "--two-way", "c_ivig_per_g,p_bsab_price_paid", "--range",
+                       "c_ivig_per_g=0:9", "--range", "c_ivig_per_g=0:8", "--out", str(tmp_path / "b3"))  # fmt: skip
+    assert code == 2 and "--range c_ivig_per_g is given twice" in err
 
 
 @pytest.mark.parametrize(

@@ -449,7 +449,7 @@ def _budget_blocks(ws) -> tuple[dict, dict]:
     per_patient, budget, block = {}, {}, None
     for r in range(1, ws.max_row + 1):
         a, b = ws.cell(r, 1), ws.cell(r, 2)
-        if a in ("per patient", "budget", "year split"):
+        if a in ("per patient", "budget") or str(a).startswith("year split"):
             block = a
             continue
         if block is None or _blank(a) or _blank(b):

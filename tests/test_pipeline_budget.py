@@ -207,3 +207,68 @@ def test_years_out_of_range_and_short_horizon_are_refused(inputs, capsys):
     short = Scenario(settings={"model": {"horizon_years": 2}})
     with pytest.raises(Exception, match="horizon"):
         budget_impact(inputs, "GB", short, years=5)
+
+
+def test_year_split_equals_the_engine_run_to_the_end_of_the_year(inputs):
+    """An independent reference for the year split: with cycles of exactly 1/13 year, the
+    first model year of every per-patient number (state rewards with the trapezoid, events
+    and transition rewards on the row ending their cycle, start rewards) equals the
+    undiscounted totals of the same model run with a horizon of 1 year, and years 1 + 2 those
+    of a 2-year horizon (the calibrated rates of the 10-year run kept)."""
+    import dataclasses
+
+    from cea.igrt.calibration import CALIBRATED
+    from cea.igrt.model import run_model
+    from cea.igrt.spec import COST_CATEGORIES, FLOWS, REWARDS
+    from cea.pipeline.base import build_base_case
+
+    sc = Scenario(
+        settings={
+            "model": {
+                "cycle_days": 365.25 / 13,
+                "include_end_of_life": True,
+                "strategies": ["none", "preemptive_scig", "primary_ivig", "primary_scig"],
+            }
+        }
+    )
+    base = build_base_case(inputs, "GB", sc, keep_trace=False, keep_per_cycle=True)
+    spec = base.spec
+    assert spec.dt == pytest.approx(1 / 13, rel=1e-15)
+    draws = base.ptable.base()
+    cal = pd.DataFrame([[base.calibrated[n] for n in CALIBRATED]], columns=list(CALIBRATED),
+                       index=draws.index)  # fmt: skip
+    assert set(FLOWS) <= set(REWARDS)
+    for years in (1, 2):
+        short = dataclasses.replace(spec, n_cycles=13 * years)
+        o = run_model(draws, short, calibrated=cal).outcomes.set_index("strategy")
+        for name in (*COST_CATEGORIES, "ly", "qaly", "severe_infections", "infection_deaths",
+                     "ig_grams", "infusions"):  # fmt: skip
+            by_year = by_model_year(base.per_cycle[name], spec.dt, years, flow=name in FLOWS)
+            expected = o.loc[spec.strategy_names, f"{name}_undiscounted"].to_numpy()
+            # infection events use the hazard of their cycle, and the engine values the last
+            # trace row (half weight) at the last cycle's hazard: in the 1-year run that is
+            # cycle 12's, in the 10-year run cycle 13's (a few parts in a million); a wrong
+            # split (half a cycle out) is off by percents
+            timed = name in ("cost_severe_infections", "cost_nonsevere_infections", "qaly",
+                             "severe_infections")  # fmt: skip
+            np.testing.assert_allclose(by_year.sum(axis=1), expected,
+                                       rtol=2e-5 if timed else 1e-9, atol=1e-12,
+                                       err_msg=f"{name}, {years} year(s)")  # fmt: skip
+    # something of each kind was compared
+    assert base.per_cycle["cost_scig_training"][1:].sum() > 0  # start and transition rewards
+    assert base.per_cycle["infection_deaths"].sum() > 0
+
+
+def test_a_mix_of_strategies_a_scenario_does_not_run_is_refused(inputs, tmp_path, capsys):
+    with pytest.raises(
+        Exception, match="budget_mix.csv names primary_ivig, primary_scig, which scenario"
+    ):
+        budget_impact(
+            inputs,
+            "GB",
+            Scenario(name="two", settings={"model": {"strategies": ["none", "preemptive_ivig"]}}),
+        )
+    code = main(["budget", "--scenario", "ivig_q6w", "--out", str(tmp_path / "q6w")])
+    err = capsys.readouterr().err
+    assert code == 2 and "which scenario 'ivig_q6w' does not run" in err
+    assert not (tmp_path / "q6w").exists()

@@ -8,10 +8,11 @@ year and is followed with the model's own per-cycle numbers (undiscounted, per p
 3. :func:`calendar_totals` adds up the cohorts: in calendar year y, the patients who started in
    year j <= y on strategy k contribute their per-patient number of model year y - j + 1.
 
-Conventions (docs/budget.md): a cohort starts on the first day of its calendar year; trace row
-t stands for the interval [(t - 1/2) dt, (t + 1/2) dt] clipped to the model's time (the
-half-cycle either side of its time, which is what the trapezoid correction weights integrate),
-and its contribution is split between model years in proportion to the overlap.
+Conventions (docs/budget.md): a cohort starts on the first day of its calendar year; a state
+reward's trace row t stands for [(t - 1/2) dt, (t + 1/2) dt] clipped to the model's time (what
+the trapezoid correction weights integrate), an event's or transition reward's row t for the
+cycle ending there, [(t - 1) dt, t dt]; a contribution is split between model years in
+proportion to the overlap.
 """
 
 from __future__ import annotations
@@ -24,26 +25,36 @@ def eligible_patients(first_year: float, growth: float, years: int) -> np.ndarra
     return first_year * (1.0 + growth) ** np.arange(years)
 
 
-def year_shares(n_rows: int, dt: float, years: int) -> np.ndarray:
+def year_shares(n_rows: int, dt: float, years: int, flow: bool = False) -> np.ndarray:
     """(years, n_rows): the share of trace row t's contribution that falls in model year a + 1.
 
-    Row t stands for [(t - 1/2) dt, (t + 1/2) dt] clipped to the model's time [0, (n_rows - 1)
-    dt] (the intervals partition it); its share of year a is the overlap of that interval with
-    [a, a + 1) divided by the interval's length. A column sums to 1 when the row's interval
-    ends within ``years``; the part beyond is left out.
+    A state reward's row t stands for [(t - 1/2) dt, (t + 1/2) dt] clipped to the model's time
+    [0, (n_rows - 1) dt] (the intervals partition it; the trapezoid weights integrate over
+    them). A flow's row t (``flow``: an event or transition reward of cycle t - 1, which the
+    engine puts on the row ending its cycle) stands for the cycle itself, [(t - 1) dt, t dt];
+    row 0 of a flow holds only start rewards, at time 0. The share of year a is the overlap
+    of the interval with [a, a + 1) divided by its length. A column sums to 1 when the row's
+    interval ends within ``years``; the part beyond is left out.
     """
     t = np.arange(n_rows)
-    lo = np.maximum((t - 0.5) * dt, 0.0)
-    hi = np.minimum((t + 0.5) * dt, (n_rows - 1) * dt)
+    if flow:
+        lo, hi = np.maximum((t - 1.0) * dt, 0.0), t * dt
+    else:
+        lo = np.maximum((t - 0.5) * dt, 0.0)
+        hi = np.minimum((t + 0.5) * dt, (n_rows - 1) * dt)
     a = np.arange(years)[:, None]
     overlap = np.clip(np.minimum(hi, a + 1.0) - np.maximum(lo, a), 0.0, None)
-    return overlap / (hi - lo)
+    length = hi - lo
+    out = np.divide(overlap, length, out=np.zeros_like(overlap), where=length > 0)
+    out[0, length == 0] = 1.0  # a point at time 0 (a flow's row 0): year 1
+    return out
 
 
-def by_model_year(per_cycle: np.ndarray, dt: float, years: int) -> np.ndarray:
-    """Per-patient numbers by model year: (..., n_rows) per-cycle rows -> (..., years)."""
+def by_model_year(per_cycle: np.ndarray, dt: float, years: int, flow: bool = False) -> np.ndarray:
+    """Per-patient numbers by model year: (..., n_rows) per-cycle rows -> (..., years);
+    ``flow`` for events and transition rewards (see :func:`year_shares`)."""
     per_cycle = np.asarray(per_cycle, float)
-    return per_cycle @ year_shares(per_cycle.shape[-1], dt, years).T
+    return per_cycle @ year_shares(per_cycle.shape[-1], dt, years, flow).T
 
 
 def calendar_totals(

@@ -75,6 +75,11 @@ COST_GROUPS = {
 }
 
 
+#: Rewards counted on transitions (the engine's transition rewards and counts), each on the
+#: trace row ending its cycle (a start reward on row 0); the others are state rewards.
+FLOWS = ("infection_deaths", "cost_scig_training", "cost_end_of_life")
+
+
 EFFECTS = ("qaly", "ly")
 
 

@@ -19,7 +19,7 @@ import pandas as pd
 
 from cea.analysis.budget import by_model_year, calendar_totals, eligible_patients
 from cea.errors import CeaError
-from cea.igrt.spec import COST_CATEGORIES
+from cea.igrt.spec import COST_CATEGORIES, FLOWS
 from cea.io.inputs import BUDGET_MIXES, BUDGET_YEARS, Inputs
 from cea.parameters.table import Scenario
 from cea.pipeline.base import BaseCase, as_scenario, build_base_case
@@ -106,6 +106,14 @@ def budget_impact(
     scenario = as_scenario(scenario)
     years = budget_years(inputs, scenario, years)
     names, shares = mix_shares(inputs, years)
+    run = scenario.settings.get("model", {}).get("strategies")
+    missing = [n for n in names if run is not None and n not in run]
+    if missing:
+        raise CeaError(
+            f"budget_mix.csv names {', '.join(missing)}, which scenario '{scenario.name}' does "
+            f"not run (it runs {', '.join(run)}): give a budget_mix.csv of its strategies "
+            "(--inputs with a copy of the inputs)"
+        )
     base = build_base_case(inputs, country, scenario, names, keep_trace=False, keep_per_cycle=True)
     spec, c = base.spec, base.country
     horizon = spec.n_cycles * spec.dt
@@ -124,7 +132,11 @@ def budget_impact(
     is_ivig = np.array([st.uses_igrt and not st.is_scig for st in spec.strategies], float)
     pc["chair_hours"] = pc["infusions"] * (is_ivig * hours)[:, None]
     pc["life_years"] = pc["ly"]
-    per_patient = {m: by_model_year(pc[m], spec.dt, years) for m in (*MONEY, *dict(RESOURCES))}
+    per_patient = {
+        m: by_model_year(pc[m], spec.dt, years, flow=m in FLOWS)
+        for m in (*COST_CATEGORIES, *dict(RESOURCES))
+    }
+    per_patient["cost"] = sum(per_patient[c] for c in COST_CATEGORIES)
     totals: dict[str, dict[str, np.ndarray]] = {}
     for mix in BUDGET_MIXES:
         totals[mix] = {
@@ -189,8 +201,9 @@ def describe_budget(b: Budget) -> dict:
             "costs": "undiscounted, per calendar year, prices of the country's price year",
             "cohorts": "each calendar year's eligible patients start on its first day and are "
             "followed for the rest of the budget horizon with the model's per-cycle numbers",
-            "year_split": "trace row t stands for [(t - 1/2), (t + 1/2)] cycles clipped to the "
-            "model's time; its contribution is split between years by overlap",
+            "year_split": "a state reward's trace row t stands for [(t - 1/2), (t + 1/2)] cycles "
+            "clipped to the model's time, an event's or transition reward's row t for the cycle "
+            "ending there, [(t - 1), t]; a contribution is split between years by overlap",
             "chair_hours": "IVIG infusion visits x q_ivig_chair_hours (SCIG at home: none)",
             "net": "new mix minus current mix",
         },

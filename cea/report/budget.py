@@ -9,6 +9,7 @@ import pandas as pd
 
 from cea.pipeline.base import describe
 from cea.pipeline.budget import Budget, describe_budget
+from cea.pipeline.decision import WITHOUT_BSAB_LABEL
 from cea.report.base import write_run_json
 from cea.report.files import write_csv
 from cea.report.plots.budget import plot_budget, plot_budget_countries
@@ -135,15 +136,22 @@ def countries_summary(budgets: list[Budget]) -> str:
     Y = budgets[0].years
     lines = [
         f"Budget impact over {Y} years, new mix minus current, undiscounted "
-        "(costs in each country's currency and price year, and in US$ at market exchange rates):",
+        "(costs in each country's currency and price year, and in US$ at market exchange rates); "
+        "the cost-effective strategy of the mix at the country's WTP (costs and QALYs "
+        "discounted), and with bispecific costs excluded*:",
         f"  {'country':<8}{'local currency':>24}{'US$':>16}{'Ig grams':>14}"
-        f"{'severe infections avoided':>28}",
+        f"{'severe infections avoided':>28}  {'cost-effective':<16}{'without bsAb costs*':<20}",
     ]
     for b in budgets:
         c, n = b.country, b.totals["net"]
+        r = b.base.results.set_index("strategy")
+        wtp = c.wtp_per_qaly
+        best = (wtp * r["qaly"] - r["cost"]).idxmax()
+        best_alt = (wtp * r["qaly"] - (r["cost"] - r["cost_bsab"])).idxmax()
         lines.append(
             f"  {c.code:<8}{c.currency:>5} {n['cost'].sum():>18,.0f}"
             f"{n['cost'].sum() / c.fx_lcu_per_usd:>16,.0f}{n['ig_grams'].sum():>14,.0f}"
-            f"{-n['severe_infections'].sum():>28,.1f}"
+            f"{-n['severe_infections'].sum():>28,.1f}  {best:<16}{best_alt:<20}"
         )
+    lines.append(f"* {WITHOUT_BSAB_LABEL}")
     return "\n".join(lines)

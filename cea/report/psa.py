@@ -146,6 +146,16 @@ def evppi_words(r, cur: str, n_draws: int) -> str:
     return f"{value}  cannot be told apart from 0 at {n_draws:,} draws{more}"
 
 
+def draw_share(p: float) -> str:
+    """A share of draws in words that never rounds a few draws away: "over 99.5%" rather than
+    "100%" when some draws disagree (they are what the EVPI is made of)."""
+    if 0.995 <= p < 1:
+        return "over 99.5%"
+    if 0 < p < 0.005:
+        return "under 0.5%"
+    return f"{p:.0%}"
+
+
 def _without_bsab_line(c: CountryPsa, cur: str) -> str:
     """The PSA's decision with the bispecific's costs excluded, beside the base view."""
     if not c.spec.include_bsab_costs:
@@ -154,7 +164,7 @@ def _without_bsab_line(c: CountryPsa, cur: str) -> str:
     optimal, p = psa_without_bsab(c.run.outcomes, list(c.spec.strategy_names), wtp)
     return (
         f"With {WITHOUT_BSAB_LABEL}: at {cur} {wtp:,.0f} per QALY the cost-effective strategy is "
-        f"{optimal}, cost-effective in {p[optimal]:.0%} of the draws."
+        f"{optimal}, cost-effective in {draw_share(p[optimal])} of the draws."
     )
 
 
@@ -197,7 +207,7 @@ def summary_text(c: CountryPsa) -> str:
         f"At {cur} {h['wtp']:,.0f} per QALY the cost-effective strategy is "
         f"{h['optimal_strategy']} (highest mean net monetary benefit over the draws; costs and "
         f"QALYs discounted), cost-effective in "
-        f"{h['p_cost_effective'][h['optimal_strategy']]:.0%} of the draws.",
+        f"{draw_share(h['p_cost_effective'][h['optimal_strategy']])} of the draws.",
         _without_bsab_line(c, cur),
         f"EVPI per patient: {cur} {_money(h['evpi_per_patient'])}; population ({_money(pop) if pop else 'n/a'} a year, "
         f"{h['decision_horizon_years']:g} years at {h['population_discount_rate']:.1%}): {cur} {_money(h['evpi_population'])}",

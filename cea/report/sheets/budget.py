@@ -13,7 +13,7 @@ from __future__ import annotations
 from openpyxl.utils import get_column_letter
 
 from cea.errors import CeaError
-from cea.igrt.spec import COST_CATEGORIES, SUBGROUPS
+from cea.igrt.spec import COST_CATEGORIES, FLOWS, SUBGROUPS
 from cea.pipeline.budget import RESOURCES
 from cea.report.sheets.cells import (
     FMT_GENERAL,
@@ -129,7 +129,8 @@ def write_budget(rs: ReportState, b) -> list[str]:
     n_rows = rs.T + 1
     per_patient_rows = len(names) * len(MEASURES)
     budget_rows = 3 * (len(MEASURES) + 1)
-    split_first = r + 8 + per_patient_rows + budget_rows
+    split_first = r + 8 + per_patient_rows + budget_rows  # state rewards
+    flow_first = split_first + n_rows + 3  # events and transition rewards
     # per patient by year since start
     r += 2
     put(ws, r, 1, "per patient", font=HEADER_FONT)
@@ -144,13 +145,22 @@ def write_budget(rs: ReportState, b) -> list[str]:
         sheet = rs.trace_sheet[name]
         blocks = rs.trace_blocks[name]
         is_ivig = st.uses_igrt and not st.is_scig
+        first_category = r + 1
         for m in MEASURES:
             r += 1
             put(ws, r, 1, name)
             put(ws, r, 2, m)
+            fmt = rs.money if m.startswith("cost") else FMT_GENERAL
+            if m == "cost":  # the total of the categories above
+                for y in range(Y):
+                    put_formula(ws, r, FIRST_YEAR_COL + y,
+                                f"SUM({yc[y]}{first_category}:{yc[y]}{r - 1})", fmt)  # fmt: skip
+                pp_row[(name, m)] = r
+                continue
             col = get_column_letter(cols.index(TRACE_COLUMN[m]) + 1)
+            top = flow_first if m in FLOWS else split_first
             for y in range(Y):
-                split = f"${yc[y]}${split_first}:${yc[y]}${split_first + n_rows - 1}"
+                split = f"${yc[y]}${top}:${yc[y]}${top + n_rows - 1}"
                 parts = []
                 for sg in SUBGROUPS:
                     start, end = blocks[sg]
@@ -162,7 +172,6 @@ def write_budget(rs: ReportState, b) -> list[str]:
                 formula = f"{w}*({parts[0]})+(1-{w})*({parts[1]})"
                 if m == "chair_hours":
                     formula = f"({formula})*{rs.n('q_ivig_chair_hours')}" if is_ivig else "0"
-                fmt = rs.money if m.startswith("cost") else FMT_GENERAL
                 put_formula(ws, r, FIRST_YEAR_COL + y, formula, fmt)
             pp_row[(name, m)] = r
     # budget by calendar year
@@ -197,33 +206,43 @@ def write_budget(rs: ReportState, b) -> list[str]:
                 put_formula(ws, r, FIRST_YEAR_COL + y, f, fmt)
             put_formula(ws, r, total_col, f"SUM({yc[0]}{r}:{yc[-1]}{r})", fmt, fill=TOTAL_FILL)
             budget_row[(mix, m)] = r
-    # the year split of the trace rows
-    r += 2
-    put(ws, r, 1, "year split", font=HEADER_FONT)
-    put(
-        ws,
-        r,
-        2,
-        "row t of a trace sheet stands for [(t - 1/2), (t + 1/2)] cycles clipped to the model's "
-        "time; share of it in each year since start",
-        font=NOTE_FONT,
-    )
-    r += 1
-    put(ws, r, 1, "trace row t", font=HEADER_FONT)
-    put(ws, r, 2, "from (years)", font=HEADER_FONT)
-    for y in range(Y):
-        put(ws, r, FIRST_YEAR_COL + y, y + 1, FMT_YEAR, font=HEADER_FONT)
-    head = r
+    # the year split of the trace rows: state rewards, then events and transition rewards
     dt = rs.n("cycle_length_years")
-    assert r + 1 == split_first, "budget sheet layout"
-    for t in range(n_rows):
+    for flow, top in ((False, split_first), (True, flow_first)):
+        r += 2
+        put(ws, r, 1, "year split, " + ("events" if flow else "states"), font=HEADER_FONT)
+        put(
+            ws,
+            r,
+            2,
+            "events and transition rewards (infection deaths, SCIG training, end of life): row t "
+            "holds the cycle ending there, [(t - 1), t] cycles; row 0 only start rewards"
+            if flow
+            else "state rewards: row t of a trace sheet stands for [(t - 1/2), (t + 1/2)] cycles "
+            "clipped to the model's time",
+            font=NOTE_FONT,
+        )
         r += 1
-        put(ws, r, 1, t)
-        put_formula(ws, r, 2, f"MAX(($A{r}-1/2)*{dt},0)", FMT_GENERAL)
-        hi = f"MIN(($A{r}+1/2)*{dt},horizon_years)"
+        put(ws, r, 1, "trace row t", font=HEADER_FONT)
+        put(ws, r, 2, "from (years)", font=HEADER_FONT)
         for y in range(Y):
-            a = f"{yc[y]}${head}"
-            put_formula(ws, r, FIRST_YEAR_COL + y,
-                        f"MAX(0,MIN({hi},{a})-MAX($B{r},{a}-1))/({hi}-$B{r})", FMT_GENERAL)  # fmt: skip
+            put(ws, r, FIRST_YEAR_COL + y, y + 1, FMT_YEAR, font=HEADER_FONT)
+        head = r
+        assert r + 1 == top, "budget sheet layout"
+        for t in range(n_rows):
+            r += 1
+            put(ws, r, 1, t)
+            if flow:
+                put_formula(ws, r, 2, f"MAX(($A{r}-1)*{dt},0)", FMT_GENERAL)
+                hi = f"$A{r}*{dt}"
+            else:
+                put_formula(ws, r, 2, f"MAX(($A{r}-1/2)*{dt},0)", FMT_GENERAL)
+                hi = f"MIN(($A{r}+1/2)*{dt},horizon_years)"
+            for y in range(Y):
+                a = f"{yc[y]}${head}"
+                share = f"MAX(0,MIN({hi},{a})-MAX($B{r},{a}-1))/({hi}-$B{r})"
+                if flow:  # row 0 of a flow: a point at time 0, in year 1
+                    share = f"IF({hi}>$B{r},{share},IF({a}=1,1,0))"
+                put_formula(ws, r, FIRST_YEAR_COL + y, share, FMT_GENERAL)
     finish_sheet(ws, {1: 22, 2: 26}, freeze="C4", default_width=16)
     return [ws.title]
