@@ -294,7 +294,7 @@ def test_evppi_words_for_the_payer():
     capped = row(evppi_per_patient=25.0, se_per_patient=6.0, share_of_evpi=1.0,
                  status="ok; capped at the EVPI", estimate_per_patient=31.0)  # fmt: skip
     text = words(capped, "GBP", 10_000)
-    assert "the regression gave GBP 31, above the EVPI" in text and "capped" in text
+    assert "the regression gave GBP 31 +- 6, above the EVPI" in text and "capped" in text
     assert words(row(status="refused: 9 parameters need at least 101 draws, have 100"), "GBP",
                  100).startswith("refused")  # fmt: skip
 

@@ -123,11 +123,11 @@ def evppi_words(r, cur: str, n_draws: int) -> str:
         return (
             f"{value}  = the EVPI, by definition (the model is deterministic given its parameters)"
         )
-    if status != "ok":  # capped
+    if status != "ok":  # capped: the standard error is that of the regression's estimate
         return (
-            f"{value}  ({_share(r['share_of_evpi'])} of EVPI): the regression gave "
-            f"{cur} {_money(r['estimate_per_patient'])}, above the EVPI, which no group can exceed; "
-            "capped there (the excess is estimation error)"
+            f"{cur} {_money(v):>9}  ({_share(r['share_of_evpi'])} of EVPI): the regression gave "
+            f"{cur} {_money(r['estimate_per_patient'])} +- {_money(se)}, above the EVPI, which no "
+            "group can exceed; capped there (the excess is estimation error)"
         )
     if r["distinguishable_from_zero"]:
         return f"{value}  ({_share(r['share_of_evpi'])} of EVPI)"
