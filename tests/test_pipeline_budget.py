@@ -272,3 +272,16 @@ def test_a_mix_of_strategies_a_scenario_does_not_run_is_refused(inputs, tmp_path
     err = capsys.readouterr().err
     assert code == 2 and "which scenario 'ivig_q6w' does not run" in err
     assert not (tmp_path / "q6w").exists()
+
+
+def test_several_countries_with_a_set_price_say_it_is_one_number_in_every_currency(
+    tmp_path, capsys
+):
+    code = main(["budget", "--countries", "gb,de", "--set", "c_ivig_per_g=30", "--out",
+                 str(tmp_path / "o")])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    assert (
+        "c_ivig_per_g set by the scenario or --set: the same number is used in every country" in out
+    )
+    assert "cost-effective" in out and "without bsAb costs*" in out

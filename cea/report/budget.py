@@ -154,4 +154,11 @@ def countries_summary(budgets: list[Budget]) -> str:
             f"{-n['severe_infections'].sum():>28,.1f}  {best:<16}{best_alt:<20}"
         )
     lines.append(f"* {WITHOUT_BSAB_LABEL}")
+    scenario = budgets[0].base.ptable.scenario
+    priced = sorted(n for n in {**scenario.parameters, **scenario.sets} if n.startswith("c_"))
+    if priced:
+        lines.append(
+            f"note: {', '.join(priced)} set by the scenario or --set: the same number is used in "
+            "every country's own currency"
+        )
     return "\n".join(lines)
