@@ -269,3 +269,6 @@ def test_every_summary_states_the_decision_beside_the_view_without_bsab_costs(
         assert "At GBP 20,000 per QALY the cost-effective strategy is No IgRT (none)" in text
     else:
         assert "without bsAb costs*" in text
+        # DE: primary SCIG against primary IVIG differs by under 0.001 QALY: flagged
+        de = next(line for line in text.splitlines() if line.startswith("DE ") and "~" in line)
+        assert "164~" in de

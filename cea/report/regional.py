@@ -21,6 +21,7 @@ from cea.parameters.table import Scenario
 from cea.pipeline.base import model_settings
 from cea.pipeline.decision import WITHOUT_BSAB_LABEL
 from cea.pipeline.regional import RegionalResult
+from cea.report.base import NEGLIGIBLE_QALY
 from cea.report.files import write_csv
 from cea.report.plots import regional as plots
 
@@ -106,6 +107,8 @@ def _fmt_ratio(r: pd.Series) -> str:
         return "same"
     v = r["icer_over_wtp"]
     s = f"{v:.2f}" if v < 100 else f"{v:,.0f}"
+    if abs(r["inc_qaly"]) < NEGLIGIBLE_QALY:  # a ratio of a negligible QALY difference
+        s += "~"
     return f"SW {s}" if q == "SW" else s
 
 
@@ -173,7 +176,9 @@ def summary_text(res: RegionalResult) -> str:
     width = 10
     for title, fmt in (
         (
-            "ICER / WTP (NE: < 1 is cost-effective; SW: > 1 is; dominant / dominated shown as such)",
+            "ICER / WTP (NE: < 1 is cost-effective; SW: > 1 is; dominant / dominated shown as such; "
+            f"~: the QALY difference is below {NEGLIGIBLE_QALY:g}, the ratio is not meaningful, "
+            "read the INMB)",
             _fmt_ratio,
         ),
         (
