@@ -37,6 +37,7 @@ from cea.parameters.table import (
 from cea.pipeline import budget, dsa, psa, regional
 from cea.pipeline.base import resolve_country, run_base_case
 from cea.pipeline.decision import decide
+from cea.pipeline.parallel import process_seconds
 from cea.report import base as report_base
 from cea.report import budget as report_budget
 from cea.report import dsa as report_dsa
@@ -504,7 +505,7 @@ def cli_psa(args) -> int:
     model_s = sum(v for k, v in run.seconds.items() if k.startswith("model_"))
     print(
         f"model {model_s:.1f} s for {len(codes) * run.n_draws:,} country-draws; "
-        f"total {run.seconds['total']:.1f} s"
+        f"total {process_seconds():.1f} s (the command's wall time, files written)"
     )
     if table is not None:
         print(verification_summary(table))

@@ -453,7 +453,7 @@ def test_compressed_csv_has_reproducible_bytes(tmp_path):
     # the per-draw files are gzip with no timestamp in the header: the same table gives the same
     # bytes at any time
     df = pd.DataFrame({"draw": [0, 1], "x": [0.1, np.nan]})
-    report_psa._write_csv_gz(df, tmp_path / "a.csv.gz")
+    report_psa.write_csv_gz([df], tmp_path / "a.csv.gz")
     raw = (tmp_path / "a.csv.gz").read_bytes()
     assert raw[4:8] == b"\x00\x00\x00\x00"  # MTIME field of the gzip header (RFC 1952)
     assert gzip.decompress(raw).decode() == "draw,x\n0,0.1\n1,\n"

@@ -105,13 +105,13 @@ def per_draw(outcomes: pd.DataFrame, names: Sequence[str], column: str) -> np.nd
 
 @dataclass
 class _Draws:
-    """What every PSA table is made from: per-draw cost and QALYs (D, K) of the strategies
-    ``names``, the WTP grid and the index of the country's WTP in it."""
+    """What every PSA table is made from: per-draw cost, QALYs and life-years (D, K) of the
+    strategies ``names``, the WTP grid and the index of the country's WTP in it."""
 
-    outcomes: pd.DataFrame
     names: list[str]
     cost: np.ndarray
     qaly: np.ndarray
+    ly: np.ndarray
     wtp: float
     grid: np.ndarray
     i_wtp: int
@@ -159,12 +159,11 @@ def summary_table(
     (INMB), against the deterministic base case; P(cost-effective) and P(INMB > 0); the ICER of
     the means."""
     base = base_outcomes.set_index("strategy")
-    out, wtp, rows = d.outcomes, d.wtp, []
+    wtp, rows = d.wtp, []
     for k, s in enumerate(d.names):
-        sel = out["strategy"] == s
         for measure in ("cost", "qaly", "ly"):
-            rows.append(_stat_row("strategy", s, measure, out.loc[sel, measure],
-                                  float(base.loc[s, measure])))  # fmt: skip
+            x = np.ascontiguousarray(getattr(d, measure)[:, k])
+            rows.append(_stat_row("strategy", s, measure, x, float(base.loc[s, measure])))
         det_nmb = wtp * float(base.loc[s, "qaly"]) - float(base.loc[s, "cost"])
         rows.append(_stat_row("strategy", s, "nmb", wtp * d.qaly[:, k] - d.cost[:, k], det_nmb))
         rows.append(_share_row("strategy", s, "p_cost_effective", prob[d.i_wtp, k], d.n))
@@ -311,7 +310,9 @@ def ce_plane_table(d: _Draws, draw_ids: np.ndarray) -> pd.DataFrame:
 
 
 def analyse(
-    outcomes: pd.DataFrame,
+    cost: np.ndarray,
+    qaly: np.ndarray,
+    ly: np.ndarray,
     draws: pd.DataFrame,
     ptable: ParameterTable,
     names: Sequence[str],
@@ -321,24 +322,27 @@ def analyse(
 ) -> PsaTables:
     """Summary, CEAC/CEAF, EVPI, EVPPI by parameter group, convergence and CE-plane tables.
 
-    ``outcomes``: the PSA's outcomes table (one row per draw and strategy); ``draws``: the
-    parameter draws (index ``draw``, in the outcomes' order); ``names``: the strategies in
-    the order of the tables; ``base_outcomes``: the deterministic base case's outcomes."""
+    ``cost``, ``qaly``, ``ly``: the PSA's discounted per-draw outcomes, (D, K) arrays, draws
+    in the order of ``draws`` (the parameter draws, index ``draw``), strategies in the order
+    ``names`` (:func:`per_draw` makes them from a long outcomes table); ``base_outcomes``: the
+    deterministic base case's outcomes. Only these three per-draw outcomes are needed, so
+    the PSA keeps no long table of every draw's results in memory."""
     country = ptable.country
     names = list(names)
+    cost, qaly, ly = (np.asarray(a, float) for a in (cost, qaly, ly))
+    if not cost.shape == qaly.shape == ly.shape == (len(draws), len(names)):
+        raise CeaError(
+            f"per-draw outcomes of shape {cost.shape}, {qaly.shape}, {ly.shape} for "
+            f"{len(draws)} draws and {len(names)} strategies"
+        )
     wtp = float(country.wtp_per_qaly)
-    mean_out = (
-        outcomes.groupby("strategy", sort=False)[["cost", "qaly", "ly"]]
-        .mean()
-        .reindex(names)
-        .reset_index()
-    )
+    mean_out = pd.DataFrame(
+        {"strategy": names, "cost": cost.mean(axis=0), "qaly": qaly.mean(axis=0),
+         "ly": ly.mean(axis=0)}
+    )  # fmt: skip
     inc_means = icer_table(mean_out, cost="cost", effect="qaly", wtp=wtp)
     grid = wtp_grid(wtp, country.wtp_alternatives, inc_means["icer"].tolist())
-    d = _Draws(
-        outcomes, names, per_draw(outcomes, names, "cost"), per_draw(outcomes, names, "qaly"),
-        wtp, grid, int(np.flatnonzero(grid == wtp)[0]),
-    )  # fmt: skip
+    d = _Draws(names, cost, qaly, ly, wtp, grid, int(np.flatnonzero(grid == wtp)[0]))
     prob = voi.ceac(d.cost, d.qaly, grid)
     opt, p_opt = voi.ceaf(d.cost, d.qaly, grid, prob)
     evpi_pp = voi.evpi(d.cost, d.qaly, grid)

@@ -10,6 +10,7 @@ outlives the command.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -25,6 +26,23 @@ def cpus() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+#: When this module was imported: the start of the clock where the process's start is unknown.
+_IMPORTED = time.perf_counter()
+
+
+def process_seconds() -> float:
+    """Wall seconds since this process started (Python's start-up and imports included), from
+    the start time Linux records in /proc/self/stat (field 22, clock ticks since boot);
+    elsewhere, seconds since this module was imported."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as f:
+            after_name = f.read().rsplit(")", 1)[1].split()
+        started = int(after_name[19]) / os.sysconf("SC_CLK_TCK")  # field 22 = 3rd after name + 19
+        return max(0.0, time.clock_gettime(time.CLOCK_BOOTTIME) - started)
+    except (OSError, ValueError, IndexError, AttributeError):
+        return time.perf_counter() - _IMPORTED
 
 
 def check_workers(workers: int | None) -> int:

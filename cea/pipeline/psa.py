@@ -40,6 +40,7 @@ from cea.parameters.table import ParameterTable, Scenario, build_parameter_table
 from cea.pipeline.base import BaseCase, as_scenario, build_base_case, comparisons_from_settings
 from cea.pipeline.memory import BYTES_PER_PSA_DRAW, check_fits
 from cea.pipeline.parallel import check_workers, in_threads
+from cea.pipeline.spool import OUTCOME_COLUMNS, OutcomeStore
 
 #: The engine's backend of the PSA: compiled.
 DEFAULT_BACKEND = "numba"
@@ -82,14 +83,31 @@ class Progress:
 
 @dataclass
 class ModelRun:
-    """Per-draw model results: ``cost``/``qaly`` as (D, K) arrays, the long outcomes table,
-    the calibrated values per draw, and the seconds spent."""
+    """Per-draw model results: ``cost``, ``qaly`` and ``ly`` as (D, K) arrays (what the
+    analyses need), every outcome column of every draw on disk (``store``; the long table as
+    :attr:`outcomes`), the calibrated values per draw, and the seconds spent."""
 
-    outcomes: pd.DataFrame
+    store: OutcomeStore
     calibrated: pd.DataFrame
     cost: np.ndarray
     qaly: np.ndarray
+    ly: np.ndarray
     seconds: float
+
+    @property
+    def outcomes(self) -> pd.DataFrame:
+        """The long outcomes table, one row per (draw, strategy), all draws of a strategy
+        together (read from disk: for small runs and tests; writers use ``store.frames()``)."""
+        return self.store.frame()
+
+
+def _chunk_outcomes(outcomes: pd.DataFrame, names: list[str], n: int) -> np.ndarray:
+    """A chunk's outcomes table (strategy-major, as :func:`run_model` makes it) as a
+    (K, n, C) array of :data:`OUTCOME_COLUMNS`, checked (:func:`validate_outcomes`)."""
+    outcomes = validate_outcomes(outcomes, "the PSA")
+    if not (outcomes["strategy"].to_numpy() == np.repeat(names, n)).all():
+        raise CeaError("the model's outcomes are not in the order of its strategies")
+    return outcomes[list(OUTCOME_COLUMNS)].to_numpy(float).reshape(len(names), n, -1)
 
 
 def run_draws(
@@ -104,35 +122,35 @@ def run_draws(
     """Run the model over all draws in chunks of at most ``chunk_draws``, ``workers`` chunks
     at a time in threads (None: one per CPU; every thread gets a chunk when there are fewer
     than ``workers`` x ``chunk_draws`` draws). Progress is reported as chunks finish; the
-    results do not depend on the chunk size or the number of threads."""
+    results do not depend on the chunk size or the number of threads.
+
+    Each chunk's outcomes go to disk (:class:`OutcomeStore`) as it finishes and only per-draw
+    cost, QALYs and life-years stay in memory, so memory grows by 3 x K x 8 bytes a draw
+    beyond the draws themselves, whatever the number of draws."""
     if chunk_draws < 1:
         raise CeaError(f"chunk_draws must be >= 1, got {chunk_draws}")
     workers = check_workers(workers)
-    D, K = len(draws), len(spec.strategies)
+    D, names = len(draws), list(spec.strategy_names)
     t0 = time.perf_counter()
     chunk = max(1, min(chunk_draws, -(-D // workers)))
-    parts, cal = [], []
-    for res in in_threads(
-        lambda lo: run_model(draws.iloc[lo : lo + chunk], spec, backend=backend),
-        range(0, D, chunk),
-        workers,
-    ):
-        parts.append(res.outcomes)
-        cal.append(res.calibrated)
+    store = OutcomeStore(names, draws.index.to_numpy(), OUTCOME_COLUMNS)
+    kept = {c: np.empty((D, len(names))) for c in ("cost", "qaly", "ly")}
+    cal = []
+
+    def one(lo: int):
+        res = run_model(draws.iloc[lo : lo + chunk], spec, backend=backend)
+        n = len(res.calibrated)
+        return lo, _chunk_outcomes(res.outcomes, names, n), res.calibrated
+
+    for lo, block, calibrated in in_threads(one, range(0, D, chunk), workers):
+        n = block.shape[1]
+        store.put(lo, block)
+        for c in kept:
+            kept[c][lo : lo + n] = block[:, :, OUTCOME_COLUMNS.index(c)].T
+        cal.append(calibrated)
         if progress is not None:
-            progress.update(len(res.calibrated), label)
-    # each chunk is strategy-major; put all draws of a strategy together, strategies in spec order
-    out = pd.concat(parts, ignore_index=True)
-    order = {s: i for i, s in enumerate(spec.strategy_names)}
-    out = out.sort_values(
-        ["strategy", "draw"],
-        key=lambda s: s.map(order) if s.name == "strategy" else s,
-        kind="stable",
-    )
-    out = validate_outcomes(out.reset_index(drop=True), "the PSA")
-    cost = out["cost"].to_numpy().reshape(K, D).T.copy()
-    qaly = out["qaly"].to_numpy().reshape(K, D).T.copy()
-    return ModelRun(out, pd.concat(cal), cost, qaly, time.perf_counter() - t0)
+            progress.update(n, label)
+    return ModelRun(store, pd.concat(cal), **kept, seconds=time.perf_counter() - t0)
 
 
 @dataclass
@@ -222,8 +240,8 @@ def run_psa(
             comps = comparisons_from_settings(pt.settings, spec)
             t1 = time.perf_counter()
             tables = analyse(
-                run.outcomes, all_draws[code], pt, spec.strategy_names, base.outcomes, comps,
-                decision_horizon_years,
+                run.cost, run.qaly, run.ly, all_draws[code], pt, spec.strategy_names,
+                base.outcomes, comps, decision_horizon_years,
             )  # fmt: skip
             seconds[f"model_{code}"] = run.seconds
             seconds[f"analysis_{code}"] = time.perf_counter() - t1
