@@ -124,6 +124,13 @@ class _Draws:
         return self.names.index(strategy)
 
 
+def _group_means(x: np.ndarray) -> np.ndarray:
+    """Column means of ``x`` (D, K) as pandas' groupby computes them (compensated summation),
+    the same to the last bit as the strategies' means of the long outcomes table: the ICER of
+    the means, a small difference of large numbers, depends on it."""
+    return pd.DataFrame(x).groupby(np.zeros(len(x), dtype=np.intp)).mean().to_numpy()[0]
+
+
 def _stat_row(kind, name, measure, x, det=float("nan")) -> dict:
     """One summary row: PSA mean, Monte Carlo SE, central interval, against the deterministic
     value."""
@@ -337,8 +344,8 @@ def analyse(
         )
     wtp = float(country.wtp_per_qaly)
     mean_out = pd.DataFrame(
-        {"strategy": names, "cost": cost.mean(axis=0), "qaly": qaly.mean(axis=0),
-         "ly": ly.mean(axis=0)}
+        {"strategy": names, "cost": _group_means(cost), "qaly": _group_means(qaly),
+         "ly": _group_means(ly)}
     )  # fmt: skip
     inc_means = icer_table(mean_out, cost="cost", effect="qaly", wtp=wtp)
     grid = wtp_grid(wtp, country.wtp_alternatives, inc_means["icer"].tolist())
