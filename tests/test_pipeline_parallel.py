@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from cea.pipeline.parallel import check_workers, cpus, in_threads
+from cea.pipeline.parallel import AHEAD, check_workers, cpus, in_threads, process_seconds
 
 
 def test_results_come_back_in_the_items_order():
@@ -53,3 +53,32 @@ def test_workers_default_to_the_cpus_and_must_be_whole_and_positive():
     for bad in (0, -2, 2.0, True, "4"):
         with pytest.raises(Exception, match="workers must be a whole number >= 1"):
             check_workers(bad)
+
+
+def test_items_are_started_a_bounded_number_ahead_of_the_caller():
+    # the caller streams the results: when it takes result i, at most AHEAD x workers items
+    # beyond it have been started, and the results it has taken are no longer held
+    started, seen = [], []
+    lock = threading.Lock()
+
+    def note(i):
+        with lock:
+            started.append(i)
+        return [i] * 1000
+
+    for result in in_threads(note, range(50), workers=2):
+        i = result[0]
+        with lock:
+            assert len(started) <= i + 1 + AHEAD * 2
+        seen.append(i)
+    assert seen == list(range(50)) and sorted(started) == list(range(50))
+
+
+def test_process_seconds_counts_from_the_process_start():
+    # at least the time since this test started, and not absurdly more than Python has run
+    t0 = time.perf_counter()
+    before = process_seconds()
+    time.sleep(0.05)
+    after = process_seconds()
+    assert 0 < before and after - before >= 0.05 - 0.02  # clock ticks of 10 ms
+    assert after < time.perf_counter() - t0 + 24 * 3600

@@ -25,6 +25,7 @@ from cea.parameters import distributions as dist
 from cea.parameters import sampling
 from cea.parameters.table import build_parameter_table
 from cea.pipeline import psa
+from cea.pipeline.spool import OUTCOME_COLUMNS
 from cea.report import psa as report_psa
 
 INPUTS = Path(__file__).resolve().parents[1] / "inputs"
@@ -526,3 +527,19 @@ def test_cli_writes_every_output(tmp_path, capsys):
 def test_cli_rejects_country_and_countries(capsys):
     assert main(["psa", "--country", "GB", "--countries", "all", "--draws", "10"]) == 2
     assert "not both" in capsys.readouterr().err
+
+
+def test_per_draw_arrays_and_means_equal_the_long_table(gb_psa):
+    # the PSA keeps only (D, K) cost, QALYs and LYs in memory (the long table is on disk): they
+    # are the long table's columns, and the means of the strategies are its groupby means to
+    # the last bit (the ICER of means, a small difference of large numbers, depends on it)
+    c = gb_psa.countries["GB"]
+    out, names = c.run.outcomes, c.spec.strategy_names
+    for col in ("cost", "qaly", "ly"):
+        np.testing.assert_array_equal(getattr(c.run, col), analysis_psa.per_draw(out, names, col))
+    means = out.groupby("strategy", sort=False)[["cost", "qaly", "ly"]].mean()
+    inc = c.tables.incremental_means.set_index("strategy")
+    for s in names:
+        assert (inc.loc[s, "cost"], inc.loc[s, "qaly"]) == tuple(means.loc[s, ["cost", "qaly"]])
+    assert list(out.columns) == ["draw", "strategy", *OUTCOME_COLUMNS]
+    assert list(pd.unique(out["strategy"])) == names

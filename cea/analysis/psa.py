@@ -305,10 +305,12 @@ def convergence_table(d: _Draws, comparisons) -> pd.DataFrame:
 def ce_plane_table(d: _Draws, draw_ids: np.ndarray) -> pd.DataFrame:
     """Every strategy against the first, per draw: incremental cost and QALYs."""
     K = len(d.names)
+    # the K - 1 names themselves, referenced by every row (not a new string object per row)
+    names = np.array(d.names[1:], dtype=object)
     return pd.DataFrame(
         {
             "draw": np.tile(draw_ids, K - 1),
-            "strategy": np.repeat(d.names[1:], d.n),
+            "strategy": names[np.repeat(np.arange(K - 1), d.n)],
             "reference": d.names[0],
             "inc_cost": (d.cost[:, 1:] - d.cost[:, :1]).T.reshape(-1),
             "inc_qaly": (d.qaly[:, 1:] - d.qaly[:, :1]).T.reshape(-1),

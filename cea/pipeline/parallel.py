@@ -11,11 +11,17 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 from typing import TypeVar
 
 from cea.errors import CeaError
+
+#: Items started ahead of the one being yielded, per thread: keeps every thread busy while the
+#: caller takes the results in order.
+AHEAD = 2
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -56,19 +62,25 @@ def check_workers(workers: int | None) -> int:
 
 def in_threads(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
     """``fn(item)`` for every item, ``workers`` at a time in threads; yields the results in the
-    items' order. An exception in one item cancels the items not yet started and is raised
-    once the running ones have finished."""
-    items = list(items)
-    n = min(len(items), workers)
+    items' order. At most 2 x ``workers`` items are started ahead of the one yielded, and a
+    result is let go once yielded, so memory does not grow with the number of items (the
+    caller streams them). An exception in one item cancels the items not yet started and is
+    raised once the running ones have finished."""
+    items = iter(items)
+    n = workers
     if n <= 1:
         for item in items:
             yield fn(item)
         return
     with ThreadPoolExecutor(max_workers=n, thread_name_prefix="cea-chunk") as pool:
-        futures = [pool.submit(fn, item) for item in items]
+        pending = deque(pool.submit(fn, item) for item in islice(items, AHEAD * n))
         try:
-            for future in futures:
-                yield future.result()
+            while pending:
+                result = pending.popleft().result()
+                for item in islice(items, 1):
+                    pending.append(pool.submit(fn, item))
+                yield result
+                del result
         finally:
-            for future in futures:
+            for future in pending:
                 future.cancel()
