@@ -540,6 +540,6 @@ def test_per_draw_arrays_and_means_equal_the_long_table(gb_psa):
     means = out.groupby("strategy", sort=False)[["cost", "qaly", "ly"]].mean()
     inc = c.tables.incremental_means.set_index("strategy")
     for s in names:
-        assert (inc.loc[s, "cost"], inc.loc[s, "qaly"]) == tuple(means.loc[s, ["cost", "qaly"]])
+        assert (inc.loc[s, "cost"], inc.loc[s, "effect"]) == tuple(means.loc[s, ["cost", "qaly"]])
     assert list(out.columns) == ["draw", "strategy", *OUTCOME_COLUMNS]
     assert list(pd.unique(out["strategy"])) == names
