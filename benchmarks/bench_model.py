@@ -14,6 +14,9 @@ Cases, each in a fresh Python process so that its peak resident memory is its ow
 - **engine**: ``run_markov`` on a plain 4-state time-dependent model (healthy, sick, sicker,
   dead; 130 monthly cycles; per-draw probabilities and costs; a transition cost), in chunks
   of 10,000 draws.
+- **command**: the whole ``python -m cea psa --country GB --draws N --seed 1`` command as a user
+  runs it, into a temporary folder: wall seconds from starting Python to its exit (imports,
+  the PSA, writing every file and figure), and that process's peak resident memory.
 
 With ``--baseline``, each case runs for both checkouts in turn (``--repeat`` times, the
 median kept) and the ratio new / baseline is printed: the machine is shared, so both sides of
@@ -30,6 +33,8 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,8 +112,28 @@ CASE = (
 )
 
 
+def measure_command(checkout: Path, n: int) -> dict:
+    """The whole ``cea psa`` command in a fresh interpreter: wall time and the peak resident
+    memory of that one process (``wait4``)."""
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    with tempfile.TemporaryDirectory() as tmp, open(Path(tmp) / "stderr", "w+b") as err:
+        argv = [sys.executable, "-m", "cea", "psa", "--country", "GB", "--draws", str(n),
+                "--seed", str(SEED), "--out", str(Path(tmp) / "psa"), "--force"]  # fmt: skip
+        t = time.perf_counter()
+        proc = subprocess.Popen(argv, cwd=checkout, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - t
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode:
+            err.seek(0)
+            raise RuntimeError(err.read().decode())
+    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024.0, "parts": {}}
+
+
 def measure(checkout: Path, case: str, n: int) -> dict:
     """One case in a fresh interpreter, importing ``cea`` from ``checkout``."""
+    if case == "command":
+        return measure_command(checkout, n)
     env = {**os.environ, "PYTHONPATH": str(checkout)}
     out = subprocess.run(
         [sys.executable, "-c", CASE, case, str(n)],
@@ -124,7 +149,9 @@ def measure(checkout: Path, case: str, n: int) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--baseline", type=Path, default=None, help="another checkout to compare")
-    ap.add_argument("--cases", nargs="+", default=["psa", "engine"], choices=["psa", "engine"])
+    ap.add_argument(
+        "--cases", nargs="+", default=["psa", "engine"], choices=["psa", "engine", "command"]
+    )
     ap.add_argument("--draws", nargs="+", type=int, default=[10_000, 100_000])
     ap.add_argument("--repeat", type=int, default=3, help="runs per side; the median is kept")
     args = ap.parse_args(argv)
