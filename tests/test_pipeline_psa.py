@@ -541,5 +541,8 @@ def test_per_draw_arrays_and_means_equal_the_long_table(gb_psa):
     inc = c.tables.incremental_means.set_index("strategy")
     for s in names:
         assert (inc.loc[s, "cost"], inc.loc[s, "effect"]) == tuple(means.loc[s, ["cost", "qaly"]])
+    np.testing.assert_array_equal(
+        c.run.per_draw("cost_bsab"), analysis_psa.per_draw(out, names, "cost_bsab")
+    )
     assert list(out.columns) == ["draw", "strategy", *OUTCOME_COLUMNS]
     assert list(pd.unique(out["strategy"])) == names

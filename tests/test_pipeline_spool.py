@@ -31,6 +31,7 @@ def test_blocks_come_back_bit_for_bit_in_strategy_then_draw_order():
         }
     )
     pd.testing.assert_frame_equal(store.frame(), slow, check_exact=True)
+    np.testing.assert_array_equal(store.column("x", rows=4), full[:, :, 1].T)
     blocks = list(store.frames(rows=7))
     assert max(len(b) for b in blocks) == 7
     pd.testing.assert_frame_equal(pd.concat(blocks, ignore_index=True), slow, check_exact=True)

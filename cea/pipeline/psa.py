@@ -100,6 +100,11 @@ class ModelRun:
         together (read from disk: for small runs and tests; writers use ``store.frames()``)."""
         return self.store.frame()
 
+    def per_draw(self, column: str) -> np.ndarray:
+        """One outcome column (:data:`OUTCOME_COLUMNS`) as a (D, K) array, strategies in the
+        model's order, read from disk: 8 x K bytes a draw, not the whole long table."""
+        return self.store.column(column)
+
 
 def _chunk_outcomes(outcomes: pd.DataFrame, names: list[str], n: int) -> np.ndarray:
     """A chunk's outcomes table (strategy-major, as :func:`run_model` makes it) as a

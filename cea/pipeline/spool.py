@@ -83,6 +83,17 @@ class OutcomeStore:
                 raise CeaError("the PSA's outcome file is shorter than written")
         return out
 
+    def column(self, name: str, rows: int = READ_ROWS) -> np.ndarray:
+        """One outcome column of every draw and strategy, (D, K), read in blocks."""
+        j = self.columns.index(name)
+        K, D, _ = self.shape
+        out = np.empty((D, K))
+        for k in range(K):
+            for lo in range(0, D, max(1, rows)):
+                hi = min(D, lo + max(1, rows))
+                out[lo:hi, k] = self.read(k, lo, hi)[:, j]
+        return out
+
     def frames(self, rows: int = READ_ROWS) -> Iterator[pd.DataFrame]:
         """The long outcomes table (``draw, strategy`` and the columns), all draws of a strategy
         together, strategies in order, in blocks of at most ``rows`` rows."""
