@@ -546,3 +546,14 @@ def test_per_draw_arrays_and_means_equal_the_long_table(gb_psa):
     )
     assert list(out.columns) == ["draw", "strategy", *OUTCOME_COLUMNS]
     assert list(pd.unique(out["strategy"])) == names
+
+
+def test_ceac_in_blocks_of_draws_is_the_ceac_to_the_bit(monkeypatch):
+    # shares of draws are counts / D: blocks of draws give the same counts, hence the same bits
+    rng = np.random.default_rng(7)
+    cost = rng.normal(1e5, 2e4, (1003, 4))
+    qaly = rng.normal(1.4, 0.05, (1003, 4))
+    grid = np.linspace(0.0, 2e5, 57)
+    whole = analysis_psa.voi.ceac(cost, qaly, grid)
+    monkeypatch.setattr(analysis_psa, "CEAC_BLOCK_DRAWS", 100)
+    np.testing.assert_array_equal(analysis_psa.ceac_in_blocks(cost, qaly, grid), whole)

@@ -39,6 +39,11 @@ WTP_GRID_CAP_FACTOR = 100.0
 WTP_GRID_POINTS = 101
 
 
+#: Draws per call of :func:`voi.ceac` (:func:`ceac_in_blocks`): bounds its temporaries
+#: (32 WTP values x this x 8 bytes, about 17 MB each) whatever the number of draws.
+CEAC_BLOCK_DRAWS = 65_536
+
+
 #: Name of the EVPPI group holding every uncertain parameter: its EVPPI is the EVPI.
 ALL_PARAMETERS = "all_parameters"
 
@@ -200,6 +205,21 @@ def summary_table(
     return summary
 
 
+def ceac_in_blocks(cost: np.ndarray, qaly: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """:func:`voi.ceac` over blocks of :data:`CEAC_BLOCK_DRAWS` draws, so that its (WTP block x
+    draws) temporaries do not grow with the draws; the same numbers to the bit: each block's
+    shares times its draws are whole counts (recovered exactly by rounding), summed, then
+    divided by all the draws as :func:`voi.ceac` divides its counts."""
+    D = len(cost)
+    if D <= CEAC_BLOCK_DRAWS:
+        return voi.ceac(cost, qaly, grid)
+    counts = np.zeros((len(grid), cost.shape[1]))
+    for lo in range(0, D, CEAC_BLOCK_DRAWS):
+        hi = min(D, lo + CEAC_BLOCK_DRAWS)
+        counts += np.rint(voi.ceac(cost[lo:hi], qaly[lo:hi], grid) * (hi - lo))
+    return counts / D
+
+
 def ceac_table(d: _Draws, prob: np.ndarray, opt: np.ndarray) -> pd.DataFrame:
     """Long CEAC: probability each strategy is optimal at each WTP; ``on_ceaf``: it is the
     strategy of highest expected NMB there."""
@@ -352,7 +372,7 @@ def analyse(
     inc_means = icer_table(mean_out, cost="cost", effect="qaly", wtp=wtp)
     grid = wtp_grid(wtp, country.wtp_alternatives, inc_means["icer"].tolist())
     d = _Draws(names, cost, qaly, ly, wtp, grid, int(np.flatnonzero(grid == wtp)[0]))
-    prob = voi.ceac(d.cost, d.qaly, grid)
+    prob = ceac_in_blocks(d.cost, d.qaly, grid)
     opt, p_opt = voi.ceaf(d.cost, d.qaly, grid, prob)
     evpi_pp = voi.evpi(d.cost, d.qaly, grid)
     pop, rate = country.population_eligible_annual, country.discount_rate_costs
