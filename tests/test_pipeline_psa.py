@@ -9,7 +9,9 @@ import gzip
 import io
 import json
 import math
+import re
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -483,9 +485,15 @@ def test_several_countries_write_one_folder_each_with_the_files_of_a_single_run(
 def test_cli_writes_every_output(tmp_path, capsys):
     out = tmp_path / "psa_gb"
     argv = ["psa", "--country", "GB", "--draws", "40", "--seed", "3", "--out", str(out)]
+    t0 = time.perf_counter()
     assert main(argv) == 0
+    took = time.perf_counter() - t0
     printed = capsys.readouterr().out
     assert "EVPI per patient" in printed and "PSA-det" in printed
+    # the printed total is the process's wall time, the writing of every file included (here
+    # the test process's: at least this command's)
+    total = float(re.search(r"total ([0-9.]+) s \(the command's wall time", printed).group(1))
+    assert total >= round(took, 1) - 0.1
     for f in (
         "draws.csv.gz",
         "outcomes.csv.gz",
