@@ -39,7 +39,11 @@ meta = json.loads(open(sys.argv[2]).read())
 cost, qaly, grid = data["cost"], data["qaly"], data["grid"]
 draws = pd.DataFrame(data["draws"], columns=meta["columns"])
 wtp = meta["wtp"]
-d = A._Draws(None, meta["names"], cost, qaly, wtp, grid, int(np.flatnonzero(grid == wtp)[0]))
+# by field name: _Draws held the long outcomes table before the per-draw outcomes went to disk,
+# and holds per-draw life-years since (neither is read by the EVPPI)
+given = dict(outcomes=None, names=meta["names"], cost=cost, qaly=qaly, ly=np.zeros_like(cost),
+             wtp=wtp, grid=grid, i_wtp=int(np.flatnonzero(grid == wtp)[0]))
+d = A._Draws(**{f: given[f] for f in A._Draws.__dataclass_fields__})
 evpi_pp = voi.evpi(cost, qaly, grid)
 t = time.perf_counter()
 table, _ = A.evppi_tables(d, meta["groups"], draws, evpi_pp, 1.0)
