@@ -176,20 +176,12 @@ def test_psa_without_bsab_by_hand():
     """Two draws, two strategies, WTP 100, net benefit with the bispecific's cost taken off:
     draw 0: A 100 x 1 - (50 - 40) = 90, B 100 x 1.2 - (80 - 10) = 50; draw 1: A 90,
     B 100 x 2.1 - 70 = 140. B is best in one draw of two and has the higher mean (95 > 90)."""
-    import pandas as pd
-
     from cea.pipeline.decision import psa_without_bsab
 
-    outcomes = pd.DataFrame(
-        {
-            "draw": [0, 0, 1, 1],
-            "strategy": ["A", "B", "A", "B"],
-            "cost": [50.0, 80.0, 50.0, 80.0],
-            "cost_bsab": [40.0, 10.0, 40.0, 10.0],
-            "qaly": [1.0, 1.2, 1.0, 2.1],
-        }
-    )
-    optimal, p = psa_without_bsab(outcomes, ["A", "B"], 100.0)
+    cost = np.array([[50.0, 80.0], [50.0, 80.0]])  # draws x strategies (A, B)
+    cost_bsab = np.array([[40.0, 10.0], [40.0, 10.0]])
+    qaly = np.array([[1.0, 1.2], [1.0, 2.1]])
+    optimal, p = psa_without_bsab(cost, cost_bsab, qaly, ["A", "B"], 100.0)
     # draw 0: A 90, B 50; draw 1: A 90, B 140; means A 90, B 95
     assert optimal == "B" and p == {"A": 0.5, "B": 0.5}
 

@@ -123,14 +123,16 @@ def survival_value(base: BaseCase) -> SurvivalValue:
     )
 
 
-def psa_without_bsab(outcomes, names: list[str], wtp: float) -> tuple[str, dict[str, float]]:
-    """Over PSA draws (long outcomes with ``draw, strategy, cost, cost_bsab, qaly``): the
-    strategy with the highest mean net monetary benefit with the bispecific's costs excluded
-    (each draw's cost minus its bispecific cost; the QALYs do not depend on costs), and the
-    share of draws in which each strategy has the highest net benefit."""
-    nmb = (wtp * outcomes["qaly"] - (outcomes["cost"] - outcomes["cost_bsab"])).to_numpy()
-    table = outcomes.assign(nmb=nmb).pivot(index="draw", columns="strategy", values="nmb")[names]
-    values = table.to_numpy()
+def psa_without_bsab(
+    cost: np.ndarray, cost_bsab: np.ndarray, qaly: np.ndarray, names: list[str], wtp: float
+) -> tuple[str, dict[str, float]]:
+    """Over PSA draws ((D, K) arrays, strategies in ``names`` order): the strategy with the
+    highest mean net monetary benefit with the bispecific's costs excluded (each draw's cost
+    minus its bispecific cost; the QALYs do not depend on costs), and the share of draws in
+    which each strategy has the highest net benefit."""
+    values = wtp * np.asarray(qaly, float) - (
+        np.asarray(cost, float) - np.asarray(cost_bsab, float)
+    )
     best = values.argmax(axis=1)
     p = {name: float(np.mean(best == k)) for k, name in enumerate(names)}
     return names[int(values.mean(axis=0).argmax())], p

@@ -227,7 +227,9 @@ def _without_bsab_line(c: CountryPsa, cur: str) -> str:
     if not c.spec.include_bsab_costs:
         return f"This run has {WITHOUT_BSAB_LABEL}."
     wtp = c.ptable.country.wtp_per_qaly
-    optimal, p = psa_without_bsab(c.run.outcomes, list(c.spec.strategy_names), wtp)
+    run = c.run
+    optimal, p = psa_without_bsab(run.cost, run.per_draw("cost_bsab"), run.qaly,
+                                  list(c.spec.strategy_names), wtp)  # fmt: skip
     return (
         f"With {WITHOUT_BSAB_LABEL}: at {cur} {wtp:,.0f} per QALY the cost-effective strategy is "
         f"{optimal}, cost-effective in {draw_share(p[optimal])} of the draws."
