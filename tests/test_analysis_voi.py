@@ -90,6 +90,8 @@ def test_population_multiplier_by_hand():
         want + 450 * 1.035**-5, rel=EXACT
     )
     assert voi.population_multiplier(100, 3, 0.0) == pytest.approx(300.0, rel=EXACT)
+    # growing 10% a year, undiscounted: 100 + 110 + 121
+    assert voi.population_multiplier(100, 3, 0.0, 0.1) == pytest.approx(331.0, rel=EXACT)
     with pytest.raises(CeaError):
         voi.population_multiplier(100, 0, 0.03)
 

@@ -251,7 +251,12 @@ def test_evpi_nonnegative_and_evppi_table_consistent(gb_psa):
     assert refused["evppi_per_patient"].isna().all()
     # population EVPI = per patient x the discounted population over the decision horizon
     c = gb_psa.countries["GB"].ptable.country
-    mult = sum(c.population_eligible_annual * (1 + c.discount_rate_costs) ** -t for t in range(5))
+    g = c.population_growth_annual  # the eligible population grows as in the budget impact
+    assert g == 0.02
+    mult = sum(
+        c.population_eligible_annual * (1 + g) ** t * (1 + c.discount_rate_costs) ** -t
+        for t in range(5)
+    )
     np.testing.assert_allclose(
         t.evpi["evpi_population"], t.evpi["evpi_per_patient"] * mult, rtol=1e-12
     )

@@ -377,7 +377,9 @@ def analyse(
     evpi_pp = voi.evpi(d.cost, d.qaly, grid)
     pop, rate = country.population_eligible_annual, country.discount_rate_costs
     mult = (
-        voi.population_multiplier(pop, decision_horizon_years, rate)
+        voi.population_multiplier(
+            pop, decision_horizon_years, rate, country.population_growth_annual
+        )
         if pop is not None
         else float("nan")
     )

@@ -259,13 +259,14 @@ def _clean(value: np.ndarray, dc: np.ndarray, de: np.ndarray, w: np.ndarray) -> 
 
 
 def population_multiplier(
-    population_annual: float, horizon_years: float, discount_rate: float
+    population_annual: float, horizon_years: float, discount_rate: float, growth: float = 0.0
 ) -> float:
     """Discounted number of patients affected by the decision over its horizon.
 
-    sum over years t = 0 .. H-1 of population_annual / (1 + r)^t, where H = horizon_years
-    (a fractional last year counts pro rata); each year's incident cohort is treated at the
-    start of its year.
+    sum over years t = 0 .. H-1 of population_annual (1 + g)^t / (1 + r)^t, where H =
+    horizon_years (a fractional last year counts pro rata) and g the yearly growth of the
+    eligible population (as the budget impact counts it); each year's incident cohort is
+    treated at the start of its year.
     """
     if population_annual is None or not np.isfinite(population_annual) or population_annual < 0:
         raise CeaError(f"population must be a number >= 0, got {population_annual!r}")
@@ -273,12 +274,15 @@ def population_multiplier(
         raise CeaError(f"decision horizon must be > 0 years, got {horizon_years!r}")
     if not 0 <= discount_rate < 1:
         raise CeaError(f"discount rate must be in [0, 1), got {discount_rate!r}")
+    if not growth > -1:
+        raise CeaError(f"population growth must be above -1, got {growth!r}")
+    ratio = (1.0 + growth) / (1.0 + discount_rate)
     whole = int(np.floor(horizon_years))
     years = np.arange(whole)
-    total = float(np.sum((1.0 + discount_rate) ** -years.astype(float)))
+    total = float(np.sum(ratio ** years.astype(float)))
     frac = horizon_years - whole
     if frac > 0:
-        total += frac * (1.0 + discount_rate) ** -float(whole)
+        total += frac * ratio ** float(whole)
     return population_annual * total
 
 
