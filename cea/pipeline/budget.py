@@ -136,7 +136,7 @@ def budget_impact(
         m: by_model_year(pc[m], spec.dt, years, flow=m in FLOWS)
         for m in (*COST_CATEGORIES, *dict(RESOURCES))
     }
-    per_patient["cost"] = sum(per_patient[c] for c in COST_CATEGORIES)
+    per_patient["cost"] = sum(per_patient[k] for k in COST_CATEGORIES)
     totals: dict[str, dict[str, np.ndarray]] = {}
     for mix in BUDGET_MIXES:
         totals[mix] = {
