@@ -212,8 +212,13 @@ class CountryResult:
 # --------------------------------------------------------------------------- tables
 
 
-def _optimal(outcomes: pd.DataFrame, wtp: float) -> str:
-    t = icer_table(outcomes[["strategy", "cost", "qaly"]], cost="cost", effect="qaly", wtp=wtp)
+def optimal_strategy(outcomes: pd.DataFrame, wtp: float, without_bsab: bool = False) -> str:
+    """The strategy with the highest net monetary benefit at ``wtp`` (outcomes: ``strategy,
+    cost, qaly`` and, for ``without_bsab``, ``cost_bsab``). ``without_bsab``: with bispecific
+    costs during added survival excluded, i.e. the same QALYs and cost - cost_bsab."""
+    cost = outcomes["cost"] - outcomes["cost_bsab"] if without_bsab else outcomes["cost"]
+    table = outcomes[["strategy", "qaly"]].assign(cost=cost)
+    t = icer_table(table, cost="cost", effect="qaly", wtp=wtp)
     return str(t.loc[t["optimal"], "strategy"].iloc[0])
 
 
@@ -231,8 +236,8 @@ def comparison_rows(cr: CountryResult) -> pd.DataFrame:
     wtp, fx, ppp = c.wtp_per_qaly, c.fx_lcu_per_usd, c.ppp_lcu_per_intl_dollar
     o = cr.outcomes
     strategies = {s.strategy: s for s in cr.spec.strategies}
-    optimal = _optimal(o, wtp)
-    alt = "; ".join(f"{w:,.0f}: {_optimal(o, w)}" for w in c.wtp_alternatives)
+    optimal = optimal_strategy(o, wtp)
+    alt = "; ".join(f"{w:,.0f}: {optimal_strategy(o, w)}" for w in c.wtp_alternatives)
     if not cr.comparisons:
         return pd.DataFrame(columns=REGIONAL_COLUMNS)
     pw = pairwise(o[["strategy", "cost", "qaly"]], cr.comparisons, wtp=wtp)
@@ -404,9 +409,6 @@ def optimal_rows(cr: CountryResult) -> pd.DataFrame:
     for kind, w in _wtp_points(c):
         t = icer_table(o[["strategy", "cost", "qaly"]], cost="cost", effect="qaly", wtp=w)
         best = t.loc[t["optimal"]].iloc[0]
-        # bispecific costs during added survival excluded: the same QALYs, cost - cost_bsab
-        no_bsab = o[["strategy", "qaly"]].assign(cost=o["cost"] - o["cost_bsab"])
-        t2 = icer_table(no_bsab, cost="cost", effect="qaly", wtp=w)
         rows.append(
             {
                 "country": c.code,
@@ -420,7 +422,7 @@ def optimal_rows(cr: CountryResult) -> pd.DataFrame:
                 "wtp_over_gdp": w / c.gdp_per_capita_lcu,
                 "optimal_strategy": best["strategy"],
                 "nmb_optimal_lcu": best["nmb"],
-                "optimal_without_bsab_costs": t2.loc[t2["optimal"], "strategy"].iloc[0],
+                "optimal_without_bsab_costs": optimal_strategy(o, w, without_bsab=True),
             }
         )
     return pd.DataFrame(rows)

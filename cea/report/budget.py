@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cea.analysis.regional import optimal_strategy
 from cea.pipeline.base import describe
 from cea.pipeline.budget import Budget, describe_budget
 from cea.pipeline.decision import WITHOUT_BSAB_LABEL
@@ -144,10 +145,8 @@ def countries_summary(budgets: list[Budget]) -> str:
     ]
     for b in budgets:
         c, n = b.country, b.totals["net"]
-        r = b.base.results.set_index("strategy")
-        wtp = c.wtp_per_qaly
-        best = (wtp * r["qaly"] - r["cost"]).idxmax()
-        best_alt = (wtp * r["qaly"] - (r["cost"] - r["cost_bsab"])).idxmax()
+        best = optimal_strategy(b.base.results, c.wtp_per_qaly)
+        best_alt = optimal_strategy(b.base.results, c.wtp_per_qaly, without_bsab=True)
         lines.append(
             f"  {c.code:<8}{c.currency:>5} {n['cost'].sum():>18,.0f}"
             f"{n['cost'].sum() / c.fx_lcu_per_usd:>16,.0f}{n['ig_grams'].sum():>14,.0f}"

@@ -13,7 +13,6 @@ from cea.analysis.regional import (
     MIN_PRICE,
     NO_PRICE,
     PRICE_ITEMS,
-    _optimal,
     to_usd,
 )
 from cea.io.provenance import dumps, run_json
@@ -134,16 +133,9 @@ def summary_text(res: RegionalResult) -> str:
         f"{', '.join(map(str, macro))}",
         "",
     ]
-    optimal = {
-        code: _optimal(r.outcomes, r.country.wtp_per_qaly) for code, r in res.countries.items()
-    }
-    no_bsab = {
-        code: _optimal(
-            r.outcomes.assign(cost=r.outcomes["cost"] - r.outcomes["cost_bsab"]),
-            r.country.wtp_per_qaly,
-        )
-        for code, r in res.countries.items()
-    }
+    at_wtp = res.optimal[res.optimal["wtp_kind"] == "base"].set_index("country")
+    optimal = at_wtp["optimal_strategy"].to_dict()
+    no_bsab = at_wtp["optimal_without_bsab_costs"].to_dict()
     w = max(len("optimal at WTP"), *(len(s) for s in optimal.values())) + 2
     w2 = max(len("without bsAb costs*"), *(len(s) for s in no_bsab.values())) + 2
     head = (

@@ -44,6 +44,14 @@ TRACE_COLUMN = {
 MEASURES = (*COST_CATEGORIES, "cost", *(m for m, _ in RESOURCES))
 
 
+def _header(ws, r: int, first: str, second: str, columns: list, fmt: str | None = None) -> None:
+    """A block's header row: two labels, then one cell per column from the first year's."""
+    put(ws, r, 1, first, font=HEADER_FONT)
+    put(ws, r, 2, second, font=HEADER_FONT)
+    for j, text in enumerate(columns):
+        put(ws, r, FIRST_YEAR_COL + j, text, fmt, font=HEADER_FONT)
+
+
 def write_budget(rs: ReportState, b) -> list[str]:
     """The budget sheet of a :class:`cea.pipeline.budget.Budget` whose base case is the
     report's; returns the sheet's name."""
@@ -104,10 +112,7 @@ def write_budget(rs: ReportState, b) -> list[str]:
     new_row = r
     # shares (inputs) and their sums
     r += 2
-    put(ws, r, 1, "mix", font=HEADER_FONT)
-    put(ws, r, 2, "strategy", font=HEADER_FONT)
-    for y in range(Y):
-        put(ws, r, FIRST_YEAR_COL + y, f"year {y + 1}", font=HEADER_FONT)
+    _header(ws, r, "mix", "strategy", [f"year {y + 1}" for y in range(Y)])
     put(ws, r, total_col, "budget_mix.csv (input)", font=NOTE_FONT)
     share_row: dict[tuple[str, str], int] = {}
     for mix, shares in b.shares.items():
@@ -133,10 +138,7 @@ def write_budget(rs: ReportState, b) -> list[str]:
     flow_first = split_first + n_rows + 3  # events and transition rewards
     # per patient by year since start
     r += 2
-    put(ws, r, 1, "per patient", font=HEADER_FONT)
-    put(ws, r, 2, "measure", font=HEADER_FONT)
-    for y in range(Y):
-        put(ws, r, FIRST_YEAR_COL + y, f"year {y + 1} since start", font=HEADER_FONT)
+    _header(ws, r, "per patient", "measure", [f"year {y + 1} since start" for y in range(Y)])
     cols = trace_columns()
     pp_row: dict[tuple[str, str], int] = {}
     w = rs.n("p_igg_isotype")
@@ -176,11 +178,7 @@ def write_budget(rs: ReportState, b) -> list[str]:
             pp_row[(name, m)] = r
     # budget by calendar year
     r += 2
-    put(ws, r, 1, "budget", font=HEADER_FONT)
-    put(ws, r, 2, "measure", font=HEADER_FONT)
-    for y in range(Y):
-        put(ws, r, FIRST_YEAR_COL + y, f"calendar year {y + 1}", font=HEADER_FONT)
-    put(ws, r, total_col, "total", font=HEADER_FONT)
+    _header(ws, r, "budget", "measure", [*(f"calendar year {y + 1}" for y in range(Y)), "total"])
     budget_row: dict[tuple[str, str], int] = {}
     for mix in ("current", "new", "net"):
         for m in (*MEASURES, "cost_usd"):
@@ -223,10 +221,7 @@ def write_budget(rs: ReportState, b) -> list[str]:
             font=NOTE_FONT,
         )
         r += 1
-        put(ws, r, 1, "trace row t", font=HEADER_FONT)
-        put(ws, r, 2, "from (years)", font=HEADER_FONT)
-        for y in range(Y):
-            put(ws, r, FIRST_YEAR_COL + y, y + 1, FMT_YEAR, font=HEADER_FONT)
+        _header(ws, r, "trace row t", "from (years)", list(range(1, Y + 1)), FMT_YEAR)
         head = r
         assert r + 1 == top, "budget sheet layout"
         for t in range(n_rows):
