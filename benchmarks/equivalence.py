@@ -130,10 +130,25 @@ def record(out: Path, src: Path) -> None:
 
 
 def _read(path: Path):
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
     if path.suffix == ".gz":
         with gzip.open(path, "rt") as fh:
             return pd.read_csv(fh)
     return pd.read_csv(path)
+
+
+def _tables(root: Path) -> dict[Path, Path]:
+    """Every file under ``root`` by its path relative to it, a Parquet file under the name of
+    the gzip CSV that holds the same table."""
+    out = {}
+    for p in root.rglob("*"):
+        if p.is_file():
+            rel = p.relative_to(root)
+            if rel.suffix == ".parquet":
+                rel = rel.with_suffix(".csv.gz")
+            out[rel] = p
+    return out
 
 
 def _strip(obj):
@@ -198,13 +213,11 @@ def _csv_diff(a: pd.DataFrame, b: pd.DataFrame, where: str, out: list[str]) -> N
 
 def compare(old: Path, new: Path) -> int:
     diffs: list[str] = []
-    files = sorted(
-        {p.relative_to(old) for p in old.rglob("*") if p.is_file()}
-        | {p.relative_to(new) for p in new.rglob("*") if p.is_file()}
-    )
+    # a per-draw table compares with itself in either format (Parquet or gzip CSV)
+    olds, news = _tables(old), _tables(new)
     n = 0
-    for rel in files:
-        a, b = old / rel, new / rel
+    for rel in sorted(olds.keys() | news.keys()):
+        a, b = olds.get(rel, old / rel), news.get(rel, new / rel)
         if rel.suffix not in {".csv", ".json", ".gz"} and rel.name not in PRINTED:
             continue
         if not a.exists() or not b.exists():

@@ -209,6 +209,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write report.xlsx: the base case as live formulas, the PSA with CEAC and CE "
         "plane charts and the verification checks (one --country only)",
     )
+    p.add_argument(
+        "--per-draw",
+        choices=report_psa.PER_DRAW_FORMATS,
+        default="parquet",
+        help="format of the per-draw files outcomes and draws: parquet (default; pandas, R's "
+        "arrow, DuckDB, Excel's Power Query) or csv (gzip-compressed, several times slower)",
+    )
     _inputs(p)
     _outputs(p)
     _backend(p, psa.DEFAULT_BACKEND)
@@ -489,7 +496,7 @@ def cli_psa(args) -> int:
         table = check_table(c.base, {"psa_draws": c.draws, "parameters": c.ptable,
                                      "ceac": c.tables.ceac, "evpi": c.tables.evpi})  # fmt: skip
         with OutputDir(out, force=args.force) as tmp:
-            report_psa.write_country(c, run, tmp, _command(args))
+            report_psa.write_country(c, run, tmp, _command(args), args.per_draw)
             note = (
                 f"The PSA table checks ran on this PSA ({run.n_draws:,} draws, seed {run.seed}); "
                 "no tornado check (no DSA in this run: cea dsa --report xlsx)."
@@ -498,7 +505,7 @@ def cli_psa(args) -> int:
                          verification=table, verification_note=note,
                          decision=decide(c.base))  # fmt: skip
     else:
-        report_psa.write_outputs(run, out, _command(args), force=args.force)
+        report_psa.write_outputs(run, out, _command(args), args.force, args.per_draw)
     for c in run.countries.values():
         print(report_psa.summary_text(c))
         print()

@@ -476,7 +476,7 @@ def test_several_countries_write_one_folder_each_with_the_files_of_a_single_run(
     both = tmp_path / "both"
     assert pd.read_csv(both / "countries.csv")["country"].tolist() == ["GB", "US"]
     assert json.loads((both / "run.json").read_text())["countries"] == ["GB", "US"]
-    for name in ("outcomes.csv.gz", "draws.csv.gz", "summary.csv", "evppi.csv"):
+    for name in ("outcomes.parquet", "draws.parquet", "summary.csv", "evppi.csv"):
         assert (both / "US" / name).read_bytes() == (tmp_path / "us" / name).read_bytes(), name
         assert (both / "GB" / name).is_file()
     for fig in ("ce_plane", "ceac", "evpi", "evppi", "convergence"):
@@ -500,8 +500,8 @@ def test_cli_writes_every_output(tmp_path, capsys):
     total = float(re.search(r"total ([0-9.]+) s \(the command's wall time", printed).group(1))
     assert total >= round(took, 1) - 0.1
     for f in (
-        "draws.csv.gz",
-        "outcomes.csv.gz",
+        "draws.parquet",
+        "outcomes.parquet",
         "summary.csv",
         "ceac.csv",
         "evpi.csv",
@@ -523,18 +523,36 @@ def test_cli_writes_every_output(tmp_path, capsys):
     assert meta["seed"] == 3 and meta["psa"]["n_draws"] == 40
     assert meta["psa"]["decision_horizon_years"] == analysis_psa.DEFAULT_DECISION_HORIZON_YEARS
     assert "git_commit" in meta and meta["input_sha256"] and "conventions" in meta
-    draws = pd.read_csv(out / "draws.csv.gz")
-    outcomes = pd.read_csv(out / "outcomes.csv.gz")
+    draws = pd.read_parquet(out / "draws.parquet")
+    outcomes = pd.read_parquet(out / "outcomes.parquet")
     assert len(draws) == 40 and len(outcomes) == 40 * 5
     assert "calibrated_r_severe_on_bsab_per_year" in draws.columns
-    # the written per-draw numbers are exact (shortest round-trip repr)
-    again = psa.run_psa(INPUTS, "GB", n_draws=40, seed=3)
-    np.testing.assert_array_equal(
-        outcomes["cost"].to_numpy(), again.countries["GB"].run.outcomes["cost"].to_numpy()
-    )
+    assert not list(out.glob("*.csv.gz"))
+    # the written per-draw numbers are exact (float64 kept as it is)
+    again = psa.run_psa(INPUTS, "GB", n_draws=40, seed=3).countries["GB"]
+    pd.testing.assert_frame_equal(outcomes, again.run.outcomes.reset_index(drop=True))
+    np.testing.assert_array_equal(draws[again.draws.columns].to_numpy(), again.draws.to_numpy())
+    assert draws["draw"].tolist() == list(range(40))
     # an existing folder is refused without --force: exit code 2, nothing changed
     assert main(argv) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_per_draw_csv_holds_the_same_table_as_parquet(tmp_path):
+    # --per-draw csv writes outcomes.csv.gz and draws.csv.gz instead, with the same table
+    # (columns, order, every number to the last bit through the shortest repr)
+    argv = ["psa", "--country", "GB", "--draws", "25", "--seed", "5"]
+    assert main([*argv, "--out", str(tmp_path / "pq")]) == 0
+    assert main([*argv, "--per-draw", "csv", "--out", str(tmp_path / "csv")]) == 0
+    assert not list((tmp_path / "csv").glob("*.parquet"))
+    for name in ("outcomes", "draws"):
+        from_csv = pd.read_csv(tmp_path / "csv" / f"{name}.csv.gz")
+        from_parquet = pd.read_parquet(tmp_path / "pq" / f"{name}.parquet")
+        pd.testing.assert_frame_equal(from_csv, from_parquet, check_dtype=False, rtol=0, atol=0)
+        assert len(from_csv) == (25 * 5 if name == "outcomes" else 25)
+    assert (tmp_path / "csv" / "summary.csv").read_bytes() == (
+        tmp_path / "pq" / "summary.csv"
+    ).read_bytes()
 
 
 def test_cli_rejects_country_and_countries(capsys):

@@ -1,4 +1,4 @@
-"""The PSA's files (per-draw CSVs, tables, figures, run.json) and terminal summary."""
+"""The PSA's files (per-draw Parquet or CSV, tables, figures, run.json) and terminal summary."""
 
 from __future__ import annotations
 
@@ -25,8 +25,13 @@ from cea.report.plots.psa import plot_all, plot_countries
 #: about 10-20% larger files. mtime 0 makes the bytes reproducible.
 GZIP_LEVEL = 1
 
+#: Formats of the two per-draw files (``--per-draw``): Parquet (the default: typed columns,
+#: about 6x faster to write than compressed CSV, read by pandas, R's arrow, DuckDB and Excel's
+#: Power Query) or gzip-compressed CSV (any tool).
+PER_DRAW_FORMATS = ("parquet", "csv")
+PER_DRAW_SUFFIX = {"parquet": ".parquet", "csv": ".csv.gz"}
 
-#: Rows of draws.csv.gz formatted at a time (bounds the text held in memory).
+#: Rows of the draws file formatted at a time (bounds the text held in memory).
 DRAW_ROWS = 20_000
 
 #: Characters that make a text cell need quoting in CSV (csv.QUOTE_MINIMAL).
@@ -97,12 +102,39 @@ def write_csv_gz(blocks: Iterable[pd.DataFrame], path: Path) -> None:
             pending.result()
 
 
-def write_country(c: CountryPsa, psa: PsaRun, folder: Path, command: str) -> None:
-    """Every file of one country's PSA into ``folder``: per-draw outcomes and draws, the
-    tables, the figures and run.json."""
+def write_parquet(blocks: Iterable[pd.DataFrame], path: Path) -> None:
+    """One Parquet file (zstd) of the row blocks ``blocks``, a row group each, so only one
+    block is ever in memory. Columns keep their types (float64 exactly, text as text); the
+    same table and library versions give the same bytes."""
+    import pyarrow as pa  # here: only this writer needs it
+    import pyarrow.parquet as pq
+
+    writer = None
+    try:
+        for block in blocks:
+            table = pa.Table.from_pandas(block, preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema, compression="zstd")
+            writer.write_table(table)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def write_per_draw(blocks: Iterable[pd.DataFrame], folder: Path, name: str, fmt: str) -> None:
+    """``folder / name`` plus the format's suffix (:data:`PER_DRAW_SUFFIX`)."""
+    path = folder / f"{name}{PER_DRAW_SUFFIX[fmt]}"
+    (write_parquet if fmt == "parquet" else write_csv_gz)(blocks, path)
+
+
+def write_country(
+    c: CountryPsa, psa: PsaRun, folder: Path, command: str, per_draw: str = "parquet"
+) -> None:
+    """Every file of one country's PSA into ``folder``: per-draw outcomes and draws (in the
+    ``per_draw`` format of :data:`PER_DRAW_FORMATS`), the tables, the figures and run.json."""
     folder.mkdir(parents=True, exist_ok=True)
-    write_csv_gz(c.run.store.frames(), folder / "outcomes.csv.gz")
-    write_csv_gz(_draw_blocks(c), folder / "draws.csv.gz")
+    write_per_draw(c.run.store.frames(), folder, "outcomes", per_draw)
+    write_per_draw(_draw_blocks(c), folder, "draws", per_draw)
     t = c.tables
     write_csv(t.summary, folder / "summary.csv")
     write_csv(t.incremental_means, folder / "incremental_means.csv")
@@ -125,7 +157,7 @@ def write_country(c: CountryPsa, psa: PsaRun, folder: Path, command: str) -> Non
 
 
 def _draw_blocks(c: CountryPsa) -> Iterable[pd.DataFrame]:
-    """draws.csv.gz in blocks of :data:`DRAW_ROWS`: the draw, every parameter, then the
+    """The draws file in blocks of :data:`DRAW_ROWS`: the draw, every parameter, then the
     calibrated values per year."""
     for lo in range(0, len(c.draws), DRAW_ROWS):
         block = c.draws.iloc[lo : lo + DRAW_ROWS].copy()
@@ -139,15 +171,17 @@ def default_run_name(codes: Sequence[str], n_draws: int, all_countries: bool = F
     return f"psa_{who}_{n_draws}"
 
 
-def write_outputs(psa: PsaRun, target: Path, command: str, force: bool = False) -> None:
+def write_outputs(
+    psa: PsaRun, target: Path, command: str, force: bool = False, per_draw: str = "parquet"
+) -> None:
     """outputs/<run>/: per-country files (in <code>/ subfolders when several countries)."""
     with OutputDir(target, force=force) as tmp:
         if len(psa.countries) == 1:
             (c,) = psa.countries.values()
-            write_country(c, psa, tmp, command)
+            write_country(c, psa, tmp, command, per_draw)
             return
         for code, c in psa.countries.items():
-            write_country(c, psa, tmp / code, command)
+            write_country(c, psa, tmp / code, command, per_draw)
         table = regional_table(psa)
         write_csv(table, tmp / "countries.csv")
         first = next(iter(psa.countries.values()))
