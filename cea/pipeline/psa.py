@@ -200,6 +200,7 @@ def run_psa(
     progress: bool | None = False,
     backend: str = DEFAULT_BACKEND,
     workers: int | None = None,
+    evppi: bool = True,
 ) -> PsaRun:
     """The PSA of one or several countries (clinical draws shared; prices per country).
 
@@ -207,7 +208,9 @@ def run_psa(
     and ``seed`` default to ``[run]`` of the settings (after the scenario). ``progress``:
     True/False, or None for "when stderr is a terminal". ``backend``: the engine's backend
     (``numba``, compiled, or ``numpy``; the same results to 1e-12). ``workers``: threads that
-    run chunks of draws at the same time (None: one per CPU); the results do not depend on it.
+    run chunks of draws at the same time, and the analysis's blocks of draws (None: one per
+    CPU); the results do not depend on it. ``evppi``: False leaves out the EVPPI (its tables
+    empty; :func:`cea.analysis.psa.analyse`).
     """
     t0 = time.perf_counter()
     if not isinstance(inputs, Inputs):
@@ -246,7 +249,7 @@ def run_psa(
             t1 = time.perf_counter()
             tables = analyse(
                 run.cost, run.qaly, run.ly, all_draws[code], pt, spec.strategy_names,
-                base.outcomes, comps, decision_horizon_years,
+                base.outcomes, comps, decision_horizon_years, evppi, workers,
             )  # fmt: skip
             seconds[f"model_{code}"] = run.seconds
             seconds[f"analysis_{code}"] = time.perf_counter() - t1
