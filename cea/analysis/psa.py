@@ -349,23 +349,27 @@ def convergence_table(d: _Draws, comparisons, workers: int | None = None) -> pd.
 
 
 def ce_plane_table(d: _Draws, draw_ids: np.ndarray) -> pd.DataFrame:
-    """Every strategy against the first, per draw: incremental cost and QALYs (each column
-    made in place, strategy by strategy)."""
-    K = len(d.names)
-    # the K - 1 names themselves, referenced by every row (not a new string object per row)
-    names = np.array(d.names[1:], dtype=object)
+    """Every strategy against the first, per draw: incremental cost and QALYs. The strategy and
+    the reference are categorical (a byte a row, not a string), each column is made in place
+    and taken into the table without a copy: (K - 1) x 26 bytes a draw."""
+    K, D = len(d.names), d.n
     return pd.DataFrame(
         {
             "draw": np.tile(draw_ids, K - 1),
-            "strategy": names[np.repeat(np.arange(K - 1), d.n)],
-            "reference": d.names[0],
+            "strategy": pd.Categorical.from_codes(
+                np.repeat(np.arange(K - 1, dtype=np.int8), D), categories=d.names[1:]
+            ),
+            "reference": pd.Categorical.from_codes(
+                np.zeros((K - 1) * D, dtype=np.int8), categories=d.names[:1]
+            ),
             "inc_cost": np.subtract(
-                d.cost[:, 1:].T, d.cost[:, 0], out=np.empty((K - 1, d.n))
+                d.cost[:, 1:].T, d.cost[:, 0], out=np.empty((K - 1, D))
             ).reshape(-1),
             "inc_qaly": np.subtract(
-                d.qaly[:, 1:].T, d.qaly[:, 0], out=np.empty((K - 1, d.n))
+                d.qaly[:, 1:].T, d.qaly[:, 0], out=np.empty((K - 1, D))
             ).reshape(-1),
-        }
+        },
+        copy=False,
     )
 
 

@@ -119,7 +119,7 @@ WTP_BLOCK = 32
 #: draws, and the blocks run in threads (:func:`in_blocks`). The blocks do not depend on the
 #: number of threads and their sums are added in block order, so no result does; with at most
 #: this many draws there is one block and the sums are those of the whole arrays.
-DRAW_BLOCK = 65_536
+DRAW_BLOCK = 16_384
 
 
 def in_threads(fn: Callable, items, workers: int | None = None) -> Iterator:
