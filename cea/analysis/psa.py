@@ -142,7 +142,9 @@ def _group_means(x: np.ndarray) -> np.ndarray:
     """Column means of ``x`` (D, K) as pandas' groupby computes them (compensated summation),
     the same to the last bit as the strategies' means of the long outcomes table: the ICER of
     the means, a small difference of large numbers, depends on it."""
-    return pd.DataFrame(x).groupby(np.zeros(len(x), dtype=np.intp)).mean().to_numpy()[0]
+    one = np.zeros(len(x), dtype=np.intp)  # one group: every draw
+    # column by column (the same sums as the whole table's), so that one column is copied at a time
+    return np.array([pd.Series(x[:, k]).groupby(one).mean().iloc[0] for k in range(x.shape[1])])
 
 
 def _stat_row(kind, name, measure, x, det=float("nan")) -> dict:

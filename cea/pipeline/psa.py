@@ -232,6 +232,14 @@ def run_psa(
         raise CeaError(f"decision horizon must be > 0 years, got {decision_horizon_years!r}")
     ptables = {c: build_parameter_table(inputs, c, scenario) for c in codes}
     all_draws = sample_draws(inputs, ptables, n_draws, seed, scenario)
+    # glibc keeps memory freed by other threads in their arenas; malloc_trim gives it back, so
+    # that the analysis does not add its peak to what the model's chunks left behind
+    try:
+        import ctypes
+
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        trim = None
     seconds = {"load_and_draw": time.perf_counter() - t0}
     bar = Progress(len(codes) * n_draws, enabled=progress)
     results = {}
@@ -245,6 +253,8 @@ def run_psa(
             base = build_base_case(inputs, ptable=pt, spec=spec, backend=backend)
             seconds[f"base_case_{code}"] = time.perf_counter() - t1
             run = run_draws(all_draws[code], spec, chunk_draws, bar, code, backend, workers)
+            if trim is not None:  # what the model's threads freed, back to the system
+                trim(0)
             comps = comparisons_from_settings(pt.settings, spec)
             t1 = time.perf_counter()
             tables = analyse(
