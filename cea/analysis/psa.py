@@ -176,7 +176,11 @@ def _share_row(kind, name, measure, p: float, n: int) -> dict:
 
 
 def summary_table(
-    d: _Draws, prob: np.ndarray, base_outcomes: pd.DataFrame, comparisons, workers=None
+    d: _Draws,
+    prob: np.ndarray,
+    base_outcomes: pd.DataFrame,
+    comparisons,
+    workers: int | None = None,
 ) -> pd.DataFrame:
     """Per strategy and named comparison: PSA mean, MC SE and interval of cost, QALYs, LYs, NMB
     (INMB), against the deterministic base case; P(cost-effective) and P(INMB > 0); the ICER of
