@@ -94,12 +94,15 @@ def _interval(x: np.ndarray) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def parameter_groups(ptable: ParameterTable, draws: pd.DataFrame) -> dict[str, list[str]]:
+def parameter_groups(
+    ptable: ParameterTable, draws: pd.DataFrame, workers: int | None = None
+) -> dict[str, list[str]]:
     """EVPPI groups: the ``category`` column, uncertain parameters only (a column that varies
-    across the draws), plus :data:`ALL_PARAMETERS`. Groups with no uncertain parameter are
-    kept (EVPPI 0) so the table lists every category."""
+    across the draws, looked for in ``workers`` threads), plus :data:`ALL_PARAMETERS`. Groups
+    with no uncertain parameter are kept (EVPPI 0) so the table lists every category."""
     groups: dict[str, list[str]] = {}
-    varying = [n for n in ptable.names if float(np.ptp(draws[n].to_numpy())) > 0]
+    spread = voi.in_threads(lambda n: float(np.ptp(draws[n].to_numpy())), ptable.names, workers)
+    varying = [n for n, r in zip(ptable.names, spread, strict=True) if r > 0]
     for n in ptable.names:
         cat = str(ptable.df.loc[n, "category"] or "uncategorised")
         groups.setdefault(cat, [])
@@ -138,13 +141,17 @@ class _Draws:
         return self.names.index(strategy)
 
 
-def _group_means(x: np.ndarray) -> np.ndarray:
+def _group_means(x: np.ndarray, workers: int | None = None) -> np.ndarray:
     """Column means of ``x`` (D, K) as pandas' groupby computes them (compensated summation),
     the same to the last bit as the strategies' means of the long outcomes table: the ICER of
-    the means, a small difference of large numbers, depends on it."""
+    the means, a small difference of large numbers, depends on it. Column by column (the same
+    sums as the whole table's), in threads (``workers``), one column copied at a time in each."""
     one = np.zeros(len(x), dtype=np.intp)  # one group: every draw
-    # column by column (the same sums as the whole table's), so that one column is copied at a time
-    return np.array([pd.Series(x[:, k]).groupby(one).mean().iloc[0] for k in range(x.shape[1])])
+
+    def mean(k: int) -> float:
+        return pd.Series(x[:, k]).groupby(one).mean().iloc[0]
+
+    return np.array(list(voi.in_threads(mean, range(x.shape[1]), workers)))
 
 
 def _stat_row(kind, name, measure, x, det=float("nan")) -> dict:
@@ -354,11 +361,19 @@ def convergence_table(d: _Draws, comparisons, workers: int | None = None) -> pd.
     return pd.concat(list(voi.in_threads(lambda job: job(), jobs, workers)), ignore_index=True)
 
 
-def ce_plane_table(d: _Draws, draw_ids: np.ndarray) -> pd.DataFrame:
+def ce_plane_table(d: _Draws, draw_ids: np.ndarray, workers: int | None = None) -> pd.DataFrame:
     """Every strategy against the first, per draw: incremental cost and QALYs. The strategy and
-    the reference are categorical (a byte a row, not a string), each column is made in place
-    and taken into the table without a copy: (K - 1) x 26 bytes a draw."""
+    the reference are categorical (a byte a row, not a string), the differences are made in
+    place, a strategy at a time in threads (``workers``), and every column is taken into the
+    table without a copy: (K - 1) x 26 bytes a draw."""
     K, D = len(d.names), d.n
+    inc_cost, inc_qaly = np.empty((K - 1, D)), np.empty((K - 1, D))
+
+    def differences(k: int) -> None:
+        np.subtract(d.cost[:, k + 1], d.cost[:, 0], out=inc_cost[k])
+        np.subtract(d.qaly[:, k + 1], d.qaly[:, 0], out=inc_qaly[k])
+
+    list(voi.in_threads(differences, range(K - 1), workers))
     return pd.DataFrame(
         {
             "draw": np.tile(draw_ids, K - 1),
@@ -368,12 +383,8 @@ def ce_plane_table(d: _Draws, draw_ids: np.ndarray) -> pd.DataFrame:
             "reference": pd.Categorical.from_codes(
                 np.zeros((K - 1) * D, dtype=np.int8), categories=d.names[:1]
             ),
-            "inc_cost": np.subtract(
-                d.cost[:, 1:].T, d.cost[:, 0], out=np.empty((K - 1, D))
-            ).reshape(-1),
-            "inc_qaly": np.subtract(
-                d.qaly[:, 1:].T, d.qaly[:, 0], out=np.empty((K - 1, D))
-            ).reshape(-1),
+            "inc_cost": inc_cost.reshape(-1),
+            "inc_qaly": inc_qaly.reshape(-1),
         },
         copy=False,
     )
@@ -414,8 +425,8 @@ def analyse(
         )
     wtp = float(country.wtp_per_qaly)
     mean_out = pd.DataFrame(
-        {"strategy": names, "cost": _group_means(cost), "qaly": _group_means(qaly),
-         "ly": _group_means(ly)}
+        {"strategy": names, "cost": _group_means(cost, workers),
+         "qaly": _group_means(qaly, workers), "ly": _group_means(ly, workers)}
     )  # fmt: skip
     inc_means = icer_table(mean_out, cost="cost", effect="qaly", wtp=wtp)
     grid = wtp_grid(wtp, country.wtp_alternatives, inc_means["icer"].tolist())
@@ -440,7 +451,7 @@ def analyse(
             "p_optimal_cost_effective": p_opt,
         }
     )
-    groups = parameter_groups(ptable, draws) if evppi else {}
+    groups = parameter_groups(ptable, draws, workers) if evppi else {}
     evppi_df, evppi_by_wtp = evppi_tables(d, groups, draws, evpi_pp, mult, workers)
     i = d.i_wtp
     headline = {
@@ -471,6 +482,6 @@ def analyse(
         evppi_df,
         evppi_by_wtp,
         convergence_table(d, comparisons, workers),
-        ce_plane_table(d, draws.index.to_numpy()),
+        ce_plane_table(d, draws.index.to_numpy(), workers),
         headline,
     )
