@@ -9,6 +9,9 @@ of draws and are saved to a temporary folder; the same arrays then go to each ch
 Python process importing ``cea`` from that checkout. The sides alternate ``--repeat`` times and
 the median is kept, so both sides of a ratio are measured in the same run, under the same load.
 
+``--workers N`` gives this checkout's EVPPI N threads (groups, and blocks of draws within a group;
+a checkout whose ``evppi_tables`` takes no ``workers`` runs as it comes).
+
 Printed per number of draws: seconds per side, new / baseline, and each side's growth from the
 smallest number of draws (linear in the draws is 10.0 from 10,000 to 100,000), plus the EVPPI
 per patient at the WTP of each group on each side.
@@ -30,7 +33,7 @@ SEED = 1
 
 #: Runs in each checkout's own process: the EVPPI tables from saved per-draw results.
 CASE = r"""
-import json, sys, time
+import inspect, json, sys, time
 import numpy as np, pandas as pd
 from cea.analysis import psa as A, voi
 
@@ -45,15 +48,17 @@ given = dict(outcomes=None, names=meta["names"], cost=cost, qaly=qaly, ly=np.zer
              wtp=wtp, grid=grid, i_wtp=int(np.flatnonzero(grid == wtp)[0]))
 d = A._Draws(**{f: given[f] for f in A._Draws.__dataclass_fields__})
 evpi_pp = voi.evpi(cost, qaly, grid)
+takes = "workers" in inspect.signature(A.evppi_tables).parameters
+kw = {"workers": meta["workers"]} if meta["workers"] and takes else {}
 t = time.perf_counter()
-table, _ = A.evppi_tables(d, meta["groups"], draws, evpi_pp, 1.0)
+table, _ = A.evppi_tables(d, meta["groups"], draws, evpi_pp, 1.0, **kw)
 seconds = time.perf_counter() - t
 print(json.dumps({"seconds": seconds,
                   "evppi": dict(zip(table["group"], table["evppi_per_patient"].astype(float)))}))
 """
 
 
-def save_results(n: int, folder: Path) -> tuple[Path, Path]:
+def save_results(n: int, folder: Path, workers: int | None = None) -> tuple[Path, Path]:
     """Per-draw cost, QALYs and parameter draws of a GB PSA of ``n`` draws, from this checkout."""
     sys.path.insert(0, str(ROOT))
     from cea.analysis.psa import parameter_groups
@@ -68,7 +73,7 @@ def save_results(n: int, folder: Path) -> tuple[Path, Path]:
     np.savez(arrays, cost=c.run.cost, qaly=c.run.qaly, grid=c.tables.evpi["wtp"].to_numpy(),
              draws=c.draws[columns].to_numpy())  # fmt: skip
     meta.write_text(json.dumps({"names": c.spec.strategy_names, "wtp": c.tables.headline["wtp"],
-                                "groups": groups, "columns": columns}))  # fmt: skip
+                                "groups": groups, "columns": columns, "workers": workers}))  # fmt: skip
     return arrays, meta
 
 
@@ -85,6 +90,9 @@ def main(argv=None) -> int:
     ap.add_argument("--baseline", type=Path, default=None, help="another checkout to compare")
     ap.add_argument("--draws", nargs="+", type=int, default=[10_000, 100_000])
     ap.add_argument("--repeat", type=int, default=3, help="runs per side; the median is kept")
+    ap.add_argument(
+        "--workers", type=int, default=None, help="threads of the EVPPI (default: CPUs)"
+    )
     args = ap.parse_args(argv)
     sides = {"new": ROOT}
     if args.baseline is not None:
@@ -92,7 +100,7 @@ def main(argv=None) -> int:
     results: dict[int, dict[str, dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.draws:
-            arrays, meta = save_results(n, Path(tmp))
+            arrays, meta = save_results(n, Path(tmp), args.workers)
             runs = {s: [] for s in sides}
             for _ in range(args.repeat):
                 for s, path in sides.items():  # alternated, so that both see the same load

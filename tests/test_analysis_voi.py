@@ -417,3 +417,62 @@ def test_mean_of_the_maximum_follows_each_draws_envelope_exactly(K, D):
     )  # fmt: skip
     got = voi._mean_max(dc, de, w)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-9)
+
+
+# --------------------------------------------------------------------------- blocks of draws
+
+
+def blocked_case(D: int = 1003, K: int = 4, seed: int = 11):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(D, 2))
+    cost = rng.normal(1e4, 2e3, (D, K)) + 3e3 * X[:, :1] * np.arange(K)
+    effect = rng.normal(1.0, 0.1, (D, K)) + 0.05 * X[:, 1:] ** 2 * np.arange(K)
+    return cost, effect, X, np.concatenate([np.linspace(0, 1e5, 41), [7e3, 3e5]])
+
+
+def test_ceac_and_evpi_in_blocks_are_the_direct_formulas(monkeypatch):
+    cost, effect, _, w = blocked_case()
+    inb = w[:, None, None] * (effect - effect[:, :1]) - (cost - cost[:, :1])  # (W, D, K)
+    best = np.argmax(inb, axis=2)  # ties: first
+    ceac = np.stack([(best == k).mean(axis=1) for k in range(cost.shape[1])], axis=1)
+    evpi = inb.max(axis=2).mean(axis=1) - inb.mean(axis=1).max(axis=1)
+    monkeypatch.setattr(voi, "DRAW_BLOCK", 100)  # 11 blocks, the last of 3 draws
+    for workers in (1, 3):
+        np.testing.assert_array_equal(voi.ceac(cost, effect, w, workers), ceac)
+        np.testing.assert_allclose(voi.evpi(cost, effect, w, workers), evpi, rtol=1e-12, atol=1e-9)
+        opt, _ = voi.ceaf(cost, effect, w, workers=workers)
+        np.testing.assert_array_equal(opt, np.argmax(inb.mean(axis=1), axis=1))
+    np.testing.assert_array_equal(voi.evpi(cost, effect, w, 1), voi.evpi(cost, effect, w, 3))
+
+
+def test_standard_errors_in_blocks_are_those_of_every_draw(monkeypatch):
+    cost, effect, _, w = blocked_case()
+    dc, de = voi.incremental(cost, effect)
+    want = [voi.evppi_se(lam * de[:, 1:] - dc[:, 1:], lam * de[:, 1:] - dc[:, 1:])[1] for lam in w]
+    monkeypatch.setattr(voi, "DRAW_BLOCK", 100)
+    got = voi.evppi_all_parameters(cost, effect, w, workers=2)
+    np.testing.assert_allclose(got.se, want, rtol=1e-12)
+    np.testing.assert_array_equal(got.evppi, voi.evpi(cost, effect, w))
+    # a fit that is not the data: blocks of g and of the influence function, kbar from all
+    fitted = 0.5 * (w[3] * de[:, 1:] - dc[:, 1:]) + 100.0
+    obs = w[3] * de[:, 1:] - dc[:, 1:]
+    parts = [voi._se_sums(obs[lo : lo + 100], fitted[lo : lo + 100]) for lo in range(0, 1003, 100)]
+    assert voi._se_from_sums(parts) == pytest.approx(voi.evppi_se(obs, fitted)[1], rel=1e-12)
+
+
+def test_evppi_in_blocks_and_threads(monkeypatch):
+    # the GP's passes over the draws in blocks of 100 draws: the same EVPPI as in one block to
+    # rounding, and the same bits in 1 or 3 threads
+    cost, effect, X, w = blocked_case()
+    whole = voi.evppi_gp(cost, effect, X, w, fit_wtp=7e3, keep_fitted=True)
+    monkeypatch.setattr(voi, "DRAW_BLOCK", 100)
+    one = voi.evppi_gp(
+        cost, effect, [X[:, 0], X[:, 1]], w, fit_wtp=7e3, workers=1, keep_fitted=True
+    )
+    three = voi.evppi_gp(cost, effect, X, w, fit_wtp=7e3, workers=3)
+    assert whole.evppi.max() > 100.0 and one.n_terms == whole.n_terms
+    for f in ("evppi", "estimate", "se", "r2"):
+        np.testing.assert_array_equal(getattr(one, f), getattr(three, f))
+        np.testing.assert_allclose(getattr(one, f), getattr(whole, f), rtol=1e-10, atol=1e-9)
+    assert one.edf == three.edf == pytest.approx(whole.edf, rel=1e-12)
+    np.testing.assert_allclose(one.fitted[0], whole.fitted[0], rtol=1e-10, atol=1e-6)

@@ -579,12 +579,73 @@ def test_per_draw_arrays_and_means_equal_the_long_table(gb_psa):
     assert list(pd.unique(out["strategy"])) == names
 
 
-def test_ceac_in_blocks_of_draws_is_the_ceac_to_the_bit(monkeypatch):
-    # shares of draws are counts / D: blocks of draws give the same counts, hence the same bits
-    rng = np.random.default_rng(7)
-    cost = rng.normal(1e5, 2e4, (1003, 4))
-    qaly = rng.normal(1.4, 0.05, (1003, 4))
-    grid = np.linspace(0.0, 2e5, 57)
-    whole = analysis_psa.voi.ceac(cost, qaly, grid)
-    monkeypatch.setattr(analysis_psa, "CEAC_BLOCK_DRAWS", 100)
-    np.testing.assert_array_equal(analysis_psa.ceac_in_blocks(cost, qaly, grid), whole)
+def test_analysis_without_evppi_leaves_its_tables_empty_and_the_rest_unchanged(gb_psa):
+    c = gb_psa.countries["GB"]
+    args = (c.run.cost, c.run.qaly, c.run.ly, c.draws, c.ptable, c.spec.strategy_names,
+            c.base.outcomes, psa.comparisons_from_settings(c.ptable.settings, c.spec))  # fmt: skip
+    without = analysis_psa.analyse(*args, evppi=False)
+    full = c.tables
+    assert without.evppi.empty and without.evppi_by_wtp.empty
+    assert list(without.evppi.columns) == list(full.evppi.columns)
+    assert list(without.evppi_by_wtp.columns) == list(full.evppi_by_wtp.columns)
+    assert without.headline["evppi_per_patient"] == {}
+    assert without.headline["evppi_se_per_patient"] == {}
+    for name in ("summary", "incremental_means", "ceac", "evpi", "convergence", "ce_plane"):
+        pd.testing.assert_frame_equal(getattr(without, name), getattr(full, name), check_exact=True)
+    assert without.headline["evpi_per_patient"] == full.headline["evpi_per_patient"]
+    run = psa.run_psa(INPUTS, "GB", n_draws=40, seed=2, evppi=False)
+    assert run.countries["GB"].tables.evppi.empty
+
+
+def test_analysis_does_not_depend_on_blocks_or_threads(gb_psa, monkeypatch):
+    # blocks of 64 draws (4 blocks of the 200) in 1 or 3 threads: the same tables, bit for bit
+    # whatever the threads; against one block, the same to rounding (the value of information
+    # is a small difference of means up to 1e6 at the top of the WTP grid: 1e-11 of itself)
+    c = gb_psa.countries["GB"]
+    args = (c.run.cost, c.run.qaly, c.run.ly, c.draws, c.ptable, c.spec.strategy_names,
+            c.base.outcomes, psa.comparisons_from_settings(c.ptable.settings, c.spec))  # fmt: skip
+    monkeypatch.setattr(analysis_psa.voi, "DRAW_BLOCK", 64)
+    one = analysis_psa.analyse(*args, workers=1)
+    three = analysis_psa.analyse(*args, workers=3)
+    for name in ("summary", "ceac", "evpi", "evppi", "evppi_by_wtp", "convergence", "ce_plane"):
+        pd.testing.assert_frame_equal(getattr(one, name), getattr(three, name), check_exact=True)
+        exact = name in ("summary", "ceac", "convergence", "ce_plane")
+        pd.testing.assert_frame_equal(
+            getattr(one, name), getattr(c.tables, name), check_exact=exact, rtol=1e-10
+        )
+
+
+def test_draws_fill_one_column_major_array_with_the_numbers_of_the_shared_frame(inputs):
+    # the draws as they were made before they went straight into one array: the clinical
+    # stream as a DataFrame of sample_many, a country's columns mapped from it, then its prices
+    codes = ["GB", "US", "DE"]
+    tables = {c: build_parameter_table(inputs, c) for c in codes}
+    got = sampling.sample_draws(inputs, tables, 500, seed=3)
+    ref = sampling.reference_table(inputs, table_scenario := sampling.Scenario(), codes[0])
+    ref_dists = {n: ref.distribution(n) for n in sampling.clinical_parameters(ref)}
+    rng = np.random.Generator(np.random.PCG64(sampling.clinical_seed(3)))
+    shared = dist.sample_many(ref_dists, 500, rng, sampling.correlation_matrix(inputs))
+    assert table_scenario == sampling.Scenario()
+    for code, pt in tables.items():
+        cols = {}
+        for n in sampling.clinical_parameters(pt):
+            d_c, d_ref = pt.distribution(n), ref_dists[n]
+            x = shared[n].to_numpy()
+            if d_c == d_ref:
+                cols[n] = x
+            elif isinstance(d_c, dist.Fixed):
+                cols[n] = np.full(500, float(d_c.value))
+            else:
+                cols[n] = d_c.ppf(np.clip(sampling._cdf(d_ref, x), 0.0, 1.0))
+        prices = sampling.price_parameters(pt)
+        rng = np.random.Generator(np.random.PCG64(sampling.price_seed(3, code)))
+        cols.update(dist.sample_many({n: pt.distribution(n) for n in prices}, 500, rng))
+        want = pd.DataFrame({n: np.asarray(cols[n]) for n in pt.names},
+                            index=pd.RangeIndex(500, name="draw"))  # fmt: skip
+        pd.testing.assert_frame_equal(got[code], want, check_exact=True)
+        values = got[code].to_numpy()
+        assert values.flags.f_contiguous and np.shares_memory(
+            values, got[code].iloc[:, 0].to_numpy()
+        )
+    alone = sampling.sample_draws(inputs, {"US": tables["US"]}, 500, seed=3)["US"]
+    pd.testing.assert_frame_equal(alone, got["US"], check_exact=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -39,13 +40,21 @@ WTP_GRID_CAP_FACTOR = 100.0
 WTP_GRID_POINTS = 101
 
 
-#: Draws per call of :func:`voi.ceac` (:func:`ceac_in_blocks`): bounds its temporaries
-#: (32 WTP values x this x 8 bytes, about 17 MB each) whatever the number of draws.
-CEAC_BLOCK_DRAWS = 65_536
-
-
 #: Name of the EVPPI group holding every uncertain parameter: its EVPPI is the EVPI.
 ALL_PARAMETERS = "all_parameters"
+
+
+#: Columns of the EVPPI table before the R^2 of each strategy and the group's parameters.
+EVPPI_COLUMNS = (
+    "group", "n_parameters", "evppi_per_patient", "se_per_patient", "evppi_population",
+    "se_population", "share_of_evpi", "distinguishable_from_zero", "draws_needed",
+    "draws_needed_evppi_per_patient", "estimate_per_patient", "method", "status", "n_draws",
+    "n_fit", "n_terms", "edf", "r2_min",
+)  # fmt: skip
+
+
+#: Columns of the EVPPI table by WTP.
+EVPPI_BY_WTP = ("group", "wtp", "evppi_per_patient", "evppi_population", "capped")
 
 
 def wtp_grid(
@@ -85,12 +94,15 @@ def _interval(x: np.ndarray) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def parameter_groups(ptable: ParameterTable, draws: pd.DataFrame) -> dict[str, list[str]]:
+def parameter_groups(
+    ptable: ParameterTable, draws: pd.DataFrame, workers: int | None = None
+) -> dict[str, list[str]]:
     """EVPPI groups: the ``category`` column, uncertain parameters only (a column that varies
-    across the draws), plus :data:`ALL_PARAMETERS`. Groups with no uncertain parameter are
-    kept (EVPPI 0) so the table lists every category."""
+    across the draws, looked for in ``workers`` threads), plus :data:`ALL_PARAMETERS`. Groups
+    with no uncertain parameter are kept (EVPPI 0) so the table lists every category."""
     groups: dict[str, list[str]] = {}
-    varying = [n for n in ptable.names if float(np.ptp(draws[n].to_numpy())) > 0]
+    spread = voi.in_threads(lambda n: float(np.ptp(draws[n].to_numpy())), ptable.names, workers)
+    varying = [n for n, r in zip(ptable.names, spread, strict=True) if r > 0]
     for n in ptable.names:
         cat = str(ptable.df.loc[n, "category"] or "uncategorised")
         groups.setdefault(cat, [])
@@ -129,11 +141,17 @@ class _Draws:
         return self.names.index(strategy)
 
 
-def _group_means(x: np.ndarray) -> np.ndarray:
+def _group_means(x: np.ndarray, workers: int | None = None) -> np.ndarray:
     """Column means of ``x`` (D, K) as pandas' groupby computes them (compensated summation),
     the same to the last bit as the strategies' means of the long outcomes table: the ICER of
-    the means, a small difference of large numbers, depends on it."""
-    return pd.DataFrame(x).groupby(np.zeros(len(x), dtype=np.intp)).mean().to_numpy()[0]
+    the means, a small difference of large numbers, depends on it. Column by column (the same
+    sums as the whole table's), in threads (``workers``), one column copied at a time in each."""
+    one = np.zeros(len(x), dtype=np.intp)  # one group: every draw
+
+    def mean(k: int) -> float:
+        return pd.Series(x[:, k]).groupby(one).mean().iloc[0]
+
+    return np.array(list(voi.in_threads(mean, range(x.shape[1]), workers)))
 
 
 def _stat_row(kind, name, measure, x, det=float("nan")) -> dict:
@@ -165,23 +183,32 @@ def _share_row(kind, name, measure, p: float, n: int) -> dict:
 
 
 def summary_table(
-    d: _Draws, prob: np.ndarray, base_outcomes: pd.DataFrame, comparisons
+    d: _Draws,
+    prob: np.ndarray,
+    base_outcomes: pd.DataFrame,
+    comparisons,
+    workers: int | None = None,
 ) -> pd.DataFrame:
     """Per strategy and named comparison: PSA mean, MC SE and interval of cost, QALYs, LYs, NMB
     (INMB), against the deterministic base case; P(cost-effective) and P(INMB > 0); the ICER of
-    the means."""
+    the means. The strategies' and comparisons' rows are made in threads (``workers``)."""
     base = base_outcomes.set_index("strategy")
-    wtp, rows = d.wtp, []
-    for k, s in enumerate(d.names):
+    wtp = d.wtp
+
+    def strategy_rows(k: int) -> list[dict]:
+        s, rows = d.names[k], []
         for measure in ("cost", "qaly", "ly"):
             x = np.ascontiguousarray(getattr(d, measure)[:, k])
             rows.append(_stat_row("strategy", s, measure, x, float(base.loc[s, measure])))
         det_nmb = wtp * float(base.loc[s, "qaly"]) - float(base.loc[s, "cost"])
         rows.append(_stat_row("strategy", s, "nmb", wtp * d.qaly[:, k] - d.cost[:, k], det_nmb))
         rows.append(_share_row("strategy", s, "p_cost_effective", prob[d.i_wtp, k], d.n))
-    for a, b in comparisons:
+        return rows
+
+    def comparison_rows(pair: tuple[str, str]) -> list[dict]:
+        a, b = pair
         ia, ib = d.index(a), d.index(b)
-        name = f"{a} vs {b}"
+        name, rows = f"{a} vs {b}", []
         dc, dq = d.cost[:, ia] - d.cost[:, ib], d.qaly[:, ia] - d.qaly[:, ib]
         det_dc = float(base.loc[a, "cost"] - base.loc[b, "cost"])
         det_dq = float(base.loc[a, "qaly"] - base.loc[b, "qaly"])
@@ -200,24 +227,14 @@ def summary_table(
                 "deterministic": det_dc / det_dq if det_dq != 0 else float("nan"),
             }
         )
-    summary = pd.DataFrame(rows)
+        return rows
+
+    jobs = [partial(strategy_rows, k) for k in range(len(d.names))]
+    jobs += [partial(comparison_rows, pair) for pair in comparisons]
+    parts = voi.in_threads(lambda job: job(), jobs, workers)
+    summary = pd.DataFrame([row for part in parts for row in part])
     summary.insert(0, "wtp", wtp)
     return summary
-
-
-def ceac_in_blocks(cost: np.ndarray, qaly: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """:func:`voi.ceac` over blocks of :data:`CEAC_BLOCK_DRAWS` draws, so that its (WTP block x
-    draws) temporaries do not grow with the draws; the same numbers to the bit: each block's
-    shares times its draws are whole counts (recovered exactly by rounding), summed, then
-    divided by all the draws as :func:`voi.ceac` divides its counts."""
-    D = len(cost)
-    if D <= CEAC_BLOCK_DRAWS:
-        return voi.ceac(cost, qaly, grid)
-    counts = np.zeros((len(grid), cost.shape[1]))
-    for lo in range(0, D, CEAC_BLOCK_DRAWS):
-        hi = min(D, lo + CEAC_BLOCK_DRAWS)
-        counts += np.rint(voi.ceac(cost[lo:hi], qaly[lo:hi], grid) * (hi - lo))
-    return counts / D
 
 
 def ceac_table(d: _Draws, prob: np.ndarray, opt: np.ndarray) -> pd.DataFrame:
@@ -235,29 +252,38 @@ def ceac_table(d: _Draws, prob: np.ndarray, opt: np.ndarray) -> pd.DataFrame:
 
 
 def evppi_tables(
-    d: _Draws, groups: dict[str, list[str]], draws: pd.DataFrame, evpi_pp: np.ndarray, mult: float
+    d: _Draws,
+    groups: dict[str, list[str]],
+    draws: pd.DataFrame,
+    evpi_pp: np.ndarray,
+    mult: float,
+    workers: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """EVPPI of each parameter group at the country's WTP (one row per group, with its standard
-    error and whether it is told apart from 0) and at every WTP of the grid.
+    error and whether it is told apart from 0) and at every WTP of the grid; no groups give
+    both tables empty, with their columns.
 
     :data:`ALL_PARAMETERS` is the EVPI by definition (:func:`voi.evppi_all_parameters`); the
     other groups are estimated by Gaussian-process regression (:func:`voi.evppi_groups`, Strong,
-    Oakley & Brennan 2014) and capped at the EVPI."""
+    Oakley & Brennan 2014) and capped at the EVPI. Each group's draws go as the draws table's
+    columns (views, not copies); groups and their blocks of draws run in ``workers`` threads."""
     i_wtp, names = d.i_wtp, d.names
     fits = voi.evppi_groups(
         d.cost, d.qaly,
-        {g: draws[p].to_numpy() for g, p in groups.items() if p and g != ALL_PARAMETERS},
-        d.grid, fit_wtp=d.wtp, se_wtp=[d.wtp], evpi_values=evpi_pp,
+        {g: [draws[n].to_numpy() for n in p] for g, p in groups.items() if p and g != ALL_PARAMETERS},
+        d.grid, fit_wtp=d.wtp, se_wtp=[d.wtp], workers=workers, evpi_values=evpi_pp,
     )  # fmt: skip
     ev_rows, curves = [], []
     for g, params in groups.items():
         if g == ALL_PARAMETERS:
-            r = voi.evppi_all_parameters(d.cost, d.qaly, d.grid, se_wtp=[d.wtp])
+            r = voi.evppi_all_parameters(
+                d.cost, d.qaly, d.grid, [d.wtp], workers=workers, evpi_values=evpi_pp
+            )
         elif g in fits:
             r = fits[g]
         else:
             r = voi.evppi_gp(
-                d.cost, d.qaly, np.empty((d.n, 0)), d.grid, d.wtp, [d.wtp], evpi_values=evpi_pp
+                d.cost, d.qaly, [], d.grid, d.wtp, [d.wtp], evpi_values=evpi_pp, workers=workers
             )
         v, se, ev = float(r.evppi[i_wtp]), float(r.se[i_wtp]), float(evpi_pp[i_wtp])
         status = r.status
@@ -299,42 +325,68 @@ def evppi_tables(
                 }
             )  # fmt: skip
         )
-    table = pd.DataFrame(ev_rows)
+    columns = [*EVPPI_COLUMNS, *(f"r2_{s}_vs_{names[0]}" for s in names[1:]), "parameters"]
+    table = pd.DataFrame(ev_rows, columns=columns)
     table["draws_needed"] = table["draws_needed"].astype("Int64")
-    return table, pd.concat(curves, ignore_index=True)
+    by_wtp = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=EVPPI_BY_WTP)
+    return table, by_wtp
 
 
-def convergence_table(d: _Draws, comparisons) -> pd.DataFrame:
+def convergence_table(d: _Draws, comparisons, workers: int | None = None) -> pd.DataFrame:
     """Running mean and Monte Carlo SE over the draws of each comparison's INMB and each
-    strategy's P(cost-effective)."""
-    conv = []
-    nb = d.wtp * d.qaly - d.cost
-    best = np.argmax(nb - nb[:, :1], axis=1)
-    for a, b in comparisons:
-        n, m, se = voi.running_mean_se(nb[:, d.index(a)] - nb[:, d.index(b)])
-        conv.append(pd.DataFrame({"measure": "inmb", "name": f"{a} vs {b}", "n_draws": n,
-                                  "mean": m, "mc_se": se}))  # fmt: skip
-    for k, s in enumerate(d.names):
-        n, m, _ = voi.running_mean_se((best == k).astype(float))
+    strategy's P(cost-effective); the strategy of highest net benefit in blocks of draws and
+    the series in threads (``workers``)."""
+    wtp, c, q = d.wtp, d.cost, d.qaly
+
+    def best(lo: int, hi: int) -> np.ndarray:
+        nb = wtp * q[lo:hi] - c[lo:hi]
+        return np.argmax(nb - nb[:, :1], axis=1)
+
+    best_k = np.concatenate(list(voi.in_blocks(best, d.n, workers)))
+
+    def inmb(pair: tuple[str, str]) -> pd.DataFrame:
+        a, b = d.index(pair[0]), d.index(pair[1])
+        n, m, se = voi.running_mean_se((wtp * q[:, a] - c[:, a]) - (wtp * q[:, b] - c[:, b]))
+        return pd.DataFrame({"measure": "inmb", "name": f"{pair[0]} vs {pair[1]}",
+                             "n_draws": n, "mean": m, "mc_se": se})  # fmt: skip
+
+    def p_ce(k: int) -> pd.DataFrame:
+        n, m, _ = voi.running_mean_se((best_k == k).astype(float))
         se = np.sqrt(m * (1 - m) / n)
-        conv.append(pd.DataFrame({"measure": "p_cost_effective", "name": s, "n_draws": n,
-                                  "mean": m, "mc_se": se}))  # fmt: skip
-    return pd.concat(conv, ignore_index=True)
+        return pd.DataFrame({"measure": "p_cost_effective", "name": d.names[k], "n_draws": n,
+                             "mean": m, "mc_se": se})  # fmt: skip
+
+    jobs = [partial(inmb, pair) for pair in comparisons]
+    jobs += [partial(p_ce, k) for k in range(len(d.names))]
+    return pd.concat(list(voi.in_threads(lambda job: job(), jobs, workers)), ignore_index=True)
 
 
-def ce_plane_table(d: _Draws, draw_ids: np.ndarray) -> pd.DataFrame:
-    """Every strategy against the first, per draw: incremental cost and QALYs."""
-    K = len(d.names)
-    # the K - 1 names themselves, referenced by every row (not a new string object per row)
-    names = np.array(d.names[1:], dtype=object)
+def ce_plane_table(d: _Draws, draw_ids: np.ndarray, workers: int | None = None) -> pd.DataFrame:
+    """Every strategy against the first, per draw: incremental cost and QALYs. The strategy and
+    the reference are categorical (a byte a row, not a string), the differences are made in
+    place, a strategy at a time in threads (``workers``), and every column is taken into the
+    table without a copy: (K - 1) x 26 bytes a draw."""
+    K, D = len(d.names), d.n
+    inc_cost, inc_qaly = np.empty((K - 1, D)), np.empty((K - 1, D))
+
+    def differences(k: int) -> None:
+        np.subtract(d.cost[:, k + 1], d.cost[:, 0], out=inc_cost[k])
+        np.subtract(d.qaly[:, k + 1], d.qaly[:, 0], out=inc_qaly[k])
+
+    list(voi.in_threads(differences, range(K - 1), workers))
     return pd.DataFrame(
         {
             "draw": np.tile(draw_ids, K - 1),
-            "strategy": names[np.repeat(np.arange(K - 1), d.n)],
-            "reference": d.names[0],
-            "inc_cost": (d.cost[:, 1:] - d.cost[:, :1]).T.reshape(-1),
-            "inc_qaly": (d.qaly[:, 1:] - d.qaly[:, :1]).T.reshape(-1),
-        }
+            "strategy": pd.Categorical.from_codes(
+                np.repeat(np.arange(K - 1, dtype=np.int8), D), categories=d.names[1:]
+            ),
+            "reference": pd.Categorical.from_codes(
+                np.zeros((K - 1) * D, dtype=np.int8), categories=d.names[:1]
+            ),
+            "inc_cost": inc_cost.reshape(-1),
+            "inc_qaly": inc_qaly.reshape(-1),
+        },
+        copy=False,
     )
 
 
@@ -348,6 +400,8 @@ def analyse(
     base_outcomes: pd.DataFrame,
     comparisons: Sequence[tuple[str, str]],
     decision_horizon_years: float = DEFAULT_DECISION_HORIZON_YEARS,
+    evppi: bool = True,
+    workers: int | None = None,
 ) -> PsaTables:
     """Summary, CEAC/CEAF, EVPI, EVPPI by parameter group, convergence and CE-plane tables.
 
@@ -355,7 +409,12 @@ def analyse(
     in the order of ``draws`` (the parameter draws, index ``draw``), strategies in the order
     ``names`` (:func:`per_draw` makes them from a long outcomes table); ``base_outcomes``: the
     deterministic base case's outcomes. Only these three per-draw outcomes are needed, so
-    the PSA keeps no long table of every draw's results in memory."""
+    the PSA keeps no long table of every draw's results in memory.
+
+    ``evppi``: False leaves out the EVPPI (its two tables empty, with their columns; the
+    headline's EVPPI dictionaries empty). The work over the draws runs in blocks of draws
+    (:data:`voi.DRAW_BLOCK`) and tables in ``workers`` threads (None: one per CPU); the results
+    do not depend on it."""
     country = ptable.country
     names = list(names)
     cost, qaly, ly = (np.asarray(a, float) for a in (cost, qaly, ly))
@@ -366,15 +425,15 @@ def analyse(
         )
     wtp = float(country.wtp_per_qaly)
     mean_out = pd.DataFrame(
-        {"strategy": names, "cost": _group_means(cost), "qaly": _group_means(qaly),
-         "ly": _group_means(ly)}
+        {"strategy": names, "cost": _group_means(cost, workers),
+         "qaly": _group_means(qaly, workers), "ly": _group_means(ly, workers)}
     )  # fmt: skip
     inc_means = icer_table(mean_out, cost="cost", effect="qaly", wtp=wtp)
     grid = wtp_grid(wtp, country.wtp_alternatives, inc_means["icer"].tolist())
     d = _Draws(names, cost, qaly, ly, wtp, grid, int(np.flatnonzero(grid == wtp)[0]))
-    prob = ceac_in_blocks(d.cost, d.qaly, grid)
-    opt, p_opt = voi.ceaf(d.cost, d.qaly, grid, prob)
-    evpi_pp = voi.evpi(d.cost, d.qaly, grid)
+    prob = voi.ceac(d.cost, d.qaly, grid, workers)
+    opt, p_opt = voi.ceaf(d.cost, d.qaly, grid, prob, workers)
+    evpi_pp = voi.evpi(d.cost, d.qaly, grid, workers)
     pop, rate = country.population_eligible_annual, country.discount_rate_costs
     mult = (
         voi.population_multiplier(
@@ -392,7 +451,8 @@ def analyse(
             "p_optimal_cost_effective": p_opt,
         }
     )
-    evppi_df, evppi_by_wtp = evppi_tables(d, parameter_groups(ptable, draws), draws, evpi_pp, mult)
+    groups = parameter_groups(ptable, draws, workers) if evppi else {}
+    evppi_df, evppi_by_wtp = evppi_tables(d, groups, draws, evpi_pp, mult, workers)
     i = d.i_wtp
     headline = {
         "wtp": wtp,
@@ -415,13 +475,13 @@ def analyse(
         ),
     }
     return PsaTables(
-        summary_table(d, prob, base_outcomes, comparisons),
+        summary_table(d, prob, base_outcomes, comparisons, workers),
         inc_means,
         ceac_table(d, prob, opt),
         evpi_df,
         evppi_df,
         evppi_by_wtp,
-        convergence_table(d, comparisons),
-        ce_plane_table(d, draws.index.to_numpy()),
+        convergence_table(d, comparisons, workers),
+        ce_plane_table(d, draws.index.to_numpy(), workers),
         headline,
     )

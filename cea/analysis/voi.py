@@ -38,7 +38,7 @@ Conventions
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -111,9 +111,45 @@ DRAWS_ROUNDING = 1000
 #: EVPI and EVPPI below this fraction of the scale of the incremental net benefit are rounding
 #: of equal terms (E[max] - max E when one strategy is best in every draw) and reported as 0.
 NOISE_RTOL = 1e-12
-#: WTP values computed together in the CEAC and the EVPI / EVPPI maxima (bounds memory to
-#: WTP_BLOCK x draws per array; results do not depend on it).
+#: WTP values computed together in the CEAC (bounds memory to WTP_BLOCK x draws per array;
+#: results do not depend on it).
 WTP_BLOCK = 32
+#: Draws per block of the per-draw work (the CEAC, the exact mean of the maximum, the means, the
+#: EVPPI's fit, fitted values and standard errors): bounds its temporaries whatever the number of
+#: draws, and the blocks run in threads (:func:`in_blocks`). The blocks do not depend on the
+#: number of threads and their sums are added in block order, so no result does; with at most
+#: this many draws there is one block and the sums are those of the whole arrays.
+DRAW_BLOCK = 16_384
+
+
+def in_threads(fn: Callable, items, workers: int | None = None) -> Iterator:
+    """``fn(x)`` of every item, ``workers`` at a time in threads (None: one per CPU; NumPy
+    releases the interpreter's lock in its loops), yielded in the order of ``items`` as they
+    are ready, so that a caller summing them holds only those finished ahead of the next."""
+    items = list(items)
+    n = max(1, min(len(items), workers or os.cpu_count() or 1))
+    if n == 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(max_workers=n, thread_name_prefix="cea-analysis") as pool:
+        yield from pool.map(fn, items)
+
+
+def in_blocks(
+    fn: Callable, n_draws: int, workers: int | None = None, size: int | None = None
+) -> Iterator:
+    """``fn(lo, hi)`` of every block of ``size`` (default :data:`DRAW_BLOCK`) draws, in threads
+    (:func:`in_threads`), yielded in the order of the blocks."""
+    size = size or DRAW_BLOCK
+    return in_threads(lambda lo: fn(lo, min(n_draws, lo + size)), range(0, n_draws, size), workers)
+
+
+def _block_sums(parts) -> tuple:
+    """Sums of the blocks' tuples of arrays, term by term, added in the order of the blocks."""
+    total = None
+    for part in parts:
+        total = list(part) if total is None else [t + x for t, x in zip(total, part, strict=True)]
+    return tuple(total)
 
 
 def _as_2d(x, what: str) -> np.ndarray:
@@ -148,15 +184,26 @@ def _wtp_grid(wtp) -> np.ndarray:
     return w
 
 
-def ceac(cost, effect, wtp) -> np.ndarray:
+def ceac(cost, effect, wtp, workers: int | None = None) -> np.ndarray:
     """Cost-effectiveness acceptability curves of all strategies.
 
     Returns (W, K): the share of draws in which each strategy has the highest net benefit at
-    each wtp; every row sums to 1.
+    each wtp; every row sums to 1. Blocks of draws count in threads (``workers``); the counts
+    are whole numbers, so the shares are the same to the bit whatever the blocks.
     """
-    dc, de = incremental(cost, effect)
+    c, e = _check_pair(cost, effect)
     w = _wtp_grid(wtp)
-    D, K = dc.shape
+    D = len(c)
+    counts = _block_sums(
+        in_blocks(lambda lo, hi: (_ceac_counts(c[lo:hi], e[lo:hi], w),), D, workers)
+    )
+    return counts[0] / D
+
+
+def _ceac_counts(c: np.ndarray, e: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """(W, K) draws of ``c``, ``e`` in which each strategy has the highest net benefit."""
+    dc, de = c - c[:, :1], e - e[:, :1]
+    K = dc.shape[1]
     dcT, deT = np.ascontiguousarray(dc.T), np.ascontiguousarray(de.T)
     out = np.empty((len(w), K))
     for lo in range(0, len(w), WTP_BLOCK):
@@ -172,7 +219,7 @@ def ceac(cost, effect, wtp) -> np.ndarray:
             np.copyto(best_v, v, where=better)
             best_k[better] = k
         for k in range(K):
-            out[lo : lo + WTP_BLOCK, k] = np.count_nonzero(best_k == k, axis=1) / D
+            out[lo : lo + WTP_BLOCK, k] = np.count_nonzero(best_k == k, axis=1)
     return out
 
 
@@ -180,18 +227,28 @@ def _mean_max(dcT: np.ndarray, deT: np.ndarray, w: np.ndarray) -> np.ndarray:
     """mean over draws of max(0, max_k (lam de_k - dc_k)) for each lam in w, (W,).
 
     dcT, deT: (K-1, D) incremental cost and effect of strategies 1..K-1 (strategy 0 gives 0).
-    Exact, without evaluating every line at every lam: as lam grows, each draw's maximum
-    follows the upper envelope of its lines (the zero line and one per strategy), whose slope
-    only increases. From the line on top at the smallest lam, the next piece starts where a
-    steeper line crosses it first; at most K pieces per draw. Each piece adds its slope and
-    intercept to the grid points it covers (difference arrays), so the cost is K^2 x D, not
-    W x K x D; the sums agree with the direct evaluation to rounding (tested).
+    Exact, without evaluating every line at every lam (:func:`_envelope_sums`); blocks of draws
+    add their sums before the mean is formed (:func:`_from_envelope`).
+    """
+    order = np.argsort(w, kind="stable")
+    return _from_envelope(_envelope_sums(dcT, deT, w[order]), w, order, dcT.shape[1])
+
+
+def _envelope_sums(dcT: np.ndarray, deT: np.ndarray, grid: np.ndarray) -> tuple:
+    """The sums behind :func:`_mean_max` over the draws of ``dcT``, ``deT`` at the sorted
+    ``grid``: two (W + 1,) difference arrays, of the slopes and of the intercepts of each draw's
+    maximum over the grid points.
+
+    As lam grows, each draw's maximum follows the upper envelope of its lines (the zero line and
+    one per strategy), whose slope only increases. From the line on top at the smallest lam, the
+    next piece starts where a steeper line crosses it first; at most K pieces per draw. Each
+    piece adds its slope and intercept to the grid points it covers (difference arrays), so the
+    cost is K^2 x D, not W x K x D; the sums agree with the direct evaluation to rounding
+    (tested).
     """
     D = dcT.shape[1]
     slopes = np.vstack([np.zeros((1, D)), deT])  # line k: lam * slopes[k] - costs[k]
     costs = np.vstack([np.zeros((1, D)), dcT])
-    order = np.argsort(w, kind="stable")
-    grid = w[order]
     W = len(grid)
     draws = np.arange(D)
     start = np.full(D, grid[0])
@@ -214,47 +271,80 @@ def _mean_max(dcT: np.ndarray, deT: np.ndarray, w: np.ndarray) -> np.ndarray:
         if not live.any():
             break
         top, start = np.where(live, nxt, top), np.where(live, end, start)
+    return slope_sum, cost_sum
+
+
+def _from_envelope(sums: tuple, w: np.ndarray, order: np.ndarray, D: int) -> np.ndarray:
+    """:func:`_mean_max` at ``w`` from the sums of :func:`_envelope_sums` over D draws at the
+    grid ``w[order]``."""
+    slope_sum, cost_sum = sums
+    grid = w[order]
+    W = len(grid)
     out = np.empty(W)
     out[order] = (grid * np.cumsum(slope_sum)[:W] - np.cumsum(cost_sum)[:W]) / D
     return out
 
 
-def expected_inb(cost, effect, wtp) -> np.ndarray:
+def _incremental_sums(dc: np.ndarray, de: np.ndarray) -> tuple:
+    """Sums over the draws of the incremental cost and effect ``dc``, ``de`` (n, K) and of
+    their absolute values, (K,) each."""
+    return dc.sum(axis=0), de.sum(axis=0), np.abs(dc).sum(axis=0), np.abs(de).sum(axis=0)
+
+
+def expected_inb(cost, effect, wtp, workers: int | None = None) -> np.ndarray:
     """Mean incremental net benefit against the first strategy, (W, K)."""
-    dc, de = incremental(cost, effect)
+    c, e = _check_pair(cost, effect)
     w = _wtp_grid(wtp)
-    return w[:, None] * de.mean(axis=0)[None, :] - dc.mean(axis=0)[None, :]
+
+    def block(lo: int, hi: int) -> tuple:
+        return _incremental_sums(c[lo:hi] - c[lo:hi, :1], e[lo:hi] - e[lo:hi, :1])
+
+    sdc, sde, _, _ = _block_sums(in_blocks(block, len(c), workers))
+    return w[:, None] * (sde / len(c))[None, :] - (sdc / len(c))[None, :]
 
 
-def ceaf(cost, effect, wtp, prob: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def ceaf(
+    cost, effect, wtp, prob: np.ndarray | None = None, workers: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Cost-effectiveness acceptability frontier.
 
     Returns (optimal strategy index (W,), its probability of being cost-effective (W,)).
     The optimal strategy maximises expected net benefit (ties: first listed). ``prob``: the
     CEAC at the same wtp values when already computed (:func:`ceac`).
     """
-    opt = np.argmax(expected_inb(cost, effect, wtp), axis=1)
-    prob = ceac(cost, effect, wtp) if prob is None else prob
+    opt = np.argmax(expected_inb(cost, effect, wtp, workers), axis=1)
+    prob = ceac(cost, effect, wtp, workers) if prob is None else prob
     return opt, prob[np.arange(len(opt)), opt]
 
 
-def evpi(cost, effect, wtp) -> np.ndarray:
+def evpi(cost, effect, wtp, workers: int | None = None) -> np.ndarray:
     """Expected value of perfect information per patient at each wtp, (W,).
 
-    EVPI = mean_draws(max_k INB_k) - max_k mean_draws(INB_k), with INB against strategy 0.
+    EVPI = mean_draws(max_k INB_k) - max_k mean_draws(INB_k), with INB against strategy 0;
+    blocks of draws in threads (``workers``).
     """
-    dc, de = incremental(cost, effect)
+    c, e = _check_pair(cost, effect)
     w = _wtp_grid(wtp)
-    first = _mean_max(np.ascontiguousarray(dc[:, 1:].T), np.ascontiguousarray(de[:, 1:].T), w)
-    best_mean = (w[:, None] * de.mean(axis=0)[None, :] - dc.mean(axis=0)[None, :]).max(axis=1)
+    D = len(c)
+    order = np.argsort(w, kind="stable")
+
+    def block(lo: int, hi: int) -> tuple:
+        dc, de = c[lo:hi] - c[lo:hi, :1], e[lo:hi] - e[lo:hi, :1]
+        envelope = _envelope_sums(
+            np.ascontiguousarray(dc[:, 1:].T), np.ascontiguousarray(de[:, 1:].T), w[order]
+        )
+        return *envelope, *_incremental_sums(dc, de)
+
+    *envelope, sdc, sde, adc, ade = _block_sums(in_blocks(block, D, workers))
+    first = _from_envelope(envelope, w, order, D)
+    best_mean = (w[:, None] * (sde / D)[None, :] - (sdc / D)[None, :]).max(axis=1)
     # Jensen: never negative; tiny values either side of 0 are rounding of equal terms
-    return _clean(first - best_mean, dc, de, w)
+    return _clean(first - best_mean, w * (ade / D).max() + (adc / D).max())
 
 
-def _clean(value: np.ndarray, dc: np.ndarray, de: np.ndarray, w: np.ndarray) -> np.ndarray:
+def _clean(value: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """0 for values within rounding of 0: below NOISE_RTOL x the scale of the incremental net
     benefit at each wtp (w x max mean |dE| + max mean |dC|)."""
-    scale = w * np.abs(de).mean(axis=0).max() + np.abs(dc).mean(axis=0).max()
     return np.where(value > NOISE_RTOL * scale, value, 0.0)
 
 
@@ -330,17 +420,25 @@ class EvppiResult:
         return np.isfinite(self.estimate) & (self.estimate > self.evppi)
 
 
-def _check_group(X, D: int) -> np.ndarray:
-    X = np.asarray(X, dtype=float)
-    if X.ndim == 1:
-        X = X[:, None]
-    if X.ndim != 2 or X.shape[0] != D:
-        raise CeaError(
-            f"parameter draws have {X.shape[0]} rows but the results have {D} draws (BCEA#53)"
-        )
-    if not np.all(np.isfinite(X)):
-        raise CeaError("parameter draws have non-finite values")
-    return X
+def _check_group(X, D: int) -> list[np.ndarray]:
+    """A group's parameter draws as a list of (D,) columns: X is (D,), (D, p), or a sequence of
+    (D,) columns (columns of the PSA's draws table are views of it, not copies)."""
+    if isinstance(X, list | tuple):
+        cols = [np.asarray(x, dtype=float) for x in X]
+    else:
+        X = np.asarray(X, dtype=float)
+        X = X[:, None] if X.ndim == 1 else X
+        if X.ndim != 2:
+            raise CeaError(f"parameter draws must be (draws, parameters), got shape {X.shape}")
+        cols = [X[:, j] for j in range(X.shape[1])]
+    for x in cols:
+        if x.shape != (D,):
+            raise CeaError(
+                f"parameter draws have {len(x)} rows but the results have {D} draws (BCEA#53)"
+            )
+        if not np.all(np.isfinite(x)):
+            raise CeaError("parameter draws have non-finite values")
+    return cols
 
 
 def _wtp_subset(w: np.ndarray, se_wtp) -> np.ndarray:
@@ -385,22 +483,66 @@ def evppi_se(inb: np.ndarray, fitted_inb: np.ndarray) -> tuple[float, float]:
     return float(gain.mean()), float(infl.std(ddof=1) / np.sqrt(D)) if D > 1 else float("nan")
 
 
-def evppi_all_parameters(cost, effect, wtp, se_wtp=None) -> EvppiResult:
+def _se_sums(inb: np.ndarray, fitted_inb: np.ndarray) -> tuple:
+    """The sums over a block of draws behind :func:`evppi_se`, for every strategy as kbar
+    (known only once every block is summed): the sums of g (K,), of the influence function (K,)
+    and of its squared deviations from the block's mean (K,), and the block's draws."""
+    n = inb.shape[0]
+    g = np.concatenate([np.zeros((n, 1)), fitted_inb], axis=1)
+    y = np.concatenate([np.zeros((n, 1)), inb], axis=1)
+    kstar = np.argmax(g, axis=1)
+    rows = np.arange(n)
+    total, dev2 = np.empty(g.shape[1]), np.empty(g.shape[1])
+    for kbar in range(g.shape[1]):
+        gain = g[rows, kstar] - g[:, kbar]
+        infl = gain + (y[rows, kstar] - g[rows, kstar]) - (y[:, kbar] - g[:, kbar])
+        total[kbar] = infl.sum()
+        dev2[kbar] = ((infl - total[kbar] / n) ** 2).sum()
+    return g.sum(axis=0), total, dev2, n
+
+
+def _se_from_sums(parts: list) -> float:
+    """The standard error of :func:`evppi_se` from the blocks' :func:`_se_sums`, in block order:
+    kbar from the mean of g, then the variance of the influence function from the blocks' means
+    and squared deviations (Chan, Golub & LeVeque's pairwise update; with one block, exactly
+    ``std(ddof=1)``)."""
+    D = sum(p[3] for p in parts)
+    if D < 2:
+        return float("nan")
+    kbar = int(np.argmax(_block_sums([p[:1] for p in parts])[0] / D))
+    mean = _block_sums([(p[1][kbar],) for p in parts])[0] / D
+    dev2 = _block_sums([(p[2][kbar] + p[3] * (p[1][kbar] / p[3] - mean) ** 2,) for p in parts])[0]
+    return float(np.sqrt(dev2 / (D - 1)) / np.sqrt(D))
+
+
+def evppi_all_parameters(
+    cost, effect, wtp, se_wtp=None, workers: int | None = None, evpi_values=None
+) -> EvppiResult:
     """EVPPI of all the model's uncertain parameters together: the EVPI, by definition.
 
     The model is deterministic given its parameters, so E(NB_k | all parameters) is NB_k itself
     and the EVPPI formula is the EVPI formula; no regression is involved. ``se`` is the Monte
     Carlo standard error of the EVPI, sd(max_k INB_k - INB_kbar) / sqrt(D)
-    (:func:`evppi_se` with the fit equal to the data).
+    (:func:`evppi_se` with the fit equal to the data), over blocks of draws in threads.
+    ``evpi_values``: the EVPI at ``wtp`` when already computed.
     """
-    dc, de = incremental(cost, effect)
-    D, K = dc.shape
+    c, e = _check_pair(cost, effect)
+    D, K = c.shape
     w = _wtp_grid(wtp)
-    ev = evpi(cost, effect, w)
+    ev = evpi(c, e, w, workers) if evpi_values is None else np.asarray(evpi_values, float)
     se = np.full(len(w), np.nan)
-    for i in _wtp_subset(w, se_wtp):
-        inb = w[i] * de[:, 1:] - dc[:, 1:]
-        se[i] = evppi_se(inb, inb)[1] if K > 1 else 0.0
+    at = _wtp_subset(w, se_wtp)
+
+    def block(lo: int, hi: int) -> list:
+        dc, de = c[lo:hi] - c[lo:hi, :1], e[lo:hi] - e[lo:hi, :1]
+        return [_se_sums(inb, inb) for inb in (w[i] * de[:, 1:] - dc[:, 1:] for i in at)]
+
+    if K > 1:
+        parts = list(in_blocks(block, D, workers))
+        for j, i in enumerate(at):
+            se[i] = _se_from_sums([p[j] for p in parts])
+    else:
+        se[at] = 0.0
     return EvppiResult(
         evppi=ev, se=se, evpi=ev, estimate=ev.copy(), r2=np.ones(K - 1), method="evpi",
         status="ok", n_draws=D, r2_wtp=float(w[-1]),
@@ -513,8 +655,9 @@ def gp_hyperparameters(Z: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, float]
 
 
 def _gp_fit(
-    Z: np.ndarray, sub: np.ndarray, Y: np.ndarray, ell: np.ndarray, T: np.ndarray
-) -> tuple[np.ndarray, int, float, float]:
+    z: Callable, y: Callable, D: int, sub: np.ndarray, ell: np.ndarray, T: np.ndarray,
+    workers: int | None = None,
+) -> tuple[Callable, int, float, float]:  # fmt: skip
     """Posterior mean of the GP at every draw, fitted to every draw (linear in the draws).
 
     A reduced-rank GP (subset of regressors with Nystrom features; Rasmussen & Williams 2006,
@@ -524,7 +667,7 @@ def _gp_fit(
     the features psi(z) = L^-1 k(Z_r, z) give psi(z)'psi(z') ~ k(z, z'). With the linear mean, the
     fit is ridge regression of Y on F = [1, Z, psi] with penalty eta on the psi coefficients (the
     GP prior, in units of the noise) and none on the mean; the normal equations are summed over
-    chunks of draws, so memory does not grow with them.
+    blocks of draws, so memory does not grow with them.
 
     eta, the amount of smoothing, is chosen on every draw by generalised cross-validation (GCV,
     as mgcv chooses a GAM's smoothing parameters) of the targets Y @ T, over a grid of
@@ -534,40 +677,56 @@ def _gp_fit(
     V'PV = diag(mu)), the fit at eta has s_i = 1 / (1 + eta mu_i), edf = sum s_i,
     RSS = y'y - sum_i c_i^2 (2 s_i - s_i^2) with c = V'F'y, GCV = D RSS / (D - edf)^2.
 
-    Returns (fitted (D, J), number of basis columns, effective degrees of freedom, eta).
+    ``z(rows, order)``: the standardised parameters of the draws ``rows`` (a slice or indices)
+    as an (n, p) array in memory order ``order``; ``y(lo, hi)``: the targets of draws lo..hi,
+    (n, J). Blocks of draws (:func:`in_blocks`) sum the normal equations in threads.
+
+    Returns (fitted(lo, hi): the fit at draws lo..hi, (n, J); number of basis columns; effective
+    degrees of freedom; eta).
     """
-    D, p = Z.shape
-    U, Us = Z / ell, Z[sub] / ell
+    Us = z(sub, "C") / ell
+    p = Us.shape[1]
     c, piv, rank, _ = linalg.lapack.dpstrf(_sq_exp_kernel(Us, Us), tol=NYSTROM_TOL, lower=1)
     m = max(int(rank), 1)
     Ur = Us[piv[:m] - 1]  # LAPACK pivots count from 1
     proj = linalg.solve_triangular(np.tril(c[:m, :m]), np.eye(m), lower=True).T  # L^-T
     q = 1 + p + m
+    # features in chunks of at most GP_FEATURE_BYTES, blocks of whole chunks, computed twice
+    # (for the normal equations, then for the fitted values)
+    rows = max(1, GP_FEATURE_BYTES // (8 * q))
+    block = rows * max(1, DRAW_BLOCK // rows)
 
     def features(lo: int, hi: int) -> np.ndarray:
+        Z = z(slice(lo, hi), "F")
         F = np.empty((hi - lo, q))
         F[:, 0] = 1.0
-        F[:, 1 : 1 + p] = Z[lo:hi]
-        np.matmul(_sq_exp_kernel(U[lo:hi], Ur), proj, out=F[:, 1 + p :])
+        F[:, 1 : 1 + p] = Z
+        np.matmul(_sq_exp_kernel(Z / ell, Ur), proj, out=F[:, 1 + p :])
         return F
 
-    # features in blocks of at most GP_FEATURE_BYTES, computed twice when there are several
-    # blocks (for the normal equations, then for the fitted values)
-    rows = max(1, GP_FEATURE_BYTES // (8 * q))
-    chunks = [(lo, min(D, lo + rows)) for lo in range(0, D, rows)]
-    G, b = np.zeros((q, q)), np.zeros((q, Y.shape[1]))
-    F = None
-    for lo, hi in chunks:
-        F = features(lo, hi)
-        G += F.T @ F
-        b += F.T @ Y[lo:hi]
+    def normal_equations(lo: int, hi: int) -> tuple[list, np.ndarray]:
+        terms = []
+        for a in range(lo, hi, rows):
+            F = features(a, min(hi, a + rows))
+            terms.append((F.T @ F, F.T @ y(a, min(hi, a + rows))))
+        return terms, (y(lo, hi) @ T) ** 2
+
+    # the chunks' terms added one after the other in the order of the draws, as one pass over
+    # them would: the fit is ill-conditioned (the jitter below), so another order of the sums
+    # would move it by more than rounding
+    G, b, yy = np.zeros((q, q)), np.zeros((q, T.shape[0])), np.zeros((1, T.shape[1]))
+    for terms, sq in in_blocks(normal_equations, D, workers, block):
+        for FtF, FtY in terms:
+            G += FtF
+            b += FtY
+        yy = np.add.reduce(np.concatenate([yy, sq]), axis=0, keepdims=True)
+    yy = yy[0]
     P = np.diag(np.concatenate([np.zeros(1 + p), np.ones(m)]))
     G[np.diag_indices(q)] += GP_JITTER * G.diagonal().max()  # collinear features
     mu, V = linalg.eigh(P, G, check_finite=False)
     mu = np.maximum(mu, 0.0)[:, None]
     cb = V.T @ b  # (q, J)
     ct = cb @ T  # the GCV targets
-    yy = ((Y @ T) ** 2).sum(axis=0)
     s = 1.0 / (1.0 + GCV_ETA_GRID[None, :] * mu)  # (q, grid)
     edf = s.sum(axis=0)
     rss = yy.sum() - ((ct**2).sum(axis=1)[:, None] * (2 * s - s * s)).sum(axis=0)
@@ -575,11 +734,13 @@ def _gp_fit(
         gcv = np.where(edf < D, D * rss / (D - edf) ** 2, np.inf)
     best = int(np.argmin(gcv))
     coef = V @ (s[:, best : best + 1] * cb)
-    fitted = np.empty((D, Y.shape[1]))
-    for lo, hi in chunks:
-        if len(chunks) > 1:
-            F = features(lo, hi)
-        fitted[lo:hi] = F @ coef
+
+    def fitted(lo: int, hi: int) -> np.ndarray:  # row by row: any blocks
+        out = np.empty((hi - lo, coef.shape[1]))
+        for a in range(lo, hi, rows):
+            out[a - lo : min(hi, a + rows) - lo] = features(a, min(hi, a + rows)) @ coef
+        return out
+
     return fitted, q, float(edf[best]), float(GCV_ETA_GRID[best])
 
 
@@ -592,18 +753,22 @@ def _evppi_gp(
     se_wtp=None,
     keep_fitted: bool = False,
     evpi_values: np.ndarray | None = None,
+    workers: int | None = None,
 ) -> EvppiResult:
-    """:func:`evppi_gp` without the limit on BLAS threads."""
-    dc, de = incremental(cost, effect)
-    D, K = dc.shape
+    """:func:`evppi_gp` without the limit on BLAS threads. Every pass over the draws goes in
+    blocks (:func:`in_blocks`): the statistics of the targets, the normal equations of the fit,
+    then the fitted values with what is made of them (the mean of the maximum, the means, R^2
+    and the standard errors), so that no (draws x strategies) array is held."""
+    c, e = _check_pair(cost, effect)
+    D, K = c.shape
     w = _wtp_grid(wtp)
-    X = _check_group(X, D)
+    cols = _check_group(X, D)
     fit_at = float(w[-1] if fit_wtp is None else fit_wtp)
-    ev = evpi(cost, effect, w) if evpi_values is None else np.asarray(evpi_values, float)
+    ev = evpi(c, e, w, workers) if evpi_values is None else np.asarray(evpi_values, float)
     nan_w, nan_k = np.full(len(w), np.nan), np.full(K - 1, np.nan)
-    sd = X.std(axis=0)
-    varying = sd > 0
-    p = int(varying.sum())
+    sd = np.array([x.std() for x in cols])
+    cols = [x for x, v in zip(cols, sd > 0, strict=True) if v]
+    p = len(cols)
     if p == 0 or K == 1:
         zero = np.zeros(len(w))
         return EvppiResult(zero, zero.copy(), ev, zero.copy(), nan_k, None,
@@ -614,32 +779,72 @@ def _evppi_gp(
             nan_w, nan_w.copy(), ev, nan_w.copy(), nan_k, None,
             f"refused: {p} parameters need at least {need:,} draws, have {D:,}", D, r2_wtp=fit_at,
         )  # fmt: skip
-    Z = (X[:, varying] - X[:, varying].mean(axis=0)) / sd[varying]
+    mean, sd = np.array([x.mean() for x in cols]), sd[sd > 0]
+
+    def z(rows, order: str) -> np.ndarray:
+        """The standardised parameters of the draws ``rows`` (a slice or indices), (n, p)."""
+        out = np.empty(
+            (len(range(D)[rows]) if isinstance(rows, slice) else len(rows), p), order=order
+        )
+        for j, x in enumerate(cols):
+            out[:, j] = (x[rows] - mean[j]) / sd[j]
+        return out
+
+    def inc(rows) -> tuple[np.ndarray, np.ndarray]:
+        return c[rows] - c[rows, :1], e[rows] - e[rows, :1]
+
+    def y(lo: int, hi: int) -> np.ndarray:  # (n, 2(K-1)): one smoother for all
+        dc, de = inc(slice(lo, hi))
+        return np.concatenate([dc[:, 1:], de[:, 1:]], axis=1)
+
     sub = subsample_index(D, max(GP_INDUCING_DRAWS, MIN_DRAWS_PER_TERM * (p + 1)))
     hyper = subsample_index(D, hyperparameter_draws(p))
-    inb_fit = fit_at * de[:, 1:] - dc[:, 1:]
-    ell, _ = gp_hyperparameters(Z[hyper], inb_fit[hyper])
-    Y = np.concatenate([dc[:, 1:], de[:, 1:]], axis=1)  # (D, 2(K-1)): one smoother for all
-    # GCV targets: the INB of each strategy at fit_wtp, scaled to unit variance (as in the ML)
-    sd_inb = inb_fit.std(axis=0)
+    dc, de = inc(hyper)
+    ell, _ = gp_hyperparameters(z(hyper, "C"), fit_at * de[:, 1:] - dc[:, 1:])
+
+    def target_sums(lo: int, hi: int) -> tuple:
+        dc, de = inc(slice(lo, hi))
+        return *_incremental_sums(dc, de)[2:], (fit_at * de[:, 1:] - dc[:, 1:]).sum(axis=0)
+
+    adc, ade, inb_sum = _block_sums(in_blocks(target_sums, D, workers))
+
+    def target_dev2(lo: int, hi: int) -> tuple:
+        dc, de = inc(slice(lo, hi))
+        return (((fit_at * de[:, 1:] - dc[:, 1:] - inb_sum / D) ** 2).sum(axis=0),)
+
+    (sst,) = _block_sums(in_blocks(target_dev2, D, workers))
+    # GCV targets: the INB of each strategy at fit_at, scaled to unit variance (as in the ML)
+    sd_inb = np.sqrt(sst / D)
     scale = np.where(sd_inb > 0, 1.0 / np.where(sd_inb > 0, sd_inb, 1.0), 0.0)
     T = np.concatenate([-np.diag(scale), fit_at * np.diag(scale)], axis=0)
-    fit, n_terms, edf, eta = _gp_fit(Z, sub, Y, ell, T)
-    fc, fe = fit[:, : K - 1], fit[:, K - 1 :]
-    first = _mean_max(np.ascontiguousarray(fc.T), np.ascontiguousarray(fe.T), w)
+    fitted, n_terms, edf, eta = _gp_fit(z, y, D, sub, ell, T, workers)
+    order, at = np.argsort(w, kind="stable"), _wtp_subset(w, se_wtp)
+
+    def predictions(lo: int, hi: int) -> tuple:
+        dc, de = inc(slice(lo, hi))
+        fit = fitted(lo, hi)
+        fc, fe = fit[:, : K - 1], fit[:, K - 1 :]
+        sums = (
+            *_envelope_sums(np.ascontiguousarray(fc.T), np.ascontiguousarray(fe.T), w[order]),
+            fc.sum(axis=0),
+            fe.sum(axis=0),
+            ((fit_at * de[:, 1:] - dc[:, 1:] - (fit_at * fe - fc)) ** 2).sum(axis=0),
+        )
+        se = [_se_sums(w[i] * de[:, 1:] - dc[:, 1:], w[i] * fe - fc) for i in at]
+        return sums, se, fit if keep_fitted else None
+
+    parts = list(in_blocks(predictions, D, workers))
+    *envelope, fc_sum, fe_sum, sse = _block_sums([part[0] for part in parts])
+    first = _from_envelope(envelope, w, order, D)
     # the fit keeps the means (unpenalised intercept), so the baseline is max(0, max_k mean INB_k)
-    base = np.maximum(
-        (w[:, None] * fe.mean(axis=0)[None, :] - fc.mean(axis=0)[None, :]).max(axis=1), 0.0
-    )
-    est = _clean(first - base, dc, de, w)
+    base = np.maximum((w[:, None] * (fe_sum / D)[None, :] - (fc_sum / D)[None, :]).max(axis=1), 0.0)
+    est = _clean(first - base, w * (ade / D).max() + (adc / D).max())
     se = np.full(len(w), np.nan)
-    for i in _wtp_subset(w, se_wtp):
-        se[i] = evppi_se(w[i] * de[:, 1:] - dc[:, 1:], w[i] * fe - fc)[1]
-    g = fit_at * fe - fc
-    sst = ((inb_fit - inb_fit.mean(axis=0)) ** 2).sum(axis=0)
-    sse = ((inb_fit - g) ** 2).sum(axis=0)
+    for j, i in enumerate(at):
+        se[i] = _se_from_sums([part[1][j] for part in parts])
     with np.errstate(invalid="ignore", divide="ignore"):
         r2 = np.where(sst > 0, 1.0 - sse / sst, np.nan)
+    fit = np.concatenate([part[2] for part in parts]) if keep_fitted else None
     return EvppiResult(
         evppi=np.minimum(est, ev),
         se=se,
@@ -655,7 +860,7 @@ def _evppi_gp(
         r2_wtp=fit_at,
         lengthscales=ell,
         noise_ratio=eta,
-        fitted=(fc, fe) if keep_fitted else None,
+        fitted=(fit[:, : K - 1], fit[:, K - 1 :]) if fit is not None else None,
     )
 
 
@@ -668,6 +873,7 @@ def evppi_gp(
     se_wtp=None,
     keep_fitted: bool = False,
     evpi_values: np.ndarray | None = None,
+    workers: int | None = None,
 ) -> EvppiResult:
     """EVPPI of the parameters in the columns of X by Gaussian-process regression.
 
@@ -697,12 +903,15 @@ def evppi_gp(
     Parameters
     ----------
     cost, effect : (D, K) per-draw results per strategy.
-    X : (D, p) the group's parameter draws (the same draws that produced cost and effect).
+    X : (D, p) the group's parameter draws (the same draws that produced cost and effect), or a
+        list of p (D,) columns.
     wtp : scalar or (W,) grid.
     fit_wtp : wtp at which the hyperparameters are fitted and R^2 is reported (default: the last
         of the grid).
     se_wtp : values of the grid at which to compute the standard error (default: all).
     evpi_values : (W,) the EVPI of the same draws at ``wtp`` when already computed.
+    workers : threads for the blocks of draws (:func:`in_blocks`; None: one per CPU); the result
+        does not depend on it.
 
     Returns
     -------
@@ -718,7 +927,7 @@ def evppi_gp(
     non-unique optimal treatment strategy. Ann Stat 2016;44:713-742. doi:10.1214/15-AOS1384
     """
     with threadpool_limits(limits=1, user_api="blas"):  # see evppi_groups
-        return _evppi_gp(cost, effect, X, wtp, fit_wtp, se_wtp, keep_fitted, evpi_values)
+        return _evppi_gp(cost, effect, X, wtp, fit_wtp, se_wtp, keep_fitted, evpi_values, workers)
 
 
 def evppi_groups(
@@ -731,8 +940,9 @@ def evppi_groups(
     workers: int | None = None,
     evpi_values: np.ndarray | None = None,
 ) -> dict[str, EvppiResult]:
-    """:func:`evppi_gp` of several parameter groups (name -> (D, p) draws), ``workers`` groups
-    at a time in threads (None: one per CPU), each with BLAS on one thread.
+    """:func:`evppi_gp` of several parameter groups (name -> (D, p) draws or a list of (D,)
+    columns), ``workers`` groups at a time in threads (None: one per CPU), each with BLAS on one
+    thread and its blocks of draws in up to ``workers`` threads of its own.
 
     The groups are independent and each result is the same whatever the number of threads.
     Multithreaded BLAS on the small matrices of the GP is slower, not faster: on a shared
@@ -740,19 +950,16 @@ def evppi_groups(
     and 0.4 ms with one (benchmarks/README.md), hence the one-thread limit.
     """
     w = _wtp_grid(wtp)
-    ev = evpi(cost, effect, w) if evpi_values is None else np.asarray(evpi_values, float)
+    ev = evpi(cost, effect, w, workers) if evpi_values is None else np.asarray(evpi_values, float)
     names = list(groups)
-    n = max(1, min(len(names), workers or os.cpu_count() or 1))
 
     def one(name: str) -> EvppiResult:
-        return _evppi_gp(cost, effect, groups[name], w, fit_wtp, se_wtp, evpi_values=ev)
+        return _evppi_gp(
+            cost, effect, groups[name], w, fit_wtp, se_wtp, evpi_values=ev, workers=workers
+        )
 
     with threadpool_limits(limits=1, user_api="blas"):
-        if n == 1:
-            results = [one(g) for g in names]
-        else:
-            with ThreadPoolExecutor(max_workers=n, thread_name_prefix="cea-evppi") as pool:
-                results = list(pool.map(one, names))
+        results = list(in_threads(one, names, workers))
     return dict(zip(names, results, strict=True))
 
 

@@ -29,7 +29,7 @@ Conventions
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import ClassVar
 
@@ -708,27 +708,19 @@ def sample_many(
     -------
     DataFrame, shape (n, number of parameters), index name ``draw``.
     """
-    n = _check_n(n)
-    columns: list[str] = []
-    for key, dist in dists.items():
-        if isinstance(dist, Dirichlet):
-            if not isinstance(key, tuple) or len(key) != dist.k:
-                raise CeaError(
-                    f"a Dirichlet with {dist.k} components must be keyed by a tuple of "
-                    f"{dist.k} parameter names, got {key!r}"
-                )
-            columns.extend(str(x) for x in key)
-        elif isinstance(dist, Distribution):
-            if isinstance(key, tuple):
-                raise CeaError(f"only a Dirichlet may be keyed by a tuple of names, got {key!r}")
-            columns.append(str(key))
-        else:
-            raise CeaError(f"parameter '{key}': not a distribution ({type(dist).__name__})")
-    dupes = sorted({c for c in columns if columns.count(c) > 1})
-    if dupes:
-        raise CeaError(f"parameter names appear more than once: {', '.join(dupes)}")
+    out = dict(sample_columns(dists, n, rng, corr))
+    return pd.DataFrame({c: out[c] for c in _columns(dists)}, index=pd.RangeIndex(n, name="draw"))
 
-    out: dict[str, np.ndarray] = {}
+
+def sample_columns(
+    dists: Mapping, n: int, rng: np.random.Generator, corr: pd.DataFrame | None = None
+) -> Iterator[tuple[str, np.ndarray]]:
+    """The draws of :func:`sample_many` one column at a time, ``(name, values)`` in the order
+    they are drawn (the copula's parameters first), so that a caller can put each column where
+    it belongs and let it go instead of holding the draws twice."""
+    columns = _columns(dists)
+    n = _check_n(n)
+    drawn: set[str] = set()
     if corr is not None and corr.size > 0:
         listed = [str(x) for x in corr.index]
         if sorted(listed) != sorted(str(x) for x in corr.columns):
@@ -750,15 +742,37 @@ def sample_many(
         corr = corr.loc[names, names]
         u = correlated_uniforms(n, corr, rng)
         for j, nm in enumerate(names):
-            out[nm] = univariate[nm].ppf(u[:, j])
+            yield nm, univariate[nm].ppf(u[:, j])
+        drawn.update(names)
+        del u
 
     for key, dist in dists.items():
         if isinstance(dist, Dirichlet):
             draws = dist.sample(n, rng)
             for j, nm in enumerate(key):
-                out[str(nm)] = draws[:, j]
-        elif str(key) not in out:
-            out[str(key)] = dist.sample(n, rng)
+                yield str(nm), draws[:, j]
+        elif str(key) not in drawn:
+            yield str(key), dist.sample(n, rng)
 
-    frame = pd.DataFrame({c: out[c] for c in columns}, index=pd.RangeIndex(n, name="draw"))
-    return frame
+
+def _columns(dists: Mapping) -> list[str]:
+    """The column names of the draws of ``dists`` in mapping order (checked)."""
+    columns: list[str] = []
+    for key, dist in dists.items():
+        if isinstance(dist, Dirichlet):
+            if not isinstance(key, tuple) or len(key) != dist.k:
+                raise CeaError(
+                    f"a Dirichlet with {dist.k} components must be keyed by a tuple of "
+                    f"{dist.k} parameter names, got {key!r}"
+                )
+            columns.extend(str(x) for x in key)
+        elif isinstance(dist, Distribution):
+            if isinstance(key, tuple):
+                raise CeaError(f"only a Dirichlet may be keyed by a tuple of names, got {key!r}")
+            columns.append(str(key))
+        else:
+            raise CeaError(f"parameter '{key}': not a distribution ({type(dist).__name__})")
+    dupes = sorted({c for c in columns if columns.count(c) > 1})
+    if dupes:
+        raise CeaError(f"parameter names appear more than once: {', '.join(dupes)}")
+    return columns

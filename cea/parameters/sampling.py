@@ -143,7 +143,10 @@ def sample_draws(
     """PSA draws of every country: ``code -> DataFrame`` (index ``draw``, columns = parameters).
 
     Clinical columns are shared across countries (same random numbers; see the module
-    docstring); price columns come from each country's own stream.
+    docstring); price columns come from each country's own stream. Each country's draws fill
+    one column-major (draws x parameters) array as they are made, wrapped in its DataFrame
+    without a copy: with one country the draws are held once (8 bytes a parameter a draw),
+    with several the shared clinical columns once more.
     """
     if (
         isinstance(n_draws, bool)
@@ -155,37 +158,50 @@ def sample_draws(
     scenario = scenario or Scenario()
     codes = list(ptables)
     ref = reference_table(inputs, scenario, codes[0])
-    clinical = clinical_parameters(ref)
-    ref_dists = {n: ref.distribution(n) for n in clinical}
+    ref_dists = {n: ref.distribution(n) for n in clinical_parameters(ref)}
     corr = correlation_matrix(inputs)
-    shared = dist.sample_many(
-        ref_dists, n_draws, np.random.Generator(np.random.PCG64(clinical_seed(seed))), corr
-    )
+    for code, pt in ptables.items():
+        for n in clinical_parameters(pt):
+            _check_override(n, code, pt.distribution(n), ref_dists.get(n))
+
+    def clinical():
+        """The clinical draws column by column: the same numbers at every call."""
+        rng = np.random.Generator(np.random.PCG64(clinical_seed(seed)))
+        return dist.sample_columns(ref_dists, n_draws, rng, corr)
+
+    shared = dict(clinical()) if len(ptables) > 1 else None
     out = {}
     for code, pt in ptables.items():
-        cols: dict[str, np.ndarray] = {}
-        for n in clinical_parameters(pt):
-            d_c, d_ref = pt.distribution(n), ref_dists.get(n)
-            if d_ref is None:
-                raise CeaError(f"parameter '{n}' of {code} is not in the clinical reference table")
-            if d_c == d_ref:
-                cols[n] = shared[n].to_numpy()
-            elif isinstance(d_c, dist.Fixed):
-                cols[n] = np.full(n_draws, float(d_c.value))
-            elif isinstance(d_ref, dist.Fixed):
-                raise CeaError(
-                    f"parameter '{n}' is fixed in parameters.csv but uncertain for {code}: "
-                    "a country override cannot add uncertainty"
-                )
-            else:
-                cols[n] = d_c.ppf(np.clip(_cdf(d_ref, shared[n].to_numpy()), 0.0, 1.0))
+        at = {n: j for j, n in enumerate(pt.names)}
+        values = np.empty((n_draws, len(at)), order="F")
+        mine = set(clinical_parameters(pt))
+        for n, x in shared.items() if shared is not None else clinical():
+            if n in mine:
+                d_c, d_ref = pt.distribution(n), ref_dists[n]
+                if d_c == d_ref:
+                    values[:, at[n]] = x
+                elif isinstance(d_c, dist.Fixed):
+                    values[:, at[n]] = float(d_c.value)
+                else:
+                    values[:, at[n]] = d_c.ppf(np.clip(_cdf(d_ref, x), 0.0, 1.0))
         prices = price_parameters(pt)
         if prices:
             rng = np.random.Generator(np.random.PCG64(price_seed(seed, code)))
-            pd_draws = dist.sample_many({n: pt.distribution(n) for n in prices}, n_draws, rng)
-            for n in prices:
-                cols[n] = pd_draws[n].to_numpy()
+            for n, x in dist.sample_columns({n: pt.distribution(n) for n in prices}, n_draws, rng):
+                values[:, at[n]] = x
         out[code] = pd.DataFrame(
-            {n: cols[n] for n in pt.names}, index=pd.RangeIndex(n_draws, name="draw")
+            values, index=pd.RangeIndex(n_draws, name="draw"), columns=pt.names, copy=False
         )
     return out
+
+
+def _check_override(name: str, code: str, d_c: dist.Distribution, d_ref) -> None:
+    """A country's clinical parameter must be in the reference table, and a country override
+    may fix an uncertain parameter but not make a fixed one uncertain."""
+    if d_ref is None:
+        raise CeaError(f"parameter '{name}' of {code} is not in the clinical reference table")
+    if d_c != d_ref and not isinstance(d_c, dist.Fixed) and isinstance(d_ref, dist.Fixed):
+        raise CeaError(
+            f"parameter '{name}' is fixed in parameters.csv but uncertain for {code}: "
+            "a country override cannot add uncertainty"
+        )

@@ -200,6 +200,7 @@ def run_psa(
     progress: bool | None = False,
     backend: str = DEFAULT_BACKEND,
     workers: int | None = None,
+    evppi: bool = True,
 ) -> PsaRun:
     """The PSA of one or several countries (clinical draws shared; prices per country).
 
@@ -207,7 +208,9 @@ def run_psa(
     and ``seed`` default to ``[run]`` of the settings (after the scenario). ``progress``:
     True/False, or None for "when stderr is a terminal". ``backend``: the engine's backend
     (``numba``, compiled, or ``numpy``; the same results to 1e-12). ``workers``: threads that
-    run chunks of draws at the same time (None: one per CPU); the results do not depend on it.
+    run chunks of draws at the same time, and the analysis's blocks of draws (None: one per
+    CPU); the results do not depend on it. ``evppi``: False leaves out the EVPPI (its tables
+    empty; :func:`cea.analysis.psa.analyse`).
     """
     t0 = time.perf_counter()
     if not isinstance(inputs, Inputs):
@@ -229,6 +232,14 @@ def run_psa(
         raise CeaError(f"decision horizon must be > 0 years, got {decision_horizon_years!r}")
     ptables = {c: build_parameter_table(inputs, c, scenario) for c in codes}
     all_draws = sample_draws(inputs, ptables, n_draws, seed, scenario)
+    # glibc keeps memory freed by other threads in their arenas; malloc_trim gives it back, so
+    # that the analysis does not add its peak to what the model's chunks left behind
+    try:
+        import ctypes
+
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        trim = None
     seconds = {"load_and_draw": time.perf_counter() - t0}
     bar = Progress(len(codes) * n_draws, enabled=progress)
     results = {}
@@ -242,11 +253,13 @@ def run_psa(
             base = build_base_case(inputs, ptable=pt, spec=spec, backend=backend)
             seconds[f"base_case_{code}"] = time.perf_counter() - t1
             run = run_draws(all_draws[code], spec, chunk_draws, bar, code, backend, workers)
+            if trim is not None:  # what the model's threads freed, back to the system
+                trim(0)
             comps = comparisons_from_settings(pt.settings, spec)
             t1 = time.perf_counter()
             tables = analyse(
                 run.cost, run.qaly, run.ly, all_draws[code], pt, spec.strategy_names,
-                base.outcomes, comps, decision_horizon_years,
+                base.outcomes, comps, decision_horizon_years, evppi, workers,
             )  # fmt: skip
             seconds[f"model_{code}"] = run.seconds
             seconds[f"analysis_{code}"] = time.perf_counter() - t1
