@@ -210,6 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
         "plane charts and the verification checks (one --country only)",
     )
     p.add_argument(
+        "--no-evppi",
+        action="store_true",
+        help="leave out the EVPPI (its tables, figure and summary lines): the rest is the same",
+    )
+    p.add_argument(
         "--per-draw",
         choices=report_psa.PER_DRAW_FORMATS,
         default="parquet",
@@ -485,7 +490,7 @@ def cli_psa(args) -> int:
     run = psa.run_psa(
         args.inputs, args.countries or args.country, args.draws, args.seed,
         _scenario(args, one_country=not many),
-        progress=None, backend=args.backend, workers=args.workers,
+        progress=None, backend=args.backend, workers=args.workers, evppi=not args.no_evppi,
     )  # fmt: skip
     codes = list(run.countries)
     every = bool(args.countries) and args.countries.strip().lower() == "all"

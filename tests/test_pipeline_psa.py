@@ -649,3 +649,27 @@ def test_draws_fill_one_column_major_array_with_the_numbers_of_the_shared_frame(
         )
     alone = sampling.sample_draws(inputs, {"US": tables["US"]}, 500, seed=3)["US"]
     pd.testing.assert_frame_equal(alone, got["US"], check_exact=True)
+
+
+def test_no_evppi_leaves_out_only_the_evppi(tmp_path, capsys):
+    # --no-evppi: no EVPPI file, figure or summary lines, run.json says so, and every other
+    # table is byte for byte the one a run with the EVPPI writes
+    argv = ["psa", "--country", "GB", "--draws", "30", "--seed", "2"]
+    assert main([*argv, "--out", str(tmp_path / "with")]) == 0
+    capsys.readouterr()
+    assert main([*argv, "--no-evppi", "--out", str(tmp_path / "without")]) == 0
+    printed = capsys.readouterr().out
+    assert "EVPPI: not computed in this run (--no-evppi)." in printed
+    assert "EVPPI per patient by parameter group" not in printed
+    with_, without = tmp_path / "with", tmp_path / "without"
+    assert {p.name for p in with_.glob("*.csv")} - {p.name for p in without.glob("*.csv")} == {
+        "evppi.csv",
+        "evppi_by_wtp.csv",
+    }
+    for p in without.glob("*.csv"):
+        assert p.read_bytes() == (with_ / p.name).read_bytes(), p.name
+    assert not (without / "figures" / "evppi.png").exists()
+    assert (without / "figures" / "ceac.png").is_file()
+    meta = json.loads((without / "run.json").read_text())
+    assert meta["psa"]["evppi_method"] == "not computed (--no-evppi)"
+    assert "Gaussian-process" in json.loads((with_ / "run.json").read_text())["psa"]["evppi_method"]

@@ -313,7 +313,9 @@ def psa_conventions(psa: PsaRun) -> dict:
         "interval": list(INTERVAL),
         "decision_horizon_years": psa.decision_horizon_years,
         "population_evpi": "EVPI per patient x sum_{t=0}^{H-1} population_eligible_annual (1 + population_growth_annual)^t / (1 + discount_rate_costs)^t",
-        "evppi_method": "all_parameters: the EVPI (by definition); other groups: Gaussian-process "
+        "evppi_method": "not computed (--no-evppi)"
+        if all(c.tables.evppi.empty for c in psa.countries.values())
+        else "all_parameters: the EVPI (by definition); other groups: Gaussian-process "
         "regression (Strong, Oakley & Brennan 2014; squared-exponential kernel, a lengthscale per "
         "parameter, linear mean; lengthscales by maximum a posteriori on evenly spaced draws; "
         "reduced-rank fit to every draw, its smoothing by GCV), capped at the EVPI; standard error "

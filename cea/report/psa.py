@@ -140,8 +140,9 @@ def write_country(
     write_csv(t.incremental_means, folder / "incremental_means.csv")
     write_csv(t.ceac, folder / "ceac.csv")
     write_csv(t.evpi, folder / "evpi.csv")
-    write_csv(t.evppi, folder / "evppi.csv")
-    write_csv(t.evppi_by_wtp, folder / "evppi_by_wtp.csv")
+    if len(t.evppi):  # empty when the run left the EVPPI out
+        write_csv(t.evppi, folder / "evppi.csv")
+        write_csv(t.evppi_by_wtp, folder / "evppi_by_wtp.csv")
     write_csv(t.convergence, folder / "convergence.csv")
     write_csv(c.ptable.df, folder / "parameters.csv")
     plot_all(
@@ -313,9 +314,13 @@ def summary_text(c: CountryPsa) -> str:
         _without_bsab_line(c, cur),
         f"EVPI per patient: {cur} {_money(h['evpi_per_patient'])}; population ({_money(pop) if pop else 'n/a'} a year, "
         f"{h['decision_horizon_years']:g} years at {h['population_discount_rate']:.1%}): {cur} {_money(h['evpi_population'])}",
-        "EVPPI per patient by parameter group, the value of resolving that group's uncertainty "
-        f"alone (+- one standard error; told apart from 0 above {voi.RESOLVE_Z:g} standard errors):",
     ]
+    if t.evppi.empty:
+        return "\n".join([*lines, "EVPPI: not computed in this run (--no-evppi)."])
+    lines.append(
+        "EVPPI per patient by parameter group, the value of resolving that group's uncertainty "
+        f"alone (+- one standard error; told apart from 0 above {voi.RESOLVE_Z:g} standard errors):"
+    )
     n = h["n_draws"]
     for _, r in t.evppi.iterrows():
         lines.append(f"  {r['group']:<16}{evppi_words(r, cur, n)}")

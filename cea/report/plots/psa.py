@@ -458,12 +458,10 @@ def figure_jobs(tables, country, folder: Path, labels: dict | None = None) -> li
     them)."""
     folder = Path(folder)
     horizon = tables.headline.get("decision_horizon_years", float("nan"))
+    evppi = (tables.evppi, tables.evppi_by_wtp, tables.evpi, country, folder / "evppi.png")
     return [
         (plot_convergence, (tables.convergence, country, folder / "convergence.png", labels)),
-        (
-            plot_evppi,
-            (tables.evppi, tables.evppi_by_wtp, tables.evpi, country, folder / "evppi.png"),
-        ),
+        *([] if tables.evppi.empty else [(plot_evppi, evppi)]),  # empty: the run left it out
         (plot_ce_plane, (tables.ce_plane, country, folder / "ce_plane.png", labels)),
         (plot_ceac, (tables.ceac, country, folder / "ceac.png", labels)),
         (plot_evpi, (tables.evpi, country, folder / "evpi.png", horizon)),

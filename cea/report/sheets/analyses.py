@@ -193,7 +193,8 @@ def _tornado_chart(rs: ReportState, ws, df: pd.DataFrame):
 
 # ---------------------------------------------------------------------- psa
 def write_psa(rs: ReportState, psa) -> list[str]:
-    frames = frames_of(psa, "summary")
+    # an empty table (the EVPPI of a run that left it out) gets no sheet
+    frames = {k: v for k, v in frames_of(psa, "summary").items() if len(v)}
     made = []
     summary = frames.pop("summary", None)
     if summary is not None:

@@ -1,0 +1,113 @@
+"""How the PSA's model and analysis steps scale with the threads, in one process: each step's
+wall seconds with 1 thread and with every CPU, the speed-up, and the serial share of its work.
+
+Run: ``python benchmarks/bench_scaling.py [--draws 100000] [--repeat 3] [--no-evppi]``.
+
+The draws and the base case of a GB PSA are made once; then ``run_draws`` (the model) and
+``analyse`` (summary, CEAC/CEAF, EVPI, EVPPI, convergence) run ``--repeat`` times with
+``workers=1`` and with ``workers=W`` (W = the CPUs this process may use), alternated so that
+both see the same load. Besides the wall seconds (medians), each run measures the process's
+CPU seconds and the main thread's: with W threads, every piece of work runs in the pool's
+threads and the main thread only hands it out, checks and assembles, so its CPU seconds over
+the process's CPU seconds with one thread is the step's serial share s, measured whatever the
+machine's load. Amdahl's law then bounds the speed-up on 16 CPUs by 1 / (s + (1 - s) / 16).
+That bound does not see work the pool's threads do while holding Python's lock (pandas and
+small NumPy calls between the compiled kernel's calls), which also runs one thread at a time:
+the measured speed-up on W CPUs, on a quiet machine, is the check on it. The results are the
+same with any number of threads (checked on every run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from cea.analysis.psa import analyse  # noqa: E402
+from cea.parameters.sampling import sample_draws  # noqa: E402
+from cea.pipeline.base import comparisons_from_settings  # noqa: E402
+from cea.pipeline.parallel import cpus  # noqa: E402
+from cea.pipeline.psa import run_draws, run_psa  # noqa: E402
+
+TARGET_CPUS = 16
+
+
+def amdahl(share: float, workers: int) -> float:
+    """The speed-up on ``workers`` of a step whose serial share is ``share``."""
+    return 1 / (share + (1 - share) / workers)
+
+
+def timed(fn):
+    """``fn()``, its wall seconds, the process's CPU seconds and this thread's."""
+    w, p, t = time.perf_counter(), time.process_time(), time.thread_time()
+    out = fn()
+    return out, time.perf_counter() - w, time.process_time() - p, time.thread_time() - t
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--draws", type=int, default=100_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--no-evppi", action="store_true", help="the analysis without the EVPPI")
+    args = ap.parse_args(argv)
+    W = cpus()
+    if W < 2:
+        print("one CPU: nothing to compare")
+        return 1
+    psa = run_psa("inputs", "GB", 200, 7)  # compiled code ready, as after a first run
+    inputs, c = psa.inputs, psa.countries["GB"]
+    pt, spec = c.ptable, c.spec
+    draws = sample_draws(inputs, {"GB": pt}, args.draws, 1)["GB"]
+    comps = comparisons_from_settings(pt.settings, spec)
+    steps = {
+        "model": lambda w: run_draws(draws, spec, workers=w),
+        "analysis": lambda w: analyse(
+            run.cost,
+            run.qaly,
+            run.ly,
+            draws,
+            pt,
+            spec.strategy_names,
+            c.base.outcomes,
+            comps,
+            evppi=not args.no_evppi,
+            workers=w,
+        ),  # fmt: skip
+    }
+    stats = {(s, w): [] for s in steps for w in (1, W)}
+    kept = {}
+    for _ in range(args.repeat):
+        for w in (1, W):
+            run, *m = timed(lambda w=w: steps["model"](w))
+            tables, *a = timed(lambda w=w: steps["analysis"](w))
+            stats["model", w].append(m)
+            stats["analysis", w].append(a)
+            kept.setdefault(w, (run.cost, run.qaly, tables.evpi["evpi_per_patient"].to_numpy()))
+    for x, y in zip(kept[1], kept[W], strict=True):
+        np.testing.assert_array_equal(x, y)  # the results do not depend on the threads
+    print(
+        f"draws {args.draws:,}{', no EVPPI' if args.no_evppi else ''}; medians of "
+        f"{args.repeat}; {W} CPUs; load average {os.getloadavg()[0]:.1f}"
+    )
+    print(f"{'step':<10}{'1 thread s':>11}{f'{W} threads s':>13}{'speed-up':>10}"
+          f"{'CPU s':>8}{'serial CPU s':>14}{'serial share':>14}{f'bound on {TARGET_CPUS}':>12}")  # fmt: skip
+    for s in steps:
+        one = [statistics.median(v) for v in zip(*stats[s, 1], strict=True)]
+        many = [statistics.median(v) for v in zip(*stats[s, W], strict=True)]
+        share = min(1.0, many[2] / one[1])
+        print(
+            f"{s:<10}{one[0]:>11.2f}{many[0]:>13.2f}{one[0] / many[0]:>10.2f}{one[1]:>8.2f}"
+            f"{many[2]:>14.3f}{share:>14.3f}{amdahl(share, TARGET_CPUS):>11.1f}x"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
