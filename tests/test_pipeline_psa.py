@@ -615,7 +615,7 @@ def test_analysis_does_not_depend_on_blocks_or_threads(gb_psa, monkeypatch):
         )
 
 
-def test_draws_fill_one_column_major_array_with_the_numbers_of_the_shared_frame(inputs):
+def test_draws_are_the_numbers_of_the_shared_frame_held_once(inputs):
     # the draws as they were made before they went straight into one array: the clinical
     # stream as a DataFrame of sample_many, a country's columns mapped from it, then its prices
     codes = ["GB", "US", "DE"]
@@ -643,10 +643,21 @@ def test_draws_fill_one_column_major_array_with_the_numbers_of_the_shared_frame(
         want = pd.DataFrame({n: np.asarray(cols[n]) for n in pt.names},
                             index=pd.RangeIndex(500, name="draw"))  # fmt: skip
         pd.testing.assert_frame_equal(got[code], want, check_exact=True)
-        values = got[code].to_numpy()
-        assert values.flags.f_contiguous and np.shares_memory(
-            values, got[code].iloc[:, 0].to_numpy()
-        )
+        # the uncertain columns are views of one column-major array, the fixed ones take no
+        # memory (stride 0, read-only)
+        varying = [n for n in pt.names if not isinstance(pt.distribution(n), dist.Fixed)]
+        fixed = [n for n in pt.names if n not in varying]
+        assert len(varying) > 10 and len(fixed) > 5
+        held = got[code][varying[0]].to_numpy()
+        while held.base is not None:
+            held = held.base
+        assert held.flags.f_contiguous and held.shape == (500, len(varying))
+        for n in varying:
+            x = got[code][n].to_numpy()
+            assert x.strides == (8,) and np.shares_memory(x, held)
+        for n in fixed:
+            x = got[code][n].to_numpy()
+            assert x.strides == (0,) and not x.flags.writeable
     alone = sampling.sample_draws(inputs, {"US": tables["US"]}, 500, seed=3)["US"]
     pd.testing.assert_frame_equal(alone, got["US"], check_exact=True)
 

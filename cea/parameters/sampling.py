@@ -143,10 +143,12 @@ def sample_draws(
     """PSA draws of every country: ``code -> DataFrame`` (index ``draw``, columns = parameters).
 
     Clinical columns are shared across countries (same random numbers; see the module
-    docstring); price columns come from each country's own stream. Each country's draws fill
-    one column-major (draws x parameters) array as they are made, wrapped in its DataFrame
-    without a copy: with one country the draws are held once (8 bytes a parameter a draw),
-    with several the shared clinical columns once more.
+    docstring); price columns come from each country's own stream. Each country's uncertain
+    parameters fill one column-major (draws x parameters) array as they are drawn, and each
+    fixed parameter is its value seen at every draw (a read-only column of stride 0, no
+    memory); the DataFrame wraps both without a copy. With one country the draws are held
+    once (8 bytes an uncertain parameter a draw), with several the shared clinical columns
+    once more.
     """
     if (
         isinstance(n_draws, bool)
@@ -172,26 +174,28 @@ def sample_draws(
     shared = dict(clinical()) if len(ptables) > 1 else None
     out = {}
     for code, pt in ptables.items():
-        at = {n: j for j, n in enumerate(pt.names)}
+        fixed = {n: d.value for n in pt.names if isinstance(d := pt.distribution(n), dist.Fixed)}
+        at = {n: j for j, n in enumerate(n for n in pt.names if n not in fixed)}
         values = np.empty((n_draws, len(at)), order="F")
-        mine = set(clinical_parameters(pt))
+        mine = set(clinical_parameters(pt)) - fixed.keys()
         for n, x in shared.items() if shared is not None else clinical():
             if n in mine:
                 d_c, d_ref = pt.distribution(n), ref_dists[n]
                 if d_c == d_ref:
                     values[:, at[n]] = x
-                elif isinstance(d_c, dist.Fixed):
-                    values[:, at[n]] = float(d_c.value)
                 else:
                     values[:, at[n]] = d_c.ppf(np.clip(_cdf(d_ref, x), 0.0, 1.0))
         prices = price_parameters(pt)
         if prices:
             rng = np.random.Generator(np.random.PCG64(price_seed(seed, code)))
             for n, x in dist.sample_columns({n: pt.distribution(n) for n in prices}, n_draws, rng):
-                values[:, at[n]] = x
-        out[code] = pd.DataFrame(
-            values, index=pd.RangeIndex(n_draws, name="draw"), columns=pt.names, copy=False
-        )
+                if n in at:
+                    values[:, at[n]] = x
+        columns = {
+            n: values[:, at[n]] if n in at else np.broadcast_to(float(fixed[n]), (n_draws,))
+            for n in pt.names
+        }
+        out[code] = pd.DataFrame(columns, index=pd.RangeIndex(n_draws, name="draw"), copy=False)
     return out
 
 
