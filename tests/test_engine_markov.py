@@ -460,11 +460,14 @@ def with_layout(P: np.ndarray, layout: str, monkeypatch) -> np.ndarray:
 LAYOUTS = ["draws_outermost", "draws_outermost_blocks", "draws_innermost"]
 
 
+@pytest.mark.parametrize("keep_trace", [True, False])
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize(("correction", "timing", "align", "weighted"), CASES)
 def test_vectorized_matches_reference_loop(
-    batched_case, correction, timing, align, weighted, layout, monkeypatch
+    batched_case, correction, timing, align, weighted, layout, keep_trace, monkeypatch
 ):
+    """Every trace path, and the totals-only loop (keep_trace=False; with draws innermost it
+    stores no trace), against the reference loop."""
     c = batched_case
     D, T, S = c["P"].shape[0], c["P"].shape[1], c["P"].shape[2]
     res = run_markov(
@@ -488,7 +491,9 @@ def test_vectorized_matches_reference_loop(
         transition_timing=timing,
         reward_alignment=align,
         weight_transition_rewards=weighted,
+        keep_trace=keep_trace,
     )
+    assert (res.trace is None) == (not keep_trace)
     tile = lambda a: np.broadcast_to(a, (D,) + a.shape).tolist()  # noqa: E731
     ref = reference_run(
         c["start"].tolist(),
@@ -737,6 +742,27 @@ def test_nan_probability_error():
     P[0, 1, 2, 0] = np.nan
     with pytest.raises(ModelInputError, match=r"draw 0, cycle 1, from state 2 to state 0 is nan"):
         run_markov(start, P)
+
+
+@pytest.mark.parametrize("keep_trace", [True, False])
+def test_draws_innermost_errors_name_the_same_entry(keep_trace):
+    """P stored with draws innermost is checked cycle by cycle as the trace (or the
+    totals-only loop) goes: the message names the same first bad entry as the full check."""
+    start, P = valid_batched()
+    sums = P.copy()
+    sums[3, 12, 1, 1] += 0.02
+    sums[4, 2, 0, 0] += 0.5  # an earlier cycle, a later draw: not the first offending entry
+    nan = P.copy()
+    nan[1, 9, 2, 0] = np.nan
+    for bad in (sums, nan):
+        inner = make_transition_array(*bad.shape[:3])
+        inner[...] = bad
+        kw = dict(state_rewards={"c": np.ones(3)}, keep_trace=keep_trace)
+        with pytest.raises(ModelInputError) as expected:
+            run_markov(start, bad, **kw)
+        with pytest.raises(ModelInputError) as err:
+            run_markov(start, inner, **kw)
+        assert str(err.value) == str(expected.value)
 
 
 def test_probability_above_one_is_reported_even_when_row_sums_to_one():
