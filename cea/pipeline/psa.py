@@ -106,19 +106,20 @@ class ModelRun:
         return self.store.column(column)
 
 
-def _check_block(block: np.ndarray, names: list[str], n: int) -> np.ndarray:
+def _check_block(block: np.ndarray, names: list[str], draw_ids: np.ndarray) -> np.ndarray:
     """A chunk's outcomes as :func:`outcome_arrays` gives them, checked: (K, n, C) of
-    :data:`OUTCOME_COLUMNS`, every number finite (the check :func:`validate_outcomes` makes of
-    a table; the panel of draws and strategies is whole by construction)."""
-    if block.shape != (len(names), n, len(OUTCOME_COLUMNS)):
-        raise CeaError(f"the model's outcomes have the shape {block.shape}, expected "
-                       f"({len(names)}, {n}, {len(OUTCOME_COLUMNS)})")  # fmt: skip
+    :data:`OUTCOME_COLUMNS` for the draws ``draw_ids``, every number finite (the check
+    :func:`cea.analysis.outcomes.validate_outcomes` makes of a table; the panel of draws and
+    strategies is whole by construction)."""
+    expected = (len(names), len(draw_ids), len(OUTCOME_COLUMNS))
+    if block.shape != expected:
+        raise CeaError(f"the model's outcomes have the shape {block.shape}, expected {expected}")
     bad = ~np.isfinite(block)
     if bad.any():
         k, d, c = np.argwhere(bad)[0]
         raise CeaError(
-            f"the PSA: {OUTCOME_COLUMNS[c]} is {block[k, d, c]} at draw position {d} of a "
-            f"chunk, strategy '{names[k]}': check the parameter values"
+            f"the PSA: {OUTCOME_COLUMNS[c]} is {block[k, d, c]} at draw {draw_ids[d]}, "
+            f"strategy '{names[k]}': check the parameter values"
         )
     return block
 
@@ -155,7 +156,7 @@ def run_draws(
     def one(lo: int) -> int:
         block, cal = outcome_arrays(draws.iloc[lo : lo + chunk], spec, OUTCOME_COLUMNS, backend)
         n = cal.shape[0]
-        store.put(lo, _check_block(block, names, n))
+        store.put(lo, _check_block(block, names, draws.index[lo : lo + n]))
         for c in kept:
             kept[c][lo : lo + n] = block[:, :, OUTCOME_COLUMNS.index(c)].T
         calibrated[lo : lo + n] = cal
