@@ -744,6 +744,32 @@ def test_nan_probability_error():
         run_markov(start, P)
 
 
+@pytest.mark.parametrize(("draws", "cycles"), [(1, 5), (3, 1)])
+def test_totals_only_with_one_draw_or_one_matrix_for_every_cycle(draws, cycles):
+    """keep_trace=False with P stored with draws innermost, for one draw, and for one matrix
+    per draw used in every cycle (n_cycles given): the totals of the run that keeps its trace."""
+    P = make_transition_array(draws, cycles, 2)
+    P[...] = np.array([[0.9, 0.1], [0.0, 1.0]])
+    kw = dict(
+        n_cycles=4,
+        state_rewards={"ly": np.array([1.0, 0.0])},
+        transition_rewards={"x": np.array([[0.0, 2.0], [0.0, 0.0]])},
+        start_rewards={"x": np.array([1.0, 0.0])},
+        discount_rate_costs=0.05,
+    )
+    if cycles > 1:
+        kw["n_cycles"] = cycles
+    start = np.tile([0.6, 0.4], (draws, 1))
+    with_trace = run_markov(start, P, **kw)
+    totals = run_markov(start, P, keep_trace=False, **kw)
+    assert totals.trace is None
+    for name in ("ly", "x"):
+        np.testing.assert_allclose(totals.discounted[name], with_trace.discounted[name], rtol=1e-13)
+        np.testing.assert_allclose(
+            totals.undiscounted[name], with_trace.undiscounted[name], rtol=1e-13
+        )
+
+
 @pytest.mark.parametrize("keep_trace", [True, False])
 def test_draws_innermost_errors_name_the_same_entry(keep_trace):
     """P stored with draws innermost is checked cycle by cycle as the trace (or the

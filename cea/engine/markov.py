@@ -950,7 +950,7 @@ class _Model:
             for n, r in tr.items()
             if r.shape[:2] == (1, 1)
         }
-        x = np.ascontiguousarray(np.broadcast_to(self.start, (D, S)).T)  # (S, D)
+        x = np.array(np.broadcast_to(self.start, (D, S)).T, order="C")  # (S, D), a copy
         nxt = np.empty((S, D))
 
         def add(n, value, row, w):
