@@ -8,8 +8,10 @@ The model is the one of ``bench_model.py``'s engine case: 4 states (healthy, sic
 dead), 130 monthly cycles, background mortality rising with age, per-draw probabilities and
 state costs, a one-off cost on sick -> sicker, QALYs, discounting at 3.5% and half-cycle
 correction. The fused kernel runs the same arithmetic with no stored trace: one loop over cycles
-on (state, draw) arrays that adds each row's discounted rewards as it goes. Its totals equal the
-engine's to 1e-12 (checked on every run). "first call" is the engine's first call in this
+on (state, draw) arrays that adds each row's discounted rewards as it goes. The engine is asked
+for the totals only (``keep_trace=False``), as the fused kernel computes them; the caller builds
+the (D, T, 4, 4) transition array with ``make_transition_array``. Their totals are equal to 1e-12
+(checked on every run). "first call" is the engine's first call in this
 process (fresh arrays, nothing warm), "warm" the median of ``--repeat`` later calls; both
 divided by the fused kernel's warm median.
 """
@@ -65,7 +67,8 @@ def _mortality(v: dict):
 
 
 def engine(v: dict) -> dict:
-    """``run_markov`` on the (D, T, 4, 4) transition array, as a user calls it."""
+    """``run_markov`` on the (D, T, 4, 4) transition array, as a user calls it who needs the
+    totals only (``keep_trace=False``, as the fused kernel keeps no trace either)."""
     n = len(v["p_hs"])
     p_h, p_s, p_x = _mortality(v)
     P = make_transition_array(n, T, 4)
@@ -86,7 +89,7 @@ def engine(v: dict) -> dict:
         state_rewards={"cost": v["cost"][:, None, :], "qaly": UTILITY},
         transition_rewards={"cost": event}, effects=("qaly",),
         discount_rate_costs=RATE, discount_rate_effects=RATE,
-        cycle_length_years=DT, correction="half_cycle",
+        cycle_length_years=DT, correction="half_cycle", keep_trace=False,
     )  # fmt: skip
     return {"cost": res.discounted["cost"], "qaly": res.discounted["qaly"]}
 

@@ -145,6 +145,8 @@ TIMINGS = {
     ),
     "end_offset": Timing(13, 1.0, "end", 0.06, 0.0, 1.0, "cycle", frozenset({"qaly"})),
     "one_cycle": Timing(1, 1.0, "none", 0.0, 0.0),
+    # costs and effects discounted alike: the compiled kernel keeps one discount row for both
+    "same_rates": Timing(24, 0.5, "half_cycle", 0.035, 0.035, effects=frozenset({"qaly"})),
 }
 
 

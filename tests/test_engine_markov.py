@@ -460,11 +460,14 @@ def with_layout(P: np.ndarray, layout: str, monkeypatch) -> np.ndarray:
 LAYOUTS = ["draws_outermost", "draws_outermost_blocks", "draws_innermost"]
 
 
+@pytest.mark.parametrize("keep_trace", [True, False])
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize(("correction", "timing", "align", "weighted"), CASES)
 def test_vectorized_matches_reference_loop(
-    batched_case, correction, timing, align, weighted, layout, monkeypatch
+    batched_case, correction, timing, align, weighted, layout, keep_trace, monkeypatch
 ):
+    """Every trace path, and the totals-only loop (keep_trace=False; with draws innermost it
+    stores no trace), against the reference loop."""
     c = batched_case
     D, T, S = c["P"].shape[0], c["P"].shape[1], c["P"].shape[2]
     res = run_markov(
@@ -488,7 +491,9 @@ def test_vectorized_matches_reference_loop(
         transition_timing=timing,
         reward_alignment=align,
         weight_transition_rewards=weighted,
+        keep_trace=keep_trace,
     )
+    assert (res.trace is None) == (not keep_trace)
     tile = lambda a: np.broadcast_to(a, (D,) + a.shape).tolist()  # noqa: E731
     ref = reference_run(
         c["start"].tolist(),
@@ -737,6 +742,53 @@ def test_nan_probability_error():
     P[0, 1, 2, 0] = np.nan
     with pytest.raises(ModelInputError, match=r"draw 0, cycle 1, from state 2 to state 0 is nan"):
         run_markov(start, P)
+
+
+@pytest.mark.parametrize(("draws", "cycles"), [(1, 5), (3, 1)])
+def test_totals_only_with_one_draw_or_one_matrix_for_every_cycle(draws, cycles):
+    """keep_trace=False with P stored with draws innermost, for one draw, and for one matrix
+    per draw used in every cycle (n_cycles given): the totals of the run that keeps its trace."""
+    P = make_transition_array(draws, cycles, 2)
+    P[...] = np.array([[0.9, 0.1], [0.0, 1.0]])
+    kw = dict(
+        n_cycles=4,
+        state_rewards={"ly": np.array([1.0, 0.0])},
+        transition_rewards={"x": np.array([[0.0, 2.0], [0.0, 0.0]])},
+        start_rewards={"x": np.array([1.0, 0.0])},
+        discount_rate_costs=0.05,
+    )
+    if cycles > 1:
+        kw["n_cycles"] = cycles
+    start = np.tile([0.6, 0.4], (draws, 1))
+    with_trace = run_markov(start, P, **kw)
+    totals = run_markov(start, P, keep_trace=False, **kw)
+    assert totals.trace is None
+    for name in ("ly", "x"):
+        np.testing.assert_allclose(totals.discounted[name], with_trace.discounted[name], rtol=1e-13)
+        np.testing.assert_allclose(
+            totals.undiscounted[name], with_trace.undiscounted[name], rtol=1e-13
+        )
+
+
+@pytest.mark.parametrize("keep_trace", [True, False])
+def test_draws_innermost_errors_name_the_same_entry(keep_trace):
+    """P stored with draws innermost is checked cycle by cycle as the trace (or the
+    totals-only loop) goes: the message names the same first bad entry as the full check."""
+    start, P = valid_batched()
+    sums = P.copy()
+    sums[3, 12, 1, 1] += 0.02
+    sums[4, 2, 0, 0] += 0.5  # an earlier cycle, a later draw: not the first offending entry
+    nan = P.copy()
+    nan[1, 9, 2, 0] = np.nan
+    for bad in (sums, nan):
+        inner = make_transition_array(*bad.shape[:3])
+        inner[...] = bad
+        kw = dict(state_rewards={"c": np.ones(3)}, keep_trace=keep_trace)
+        with pytest.raises(ModelInputError) as expected:
+            run_markov(start, bad, **kw)
+        with pytest.raises(ModelInputError) as err:
+            run_markov(start, inner, **kw)
+        assert str(err.value) == str(expected.value)
 
 
 def test_probability_above_one_is_reported_even_when_row_sums_to_one():

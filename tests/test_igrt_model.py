@@ -282,6 +282,24 @@ def test_vectorized_draws_match_one_at_a_time_and_chunking(gb):
         pd.testing.assert_frame_equal(one, many, check_exact=False, rtol=1e-9)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_outcome_arrays_are_the_numbers_of_the_outcomes_table(gb, backend):
+    """The PSA's chunks take the model's numbers as arrays: the very numbers of run_model's
+    table (the total cost included, added as the table's row sum adds it), bit for bit."""
+    _, _, spec, base, _ = gb
+    rng = np.random.default_rng(3)
+    draws = pd.concat([base] * 4, ignore_index=True)
+    draws["p_severe_12m_no_igrt"] = rng.uniform(0.3, 0.6, 4)
+    draws["c_ivig_per_g"] = rng.uniform(20, 60, 4)
+    res = m.run_model(draws, spec, backend=backend)
+    block, cal = m.outcome_arrays(draws, spec, m.OUTCOME_TABLE_COLUMNS, backend)
+    table = res.outcomes[list(m.OUTCOME_TABLE_COLUMNS)].to_numpy()
+    np.testing.assert_array_equal(block.reshape(-1, block.shape[2]), table)
+    np.testing.assert_array_equal(cal, res.calibrated[list(calib.CALIBRATED)].to_numpy())
+    costs = res.outcomes[list(COST_CATEGORIES)].sum(axis=1).to_numpy()
+    np.testing.assert_array_equal(res.outcomes["cost"].to_numpy(), costs)
+
+
 # --------------------------------------------------------------------------- calibration and face validity
 
 

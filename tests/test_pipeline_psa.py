@@ -379,6 +379,15 @@ def test_results_do_not_depend_on_the_number_of_threads(inputs):
     np.testing.assert_array_equal(one.run.cost, three.run.cost)
 
 
+def test_a_chunk_with_a_non_finite_outcome_is_refused_naming_draw_and_strategy():
+    block = np.ones((2, 3, len(OUTCOME_COLUMNS)))
+    block[1, 2, OUTCOME_COLUMNS.index("qaly")] = np.nan
+    with pytest.raises(CeaError, match=r"qaly is nan at draw 12, strategy 'b'"):
+        psa._check_block(block, ["a", "b"], np.array([10, 11, 12]))
+    with pytest.raises(CeaError, match="shape"):
+        psa._check_block(block[:, :2], ["a", "b"], np.array([10, 11, 12]))
+
+
 @pytest.mark.parametrize("workers", [0, -1, 1.5, True, "2"])
 def test_bad_number_of_threads_is_refused(inputs, workers):
     with pytest.raises(CeaError, match="workers must be a whole number >= 1"):

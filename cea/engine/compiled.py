@@ -478,10 +478,14 @@ def _arrays(model: CohortModel, B, index, timing: Timing):
     for r, name in enumerate(trans):
         trans_reward[:, r] = model.transition_rewards[name]
     lin_ptr, term_profile, term_coef = lins.arrays()
-    disc = np.stack([timing.discount(False), timing.discount(True)])  # costs, effects
+    # the distinct discount rows: one when costs and effects are discounted alike (the kernel
+    # then totals each row once for both, not twice)
+    costs, effects = timing.discount(False), timing.discount(True)
+    same = np.array_equal(costs, effects)
+    disc = costs[None] if same else np.stack([costs, effects])
 
     def rows(names):
-        return np.array([int(n in timing.effects) for n in names], dtype=np.int64)
+        return np.array([int(n in timing.effects and not same) for n in names], dtype=np.int64)
 
     arrays = Arrays(
         B, lin_ptr, term_profile, term_coef, exit_from, exit_to, exit_lin, int_from, int_to,

@@ -300,7 +300,8 @@ class MarkovResult:
 
     Attributes
     ----------
-    trace : np.ndarray, shape (D, T + 1, S), or (T + 1, S) when unbatched
+    trace : np.ndarray, shape (D, T + 1, S), or (T + 1, S) when unbatched; None with
+        ``keep_trace=False``
         Persons (or proportion) in each state at each row; row 0 is the start vector. When
         P is stored with draws innermost this is a view of a (T + 1, S, D) array.
     discounted, undiscounted : dict[str, np.ndarray]
@@ -319,7 +320,7 @@ class MarkovResult:
         rewards, since start rewards are never discounted.
     """
 
-    trace: np.ndarray
+    trace: np.ndarray | None
     discounted: dict[str, np.ndarray | float]
     undiscounted: dict[str, np.ndarray | float]
     weights: np.ndarray
@@ -375,6 +376,7 @@ def run_markov(
     weight_transition_rewards: bool = False,
     tol: float = PROB_TOL,
     keep_per_cycle: bool = False,
+    keep_trace: bool = True,
     label: str | None = None,
     state_names: Sequence[str] | None = None,
 ) -> MarkovResult:
@@ -433,6 +435,12 @@ def run_markov(
         Tolerance for row sums and the [0, 1] range.
     keep_per_cycle : bool
         Also return each row's contribution (see :class:`MarkovResult`).
+    keep_trace : bool, default True
+        Return the trace. False, for a caller that needs only the totals: with P stored
+        with draws innermost (:func:`make_transition_array`), the run is then one loop over
+        cycles that adds each row's rewards as it goes, storing no trace or per-row array
+        (the same totals up to rounding), and P is checked cycle by cycle in that loop,
+        after the other arguments.
     label : str, optional
         Prefix of every error message, e.g. ``"strategy 'primary_ivig'"``.
     state_names : sequence of str, optional
@@ -460,6 +468,10 @@ def run_markov(
     """
     m = _Model.build(start, P, n_cycles, tol, label, state_names)
     prefix, T, D = m.prefix, m.T, m.D
+    totals_only = not keep_trace and not keep_per_cycle and m._fast_trace()
+    # first, as it checks P (with draws innermost, cycle by cycle as it goes): a bad P is
+    # reported before any other argument, whatever the layout
+    trace = None if totals_only else m.trace()
 
     weights = _correction_weights(correction, T, prefix)
     disc_c = _discount_factors(
@@ -492,12 +504,22 @@ def run_markov(
             f"{prefix}effects {unknown} are not reward names; rewards are {names}"
         )
 
-    # Normalize every reward before the (expensive) trace so bad inputs fail fast.
     sr = {n: m.state_reward(n, r) for n, r in state_rewards.items()}
     tr = {n: m.transition_reward(n, r) for n, r in transition_rewards.items()}
     st = {n: m.start_reward(n, r) for n, r in start_rewards.items()}
-
-    trace = m.trace()
+    once = {n: _row_dot(m.start[:, None, :], r[:, None, :])[:, 0] for n, r in st.items()}
+    if totals_only:
+        disc = {n: disc_e if n in effects else disc_c for n in names}
+        totals = m.totals(sr, tr, weights, disc, transition_timing == "end",
+                          reward_alignment, weight_transition_rewards)  # fmt: skip
+        discounted, undiscounted = {}, {}
+        for n in names:
+            d, u = totals.get(n, (np.zeros(D), np.zeros(D)))
+            if n in once:
+                d, u = d + once[n], u + once[n]
+            discounted[n] = d if m.batched else float(d[0])
+            undiscounted[n] = u if m.batched else float(u[0])
+        return MarkovResult(None, discounted, undiscounted, weights, disc_c, disc_e)
     rows: dict[str, np.ndarray] = {}  # name -> (D, T + 1) weighted, undiscounted
 
     def add(name: str, contribution: np.ndarray) -> None:
@@ -532,17 +554,22 @@ def run_markov(
         add(n, value * weights)
 
     for n, r in tr.items():
-        # Expected reward per person leaving state i in cycle k: (Dm, Tm, S).
-        per_person = np.einsum("...ij,...ij->...i", m.P4, r)
-        flows = _row_dot(trace[:, :T], per_person)  # (D, T)
+        if r.shape[:2] == (1, 1):
+            # One (S, S) matrix for all draws and cycles: only its non-zero entries' flows,
+            # trace[k, i] * P[k, i, j] * r[i, j], not a pass over the whole of P
+            flows = np.zeros((D, T))
+            for i, j in zip(*np.nonzero(r[0, 0]), strict=True):
+                flows += trace[:, :T, i] * (m.P4[:, :, i, j] * r[0, 0, i, j])
+        else:
+            # Expected reward per person leaving state i in cycle k: (Dm, Tm, S).
+            per_person = np.einsum("...ij,...ij->...i", m.P4, r)
+            flows = _row_dot(trace[:, :T], per_person)  # (D, T)
         value = np.zeros((D, T + 1))
         if transition_timing == "end":
             value[:, 1:] = flows
         else:
             value[:, :T] = flows
         add(n, value * weights if weight_transition_rewards else value)
-
-    once = {n: _row_dot(m.start[:, None, :], r[:, None, :])[:, 0] for n, r in st.items()}
 
     discounted, undiscounted = {}, {}
     per_cycle = {} if keep_per_cycle else None
@@ -566,7 +593,7 @@ def run_markov(
         undiscounted[n] = undisc_total if m.batched else float(undisc_total[0])
 
     return MarkovResult(
-        trace=trace if m.batched else trace[0],
+        trace=(trace if m.batched else trace[0]) if keep_trace else None,
         discounted=discounted,
         undiscounted=undiscounted,
         weights=weights,
@@ -731,7 +758,9 @@ class _Model:
             p_has_cycle=not constant,
         )
         m._check_start(tol)
-        m._check_probabilities(tol)
+        m.tol = tol
+        if not m._fast_trace():  # the fast trace checks each cycle's matrices as it goes
+            m._check_probabilities(tol)
         return m
 
     def state(self, i) -> str:
@@ -756,6 +785,20 @@ class _Model:
                 "must be finite and non-negative"
             )
 
+    def _fast_trace(self) -> bool:
+        """Per-draw matrices stored with draws innermost: the trace's vector path."""
+        return self.P4.shape[0] == self.D and _draws_innermost(self.P4)
+
+    @staticmethod
+    def _probabilities_ok(P, row_sums, tol) -> bool:
+        """Every entry >= 0 and every row sum within 1 +- tol (then every entry is also
+        <= 1 + tol), or, within the tolerance, every entry in [-tol, 1 + tol]. NaN makes the
+        reductions NaN, which fails the comparisons."""
+        if 1.0 - tol <= row_sums.min() and row_sums.max() <= 1.0 + tol:
+            lowest = P.min()
+            return lowest >= 0 or (lowest >= -tol and P.max() <= 1.0 + tol)
+        return False
+
     def _check_probabilities(self, tol):
         P4 = self.P4
         # Fast path, 2 passes over P and 2 over the row sums, no temporaries: if every entry
@@ -765,10 +808,8 @@ class _Model:
             row_sums = np.add.reduce(P4, axis=-1)  # adds contiguous runs of draws
         else:
             row_sums = np.einsum("...ij->...i", P4)
-        if 1.0 - tol <= row_sums.min() and row_sums.max() <= 1.0 + tol:
-            lowest = P4.min()
-            if lowest >= 0 or (lowest >= -tol and P4.max() <= 1.0 + tol):
-                return
+        if self._probabilities_ok(P4, row_sums, tol):
+            return
         # Slow path (only on failure): locate the first offending (draw, cycle, from) row.
         in_range = (P4 >= -tol) & (P4 <= 1.0 + tol)
         bad_entry = ~in_range.all(-1)
@@ -885,6 +926,63 @@ class _Model:
 
     # ---- the trace -------------------------------------------------------------------
 
+    def _checked(self, k: int, p: np.ndarray) -> np.ndarray:
+        """The (S, S, D) matrices of cycle ``k`` (draws innermost), checked while they are in
+        the cache, before use: one pass over P in all instead of three."""
+        if (k == 0 or self.P4.shape[1] > 1) and not self._probabilities_ok(
+            p, np.add.reduce(p, axis=1), self.tol
+        ):
+            self._check_probabilities(self.tol)  # names the first bad entry
+        return p
+
+    def totals(self, sr, tr, weights, disc, at_end, alignment, weight_transitions) -> dict:
+        """name -> (discounted, undiscounted) totals (D,) of the state rewards ``sr`` and
+        transition rewards ``tr`` (normalized), in one loop over cycles on (S, D) trace rows,
+        P stored with draws innermost: each row's rewards are added as it comes and no trace
+        or per-row array is stored (:func:`run_markov` with ``keep_trace=False``)."""
+        D, T, S = self.D, self.T, self.S
+        p_cycles = self.P4.transpose(1, 2, 3, 0)  # (Tp, S, S, D) view, draws contiguous
+        time_dependent = self.P4.shape[1] > 1
+        out = {n: (np.zeros(D), np.zeros(D)) for n in [*sr, *tr]}
+        state = {n: r.transpose(1, 2, 0) for n, r in sr.items()}  # (Tr, S, Dr)
+        sparse = {  # one matrix for all draws and cycles: its non-zero entries
+            n: [(i, j, r[0, 0, i, j]) for i, j in zip(*np.nonzero(r[0, 0]), strict=True)]
+            for n, r in tr.items()
+            if r.shape[:2] == (1, 1)
+        }
+        x = np.array(np.broadcast_to(self.start, (D, S)).T, order="C")  # (S, D), a copy
+        nxt = np.empty((S, D))
+
+        def add(n, value, row, w):
+            d, u = out[n]
+            d += (w * disc[n][row]) * value
+            u += w * value
+
+        for t in range(T + 1):
+            for n, r in state.items():
+                if r.shape[0] == T and T > 1:  # per cycle: map the row to its cycle
+                    k = min(t, T - 1) if alignment == "start" else max(t - 1, 0)
+                else:
+                    k = t if r.shape[0] > 1 else 0
+                value = r[k, :, 0] @ x if r.shape[2] == 1 else np.einsum("sd,sd->d", x, r[k])
+                add(n, value, t, weights[t])
+            if t == T:
+                break
+            p = self._checked(t, p_cycles[t if time_dependent else 0])
+            row = t + 1 if at_end else t
+            for n, r in tr.items():
+                if n in sparse:
+                    flows = np.zeros(D)
+                    for i, j, c in sparse[n]:
+                        flows += x[i] * (p[i, j] * c)
+                else:
+                    rk = r[:, t if r.shape[1] > 1 else 0]  # (Dr, S, S)
+                    flows = np.einsum("id,ijd,dij->d", x, p, np.broadcast_to(rk, (D, S, S)))
+                add(n, flows, row, weights[row] if weight_transitions else 1.0)
+            np.einsum("id,ijd->jd", x, p, out=nxt)
+            x, nxt = nxt, x
+        return out
+
     def trace(self) -> np.ndarray:
         """(D, T + 1, S) trace; loops over cycles only.
 
@@ -898,17 +996,13 @@ class _Model:
         """
         D, T, S, P4 = self.D, self.T, self.S, self.P4
         time_dependent = P4.shape[1] > 1
-        if P4.shape[0] == D and _draws_innermost(P4):  # one draw too: the same arithmetic
+        if self._fast_trace():  # one draw too: the same arithmetic
             p_cycles = P4.transpose(1, 2, 3, 0)  # (Tp, S, S, D) view, draws contiguous
             trace_t = np.empty((T + 1, S, D))
             trace_t[0] = self.start.T
             for k in range(T):
-                np.einsum(
-                    "id,ijd->jd",
-                    trace_t[k],
-                    p_cycles[k if time_dependent else 0],
-                    out=trace_t[k + 1],
-                )
+                p = self._checked(k, p_cycles[k if time_dependent else 0])
+                np.einsum("id,ijd->jd", trace_t[k], p, out=trace_t[k + 1])
             return trace_t.transpose(2, 0, 1)
         trace = np.empty((D, T + 1, S))
         trace[:, 0] = self.start

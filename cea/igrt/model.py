@@ -7,6 +7,7 @@ D rows (the base case, the DSA design or the PSA sample) goes through one call.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,12 @@ from cea.igrt.calibration import (
 from cea.igrt.declaration import SEVERE, Params, declare, time_profiles
 from cea.igrt.spec import COST_CATEGORIES, DEAD, REWARDS, SUBGROUPS, ModelSpec, S, Strategy
 
+#: The outcomes table's numeric columns, in its order (after ``draw`` and ``strategy``).
+OUTCOME_TABLE_COLUMNS = (
+    "cost",
+    "cost_undiscounted",
+    *(c for name in REWARDS for c in (name, f"{name}_undiscounted")),
+)
 #: Chunk size target: elements of one (draws x cohorts x cycles x states x states) array.
 CHUNK_ELEMENTS = 24_000_000
 
@@ -77,6 +84,48 @@ def run_model(
 
     Results do not depend on ``chunk_draws``.
     """
+    res = _run(draws, spec, keep_traces, calibrated, chunk_draws, backend, keep_per_cycle)
+    D, K = len(draws), len(spec.strategies)
+    out = pd.DataFrame(
+        {
+            "draw": np.tile(draws.index.to_numpy(), K),
+            "strategy": np.repeat(spec.strategy_names, D),
+            **{name: res.columns[name].reshape(-1) for name in OUTCOME_TABLE_COLUMNS},
+        }
+    )
+    return ModelResult(
+        outcomes=out,
+        traces=res.traces,
+        calibrated=pd.DataFrame(res.calibrated, index=draws.index),
+        per_cycle=res.per_cycle,
+    )
+
+
+def outcome_arrays(
+    draws: pd.DataFrame, spec: ModelSpec, columns: Sequence[str], backend: str = "numpy"
+) -> tuple[np.ndarray, np.ndarray]:
+    """The numbers of :func:`run_model`'s outcomes table without the table: ``columns`` (of
+    :data:`OUTCOME_TABLE_COLUMNS`) as a (K, D, C) array, strategies in ``spec`` order, and the
+    calibrated values (:data:`CALIBRATED`) as a (D, 2) array. For callers that only need the
+    numbers (the PSA's chunks): no long table to build and take apart again."""
+    res = _run(draws, spec, False, None, None, backend, False)
+    block = np.stack([res.columns[c] for c in columns], axis=-1)
+    return block, np.stack([res.calibrated[c] for c in CALIBRATED], axis=-1)
+
+
+@dataclass
+class _Totals:
+    """What :func:`_run` computes: outcome columns as (K, D) arrays, and the rest as in
+    :class:`ModelResult` (calibrated values as name -> (D,))."""
+
+    columns: dict[str, np.ndarray]
+    traces: dict[tuple[str, str], np.ndarray] | None
+    calibrated: dict[str, np.ndarray]
+    per_cycle: dict[str, np.ndarray] | None
+
+
+def _run(draws, spec, keep_traces, calibrated, chunk_draws, backend, keep_per_cycle) -> _Totals:
+    """The body of :func:`run_model` (same arguments), up to its table."""
     D = len(draws)
     K = len(spec.strategies)
     # the subgroups differ only in detection: strategies that never test IgG run one cohort,
@@ -135,10 +184,6 @@ def run_model(
     if keep_traces:
         traces = {key: np.concatenate(parts, axis=0) for key, parts in traces.items()}
     w = np.stack([weights, 1 - weights])  # (2, D): igg_isotype, non_igg
-    cols: dict[str, np.ndarray] = {
-        "draw": np.tile(draws.index.to_numpy(), K),
-        "strategy": np.repeat(spec.strategy_names, D),
-    }
     # strategies whose subgroups share one cohort take its value as it is (w x + (1 - w) x is
     # not exactly x in floating point, which would let the subgroup share move them)
     shared = which[:, 0] == which[:, 1]
@@ -146,7 +191,7 @@ def run_model(
     def weighted(totals: np.ndarray) -> np.ndarray:
         out = (totals * w[None]).sum(axis=1)  # (K, D)
         out[shared] = totals[shared, 0]
-        return out.reshape(-1)
+        return out
 
     per_cycle = None
     if keep_per_cycle:
@@ -156,22 +201,25 @@ def run_model(
             r[shared] = rows[name][shared, 0]
             per_cycle[name] = r
         per_cycle["cost"] = sum(per_cycle[c] for c in COST_CATEGORIES)
+    cols = {}
     for name in REWARDS:
         cols[name] = weighted(totals_disc[name])
         cols[f"{name}_undiscounted"] = weighted(totals_und[name])
-    out = pd.DataFrame(cols)
-    out.insert(2, "cost", out[list(COST_CATEGORIES)].sum(axis=1))
-    out.insert(
-        3, "cost_undiscounted", out[[f"{c}_undiscounted" for c in COST_CATEGORIES]].sum(axis=1)
-    )
-    if not np.isfinite(out.select_dtypes("number").to_numpy()).all():
+    # the total cost, added category by category in their order (as a row sum of the table)
+    cols["cost"] = _left_sum(cols[c] for c in COST_CATEGORIES)
+    cols["cost_undiscounted"] = _left_sum(cols[f"{c}_undiscounted"] for c in COST_CATEGORIES)
+    if not all(np.isfinite(c).all() for c in cols.values()):
         raise ModelInputError("the model produced non-finite results: check the parameter values")
-    return ModelResult(
-        outcomes=out,
-        traces=traces,
-        calibrated=pd.DataFrame(cal, index=draws.index),
-        per_cycle=per_cycle,
-    )
+    return _Totals(cols, traces, cal, per_cycle)
+
+
+def _left_sum(parts) -> np.ndarray:
+    """((a + b) + c) + ...: the order a row sum of the outcomes table adds its columns in."""
+    parts = iter(parts)
+    out = np.array(next(parts), dtype=float)
+    for p in parts:
+        out += p
+    return out
 
 
 # --------------------------------------------------------------------------- face validity

@@ -23,7 +23,6 @@ import numpy as np
 import pandas as pd
 
 from cea.analysis import voi
-from cea.analysis.outcomes import validate_outcomes
 from cea.analysis.psa import (
     DEFAULT_DECISION_HORIZON_YEARS,
     INTERVAL,
@@ -31,7 +30,8 @@ from cea.analysis.psa import (
     analyse,
 )
 from cea.errors import CeaError
-from cea.igrt.model import run_model
+from cea.igrt.calibration import CALIBRATED
+from cea.igrt.model import outcome_arrays
 from cea.igrt.spec import ModelSpec, apply_discount_settings, build_spec
 from cea.io.inputs import Inputs
 from cea.io.load import load_inputs
@@ -106,13 +106,22 @@ class ModelRun:
         return self.store.column(column)
 
 
-def _chunk_outcomes(outcomes: pd.DataFrame, names: list[str], n: int) -> np.ndarray:
-    """A chunk's outcomes table (strategy-major, as :func:`run_model` makes it) as a
-    (K, n, C) array of :data:`OUTCOME_COLUMNS`, checked (:func:`validate_outcomes`)."""
-    outcomes = validate_outcomes(outcomes, "the PSA")
-    if not (outcomes["strategy"].to_numpy() == np.repeat(names, n)).all():
-        raise CeaError("the model's outcomes are not in the order of its strategies")
-    return outcomes[list(OUTCOME_COLUMNS)].to_numpy(float).reshape(len(names), n, -1)
+def _check_block(block: np.ndarray, names: list[str], draw_ids: np.ndarray) -> np.ndarray:
+    """A chunk's outcomes as :func:`outcome_arrays` gives them, checked: (K, n, C) of
+    :data:`OUTCOME_COLUMNS` for the draws ``draw_ids``, every number finite (the check
+    :func:`cea.analysis.outcomes.validate_outcomes` makes of a table; the panel of draws and
+    strategies is whole by construction)."""
+    expected = (len(names), len(draw_ids), len(OUTCOME_COLUMNS))
+    if block.shape != expected:
+        raise CeaError(f"the model's outcomes have the shape {block.shape}, expected {expected}")
+    bad = ~np.isfinite(block)
+    if bad.any():
+        k, d, c = np.argwhere(bad)[0]
+        raise CeaError(
+            f"the PSA: {OUTCOME_COLUMNS[c]} is {block[k, d, c]} at draw {draw_ids[d]}, "
+            f"strategy '{names[k]}': check the parameter values"
+        )
+    return block
 
 
 def run_draws(
@@ -131,7 +140,9 @@ def run_draws(
 
     Each chunk's outcomes go to disk (:class:`OutcomeStore`) as it finishes and only per-draw
     cost, QALYs and life-years stay in memory, so memory grows by 3 x K x 8 bytes a draw
-    beyond the draws themselves, whatever the number of draws."""
+    beyond the draws themselves, whatever the number of draws. Every chunk stores its own
+    results (disjoint slices of the arrays; the file under its lock), in its thread: the main
+    thread only counts finished chunks, so no serial step grows with the draws."""
     if chunk_draws < 1:
         raise CeaError(f"chunk_draws must be >= 1, got {chunk_draws}")
     workers = check_workers(workers)
@@ -140,22 +151,22 @@ def run_draws(
     chunk = max(1, min(chunk_draws, -(-D // workers)))
     store = OutcomeStore(names, draws.index.to_numpy(), OUTCOME_COLUMNS)
     kept = {c: np.empty((D, len(names))) for c in ("cost", "qaly", "ly")}
-    cal = []
+    calibrated = np.empty((D, len(CALIBRATED)))
 
-    def one(lo: int):
-        res = run_model(draws.iloc[lo : lo + chunk], spec, backend=backend)
-        n = len(res.calibrated)
-        return lo, _chunk_outcomes(res.outcomes, names, n), res.calibrated
-
-    for lo, block, calibrated in in_threads(one, range(0, D, chunk), workers):
-        n = block.shape[1]
-        store.put(lo, block)
+    def one(lo: int) -> int:
+        block, cal = outcome_arrays(draws.iloc[lo : lo + chunk], spec, OUTCOME_COLUMNS, backend)
+        n = cal.shape[0]
+        store.put(lo, _check_block(block, names, draws.index[lo : lo + n]))
         for c in kept:
             kept[c][lo : lo + n] = block[:, :, OUTCOME_COLUMNS.index(c)].T
-        cal.append(calibrated)
+        calibrated[lo : lo + n] = cal
+        return n
+
+    for n in in_threads(one, range(0, D, chunk), workers):
         if progress is not None:
             progress.update(n, label)
-    return ModelRun(store, pd.concat(cal), **kept, seconds=time.perf_counter() - t0)
+    cal = pd.DataFrame(calibrated, index=draws.index, columns=list(CALIBRATED))
+    return ModelRun(store, cal, **kept, seconds=time.perf_counter() - t0)
 
 
 @dataclass
