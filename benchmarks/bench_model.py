@@ -11,6 +11,8 @@ Cases, each in a fresh Python process so that its peak resident memory is its ow
   inputs, drawing, the base case, the model, the analysis); starting Python, importing and
   writing files are not included. Compiled code is prepared first (outside the timing), as
   for any user after the first run.
+- **psa_no_evppi**: the same without the EVPPI (``run_psa(..., evppi=False)``; a checkout
+  without that option cannot run this case).
 - **engine**: ``run_markov`` on a plain 4-state time-dependent model (healthy, sick, sicker,
   dead; 130 monthly cycles; per-draw probabilities and costs; a transition cost), in chunks
   of 10,000 draws.
@@ -59,11 +61,12 @@ def rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 case, n = sys.argv[1], int(sys.argv[2])
-if case == "psa":
+if case.startswith("psa"):
     psa = module("cea.pipeline.psa", "cea.psa")
     psa.run_psa("inputs", "GB", 200, 7)  # compiled code ready, as after a first run
+    kw = {"evppi": False} if case == "psa_no_evppi" else {}
     t = time.perf_counter()
-    res = psa.run_psa("inputs", "GB", n, %(seed)d)
+    res = psa.run_psa("inputs", "GB", n, %(seed)d, **kw)
     seconds = time.perf_counter() - t
     extra = {k: round(v, 3) for k, v in res.seconds.items()}
 else:
@@ -150,7 +153,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--baseline", type=Path, default=None, help="another checkout to compare")
     ap.add_argument(
-        "--cases", nargs="+", default=["psa", "engine"], choices=["psa", "engine", "command"]
+        "--cases",
+        nargs="+",
+        default=["psa", "engine"],
+        choices=["psa", "psa_no_evppi", "engine", "command"],
     )
     ap.add_argument("--draws", nargs="+", type=int, default=[10_000, 100_000])
     ap.add_argument("--repeat", type=int, default=3, help="runs per side; the median is kept")
