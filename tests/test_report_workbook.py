@@ -531,33 +531,3 @@ def test_verification_table_without_its_columns_is_refused(tmp_path):
     with pytest.raises(CeaError, match="verification table needs columns"):
         write_report(base, tmp_path / "r.xlsx", verification=pd.DataFrame({"check": ["a"]}))
     assert not (tmp_path / "r.xlsx").exists()
-
-
-def test_ce_plane_sheet_keeps_the_first_draws_of_each_series_when_all_would_not_fit(
-    tmp_path, monkeypatch
-):
-    # a worksheet holds 1,048,576 rows: a PSA with more CE-plane rows keeps the first draws of
-    # every series (here the limit is lowered to 28 rows: (28 - 8) // 2 = 10 draws a series)
-    from cea.report.sheets import analyses
-
-    monkeypatch.setattr(analyses, "SHEET_ROWS", 28)
-    psa = synthetic_psa()
-    psa["ce_plane"] = pd.DataFrame(
-        {
-            "draw": np.tile(np.arange(15), 2),
-            "strategy": ["primary_ivig"] * 15 + ["preemptive_ivig"] * 15,
-            "inc_cost": np.arange(30.0),
-            "inc_qaly": np.arange(30.0) / 100,
-        }
-    )
-    path = tmp_path / "report.xlsx"
-    write_report(run_base_case(INPUTS, "GB"), path, command="test", psa=psa)
-    sheet = pd.read_excel(path, sheet_name="psa_ce_plane", header=3)
-    assert sheet["draw"].tolist() == [*range(10), *range(10)]
-    assert sheet["inc_cost"].tolist() == [*range(10), *range(15, 25)]
-    ws = openpyxl.load_workbook(path)["psa_ce_plane"]
-    assert "The first 10 draws of each series" in str(ws["A2"].value)
-    # below the limit every draw stays
-    monkeypatch.setattr(analyses, "SHEET_ROWS", 38)
-    write_report(run_base_case(INPUTS, "GB"), path, command="test", psa=psa)
-    assert len(pd.read_excel(path, sheet_name="psa_ce_plane", header=3)) == 30

@@ -258,27 +258,12 @@ def _wide_ceac(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-#: Rows a worksheet holds (Excel's limit).
-SHEET_ROWS = 1_048_576
-
-
 def _ce_plane_sheet(rs: ReportState, plane: pd.DataFrame) -> str:
-    groups = _plane_groups(plane)
-    # every draw while the sheet can hold them; beyond, the first draws of each series
-    keep = (SHEET_ROWS - 8) // max(1, len(groups))
-    note = ""
-    if len(plane) > SHEET_ROWS - 8:
-        plane = pd.concat([plane.iloc[a - 5 : min(z, a + keep - 1) - 4] for _, a, z in groups])
-        note = (
-            f"The first {keep:,} draws of each series: all of them would not fit in a worksheet "
-            "(the per-draw outcomes file holds every draw)."
-        )
     ws, df = frame_sheet(
         rs,
         "psa_ce_plane",
         plane,
         "Cost-effectiveness plane: incremental cost and QALYs per draw",
-        note,
     )
     cols = list(df.columns)
     if {"inc_cost", "inc_qaly"} <= set(cols) and len(df):
