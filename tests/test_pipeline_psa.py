@@ -693,3 +693,34 @@ def test_no_evppi_leaves_out_only_the_evppi(tmp_path, capsys):
     meta = json.loads((without / "run.json").read_text())
     assert meta["psa"]["evppi_method"] == "not computed (--no-evppi)"
     assert "Gaussian-process" in json.loads((with_ / "run.json").read_text())["psa"]["evppi_method"]
+
+
+def test_ce_plane_holds_the_first_draws_and_its_figure_the_means_of_all(monkeypatch, tmp_path):
+    # the CE-plane table keeps the first CE_PLANE_DRAWS draws (here 12 of 40), each strategy
+    # minus the first; the figure's large markers are the means of all 40 draws
+    from cea.report.plots.psa import plot_all
+
+    monkeypatch.setattr(analysis_psa, "CE_PLANE_DRAWS", 12)
+    c = psa.run_psa(INPUTS, "GB", n_draws=40, seed=6, evppi=False).countries["GB"]
+    plane, names = c.tables.ce_plane, list(c.spec.strategy_names)
+    assert len(plane) == 12 * (len(names) - 1)
+    for k, s in enumerate(names[1:], start=1):
+        rows = plane[plane["strategy"] == s]
+        assert rows["draw"].tolist() == list(range(12))
+        np.testing.assert_array_equal(rows["inc_cost"], c.run.cost[:12, k] - c.run.cost[:12, 0])
+        np.testing.assert_array_equal(rows["inc_qaly"], c.run.qaly[:12, k] - c.run.qaly[:12, 0])
+    labels = {s.strategy: s.label for s in c.spec.strategies}
+    fig = next(f for f in plot_all(c.tables, c.ptable.country, tmp_path, labels)
+               if "Cost-effectiveness plane" in f.axes[0].get_title())  # fmt: skip
+    assert "12 of 40 draws shown" in fig.axes[0].get_title()
+    markers = {
+        col.get_label(): col.get_offsets()[0]
+        for col in fig.axes[0].collections
+        if not col.get_label().startswith("_")
+    }
+    for k, s in enumerate(names[1:], start=1):
+        want = [
+            c.run.qaly[:, k].mean() - c.run.qaly[:, 0].mean(),
+            c.run.cost[:, k].mean() - c.run.cost[:, 0].mean(),
+        ]
+        np.testing.assert_allclose(markers[labels[s]], want, rtol=1e-9)

@@ -21,6 +21,9 @@ from cea.parameters.table import ParameterTable
 DEFAULT_DECISION_HORIZON_YEARS = 5.0
 
 
+#: Draws of the CE-plane table (the first ones): what a plane shows, whatever the PSA's size.
+CE_PLANE_DRAWS = 5000
+
 #: Central interval of the summary: 2.5% and 97.5% percentiles of the draws.
 INTERVAL = (0.025, 0.975)
 
@@ -361,22 +364,25 @@ def convergence_table(d: _Draws, comparisons, workers: int | None = None) -> pd.
     return pd.concat(list(voi.in_threads(lambda job: job(), jobs, workers)), ignore_index=True)
 
 
-def ce_plane_table(d: _Draws, draw_ids: np.ndarray, workers: int | None = None) -> pd.DataFrame:
-    """Every strategy against the first, per draw: incremental cost and QALYs. The strategy and
-    the reference are categorical (a byte a row, not a string), the differences are made in
-    place, a strategy at a time in threads (``workers``), and every column is taken into the
-    table without a copy: (K - 1) x 26 bytes a draw."""
-    K, D = len(d.names), d.n
+def ce_plane_table(
+    d: _Draws, draw_ids: np.ndarray, workers: int | None = None, n_draws: int | None = None
+) -> pd.DataFrame:
+    """Every strategy against the first, per draw, for the first ``n_draws`` draws (None:
+    :data:`CE_PLANE_DRAWS`; what a CE plane shows, whatever the PSA's size: every draw's
+    outcomes are in the per-draw file, the means of all draws in the incremental means):
+    incremental cost and QALYs. The strategy and the reference are categorical, the
+    differences made in place, a strategy at a time in threads (``workers``)."""
+    K, D = len(d.names), min(d.n, CE_PLANE_DRAWS if n_draws is None else n_draws)
     inc_cost, inc_qaly = np.empty((K - 1, D)), np.empty((K - 1, D))
 
     def differences(k: int) -> None:
-        np.subtract(d.cost[:, k + 1], d.cost[:, 0], out=inc_cost[k])
-        np.subtract(d.qaly[:, k + 1], d.qaly[:, 0], out=inc_qaly[k])
+        np.subtract(d.cost[:D, k + 1], d.cost[:D, 0], out=inc_cost[k])
+        np.subtract(d.qaly[:D, k + 1], d.qaly[:D, 0], out=inc_qaly[k])
 
     list(voi.in_threads(differences, range(K - 1), workers))
     return pd.DataFrame(
         {
-            "draw": np.tile(draw_ids, K - 1),
+            "draw": np.tile(draw_ids[:D], K - 1),
             "strategy": pd.Categorical.from_codes(
                 np.repeat(np.arange(K - 1, dtype=np.int8), D), categories=d.names[1:]
             ),

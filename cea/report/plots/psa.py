@@ -49,13 +49,24 @@ def _wtp_note(country) -> str:
     )
 
 
-def plot_ce_plane(plane: pd.DataFrame, country, path: Path, labels: dict | None = None) -> Figure:
+def plot_ce_plane(
+    plane: pd.DataFrame,
+    country,
+    path: Path,
+    labels: dict | None = None,
+    means: pd.DataFrame | None = None,
+    n_draws: int | None = None,
+) -> Figure:
     """Incremental cost against incremental QALYs of each strategy versus the reference, per
-    draw, with the means and the WTP line (points below it are cost-effective)."""
+    draw, with the means and the WTP line (points below it are cost-effective). ``means``: the
+    mean cost and QALYs of each strategy over all ``n_draws`` draws (columns ``strategy``,
+    ``cost``, ``effect``; the PSA's incremental means), when the table holds only the first
+    draws; None: the means of the table's draws."""
     fig = Figure(figsize=(7.5, 5.5))
     ax = fig.subplots()
     ref = plane["reference"].iloc[0] if len(plane) else ""
     cur = money(country.currency, country.price_year)
+    m = None if means is None else means.set_index("strategy")
     for s, g in plane.groupby("strategy", sort=False):
         st = strategy_style(s)
         shown = g.iloc[:PLANE_MAX_POINTS]
@@ -68,9 +79,14 @@ def plot_ce_plane(plane: pd.DataFrame, country, path: Path, labels: dict | None 
             linewidths=0,
             rasterized=True,
         )
+        if m is None:
+            mean_qaly, mean_cost = g["inc_qaly"].mean(), g["inc_cost"].mean()
+        else:
+            mean_qaly = m.loc[s, "effect"] - m.loc[ref, "effect"]
+            mean_cost = m.loc[s, "cost"] - m.loc[ref, "cost"]
         ax.scatter(
-            [g["inc_qaly"].mean()],
-            [g["inc_cost"].mean()],
+            [mean_qaly],
+            [mean_cost],
             s=70,
             color=st.colour,
             marker=st.marker,
@@ -93,8 +109,9 @@ def plot_ce_plane(plane: pd.DataFrame, country, path: Path, labels: dict | None 
     ax.set_xlabel(f"incremental QALYs vs {strategy_label(labels, ref)}")
     ax.set_ylabel(f"incremental cost vs {strategy_label(labels, ref)} ({cur})")
     ax.yaxis.set_major_formatter(thousands_formatter())
-    n = plane.groupby("strategy").size().max() if len(plane) else 0
-    shown_n = min(n, PLANE_MAX_POINTS)
+    in_table = plane.groupby("strategy").size().max() if len(plane) else 0
+    n = in_table if n_draws is None else n_draws
+    shown_n = min(in_table, PLANE_MAX_POINTS)
     ax.set_title(
         f"Cost-effectiveness plane, {country.name}: {shown_n:,} of {n:,} draws shown, means of all\n"
         "large markers: means; below the dashed line: cost-effective",
@@ -462,7 +479,17 @@ def figure_jobs(tables, country, folder: Path, labels: dict | None = None) -> li
     return [
         (plot_convergence, (tables.convergence, country, folder / "convergence.png", labels)),
         *([] if tables.evppi.empty else [(plot_evppi, evppi)]),  # empty: the run left it out
-        (plot_ce_plane, (tables.ce_plane, country, folder / "ce_plane.png", labels)),
+        (
+            plot_ce_plane,
+            (
+                tables.ce_plane,
+                country,
+                folder / "ce_plane.png",
+                labels,
+                tables.incremental_means,
+                tables.headline.get("n_draws"),
+            ),
+        ),  # fmt: skip
         (plot_ceac, (tables.ceac, country, folder / "ceac.png", labels)),
         (plot_evpi, (tables.evpi, country, folder / "evpi.png", horizon)),
     ]
