@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import os
 import re
 import sys
@@ -484,6 +485,9 @@ def cli_psa(args) -> int:
         raise CeaError("give --country or --countries, not both")
     if args.report and args.countries:
         raise CeaError("--report xlsx is written for one country: use --country, not --countries")
+    if args.per_draw == "parquet" and importlib.util.find_spec("pyarrow") is None:
+        raise CeaError("the per-draw Parquet files need pyarrow (pip install pyarrow); or use "
+                       "--per-draw csv")  # fmt: skip
     many = bool(args.countries) and (
         args.countries.strip().lower() == "all" or len(args.countries.split(",")) > 1
     )

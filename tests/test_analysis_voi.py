@@ -287,6 +287,27 @@ def test_same_draws_same_evppi_whatever_the_threads():
             np.testing.assert_array_equal(r.se, one[g].se)
 
 
+def test_evppi_groups_share_the_threads_between_groups_and_their_blocks(monkeypatch):
+    # the groups take the threads first and each group's blocks the ones left over, so no more
+    # than ``workers`` threads run at once (a pool in a pool would run workers x groups)
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(300, 3))
+    cost, effect = two_strategy(0.3 + X[:, 0] + X[:, 1] * X[:, 2])
+    seen, real = [], voi._evppi_gp
+    monkeypatch.setattr(
+        voi, "_evppi_gp", lambda *a, workers=None, **k: seen.append(workers) or real(*a, **k)
+    )
+    for groups, workers, inner in (
+        ({"a": X[:, :1], "b": X[:, 1:], "c": X}, 8, 2),  # 3 groups, 8 threads: 3 x 2
+        ({"a": X[:, :1], "b": X[:, 1:], "c": X}, 2, 1),  # fewer threads than groups
+        ({"a": X}, 4, 4),  # one group: all its blocks' threads
+    ):
+        seen.clear()
+        voi.evppi_groups(cost, effect, groups, [1.0], workers=workers)
+        assert seen == [inner] * len(groups)
+        assert min(len(groups), workers) * inner <= workers
+
+
 # --------------------------------------------------------------------------- EVPPI: pieces
 
 

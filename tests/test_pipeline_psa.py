@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import openpyxl
 import pandas as pd
 import pytest
 from scipy import stats
@@ -713,6 +714,12 @@ def test_ce_plane_holds_the_first_draws_and_its_figure_the_means_of_all(monkeypa
     fig = next(f for f in plot_all(c.tables, c.ptable.country, tmp_path, labels)
                if "Cost-effectiveness plane" in f.axes[0].get_title())  # fmt: skip
     assert "12 of 40 draws shown" in fig.axes[0].get_title()
+    # the workbook's CE-plane sheet says which draws it holds
+    from cea.report.workbook import write_report
+
+    write_report(c.base, tmp_path / "report.xlsx", "test", psa=c.tables)
+    note = openpyxl.load_workbook(tmp_path / "report.xlsx")["psa_ce_plane"]["A2"].value
+    assert note.startswith("12 draws a series: the PSA's first (at most 12)")
     markers = {
         col.get_label(): col.get_offsets()[0]
         for col in fig.axes[0].collections
@@ -724,3 +731,22 @@ def test_ce_plane_holds_the_first_draws_and_its_figure_the_means_of_all(monkeypa
             c.run.cost[:, k].mean() - c.run.cost[:, 0].mean(),
         ]
         np.testing.assert_allclose(markers[labels[s]], want, rtol=1e-9)
+
+
+def test_parquet_without_pyarrow_is_one_line_before_any_work(monkeypatch, capsys, tmp_path):
+    # an installation without pyarrow: refused at once (exit 2, one line naming the way out),
+    # and --per-draw csv still works
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "pyarrow" else real(name, *a)
+    )
+    out = tmp_path / "psa"
+    argv = ["psa", "--country", "GB", "--draws", "20", "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "pyarrow" in err and "--per-draw csv" in err
+    assert not out.exists()
+    assert main([*argv, "--per-draw", "csv"]) == 0
+    assert (out / "outcomes.csv.gz").is_file()

@@ -101,11 +101,10 @@ def parameter_groups(
     ptable: ParameterTable, draws: pd.DataFrame, workers: int | None = None
 ) -> dict[str, list[str]]:
     """EVPPI groups: the ``category`` column, uncertain parameters only (a column that varies
-    across the draws, looked for in ``workers`` threads), plus :data:`ALL_PARAMETERS`. Groups
-    with no uncertain parameter are kept (EVPPI 0) so the table lists every category."""
+    across the draws), plus :data:`ALL_PARAMETERS`. Groups with no uncertain parameter are kept
+    (EVPPI 0) so the table lists every category."""
     groups: dict[str, list[str]] = {}
-    spread = voi.in_threads(lambda n: float(np.ptp(draws[n].to_numpy())), ptable.names, workers)
-    varying = [n for n, r in zip(ptable.names, spread, strict=True) if r > 0]
+    varying = [n for n in ptable.names if np.ptp(draws[n].to_numpy()) > 0]
     for n in ptable.names:
         cat = str(ptable.df.loc[n, "category"] or "uncategorised")
         groups.setdefault(cat, [])
@@ -370,8 +369,8 @@ def ce_plane_table(
     """Every strategy against the first, per draw, for the first ``n_draws`` draws (None:
     :data:`CE_PLANE_DRAWS`; what a CE plane shows, whatever the PSA's size: every draw's
     outcomes are in the per-draw file, the means of all draws in the incremental means):
-    incremental cost and QALYs. The strategy and the reference are categorical, the
-    differences made in place, a strategy at a time in threads (``workers``)."""
+    incremental cost and QALYs, the differences made in place, a strategy at a time in threads
+    (``workers``)."""
     K, D = len(d.names), min(d.n, CE_PLANE_DRAWS if n_draws is None else n_draws)
     inc_cost, inc_qaly = np.empty((K - 1, D)), np.empty((K - 1, D))
 
@@ -383,12 +382,8 @@ def ce_plane_table(
     return pd.DataFrame(
         {
             "draw": np.tile(draw_ids[:D], K - 1),
-            "strategy": pd.Categorical.from_codes(
-                np.repeat(np.arange(K - 1, dtype=np.int8), D), categories=d.names[1:]
-            ),
-            "reference": pd.Categorical.from_codes(
-                np.zeros((K - 1) * D, dtype=np.int8), categories=d.names[:1]
-            ),
+            "strategy": np.repeat(d.names[1:], D),
+            "reference": d.names[0],
             "inc_cost": inc_cost.reshape(-1),
             "inc_qaly": inc_qaly.reshape(-1),
         },

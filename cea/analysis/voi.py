@@ -111,7 +111,7 @@ DRAWS_ROUNDING = 1000
 #: EVPI and EVPPI below this fraction of the scale of the incremental net benefit are rounding
 #: of equal terms (E[max] - max E when one strategy is best in every draw) and reported as 0.
 NOISE_RTOL = 1e-12
-#: WTP values computed together in the CEAC (bounds memory to WTP_BLOCK x draws per array;
+#: WTP values computed together in the CEAC (bounds memory to WTP_BLOCK x DRAW_BLOCK per array;
 #: results do not depend on it).
 WTP_BLOCK = 32
 #: Draws per block of the per-draw work (the CEAC, the exact mean of the maximum, the means, the
@@ -122,12 +122,19 @@ WTP_BLOCK = 32
 DRAW_BLOCK = 16_384
 
 
+def cpus() -> int:
+    """The CPUs this process may use (its affinity, where the system tells it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def in_threads(fn: Callable, items, workers: int | None = None) -> Iterator:
     """``fn(x)`` of every item, ``workers`` at a time in threads (None: one per CPU; NumPy
     releases the interpreter's lock in its loops), yielded in the order of ``items`` as they
     are ready, so that a caller summing them holds only those finished ahead of the next."""
     items = list(items)
-    n = max(1, min(len(items), workers or os.cpu_count() or 1))
+    n = max(1, min(len(items), workers or cpus()))
     if n == 1:
         yield from map(fn, items)
         return
@@ -941,8 +948,9 @@ def evppi_groups(
     evpi_values: np.ndarray | None = None,
 ) -> dict[str, EvppiResult]:
     """:func:`evppi_gp` of several parameter groups (name -> (D, p) draws or a list of (D,)
-    columns), ``workers`` groups at a time in threads (None: one per CPU), each with BLAS on one
-    thread and its blocks of draws in up to ``workers`` threads of its own.
+    columns), in ``workers`` threads in all (None: one per CPU): as many groups at a time as
+    there are threads, each with BLAS on one thread and its blocks of draws in the threads left
+    over (``workers // groups``, at least one), so the threads never exceed ``workers``.
 
     The groups are independent and each result is the same whatever the number of threads.
     Multithreaded BLAS on the small matrices of the GP is slower, not faster: on a shared
@@ -952,14 +960,16 @@ def evppi_groups(
     w = _wtp_grid(wtp)
     ev = evpi(cost, effect, w, workers) if evpi_values is None else np.asarray(evpi_values, float)
     names = list(groups)
+    outer = max(1, min(len(names), workers or cpus()))
+    inner = max(1, (workers or cpus()) // outer)
 
     def one(name: str) -> EvppiResult:
         return _evppi_gp(
-            cost, effect, groups[name], w, fit_wtp, se_wtp, evpi_values=ev, workers=workers
+            cost, effect, groups[name], w, fit_wtp, se_wtp, evpi_values=ev, workers=inner
         )
 
     with threadpool_limits(limits=1, user_api="blas"):
-        results = list(in_threads(one, names, workers))
+        results = list(in_threads(one, names, outer))
     return dict(zip(names, results, strict=True))
 
 

@@ -4,9 +4,9 @@ The PSA keeps every draw's parameters and, per strategy, its cost, QALYs and lif
 model runs in chunks and every other per-draw result goes to disk as each chunk finishes), and
 the two-way DSA runs every grid point at once, so their memory grows with the number of draws or
 points. The figures per draw and per point are this package's own peak resident memory,
-measured on the bundled GB inputs with every default strategy (about 1.8 kB per PSA draw from
-10,000 to 300,000 draws, most of it the parameter draws and the EVPPI, and 13 kB per two-way
-point, beyond a fixed 300-400 MB) and doubled for margin. They guard against a run that would
+measured on the bundled GB inputs with every default strategy (about 0.54 kB per PSA draw from
+100,000 to 1,000,000 draws, the uncertain parameters and the kept results, and 13 kB per two-way
+point, beyond a fixed 300-600 MB) and doubled for margin. They guard against a run that would
 die on an allocation; they are not a forecast.
 """
 

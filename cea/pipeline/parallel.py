@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from typing import TypeVar
 
+from cea.analysis.voi import cpus
 from cea.errors import CeaError
 
 #: Items started ahead of the one being yielded, per thread: keeps every thread busy while the
@@ -25,13 +26,6 @@ AHEAD = 2
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-def cpus() -> int:
-    """The CPUs this process may use."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 #: When this module was imported: the start of the clock where the process's start is unknown.

@@ -245,12 +245,14 @@ def run_psa(
     all_draws = sample_draws(inputs, ptables, n_draws, seed, scenario)
     # glibc keeps memory freed by other threads in their arenas; malloc_trim gives it back, so
     # that the analysis does not add its peak to what the model's chunks left behind
-    try:
-        import ctypes
+    trim = None
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
 
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):  # not glibc
-        trim = None
+            trim = ctypes.CDLL(None).malloc_trim
+        except (OSError, AttributeError):  # not glibc
+            pass
     seconds = {"load_and_draw": time.perf_counter() - t0}
     bar = Progress(len(codes) * n_draws, enabled=progress)
     results = {}

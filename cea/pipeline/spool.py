@@ -3,7 +3,7 @@ the draws.
 
 The model runs in chunks of draws; each chunk's outcomes (every strategy, the columns
 :data:`OUTCOME_COLUMNS`) go into one unnamed temporary file as float64 at the place of their
-draws, laid out (strategy, draw, column), i.e. in the order of ``outcomes.csv.gz``: all draws of
+draws, laid out (strategy, draw, column), i.e. in the order of the outcomes file: all draws of
 a strategy together, strategies in the model's order. Reading it back gives the very numbers the
 model produced (raw doubles, no formatting), in blocks of bounded size for the writer or as one
 table for a small run. The file has no name in the file system (``tempfile.TemporaryFile``), so
@@ -23,7 +23,7 @@ import pandas as pd
 from cea.errors import CeaError
 from cea.igrt.spec import COST_CATEGORIES, COUNTS
 
-#: Per-draw outcome columns kept for every draw and strategy (and written to outcomes.csv.gz):
+#: Per-draw outcome columns kept for every draw and strategy (and written to the outcomes file):
 #: discounted costs by category, QALYs, life-years, and undiscounted event counts.
 OUTCOME_COLUMNS = ("cost", *COST_CATEGORIES, "qaly", "ly", *(f"{c}_undiscounted" for c in COUNTS))
 

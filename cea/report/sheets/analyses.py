@@ -13,6 +13,7 @@ from openpyxl.chart import BarChart, Reference, ScatterChart, Series
 from openpyxl.chart.shapes import GraphicalProperties
 from openpyxl.utils import get_column_letter
 
+from cea.analysis import psa as analysis_psa
 from cea.errors import CeaError
 from cea.report.sheets.cells import (
     FMT_GENERAL,
@@ -27,12 +28,12 @@ from cea.report.sheets.cells import (
 )
 from cea.report.sheets.state import ReportState
 
-#: Largest number of draws per series drawn on the CE plane chart (the table holds them all).
+#: Largest number of draws per series drawn on the CE plane chart.
 CE_PLANE_MAX_POINTS = 5000
 #: Rows of an engine table a sheet prints at most (the sheet holds them all).
 PRINTED_ROWS = 100
 #: Rows of draws the CE plane sheet prints (the chart beside them shows up to
-#: CE_PLANE_MAX_POINTS per series; the sheet holds every draw).
+#: CE_PLANE_MAX_POINTS per series; the sheet holds the draws of the analysis's CE-plane table).
 CE_PLANE_PRINTED_ROWS = 40
 #: Marker colours of the CE plane's series (Okabe & Ito 2008, colour-blind safe).
 PLANE_COLOURS = ("0072B2", "E69F00", "009E73", "CC79A7", "56B4E9", "D55E00", "F0E442", "000000")
@@ -259,11 +260,15 @@ def _wide_ceac(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _ce_plane_sheet(rs: ReportState, plane: pd.DataFrame) -> str:
+    groups = _plane_groups(plane)
+    per_series = max((z - a + 1 for _, a, z in groups), default=0)
     ws, df = frame_sheet(
         rs,
         "psa_ce_plane",
         plane,
         "Cost-effectiveness plane: incremental cost and QALYs per draw",
+        f"{per_series:,} draws a series: the PSA's first (at most {analysis_psa.CE_PLANE_DRAWS:,}); every "
+        "draw is in the per-draw outcomes file.",
     )
     cols = list(df.columns)
     if {"inc_cost", "inc_qaly"} <= set(cols) and len(df):
@@ -280,7 +285,7 @@ def _ce_plane_sheet(rs: ReportState, plane: pd.DataFrame) -> str:
         for k, (label, a, z) in enumerate(_plane_groups(df)):
             z = min(
                 z, a + CE_PLANE_MAX_POINTS - 1
-            )  # the table holds all draws, the chart the first
+            )  # the chart shows the first draws of each series
             s = Series(
                 Reference(ws, min_col=yc, min_row=a, max_row=z),
                 Reference(ws, min_col=xc, min_row=a, max_row=z),
