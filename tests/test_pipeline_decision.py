@@ -184,6 +184,26 @@ def test_psa_without_bsab_by_hand():
     optimal, p = psa_without_bsab(cost, cost_bsab, qaly, ["A", "B"], 100.0)
     # draw 0: A 90, B 50; draw 1: A 90, B 140; means A 90, B 95
     assert optimal == "B" and p == {"A": 0.5, "B": 0.5}
+    # in blocks of one draw: the same
+    assert psa_without_bsab(cost, cost_bsab, qaly, ["A", "B"], 100.0, block=1) == (optimal, p)
+
+
+def test_psa_without_bsab_in_blocks_is_the_whole_arrays_formula():
+    """Blocks of 7 draws over 50 draws and 3 strategies give the winner shares and the
+    optimal strategy of the formula on the whole arrays."""
+    from cea.pipeline.decision import psa_without_bsab
+
+    rng = np.random.default_rng(4)
+    cost, bsab, qaly = (
+        rng.gamma(5, 1e4, (50, 3)),
+        rng.gamma(2, 1e4, (50, 3)),
+        rng.gamma(2, 1, (50, 3)),
+    )
+    values = 3e4 * qaly - (cost - bsab)
+    want = {n: float(np.mean(values.argmax(axis=1) == k)) for k, n in enumerate("abc")}
+    optimal, p = psa_without_bsab(cost, bsab, qaly, list("abc"), 3e4, block=7)
+    assert p == want and optimal == "abc"[int(values.mean(axis=0).argmax())]
+    assert sum(p.values()) == pytest.approx(1.0)
 
 
 def test_the_break_even_share_does_not_depend_on_the_share_paid_now(inputs, high):

@@ -124,18 +124,28 @@ def survival_value(base: BaseCase) -> SurvivalValue:
 
 
 def psa_without_bsab(
-    cost: np.ndarray, cost_bsab: np.ndarray, qaly: np.ndarray, names: list[str], wtp: float
+    cost: np.ndarray,
+    cost_bsab: np.ndarray,
+    qaly: np.ndarray,
+    names: list[str],
+    wtp: float,
+    block: int = 65_536,
 ) -> tuple[str, dict[str, float]]:
     """Over PSA draws ((D, K) arrays, strategies in ``names`` order): the strategy with the
     highest mean net monetary benefit with the bispecific's costs excluded (each draw's cost
     minus its bispecific cost; the QALYs do not depend on costs), and the share of draws in
-    which each strategy has the highest net benefit."""
-    values = wtp * np.asarray(qaly, float) - (
-        np.asarray(cost, float) - np.asarray(cost_bsab, float)
-    )
-    best = values.argmax(axis=1)
-    p = {name: float(np.mean(best == k)) for k, name in enumerate(names)}
-    return names[int(values.mean(axis=0).argmax())], p
+    which each strategy has the highest net benefit. Worked in blocks of ``block`` draws, so
+    its temporaries do not grow with the draws."""
+    cost, cost_bsab, qaly = (np.asarray(a, float) for a in (cost, cost_bsab, qaly))
+    D, K = cost.shape
+    total, wins = np.zeros(K), np.zeros(K, dtype=np.int64)
+    for lo in range(0, D, block):
+        hi = min(D, lo + block)
+        values = wtp * qaly[lo:hi] - (cost[lo:hi] - cost_bsab[lo:hi])
+        total += values.sum(axis=0)
+        wins += np.bincount(values.argmax(axis=1), minlength=K)
+    p = {name: float(wins[k] / D) for k, name in enumerate(names)}
+    return names[int(total.argmax())], p
 
 
 def without_bsab_costs(base: BaseCase) -> BaseCase | None:
