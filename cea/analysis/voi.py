@@ -38,9 +38,11 @@ Conventions
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 
 import numpy as np
 from scipy import linalg, optimize
@@ -129,17 +131,37 @@ def cpus() -> int:
     return os.cpu_count() or 1
 
 
-def in_threads(fn: Callable, items, workers: int | None = None) -> Iterator:
-    """``fn(x)`` of every item, ``workers`` at a time in threads (None: one per CPU; NumPy
-    releases the interpreter's lock in its loops), yielded in the order of ``items`` as they
-    are ready, so that a caller summing them holds only those finished ahead of the next."""
-    items = list(items)
-    n = max(1, min(len(items), workers or cpus()))
-    if n == 1:
-        yield from map(fn, items)
+#: Items started ahead of the one being yielded, per thread: keeps every thread busy while the
+#: caller takes the results in order.
+AHEAD = 2
+
+
+def in_threads(fn: Callable, items: Iterable, workers: int | None = None) -> Iterator:
+    """``fn(item)`` for every item, ``workers`` at a time in threads (None: one per CPU; the
+    compiled kernel and NumPy's loops release the interpreter's lock), yielded in the items'
+    order: the package's one thread helper (the model's chunks, the analysis's blocks). At
+    most AHEAD x ``workers`` items are started ahead of the one yielded, and a result is let
+    go once yielded, so memory does not grow with the number of items (the caller streams
+    them). An exception in one item cancels the items not yet started and is raised once the
+    running ones have finished. One worker runs the items in the caller's thread."""
+    items = iter(items)
+    n = workers or cpus()
+    if n <= 1:
+        for item in items:
+            yield fn(item)
         return
-    with ThreadPoolExecutor(max_workers=n, thread_name_prefix="cea-analysis") as pool:
-        yield from pool.map(fn, items)
+    with ThreadPoolExecutor(max_workers=n, thread_name_prefix="cea-worker") as pool:
+        pending = deque(pool.submit(fn, item) for item in islice(items, AHEAD * n))
+        try:
+            while pending:
+                result = pending.popleft().result()
+                for item in islice(items, 1):
+                    pending.append(pool.submit(fn, item))
+                yield result
+                del result
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def in_blocks(

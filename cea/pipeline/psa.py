@@ -13,6 +13,7 @@ finish), so neither the draws nor the results depend on the chunk size or the nu
 
 from __future__ import annotations
 
+import ctypes
 import sys
 import time
 from collections.abc import Sequence
@@ -248,8 +249,6 @@ def run_psa(
     trim = None
     if sys.platform.startswith("linux"):
         try:
-            import ctypes
-
             trim = ctypes.CDLL(None).malloc_trim
         except (OSError, AttributeError):  # not glibc
             pass
