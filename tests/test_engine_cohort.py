@@ -3,8 +3,9 @@
 Hand-computed small cases for the two-level competing risks and the counts; the compiled
 backend against the NumPy backend at 1e-12 on random models with every feature (time profiles,
 events, rewards per event, transition and start rewards, counts, per-draw start vectors,
-absorbing states, zero hazards); the IgRT model through both backends; invalid hazards named
-by cohort and draw; the vectorised expm1 against libm.
+absorbing states, zero hazards); a cohort rerun at other values of unknowns its hazards are
+linear in, against the cohort declared at them; the IgRT model through both backends; invalid
+hazards named by cohort and draw; the vectorised expm1 against libm.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ import pandas as pd
 import pytest
 
 from cea.engine import compiled
-from cea.engine.cohort import run_cohorts
+from cea.engine.cohort import rerun, run_cohorts
 from cea.engine.declaration import ONE, CohortModel, Lin, Timing
 from cea.engine.numpy_backend import probabilities
-from cea.errors import ModelInputError
+from cea.errors import CeaError, ModelInputError
 from cea.igrt.model import run_model
 from cea.igrt.spec import build_spec
 from cea.io.load import load_inputs
@@ -313,3 +314,61 @@ def test_igrt_model_same_results_from_both_backends(gb_draws):
     pd.testing.assert_frame_equal(a.calibrated, b.calibrated, check_exact=False, rtol=1e-12)
     num = a.outcomes.select_dtypes("number").columns
     assert_same(b.outcomes[num].to_numpy(), a.outcomes[num].to_numpy(), atol=1e-12)
+
+
+# --------------------------------------------------------------------------- reruns
+
+
+def _linear_cohort(r: np.ndarray, mu: np.ndarray, base: np.ndarray) -> CohortModel:
+    """A 3-state cohort whose hazards are linear in two unknowns per draw, r and mu, with an
+    event, a reward per event, a count and a transition reward (all the rerun carries);
+    ``base``: a hazard per draw that does not move with them."""
+    D = len(base)
+    return CohortModel(
+        start=np.array([1.0, 0.0, 0.0]),
+        exits={0: {1: Lin.of("a", 0.3) + Lin.of(ONE, r * 0.1), 2: Lin.of("b") + Lin.of(ONE, base)},
+               1: {2: Lin.of("b", 2.0) + Lin.of(ONE, mu * 0.05) + Lin.of("a", r * 0.02)}},
+        events={"inf": {0: Lin.of("a", r), 1: Lin.of("a", 0.5 * r + 0.1)}},
+        rewards={"cost": (np.tile([10.0, 20.0, 0.0], (D, 1)), {"inf": np.full(D, 100.0)})},
+        transition_rewards={"eol": np.tile(np.array([[0, 0, 5.0], [0, 0, 5.0], [0, 0, 0]]), (D, 1, 1))},
+        counts={"inf_deaths": (2, {1: Lin.of("a", r * 0.02)})},
+        label="linear cohort",
+    )  # fmt: skip
+
+
+def test_a_rerun_is_the_cohort_declared_at_the_unknowns():
+    D, T = 7, 12
+    rng = np.random.default_rng(5)
+    profiles = {"a": rng.uniform(0.5, 1.5, (D, T)), "b": rng.uniform(0.0, 0.02, (D, T))}
+    timing = Timing(T, 0.25, discount_rate_costs=0.035)
+    zero, one, base = np.zeros(D), np.ones(D), rng.uniform(0.01, 0.05, D)
+    again = rerun(_linear_cohort(zero, zero, base), [_linear_cohort(one, zero, base),
+                  _linear_cohort(zero, one, base)], profiles, timing, keep_trace=True,
+                  keep_events=True)  # fmt: skip
+    r, mu = rng.uniform(0.1, 3.0, D), rng.uniform(0.1, 3.0, D)
+    for idx in (np.arange(D), np.array([5, 1, 3])):
+        got = again.run(np.stack([r[idx], mu[idx]]), idx)
+        sub = {n: p[idx] for n, p in profiles.items()}
+        (want,) = run_cohorts([_linear_cohort(r[idx], mu[idx], base[idx])], sub, timing,
+                              backend="numpy", keep_trace=True, keep_events=True)  # fmt: skip
+        for name in want.discounted:
+            assert_same(got.discounted[name], want.discounted[name])
+            assert_same(got.undiscounted[name], want.undiscounted[name])
+        assert_same(got.trace, want.trace)
+        assert_same(got.event_totals["inf"], want.event_totals["inf"])
+
+
+def test_a_rerun_declines_a_negative_hazard_and_refuses_cohorts_that_differ():
+    D, T = 3, 4
+    profiles = {"a": np.ones((D, T)), "b": np.zeros((D, T))}
+    timing = Timing(T, 1.0)
+    zero, one = np.zeros(D), np.ones(D)
+    again = rerun(
+        _linear_cohort(zero, zero, one), [_linear_cohort(one, zero, one)], profiles, timing
+    )
+    # r = -50 makes the first exit's hazard negative in draw 1: the caller reruns it declared
+    assert again.run(np.array([[1.0, -50.0]]), np.array([0, 1])) is None
+    other = _linear_cohort(one, zero, one)
+    other.events["inf"][2] = Lin.of("a", 0.1)  # an event in another state
+    with pytest.raises(CeaError, match="a rerun's cohorts differ"):
+        rerun(_linear_cohort(zero, zero, one), [other], profiles, timing)

@@ -49,3 +49,21 @@ def run_cohorts(
     if backend == "numba":
         return compiled.run_cohorts(models, profiles, timing, keep_trace, keep_events)
     return [numpy_backend.run(m, profiles, timing, keep_trace, keep_events) for m in models]
+
+
+def rerun(
+    base: CohortModel,
+    units: Sequence[CohortModel],
+    profiles: Mapping[str, np.ndarray],
+    timing: Timing,
+    *,
+    keep_trace: bool = False,
+    keep_events: bool = False,
+) -> compiled.Rerun:
+    """A cohort whose hazards are linear in a few unknowns per draw, made ready once to be run
+    again and again at other values of them, on any subset of its draws, by the compiled backend
+    (:class:`cea.engine.compiled.Rerun`): ``base`` declared with every unknown at 0, ``units[k]``
+    with unknown k at 1. Raises ModelInputError as :func:`run_cohorts` for a declaration the
+    engine cannot run."""
+    validate([base, *units], profiles, timing)
+    return compiled.Rerun(base, units, profiles, timing, keep_trace, keep_events)

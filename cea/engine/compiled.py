@@ -498,8 +498,16 @@ def _arrays(model: CohortModel, B, index, timing: Timing):
 
 def _run_one(model: CohortModel, B, index, timing: Timing, keep_trace, keep_events):
     """One declared cohort through the kernel (None when a hazard was negative or not finite)."""
-    D, T, S = B.shape[2], timing.n_cycles, model.n_states
-    arrays, rewards, trans, counts, events = _arrays(model, B, index, timing)
+    arrays, *names = _arrays(model, B, index, timing)
+    return _execute(arrays, names, model.start_rewards, keep_trace, keep_events)
+
+
+def _execute(arrays: Arrays, names, start_rewards, keep_trace, keep_events):
+    """The kernel on a cohort's :class:`Arrays` (``names``: of its state rewards, transition
+    rewards, counts and events), its totals and start rewards as a :class:`CohortResult`;
+    None when a hazard was negative or not finite."""
+    rewards, trans, counts, events = names
+    (D, S), T = arrays.start.shape, arrays.profiles.shape[1]
     out = Results(
         np.zeros((D, 2, len(rewards))),
         np.zeros((D, 2, len(trans))),
@@ -516,9 +524,8 @@ def _run_one(model: CohortModel, B, index, timing: Timing, keep_trace, keep_even
         for k, name in enumerate(names):  # a name may be a state and a transition reward
             disc_tot[name] = disc_tot.get(name, 0.0) + totals[:, 0, k]
             und_tot[name] = und_tot.get(name, 0.0) + totals[:, 1, k]
-    start = start_of(model, D)
-    for name, r in model.start_rewards.items():  # once at time 0, undiscounted
-        once = np.einsum("ds,ds->d", np.asarray(r, float), start)
+    for name, r in start_rewards.items():  # once at time 0, undiscounted
+        once = np.einsum("ds,ds->d", np.asarray(r, float), arrays.start)
         disc_tot[name] = disc_tot.get(name, 0.0) + once
         und_tot[name] = und_tot.get(name, 0.0) + once
     return CohortResult(
@@ -527,6 +534,65 @@ def _run_one(model: CohortModel, B, index, timing: Timing, keep_trace, keep_even
         trace=out.trace if keep_trace else None,
         event_totals={n: out.events[:, v] for v, n in enumerate(events)} if keep_events else None,
     )
+
+
+class Rerun:
+    """One declared cohort made ready for the kernel once, then run again and again on subsets
+    of its draws with hazards that move with a few unknowns per draw (a calibration's root
+    finding): no declaration, array building or profile copy per run.
+
+    ``base`` is the cohort with every unknown at 0 and ``units[k]`` the same cohort with unknown
+    k at 1 and the others at 0. Every coefficient must be linear in the unknowns (hazards
+    proportional to a rate are); a run at ``theta`` then takes ``coef(base) + sum_k theta_k
+    (coef(units[k]) - coef(base))``, which is the cohort declared at ``theta`` to rounding.
+    The cohorts must declare the same structure (edges, terms, start); only coefficients and
+    rewards may differ (the rewards are ``base``'s)."""
+
+    def __init__(
+        self,
+        base: CohortModel,
+        units: Sequence[CohortModel],
+        profiles: Mapping[str, np.ndarray],
+        timing: Timing,
+        keep_trace: bool = False,
+        keep_events: bool = False,
+    ):
+        B, index = _profile_array(profiles, [base, *units], timing.n_cycles)
+        _compile_with_notice()
+        self._arrays, *self._names = _arrays(base, B, index, timing)
+        self._start_rewards = base.start_rewards
+        self._keep = (keep_trace, keep_events)
+        slopes = []
+        for m in units:
+            a = _arrays(m, B, index, timing)[0]
+            for field in Arrays._fields:
+                if field in ("term_coef", "reward_const", "reward_event", "trans_reward"):
+                    continue
+                if not np.array_equal(getattr(a, field), getattr(self._arrays, field)):
+                    raise CeaError(f"{m.label or 'cohort'}: a rerun's cohorts differ in {field}")
+            slopes.append(a.term_coef - self._arrays.term_coef)
+        self._slopes = slopes
+
+    def run(self, theta: np.ndarray, idx: np.ndarray) -> CohortResult | None:
+        """The cohort at ``theta`` (K, n) for the draws at positions ``idx`` (n,), as
+        :func:`run_cohorts` gives it; None when a hazard was negative or not finite (the
+        caller reruns it by the declaration, whose error names the draw)."""
+        a = self._arrays
+        every = len(idx) == len(a.start) and np.array_equal(idx, np.arange(len(idx)))
+        take = (lambda x, axis: x) if every else (lambda x, axis: np.take(x, idx, axis=axis))
+        coef = take(a.term_coef, 1)
+        for k, slope in enumerate(self._slopes):
+            coef = coef + theta[k] * take(slope, 1)
+        sub = a._replace(
+            profiles=take(a.profiles, 2),
+            term_coef=coef,
+            reward_const=take(a.reward_const, 0),
+            reward_event=take(a.reward_event, 0),
+            trans_reward=take(a.trans_reward, 0),
+            start=take(a.start, 0),
+        )
+        start_rewards = {n: np.asarray(r, float)[idx] for n, r in self._start_rewards.items()}
+        return _execute(sub, self._names, start_rewards, *self._keep)
 
 
 def start_of(model: CohortModel, D: int) -> np.ndarray:
@@ -545,12 +611,7 @@ def run_cohorts(
 ) -> list[CohortResult]:
     """Run declared cohorts through the compiled kernel (see
     :func:`cea.engine.cohort.run_cohorts`)."""
-    D, T = n_draws_of(profiles, models), timing.n_cycles
-    names = [n for n in profiles if n != ONE]
-    index = {n: j for j, n in enumerate(names)}
-    B = np.empty((max(1, len(names)), T, D))
-    for j, n in enumerate(names):
-        B[j] = profiles[n][:, :T].T
+    B, index = _profile_array(profiles, models, timing.n_cycles)
     _compile_with_notice()
     out = []
     for m in models:
@@ -558,6 +619,16 @@ def run_cohorts(
         # a negative or non-finite hazard: the NumPy backend names the draw (or decides)
         out.append(res or numpy_backend.run(m, profiles, timing, keep_trace, keep_events))
     return out
+
+
+def _profile_array(profiles: Mapping[str, np.ndarray], models, T: int):
+    """The profiles as the kernel reads them, (J, T, D) (draws innermost), and name -> j."""
+    D = n_draws_of(profiles, models)
+    names = [n for n in profiles if n != ONE]
+    B = np.empty((max(1, len(names)), T, D))
+    for j, n in enumerate(names):
+        B[j] = profiles[n][:, :T].T
+    return B, {n: j for j, n in enumerate(names)}
 
 
 def _compile_with_notice() -> None:

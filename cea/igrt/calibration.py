@@ -19,7 +19,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from cea.engine.cohort import run_cohorts
+from cea.engine.cohort import rerun, run_cohorts
 from cea.engine.declaration import CohortModel
 from cea.errors import CeaError, ModelInputError
 from cea.igrt.declaration import SEVERE, Params, declare, time_profiles
@@ -265,14 +265,7 @@ def calibrate(v: Params, spec: ModelSpec, backend: str = "numpy") -> Params:
     inc_spec = _incidence_spec(spec, CALIBRATION_MONTHS)
     time_profiles(v, os_spec if os_spec.n_cycles >= inc_spec.n_cycles else inc_spec)
 
-    def inc_at(r, mu, idx):
-        sub = v.take(idx).with_derived(r_severe_on_bsab=r, r_myeloma_death_off_bsab=mu)
-        return no_igrt_incidence(sub, spec, CALIBRATION_MONTHS, backend)
-
-    def os_at(r, mu, idx):
-        sub = v.take(idx).with_derived(r_severe_on_bsab=r, r_myeloma_death_off_bsab=mu)
-        return trial_median_os_years(sub, os_spec, cap[idx], backend)
-
+    inc_at, os_at = _conditions(v, spec, inc_spec, os_spec, cap, backend)
     what_r = "the severe-infection rate (p_severe_12m_no_igrt)"
     what_mu = "myeloma death after bsAb (t_target_median_os_months, in years)"
     # 1. one at a time, loosely (exactly where r = 0: mu alone is then the whole problem)
@@ -368,6 +361,63 @@ def calibrate(v: Params, spec: ModelSpec, backend: str = "numpy") -> Params:
         rr, mm = _calibrate_alternating(v.take(g), spec, os_spec, cap[g], backend)
         r[g], mu[g] = rr, mm
     return v.with_derived(r_severe_on_bsab=r, r_myeloma_death_off_bsab=mu)
+
+
+def _conditions(v: Params, spec: ModelSpec, inc_spec: ModelSpec, os_spec: ModelSpec, cap, backend):
+    """The two conditions as functions of the rates: ``inc_at(r, mu, idx)``, the no-IgRT
+    cohort's 12-month incidence (:func:`no_igrt_incidence`), and ``os_at(r, mu, idx)``, the
+    calibration cohort's median OS capped at each draw's horizon (:func:`trial_median_os_years`),
+    for the draws at positions ``idx`` (r and mu per year, one per draw of ``idx``).
+
+    With the compiled backend both cohorts are declared once, at the rates (0, 0), (1, 0) and
+    (0, 1) (every hazard is linear in the two rates), and rerun at each point of the root
+    finding (:func:`cea.engine.cohort.rerun`): the same numbers to rounding, without declaring
+    the cohorts, building their arrays and copying their profiles again at every evaluation.
+    The NumPy backend (the reference) declares them at every evaluation."""
+
+    def inc_declared(r, mu, idx):
+        sub = v.take(idx).with_derived(r_severe_on_bsab=r, r_myeloma_death_off_bsab=mu)
+        return no_igrt_incidence(sub, spec, CALIBRATION_MONTHS, backend)
+
+    def os_declared(r, mu, idx):
+        sub = v.take(idx).with_derived(r_severe_on_bsab=r, r_myeloma_death_off_bsab=mu)
+        return trial_median_os_years(sub, os_spec, cap[idx], backend)
+
+    if backend != "numba":
+        return inc_declared, os_declared
+    basis = [
+        v.with_derived(r_severe_on_bsab=np.full(v.n, r), r_myeloma_death_off_bsab=np.full(v.n, m))
+        for r, m in ((0.0, 0.0), (1.0, 0.0), (0.0, 1.0))
+    ]
+    none = Strategy("calibration_none", "never")
+    inc_cohorts = [declare(none, "non_igg", b, inc_spec, with_rewards=False) for b in basis]
+    os_cohorts = [trial_cohort(b, os_spec) for b in basis]
+    inc_run = rerun(inc_cohorts[0], inc_cohorts[1:], time_profiles(v, inc_spec), inc_spec.timing(),
+                    keep_trace=True, keep_events=True)  # fmt: skip
+    os_run = rerun(os_cohorts[0], os_cohorts[1:], time_profiles(v, os_spec), os_spec.timing(),
+                   keep_trace=True)  # fmt: skip
+    horizon = os_spec.n_cycles * os_spec.dt
+
+    def inc_at(r, mu, idx):
+        res = inc_run.run(_rates(r, mu, idx), idx)
+        if res is None:  # a negative or non-finite hazard: the declaration's error names it
+            return inc_declared(r, mu, idx)
+        alive = res.trace[:, :-1, :DEAD].sum(axis=2)
+        return cumulative_incidence(alive, res.event_totals[SEVERE], inc_spec, CALIBRATION_MONTHS)
+
+    def os_at(r, mu, idx):
+        res = os_run.run(_rates(r, mu, idx), idx)
+        if res is None:
+            return os_declared(r, mu, idx)
+        median = median_survival_years(1.0 - res.trace[:, :, DEAD], os_spec.dt)
+        return np.minimum(median, np.minimum(cap[idx], horizon))
+
+    return inc_at, os_at
+
+
+def _rates(r, mu, idx) -> np.ndarray:
+    """(2, n): the two rates for the n draws of ``idx``."""
+    return np.stack([np.broadcast_to(r, idx.shape), np.broadcast_to(mu, idx.shape)]).astype(float)
 
 
 def _os_cap_cycles(spec: ModelSpec, target_os: np.ndarray) -> np.ndarray:
