@@ -372,3 +372,53 @@ def test_a_rerun_declines_a_negative_hazard_and_refuses_cohorts_that_differ():
     other.events["inf"][2] = Lin.of("a", 0.1)  # an event in another state
     with pytest.raises(CeaError, match="a rerun's cohorts differ"):
         rerun(_linear_cohort(zero, zero, one), [other], profiles, timing)
+
+
+# --------------------------------------------------------------------------- unreachable states
+
+
+def _with_an_unreachable_state(h2: np.ndarray, D: int) -> CohortModel:
+    """States 0 -> 1 -> 3 (dead); state 2 (its own exit to 3, an event and a count) is entered
+    from nowhere, so no draw is ever in it."""
+    return CohortModel(
+        start=np.array([1.0, 0.0, 0.0, 0.0]),
+        exits={0: {1: Lin.of("a", 0.4), 3: Lin.of(ONE, 0.05)}, 1: {3: Lin.of("a", 0.2)},
+               2: {3: Lin.of("a", h2) + Lin.of(ONE, 0.1)}},
+        internal={2: {1: Lin.of(ONE, 0.3)}},
+        events={"ev": {0: Lin.of("a", 0.5), 2: Lin.of("a", 2.0)}},
+        rewards={"cost": (np.tile([1.0, 2.0, 50.0, 0.0], (D, 1)), {"ev": np.full(D, 10.0)})},
+        counts={"from_2": (3, {2: Lin.of(ONE, 0.1)}), "from_1": (3, {1: Lin.of("a", 0.2)})},
+        label="unreachable",
+    )  # fmt: skip
+
+
+def test_states_no_one_can_enter_are_left_out_without_changing_a_bit(monkeypatch):
+    D, T = 5, 9
+    a = np.random.default_rng(2).uniform(0.5, 1.5, (D, T))
+    m = _with_an_unreachable_state(np.full(D, 0.7), D)
+    pruned = compiled._without_unreachable(m, D, {ONE, "a"})
+    assert 2 not in pruned.exits and 2 not in pruned.internal and 2 not in pruned.events["ev"]
+    assert pruned.counts["from_2"] == (3, {}) and 1 in pruned.counts["from_1"][1]
+    timing = Timing(T, 0.5, discount_rate_costs=0.03)
+    kw = dict(keep_trace=True, keep_events=True)
+    (fast,) = run_cohorts([m], {"a": a}, timing, backend="numba", **kw)
+    (ref,) = run_cohorts([m], {"a": a}, timing, backend="numpy", **kw)
+    monkeypatch.setattr(compiled, "_without_unreachable", lambda m, D, nonneg: m)
+    (whole,) = run_cohorts([m], {"a": a}, timing, backend="numba", **kw)
+    for name in ref.discounted:
+        assert_same(fast.discounted[name], ref.discounted[name])
+        np.testing.assert_array_equal(fast.discounted[name], whole.discounted[name])
+        np.testing.assert_array_equal(fast.undiscounted[name], whole.undiscounted[name])
+    np.testing.assert_array_equal(fast.trace, whole.trace)
+    np.testing.assert_array_equal(fast.event_totals["ev"], whole.event_totals["ev"])
+    assert (fast.trace[:, :, 2] == 0).all()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_negative_hazard_in_a_state_no_one_enters_is_still_named(backend):
+    D = 3
+    h2 = np.array([0.7, -0.9, 0.7])  # draw 1: the unreachable state's exit is negative
+    m = _with_an_unreachable_state(h2, D)
+    assert compiled._without_unreachable(m, D, {ONE, "a"}) is m  # left whole: the kernel checks
+    with pytest.raises(ModelInputError, match=r"unreachable.*draw 1"):
+        run_cohorts([m], {"a": np.ones((D, 4))}, Timing(4, 1.0), backend=backend)

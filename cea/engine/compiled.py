@@ -27,6 +27,7 @@ import tempfile
 import threading
 from collections import namedtuple
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -613,12 +614,55 @@ def run_cohorts(
     :func:`cea.engine.cohort.run_cohorts`)."""
     B, index = _profile_array(profiles, models, timing.n_cycles)
     _compile_with_notice()
+    nonneg = {ONE} | {n for n, j in index.items() if (B[j] >= 0).all() and np.isfinite(B[j]).all()}
     out = []
     for m in models:
-        res = _run_one(m, B, index, timing, keep_trace, keep_events)
+        res = _run_one(_without_unreachable(m, B.shape[2], nonneg), B, index, timing, keep_trace,
+                       keep_events)  # fmt: skip
         # a negative or non-finite hazard: the NumPy backend names the draw (or decides)
         out.append(res or numpy_backend.run(m, profiles, timing, keep_trace, keep_events))
     return out
+
+
+def _without_unreachable(model: CohortModel, D: int, nonneg: set[str]) -> CohortModel:
+    """The cohort without the hazards, events and counts of the states no draw can enter (from
+    its start states along its declared edges, whatever their hazards): those states hold no one
+    in any cycle, so dropping them changes no result and saves the kernel their work (a cohort
+    without IgRT never enters the IgRT states; one on IgRT from the start never leaves them for
+    the states before). The kernel refuses a draw with a negative or non-finite hazard anywhere,
+    so a cohort is left whole unless every dropped hazard is surely >= 0 and finite: its
+    coefficients, and the profiles it uses (``nonneg``: those that are everywhere)."""
+    S = model.n_states
+    reached = set(np.flatnonzero((start_of(model, D) > 0).any(axis=0)).tolist())
+    todo = list(reached)
+    while todo:
+        s = todo.pop()
+        for dest in [*model.exits.get(s, {}), *model.internal.get(s, {})]:
+            if dest not in reached:
+                reached.add(dest)
+                todo.append(dest)
+    if len(reached) == S:
+        return model
+    for level in (model.exits, model.internal):
+        for s, dests in level.items():
+            if s in reached:
+                continue
+            for lin in dests.values():
+                for name, c in lin.terms.items():
+                    c = np.asarray(c, float)
+                    if name not in nonneg or not (np.isfinite(c).all() and (c >= 0).all()):
+                        return model
+
+    def keep(per_state):
+        return {s: x for s, x in per_state.items() if s in reached}
+
+    return replace(
+        model,
+        exits=keep(model.exits),
+        internal=keep(model.internal),
+        events={name: keep(per_state) for name, per_state in model.events.items()},
+        counts={name: (dest, keep(parts)) for name, (dest, parts) in model.counts.items()},
+    )
 
 
 def _profile_array(profiles: Mapping[str, np.ndarray], models, T: int):
