@@ -16,6 +16,11 @@ says so when it takes longer than a second) and keeps the machine code in the us
 folder (``$XDG_CACHE_HOME/cea/numba`` or ``~/.cache/cea/numba``; Numba's own
 ``NUMBA_CACHE_DIR`` when set), never inside the package. A draw with a negative or non-finite
 hazard is rerun through the NumPy backend, whose error names it.
+
+Before the kernel, a cohort loses the hazards, events and counts of the states no draw can enter
+(:func:`_without_unreachable`): they hold no one, so no result changes. :class:`Rerun` makes a
+cohort ready once to be run again and again at other values of unknowns its hazards are linear
+in (the calibration's root finding).
 """
 
 from __future__ import annotations

@@ -8,8 +8,9 @@
   the trial's median overall survival ``t_target_median_os_months``.
 
 Every evaluation runs the declared model (:func:`cea.igrt.declaration.declare`) through the
-engine with the caller's backend; the root finding is vectorized over draws and each draw is
-solved on its own, so its result does not depend on the other draws of the call.
+engine with the caller's backend (the compiled one reruns the cohorts declared once,
+:func:`_conditions`); the root finding is vectorized over draws and each draw is solved on its
+own, so its result does not depend on the other draws of the call.
 """
 
 from __future__ import annotations
