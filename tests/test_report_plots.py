@@ -411,3 +411,55 @@ def test_regional_figures_use_strategy_styles_and_price_year(compared, tmp_path,
     assert "2024 prices" in fig.axes[-1].get_xlabel() or any(
         "2024 prices" in a.get_xlabel() for a in fig.axes
     )
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def _nothing_cut_off(fig) -> None:
+    """Everything the figure draws (axes, ticks, labels, titles, legends, texts) lies inside
+    it: :func:`cea.report.plots.style.save` lays it out once and writes the whole figure, with
+    no tight bounding box to rescue what falls outside."""
+    fig.draw_without_rendering()
+    drawn = fig.get_tightbbox()  # inches
+    width, height = fig.get_size_inches()
+    tol = 0.01
+    assert drawn.x0 >= -tol and drawn.y0 >= -tol, (fig.get_suptitle(), drawn)
+    assert drawn.x1 <= width + tol and drawn.y1 <= height + tol, (fig.get_suptitle(), drawn)
+
+
+def test_nothing_is_cut_off_at_the_edges_of_any_figure(run2, compared, one_way, base, tmp_path):
+    c = run2.countries["GB"]
+    labels = {s.strategy: s.label for s in c.spec.strategies}
+    figs = psa_plots.plot_all(c.tables, c.ptable.country, tmp_path, labels)
+    figs += psa_plots.plot_countries(
+        psa.regional_table(run2),
+        {k: c.tables.ceac for k, c in run2.countries.items()},
+        {k: c.ptable.country for k, c in run2.countries.items()},
+        c.spec.strategy_names,
+        labels,
+        tmp_path,
+    )
+    res = compared
+    figs.append(regional_plots.plot_icer_vs_wtp(res.regional, {"none"}, tmp_path / "i.png", labels))
+    figs.append(regional_plots.plot_threshold_prices(res.regional, tmp_path / "t.png", labels))
+    figs.append(
+        regional_plots.plot_net_benefit_heatmap(
+            res.strategies, res.regional, labels, {"none"}, tmp_path / "h.png"
+        )
+    )
+    _, tables = one_way
+    names = parameter_labels(base.ptable.df, base.country.price_year)
+    figs.append(
+        dsa_plots.tornado_inmb(tables.tornado_inmb, tmp_path / "ti.png", "title", 20, names)
+    )
+    figs.append(
+        dsa_plots.tornado_icer(tables.tornado_icer, tmp_path / "tc.png", "title", 20, names)
+    )
+    bad = []
+    for fig in figs:
+        try:
+            _nothing_cut_off(fig)
+        except AssertionError as e:
+            bad.append(str(e)[:300])
+    assert not bad, "\n".join(bad)
