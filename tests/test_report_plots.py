@@ -3,7 +3,10 @@ pixels. Every figure is also written to disk (PNG and SVG) as the commands write
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -463,3 +466,23 @@ def test_nothing_is_cut_off_at_the_edges_of_any_figure(run2, compared, one_way, 
         except AssertionError as e:
             bad.append(str(e)[:300])
     assert not bad, "\n".join(bad)
+
+
+def test_a_rerun_writes_the_same_svg_bytes(tmp_path):
+    # two processes: Matplotlib's ids are random per process unless their salt is fixed
+    code = (
+        "import sys\n"
+        "from matplotlib.figure import Figure\n"
+        "from cea.report.plots.style import save\n"
+        "fig = Figure(figsize=(4, 3))\n"
+        "ax = fig.subplots()\n"
+        "ax.plot([0, 1, 2], [1, 0, 2], marker='o', label='a')\n"
+        "ax.set_title('title')\n"
+        "ax.legend()\n"
+        "save(fig, sys.argv[1])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    for name in ("a.png", "b.png"):
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / name)], env=env, check=True,
+                       timeout=120)  # fmt: skip
+    assert (tmp_path / "a.svg").read_bytes() == (tmp_path / "b.svg").read_bytes()

@@ -19,11 +19,15 @@ from pathlib import Path
 
 import pandas as pd
 from matplotlib import pyplot as plt
+from matplotlib import rc_context
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import Formatter
 
 DPI = 150
+#: Salt of the ids Matplotlib gives the paths and glyphs of an SVG: fixed, so that the same
+#: figure gives the same bytes in every run (unset, it is random in each process).
+SVG_HASH_SALT = "cea"
 
 
 @dataclass(frozen=True)
@@ -168,11 +172,12 @@ def save(
     ``rect`` (left, bottom, right, top, in figure fractions) keeps the axes inside a part of the
     figure, leaving the rest to what the tight layout does not place (a figure legend). Both
     files are the whole figure, drawn once each (no second, tight-bounding-box pass per file).
-    The SVG carries no date, so a rerun writes the same bytes."""
+    The SVG carries no date and fixed ids, so a rerun writes the same bytes."""
     path = Path(path)
     fig.tight_layout(rect=rect)
     fig.savefig(path, dpi=DPI)
-    fig.savefig(path.with_suffix(".svg"), metadata={"Date": None})
+    with rc_context({"svg.hashsalt": SVG_HASH_SALT}):  # else each run draws random ids
+        fig.savefig(path.with_suffix(".svg"), metadata={"Date": None})
     plt.close(fig)  # a pyplot figure is released; a bare Figure is unaffected
     return path
 
