@@ -5,6 +5,10 @@ argparse and one function per command: each computes through :mod:`cea.pipeline`
 (:class:`cea.errors.CeaError`) becomes one line on stderr and exit code 2 (no traceback,
 nothing written).
 
+Each command imports the modules it needs inside its function, so that a command loads only its
+own (``cea psa`` no DSA, budget or workbook; SciPy, pandas and Matplotlib only when a command
+uses them) and ``cea --help`` and errors in the arguments answer at once.
+
 Exit codes: 0 success; 1 a verification check failed (``cea check``); 2 bad input or
 options; 130 interrupted.
 """
@@ -18,41 +22,27 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from cea.engine.cohort import BACKENDS
 from cea.errors import CeaError
 from cea.io import output
-from cea.io.load import load_inputs
 from cea.io.output import DEFAULT_OUTPUTS, OutputDir, OutputFile
-from cea.io.template import write_template
-from cea.parameters.designs import check_parameter
-from cea.parameters.table import (
-    Scenario,
-    build_parameter_table,
-    load_scenario,
-    scenario_path,
-    with_command_line,
-)
-from cea.pipeline import budget, dsa, psa, regional
-from cea.pipeline.base import resolve_country, run_base_case
-from cea.pipeline.decision import decide
-from cea.pipeline.parallel import process_seconds
-from cea.report import base as report_base
-from cea.report import budget as report_budget
-from cea.report import dsa as report_dsa
-from cea.report import params as report_params
-from cea.report import psa as report_psa
-from cea.report import regional as report_regional
-from cea.report.workbook import verification_summary, write_report
-from cea.verify import CHECK_PSA_DRAWS, check_table, format_checks
+
+if TYPE_CHECKING:
+    from cea.parameters.table import Scenario
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 #: Grid points per parameter of a two-way DSA.
 GRID_DEFAULT = 11
 #: Where a bare --scenario name is looked for when --inputs is a workbook.
 DEFAULT_SCENARIOS = Path("inputs") / "scenarios"
+#: The engine's backends (:data:`cea.engine.cohort.BACKENDS`), the PSA's default one
+#: (:data:`cea.pipeline.psa.DEFAULT_BACKEND`) and the formats of its per-draw files
+#: (:data:`cea.report.psa.PER_DRAW_FORMATS`), written here so that building the parser imports
+#: none of those modules (tests check that they agree).
+BACKENDS = ("numpy", "numba")
+PSA_DEFAULT_BACKEND = "numba"
+PER_DRAW_FORMATS = ("parquet", "csv")
 
 
 def _inputs(p: argparse.ArgumentParser) -> None:
@@ -217,14 +207,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--per-draw",
-        choices=report_psa.PER_DRAW_FORMATS,
+        choices=PER_DRAW_FORMATS,
         default="parquet",
         help="format of the per-draw files outcomes and draws: parquet (default; pandas, R's "
         "arrow, DuckDB, Excel's Power Query) or csv (gzip-compressed, several times slower)",
     )
     _inputs(p)
     _outputs(p)
-    _backend(p, psa.DEFAULT_BACKEND)
+    _backend(p, PSA_DEFAULT_BACKEND)
     p.add_argument(
         "--workers",
         type=int,
@@ -273,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _scenario(args, one_country: bool = True) -> Scenario:
     """The run's scenario: ``--scenario`` (a file, or a name in <inputs>/scenarios), then
     ``--set`` and ``--wtp`` on top."""
+    from cea.parameters.table import Scenario, load_scenario, scenario_path, with_command_line
+
     if args.wtp is not None and not one_country:
         raise CeaError("--wtp is in one country's currency: use it with --country")
     scenario = Scenario()
@@ -344,6 +336,12 @@ def _strategies(args) -> list[str] | None:
 def cli_run(args) -> int:
     """``cea run``: the base case for one country (and, with --report xlsx, the workbook with
     the checks ``cea check`` prints)."""
+    from cea.pipeline.base import run_base_case
+    from cea.pipeline.decision import decide
+    from cea.report import base as report_base
+    from cea.report.workbook import verification_summary, write_report
+    from cea.verify import CHECK_PSA_DRAWS, check_table
+
     base = run_base_case(
         args.inputs, args.country, _scenario(args), _strategies(args), backend=args.backend
     )
@@ -372,6 +370,14 @@ def cli_dsa(args) -> int:
     (one-way only) adds report.xlsx: the base case as live formulas, sheet ``dsa`` the
     tornado ordered by the INMB swing with a bar chart, ``dsa_tornado_icer`` ordered for the
     ICER, and the verification sheet (base-case checks and the tornado check on it)."""
+    from cea.parameters.designs import check_parameter
+    from cea.pipeline import dsa
+    from cea.pipeline.decision import decide
+    from cea.report import base as report_base
+    from cea.report import dsa as report_dsa
+    from cea.report.workbook import verification_summary, write_report
+    from cea.verify import check_table
+
     if args.report and args.two_way:
         raise CeaError(
             "--report xlsx is written for the one-way DSA only: drop --two-way, or --report"
@@ -446,6 +452,10 @@ def _ranges(texts: list[str]) -> dict[str, tuple[float, float]]:
 
 def cli_scenarios(args) -> int:
     """``cea scenarios``: every scenario file beside the base case."""
+    from cea.io.load import load_inputs
+    from cea.pipeline import dsa
+    from cea.report import dsa as report_dsa
+
     sc = dsa.run_scenarios(
         load_inputs(args.inputs), args.country, folder=args.dir, backend=args.backend
     )
@@ -459,6 +469,12 @@ def cli_scenarios(args) -> int:
 
 def cli_threshold(args) -> int:
     """``cea threshold``: the parameter value at which a comparison's INMB is zero."""
+    from cea.parameters.designs import check_parameter
+    from cea.pipeline import dsa
+    from cea.pipeline.decision import decide
+    from cea.report import base as report_base
+    from cea.report import dsa as report_dsa
+
     base, comp = dsa.prepare(
         args.inputs, args.country, _scenario(args), args.comparison, backend=args.backend
     )
@@ -488,6 +504,11 @@ def cli_psa(args) -> int:
     if args.per_draw == "parquet" and importlib.util.find_spec("pyarrow") is None:
         raise CeaError("the per-draw Parquet files need pyarrow (pip install pyarrow); or use "
                        "--per-draw csv")  # fmt: skip
+
+    from cea.pipeline import psa
+    from cea.pipeline.parallel import process_seconds
+    from cea.report import psa as report_psa
+
     many = bool(args.countries) and (
         args.countries.strip().lower() == "all" or len(args.countries.split(",")) > 1
     )
@@ -501,6 +522,10 @@ def cli_psa(args) -> int:
     out = _out(args, report_psa.default_run_name(codes, run.n_draws, every))
     table = None
     if args.report == "xlsx":
+        from cea.pipeline.decision import decide
+        from cea.report.workbook import verification_summary, write_report
+        from cea.verify import check_table
+
         (c,) = run.countries.values()
         table = check_table(c.base, {"psa_draws": c.draws, "parameters": c.ptable,
                                      "ceac": c.tables.ceac, "evpi": c.tables.evpi})  # fmt: skip
@@ -532,6 +557,14 @@ def cli_psa(args) -> int:
 def cli_budget(args) -> int:
     """``cea budget``: the budget impact of the new mix over the current one
     (``budget_mix.csv``), per calendar year, for one country or several."""
+    from cea.io.load import load_inputs
+    from cea.pipeline import budget, regional
+    from cea.pipeline.base import resolve_country
+    from cea.pipeline.decision import decide
+    from cea.report import base as report_base
+    from cea.report import budget as report_budget
+    from cea.report.workbook import write_report
+
     if args.country and args.countries:
         raise CeaError("give --country or --countries, not both")
     if args.report and args.countries:
@@ -568,6 +601,9 @@ def cli_budget(args) -> int:
 def cli_compare(args) -> int:
     """``cea compare``: the regional comparison in local currency, US$ and PPP dollars, with
     the threshold Ig price per gram."""
+    from cea.pipeline import regional
+    from cea.report import regional as report_regional
+
     scenario = _scenario(args, one_country=False)
     out = _out(args, report_regional.default_run_name(scenario))
     if out.exists() and not args.force:  # before the runs, not after them
@@ -583,6 +619,9 @@ def cli_compare(args) -> int:
 def cli_check(args) -> int:
     """``cea check``: the base-case checks, and the PSA/DSA table checks on a short PSA and the
     one-way DSA, for one country (and scenario); exit 1 if any fails."""
+    from cea.pipeline.base import run_base_case
+    from cea.verify import CHECK_PSA_DRAWS, check_table, format_checks
+
     base = run_base_case(args.inputs, args.country, _scenario(args), backend=args.backend)
     c = base.country
     print(
@@ -596,6 +635,11 @@ def cli_check(args) -> int:
 
 def cli_params(args) -> int:
     """``cea params``: every parameter of a country, after ``--scenario`` and ``--set``."""
+    from cea.io.load import load_inputs
+    from cea.parameters.table import build_parameter_table
+    from cea.pipeline.base import resolve_country
+    from cea.report import params as report_params
+
     inputs = load_inputs(args.inputs)
     scenario = _scenario(args)
     ptable = build_parameter_table(
@@ -611,6 +655,8 @@ def cli_params(args) -> int:
 def cli_template(args) -> int:
     """``cea template --out FILE.xlsx [--inputs DIR|FILE] [--force]``: every input table in
     one editable workbook."""
+    from cea.io.template import write_template
+
     out = Path(args.out)
     if out.suffix.lower() != ".xlsx":
         raise CeaError(f"--out {out}: the template must be an .xlsx file")
@@ -645,6 +691,8 @@ def _one_line(text: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    import numpy as np  # after the arguments: --help and their errors need no NumPy
+
     args.argv = ["cea", *(sys.argv[1:] if argv is None else argv)]
     output.COMMITTED.clear()
     try:

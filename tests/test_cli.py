@@ -469,3 +469,34 @@ def test_report_refused_combinations_exit_2_with_one_line(report_runs, name, mes
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert proc.stdout == ""
     assert not out.exists() and not list(out.parent.glob(f".{out.name}.tmp-*"))
+
+
+def test_parser_choices_agree_with_the_modules_they_name():
+    # the parser writes them out so that building it imports none of these modules
+    from cea import cli
+    from cea.engine.cohort import BACKENDS
+    from cea.pipeline.psa import DEFAULT_BACKEND
+    from cea.report.psa import PER_DRAW_FORMATS
+
+    assert cli.BACKENDS == BACKENDS
+    assert cli.PSA_DEFAULT_BACKEND == DEFAULT_BACKEND
+    assert cli.PER_DRAW_FORMATS == PER_DRAW_FORMATS
+
+
+def test_help_and_argument_errors_load_no_model_or_report():
+    # each command imports its own modules: the parser alone needs none of them
+    code = (
+        "import sys\n"
+        "from cea.cli import main\n"
+        "for argv in (['psa', '--help'], ['psa', '--draws', 'x']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = ('numpy', 'pandas', 'scipy', 'matplotlib', 'cea.pipeline', 'cea.report')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m.startswith(heavy)))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout + proc.stderr

@@ -34,9 +34,13 @@ def test_no_import_circle_between_modules():
 
 def test_no_package_import_inside_a_function():
     # imports of cea modules sit at the top of each module; inside a function only an optional,
-    # slow third-party import may sit (Numba, scipy.stats, matplotlib versions)
+    # slow third-party import may sit (Numba, scipy.stats, matplotlib versions). The exception is
+    # cea/cli.py, the top layer, which nothing imports (so it cannot hide a circle): each command
+    # imports its own modules, so that a command and --help load only what they use
     hidden = []
     for path in (ROOT / "cea").rglob("*.py"):
+        if path == ROOT / "cea" / "cli.py":
+            continue
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):

@@ -3,7 +3,10 @@ pixels. Every figure is also written to disk (PNG and SVG) as the commands write
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -411,3 +414,75 @@ def test_regional_figures_use_strategy_styles_and_price_year(compared, tmp_path,
     assert "2024 prices" in fig.axes[-1].get_xlabel() or any(
         "2024 prices" in a.get_xlabel() for a in fig.axes
     )
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def _nothing_cut_off(fig) -> None:
+    """Everything the figure draws (axes, ticks, labels, titles, legends, texts) lies inside
+    it: :func:`cea.report.plots.style.save` lays it out once and writes the whole figure, with
+    no tight bounding box to rescue what falls outside."""
+    fig.draw_without_rendering()
+    drawn = fig.get_tightbbox()  # inches
+    width, height = fig.get_size_inches()
+    tol = 0.01
+    assert drawn.x0 >= -tol and drawn.y0 >= -tol, (fig.get_suptitle(), drawn)
+    assert drawn.x1 <= width + tol and drawn.y1 <= height + tol, (fig.get_suptitle(), drawn)
+
+
+def test_nothing_is_cut_off_at_the_edges_of_any_figure(run2, compared, one_way, base, tmp_path):
+    c = run2.countries["GB"]
+    labels = {s.strategy: s.label for s in c.spec.strategies}
+    figs = psa_plots.plot_all(c.tables, c.ptable.country, tmp_path, labels)
+    figs += psa_plots.plot_countries(
+        psa.regional_table(run2),
+        {k: c.tables.ceac for k, c in run2.countries.items()},
+        {k: c.ptable.country for k, c in run2.countries.items()},
+        c.spec.strategy_names,
+        labels,
+        tmp_path,
+    )
+    res = compared
+    figs.append(regional_plots.plot_icer_vs_wtp(res.regional, {"none"}, tmp_path / "i.png", labels))
+    figs.append(regional_plots.plot_threshold_prices(res.regional, tmp_path / "t.png", labels))
+    figs.append(
+        regional_plots.plot_net_benefit_heatmap(
+            res.strategies, res.regional, labels, {"none"}, tmp_path / "h.png"
+        )
+    )
+    _, tables = one_way
+    names = parameter_labels(base.ptable.df, base.country.price_year)
+    figs.append(
+        dsa_plots.tornado_inmb(tables.tornado_inmb, tmp_path / "ti.png", "title", 20, names)
+    )
+    figs.append(
+        dsa_plots.tornado_icer(tables.tornado_icer, tmp_path / "tc.png", "title", 20, names)
+    )
+    bad = []
+    for fig in figs:
+        try:
+            _nothing_cut_off(fig)
+        except AssertionError as e:
+            bad.append(str(e)[:300])
+    assert not bad, "\n".join(bad)
+
+
+def test_a_rerun_writes_the_same_svg_bytes(tmp_path):
+    # two processes: Matplotlib's ids are random per process unless their salt is fixed
+    code = (
+        "import sys\n"
+        "from matplotlib.figure import Figure\n"
+        "from cea.report.plots.style import save\n"
+        "fig = Figure(figsize=(4, 3))\n"
+        "ax = fig.subplots()\n"
+        "ax.plot([0, 1, 2], [1, 0, 2], marker='o', label='a')\n"
+        "ax.set_title('title')\n"
+        "ax.legend()\n"
+        "save(fig, sys.argv[1])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    for name in ("a.png", "b.png"):
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / name)], env=env, check=True,
+                       timeout=120)  # fmt: skip
+    assert (tmp_path / "a.svg").read_bytes() == (tmp_path / "b.svg").read_bytes()

@@ -694,10 +694,11 @@ run.write_base_outputs = slow
 from cea.cli import main
 sys.exit(main(sys.argv[1:]))
 """
-#: The same with the computation slowed down (before any output folder exists).
+#: The same with the computation slowed down (before any output folder exists); ``cea run``
+#: imports ``run_base_case`` from :mod:`cea.pipeline.base` when it runs.
 SLOW_COMPUTE = """
 import sys, time
-import cea.cli as run
+import cea.pipeline.base as run
 compute = run.run_base_case
 def slow(*args, **kwargs):
     base = compute(*args, **kwargs)

@@ -69,7 +69,6 @@ def plot_budget(b, groups, path: Path) -> None:
         f"{100 * c.population_growth_annual:.1f}% a year",
         fontsize=11,
     )
-    fig.tight_layout()
     save(fig, path)
 
 
@@ -90,5 +89,4 @@ def plot_budget_countries(table: pd.DataFrame, path: Path) -> None:
     ax.set_xlabel("US$, market exchange rates, undiscounted")
     ax.set_title(f"Net budget impact over {years} years (new mix minus current)", fontsize=10)
     ax.margins(x=0.15)
-    fig.tight_layout()
     save(fig, path)

@@ -49,15 +49,18 @@ def _label(r: pd.Series, labels: dict | None) -> str:
 
 #: Characters per line of a note under a figure.
 NOTE_WIDTH = 130
+#: Where a note under a figure starts, as a fraction of the figure's width from its left edge.
+NOTE_LEFT = 0.01
 
 
 def _note(ax, text: str) -> None:
     """A note under the axes, below its x label (a fixed distance in points, so it neither
-    drifts away from a tall figure nor overlaps the label)."""
+    drifts away from a tall figure nor overlaps the label), from the figure's left edge (from
+    the axes' left edge, after long row labels, it would run off the figure's right edge)."""
     ax.annotate(
         text,
-        xy=(0, 0),
-        xycoords="axes fraction",
+        xy=(NOTE_LEFT, 0),
+        xycoords=("figure fraction", "axes fraction"),
         xytext=(0, -42),
         textcoords="offset points",
         ha="left",

@@ -37,6 +37,9 @@ CONVERGENCE_MAX_POINTS = 1000
 MARKER_SPACING = 0.08
 #: Cross-country CEACs: the x axis is WTP / the country's WTP on a log scale from this multiple.
 COUNTRY_CEAC_MIN_MULTIPLE = 0.1
+#: Cross-country CEACs: the figure is at least this wide (inches), so that its title and legend
+#: fit inside it with one or two countries.
+COUNTRY_CEAC_MIN_WIDTH = 10.0
 #: Colour of the EVPI and of bars that are not a strategy (EVPPI).
 NEUTRAL = "#4D4D4D"
 EVPPI_COLOUR = "#0072B2"
@@ -184,7 +187,6 @@ def plot_ceac(ceac: pd.DataFrame, country, path: Path, labels: dict | None = Non
         f"CEAC and CEAF, {country.name} ({_wtp_note(country)}; dotted: alternative thresholds)",
         fontsize=10,
     )
-    fig.tight_layout()
     save(fig, path)
     return fig
 
@@ -212,7 +214,6 @@ def plot_evpi(evpi: pd.DataFrame, country, path: Path, horizon_years: float) -> 
         f"Expected value of perfect information, {country.name}\n({_wtp_note(country)})",
         fontsize=10,
     )
-    fig.tight_layout()
     save(fig, path)
     return fig
 
@@ -291,7 +292,6 @@ def plot_evppi(
     ax2.legend(fontsize=7, loc="upper left")
     ax2.set_title("across willingness to pay", fontsize=9)
     fig.suptitle(f"EVPPI by parameter group, {country.name} ({_wtp_note(country)})", fontsize=10)
-    fig.tight_layout()
     save(fig, path)
     return fig
 
@@ -354,7 +354,6 @@ def plot_convergence(conv: pd.DataFrame, country, path: Path, labels: dict | Non
     ax2.set_title("running probability of being cost-effective", fontsize=9)
     ax2.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, frameon=False)
     fig.suptitle(f"Convergence, {country.name} ({_wtp_note(country)})", fontsize=10)
-    fig.tight_layout()
     save(fig, path)
     return fig
 
@@ -424,7 +423,7 @@ def plot_countries_ceac(
     codes = list(ceacs)
     ncols = min(4, len(codes))
     nrows = int(np.ceil(len(codes) / ncols))
-    fig = Figure(figsize=(3.4 * ncols, 2.6 * nrows + 1.4))
+    fig = Figure(figsize=(max(3.4 * ncols, COUNTRY_CEAC_MIN_WIDTH), 2.6 * nrows + 1.4))
     axes = np.atleast_2d(fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False))
     shown: list[str] = []
     for ax, code in zip(axes.flat, codes, strict=False):
@@ -465,8 +464,7 @@ def plot_countries_ceac(
         "country's currency; the thick grey line is the CEAF",
         fontsize=10,
     )
-    fig.tight_layout(rect=(0, 0.45 / (2.6 * nrows + 1.4), 1, 1))
-    save(fig, path)
+    save(fig, path, rect=(0, 0.45 / (2.6 * nrows + 1.4), 1, 1))
     return fig
 
 

@@ -155,7 +155,6 @@ def plot_icer_vs_wtp(
         f"a currency-free ratio: ICER and WTP both in local currency ({_money_context(regional)})",
         fontsize=11,
     )
-    fig.tight_layout()
     save(fig, path)
     return fig
 
@@ -304,8 +303,7 @@ def plot_threshold_prices(regional: pd.DataFrame, path: Path, labels: dict | Non
         fontsize=10.5,
     )
     height = panel_h * nrows + 2.0
-    fig.tight_layout(rect=(0, 0.9 / height, 1, 1 - 0.55 / height))
-    save(fig, path)
+    save(fig, path, rect=(0, 0.9 / height, 1, 1 - 0.55 / height))
     return fig
 
 

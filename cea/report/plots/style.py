@@ -1,5 +1,6 @@
 """What every figure shares: one colour and marker per strategy, money axes (currency, price
-year, thousands separators), parameter labels with their units, and saving as PNG + SVG.
+year, thousands separators), parameter labels with their units, and laying out and saving as
+PNG + SVG.
 
 Strategy styles are keyed by the strategy id (``strategies.csv``), never by the position of a
 strategy in a run, so a strategy looks the same in every figure whatever subset of strategies
@@ -18,11 +19,15 @@ from pathlib import Path
 
 import pandas as pd
 from matplotlib import pyplot as plt
+from matplotlib import rc_context
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import Formatter
 
 DPI = 150
+#: Salt of the ids Matplotlib gives the paths and glyphs of an SVG: fixed, so that the same
+#: figure gives the same bytes in every run (unset, it is random in each process).
+SVG_HASH_SALT = "cea"
 
 
 @dataclass(frozen=True)
@@ -156,13 +161,23 @@ def parameter_label(labels: Mapping[str, str] | None, name: str, unit: str = "")
 # --------------------------------------------------------------------------- files
 
 
-def save(fig: Figure, path: Path | str) -> Path:
-    """Write ``path`` (PNG) and the same figure as SVG beside it; nothing is cut off at the edges
-    (tight bounding box). Returns the PNG path. The SVG carries no date, so a rerun writes the
-    same bytes."""
+def save(
+    fig: Figure, path: Path | str, rect: tuple[float, float, float, float] | None = None
+) -> Path:
+    """Lay the figure out once and write ``path`` (PNG) and the same figure as SVG beside it.
+    Returns the PNG path.
+
+    The layout is Matplotlib's tight layout, computed once for both files: every axes with its
+    ticks, labels, title, legend and texts, and the figure's title, inside the figure.
+    ``rect`` (left, bottom, right, top, in figure fractions) keeps the axes inside a part of the
+    figure, leaving the rest to what the tight layout does not place (a figure legend). Both
+    files are the whole figure, drawn once each (no second, tight-bounding-box pass per file).
+    The SVG carries no date and fixed ids, so a rerun writes the same bytes."""
     path = Path(path)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    fig.savefig(path.with_suffix(".svg"), bbox_inches="tight", metadata={"Date": None})
+    fig.tight_layout(rect=rect)
+    fig.savefig(path, dpi=DPI)
+    with rc_context({"svg.hashsalt": SVG_HASH_SALT}):  # else each run draws random ids
+        fig.savefig(path.with_suffix(".svg"), metadata={"Date": None})
     plt.close(fig)  # a pyplot figure is released; a bare Figure is unaffected
     return path
 
