@@ -120,11 +120,11 @@ Arrays = namedtuple(
         "ev_ptr",  # (V + 1,) states of event v: ev_state[ev_ptr[v] .. ev_ptr[v + 1]], ascending
         "ev_state",  # (NV,) a state
         "ev_lin",  # (NV,) the expected events per person-cycle in it
-        "reward_const",  # (D, R, S_max) state rewards: constant per person-cycle in its cohort's
-        "reward_event",  # (D, R, V_max) ... and per event of its cohort
+        "reward_const",  # (R, S_max, D) state rewards: constant per person-cycle in the states
+        "reward_event",  # (R, V_max, D) ... and per event, of the reward's cohort
         "reward_where",  # (R, 4) its cohort's first state, states, first event, events
-        "trans_reward",  # (D, R2, S_max, S_max) transition rewards, between its cohort's states
-        "trans_where",  # (R2, 2) its cohort's rewarded flows: first, end
+        "trans_reward",  # (R2, F_max, D) transition rewards on their cohort's rewarded flows
+        "trans_where",  # (R2, 2) those flows: first, end
         "flow_from",  # (F,) each rewarded flow's states, within its cohort
         "flow_to",
         "cnt_ptr",  # (C + 1,) exits that count c attributes: cnt_ptr[c] .. cnt_ptr[c + 1]
@@ -163,7 +163,7 @@ def _run_block(a, out, keep_trace, keep_events, d0, nb):
     """
     NB = BLOCK_DRAWS
     T, S, L = a.profiles.shape[1], a.start.shape[1], a.lin_ptr.shape[0] - 1
-    V, R, G = a.ev_ptr.shape[0] - 1, a.reward_const.shape[1], a.grp_ptr.shape[0] - 1
+    V, R, G = a.ev_ptr.shape[0] - 1, a.reward_const.shape[0], a.grp_ptr.shape[0] - 1
     C, F, K = a.cnt_ptr.shape[0] - 1, a.flow_from.shape[0], a.disc.shape[0]
     lv = np.empty((L, NB))  # every linear combination in this cycle
     H = np.empty((G + 1, NB))  # every distinct total hazard; G: none
@@ -341,30 +341,42 @@ def _totals(a, out, x_sum, e_sum, flow_sum, counted, bad, d0, nb):
     flow sums times the transition rewards (in the order of a row-major (from, to) loop), and
     the counts."""
     K = a.disc.shape[0]
+    acc = np.empty(nb)
     for i in range(nb):
-        d = d0 + i
-        out.ok[d] = bad[i] == 0.0
-        for r in range(a.reward_const.shape[1]):
-            where = a.reward_where[r]
-            s0, ns, v0, nv = where[0], where[1], where[2], where[3]
-            for m in range(2):
-                k = a.reward_disc[r] if m == 0 else K
-                acc = 0.0
-                for s in range(ns):
-                    acc += a.reward_const[d, r, s] * x_sum[k, s0 + s, i]
-                for v in range(nv):
-                    acc += a.reward_event[d, r, v] * e_sum[k, v0 + v, i]
-                out.reward[d, m, r] = acc
-        for r in range(a.trans_reward.shape[1]):
-            for m in range(2):
-                k = a.trans_disc[r] if m == 0 else K
-                acc = 0.0
-                for f in range(a.trans_where[r, 0], a.trans_where[r, 1]):
-                    acc += a.trans_reward[d, r, a.flow_from[f], a.flow_to[f]] * flow_sum[k, f, i]
-                out.trans[d, m, r] = acc
-        for k in range(counted.shape[1]):
-            out.count[d, 0, k] = counted[0, k, i]
-            out.count[d, 1, k] = counted[1, k, i]
+        out.ok[d0 + i] = bad[i] == 0.0
+    for r in range(a.reward_const.shape[0]):
+        where = a.reward_where[r]
+        s0, ns, v0, nv = where[0], where[1], where[2], where[3]
+        for m in range(2):
+            k = a.reward_disc[r] if m == 0 else K
+            for i in range(nb):
+                acc[i] = 0.0
+            for s in range(ns):
+                c, xs = a.reward_const[r, s, d0 : d0 + nb], x_sum[k, s0 + s]
+                for i in range(nb):
+                    acc[i] += c[i] * xs[i]
+            for v in range(nv):
+                c, es = a.reward_event[r, v, d0 : d0 + nb], e_sum[k, v0 + v]
+                for i in range(nb):
+                    acc[i] += c[i] * es[i]
+            for i in range(nb):
+                out.reward[d0 + i, m, r] = acc[i]
+    for r in range(a.trans_reward.shape[0]):
+        f0, f1 = a.trans_where[r, 0], a.trans_where[r, 1]
+        for m in range(2):
+            k = a.trans_disc[r] if m == 0 else K
+            for i in range(nb):
+                acc[i] = 0.0
+            for f in range(f0, f1):
+                c, fs = a.trans_reward[r, f - f0, d0 : d0 + nb], flow_sum[k, f]
+                for i in range(nb):
+                    acc[i] += c[i] * fs[i]
+            for i in range(nb):
+                out.trans[d0 + i, m, r] = acc[i]
+    for k in range(counted.shape[1]):
+        for i in range(nb):
+            out.count[d0 + i, 0, k] = counted[0, k, i]
+            out.count[d0 + i, 1, k] = counted[1, k, i]
 
 
 #: Draws per block: the block's working arrays stay in the cache, and its loops over draws
@@ -465,6 +477,15 @@ def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
     return a is b or np.array_equal(a.view(np.int64), b.view(np.int64))
 
 
+def _rewarded(model: CohortModel) -> np.ndarray:
+    """(S, S): True where some transition reward of the cohort is not 0 in some draw."""
+    S = model.n_states
+    mask = np.zeros((S, S), bool)
+    for value in model.transition_rewards.values():
+        mask |= (np.asarray(value) != 0).any(axis=0)
+    return mask
+
+
 def _as_int(values) -> np.ndarray:
     return np.asarray(values, np.int64)
 
@@ -485,6 +506,12 @@ def _arrays(models: Sequence[CohortModel], B, index, timing: Timing, share: bool
     S_all = sum(m.n_states for m in models)
     S_max = max(m.n_states for m in models)
     V_max = max(len(m.events) for m in models)
+    reward_const = np.zeros((sum(len(m.rewards) for m in models), S_max, D))
+    reward_event = np.zeros((len(reward_const), V_max, D))
+    masks = [_rewarded(m) for m in models]
+    trans_reward = np.zeros(
+        (sum(len(m.transition_rewards) for m in models), max(int(k.sum()) for k in masks), D)
+    )
     groups: dict[tuple, int] = {}
     grp_ptr, grp_lin = [0], []
     state_grp = np.full((2, S_all), -1, np.int64)
@@ -492,19 +519,15 @@ def _arrays(models: Sequence[CohortModel], B, index, timing: Timing, share: bool
     flows, flow_of = [], {}  # (from, to) within the cohort, and global (from, to) -> flow
     ev_ptr, ev_state, ev_lin = [0], [], []
     cnt_ptr, cnt_edge, cnt_lin = [0], [], []
-    const_rows, event_rows, reward_where, trans_rows, trans_where = [], [], [], [], []
+    reward_where, trans_where = [], []
     starts, parts = [], []
     s0 = r0 = t0 = c0 = v0 = 0
     for m in models:
         S = m.n_states
         trans = list(m.transition_rewards)
-        mask = np.zeros((S, S), bool)
-        for name in trans:
-            mask |= (np.asarray(m.transition_rewards[name]) != 0).any(axis=0)
         first_flow = len(flows)
-        for i, j in zip(
-            *np.nonzero(mask), strict=True
-        ):  # row-major, the order the totals add them in
+        # row-major: the order the totals add them in
+        for i, j in zip(*np.nonzero(masks[len(parts)]), strict=True):
             flow_of[(s0 + int(i), s0 + int(j))] = len(flows)
             flows.append((int(i), int(j)))
         where = {}
@@ -541,20 +564,16 @@ def _arrays(models: Sequence[CohortModel], B, index, timing: Timing, share: bool
                 cnt_lin.append(lins.add(parts_of[s]))
             cnt_ptr.append(len(cnt_edge))
         rewards = list(m.rewards)
-        for name in rewards:
-            c, coefs = m.rewards[name]
-            row = np.zeros((D, S_max))
-            row[:, :S] = c
-            per_event = np.zeros((D, V_max))
+        for r, name in enumerate(rewards):
+            const, coefs = m.rewards[name]
+            reward_const[r0 + r, :S] = np.asarray(const).T
             for event, coef in coefs.items():
-                per_event[:, events.index(event)] = coef
-            const_rows.append(row)
-            event_rows.append(per_event)
+                reward_event[r0 + r, events.index(event)] = coef
             reward_where.append((s0, S, v0, len(events)))
-        for name in trans:
-            row = np.zeros((D, S_max, S_max))
-            row[:, :S, :S] = m.transition_rewards[name]
-            trans_rows.append(row)
+        for r, name in enumerate(trans):
+            value = np.asarray(m.transition_rewards[name])
+            for f, (i, j) in enumerate(flows[first_flow:]):
+                trans_reward[t0 + r, f] = value[:, i, j]
             trans_where.append((first_flow, len(flows)))
         starts.append(start_of(m, D))
         parts.append(
@@ -567,13 +586,7 @@ def _arrays(models: Sequence[CohortModel], B, index, timing: Timing, share: bool
                 (rewards, trans, counts, events),
             )
         )
-        s0, r0, t0, c0, v0 = (
-            s0 + S,
-            r0 + len(rewards),
-            t0 + len(trans),
-            c0 + len(counts),
-            v0 + len(events),
-        )
+        s0, r0, t0, c0, v0 = (end for _, end in parts[-1][:5])
     G = len(grp_ptr) - 1
     state_grp[state_grp < 0] = G  # no hazard at this level: nothing happens
     lin_ptr, term_profile, term_coef = lins.arrays()
@@ -590,9 +603,6 @@ def _arrays(models: Sequence[CohortModel], B, index, timing: Timing, share: bool
         cols = np.asarray(edge_rows[level], np.int64).reshape(-1, 4)
         return [np.ascontiguousarray(cols[:, k]) for k in range(4)]
 
-    def stacked(rows_, shape):
-        return np.ascontiguousarray(np.stack(rows_, axis=1)) if rows_ else np.zeros(shape)
-
     exit_from, exit_to, exit_lin, exit_flow = columns(0)
     int_from, int_to, int_lin, int_flow = columns(1)
     stay_flow = _as_int([flow_of.get((s, s), -1) for s in range(S_all)])
@@ -601,9 +611,8 @@ def _arrays(models: Sequence[CohortModel], B, index, timing: Timing, share: bool
         B, lin_ptr, term_profile, term_coef, _as_int(grp_ptr), _as_int(grp_lin), state_grp,
         exit_from, exit_to, exit_lin, exit_flow, int_from, int_to, int_lin, int_flow, stay_flow,
         _as_int(ev_ptr), _as_int(ev_state), _as_int(ev_lin),
-        stacked(const_rows, (D, 0, S_max)), stacked(event_rows, (D, 0, V_max)),
-        _as_int(reward_where).reshape(-1, 4),
-        stacked(trans_rows, (D, 0, S_max, S_max)), _as_int(trans_where).reshape(-1, 2),
+        reward_const, reward_event, _as_int(reward_where).reshape(-1, 4),
+        trans_reward, _as_int(trans_where).reshape(-1, 2),
         np.ascontiguousarray(flows_[:, 0]), np.ascontiguousarray(flows_[:, 1]),
         _as_int(cnt_ptr), _as_int(cnt_edge), _as_int(cnt_lin),
         np.ascontiguousarray(np.concatenate(starts, axis=1)),
@@ -620,8 +629,8 @@ def _execute(arrays: Arrays, parts, start_rewards, keep_trace, keep_events):
     (D, S), T = arrays.start.shape, arrays.profiles.shape[1]
     V = arrays.ev_ptr.shape[0] - 1
     out = Results(
-        np.zeros((D, 2, arrays.reward_const.shape[1])),
-        np.zeros((D, 2, arrays.trans_reward.shape[1])),
+        np.zeros((D, 2, arrays.reward_const.shape[0])),
+        np.zeros((D, 2, arrays.trans_reward.shape[0])),
         np.zeros((D, 2, arrays.cnt_ptr.shape[0] - 1)),
         np.zeros((D, T + 1, S) if keep_trace else (1, 1, 1)),
         np.zeros((D, V, T) if keep_events else (1, 1, 1)),
@@ -714,9 +723,9 @@ class Rerun:
         sub = a._replace(
             profiles=take(a.profiles, 2),
             term_coef=coef,
-            reward_const=take(a.reward_const, 0),
-            reward_event=take(a.reward_event, 0),
-            trans_reward=take(a.trans_reward, 0),
+            reward_const=take(a.reward_const, 2),
+            reward_event=take(a.reward_event, 2),
+            trans_reward=take(a.trans_reward, 2),
             start=take(a.start, 0),
         )
         start_rewards = {n: np.asarray(r, float)[idx] for n, r in self._start_rewards.items()}
