@@ -459,7 +459,7 @@ class _Lins:
             for name, c in lin.terms.items()
         ]
         if self.share:
-            key = tuple((j, c[0].tobytes(), c[-1].tobytes()) for j, c in terms)
+            key = tuple((j, c[:1].tobytes(), c[-1:].tobytes()) for j, c in terms)
             for li in self.known.get(key, ()):
                 if all(
                     _same_bits(c, self.coef[k])
