@@ -11,6 +11,7 @@ hazards named by cohort and draw; the vectorised expm1 against libm.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -21,8 +22,10 @@ from cea.engine.cohort import rerun, run_cohorts
 from cea.engine.declaration import ONE, CohortModel, Lin, Timing
 from cea.engine.numpy_backend import probabilities
 from cea.errors import CeaError, ModelInputError
+from cea.igrt.calibration import calibrate
+from cea.igrt.declaration import Params, declare, time_profiles
 from cea.igrt.model import run_model
-from cea.igrt.spec import build_spec
+from cea.igrt.spec import SUBGROUPS, build_spec
 from cea.io.load import load_inputs
 from cea.parameters.sampling import sample_draws
 from cea.parameters.table import build_parameter_table
@@ -422,3 +425,96 @@ def test_a_negative_hazard_in_a_state_no_one_enters_is_still_named(backend):
     assert compiled._without_unreachable(m, D, {ONE, "a"}) is m  # left whole: the kernel checks
     with pytest.raises(ModelInputError, match=r"unreachable.*draw 1"):
         run_cohorts([m], {"a": np.ones((D, 4))}, Timing(4, 1.0), backend=backend)
+
+
+# --------------------------------------------------------------------------- shared hazards
+
+
+def _variants(rng, D, T):
+    """Cohorts of one call, some sharing hazards and some not: a random model; the same with
+    another start and without its transition rewards; the same with one exit changed (its
+    state's total hazard is then its own); a smaller model with other events and rewards."""
+    a = random_model(rng, D, T)
+    b = replace(a, start=np.eye(5)[2], transition_rewards={}, label="other start")
+    exits = {s: dict(dests) for s, dests in a.exits.items()}
+    s, dest = 0, next(iter(exits[0]))
+    exits[s][dest] = exits[s][dest] + Lin.of("c", rng.uniform(0.05, 1.0, D))
+    c = replace(a, exits=exits, label="one exit changed")
+    d = random_model(rng, D, T, S=4, per_draw_start=True)
+    d.events = {"e3": d.events["e1"]}
+    d.rewards = {"qaly": (d.rewards["qaly"][0], {"e3": np.full(D, 0.5)})}
+    d.counts = {}
+    return [a, b, c, d]
+
+
+@pytest.mark.parametrize("timing", ["half_cycle", "simpson_odd_annual"])
+def test_cohorts_sharing_hazards_in_one_call_equal_each_cohort_alone(timing):
+    rng = np.random.default_rng(17)
+    tm = TIMINGS[timing]
+    D, T = 300, tm.n_cycles  # two blocks of draws, the last one partial
+    profiles = {n: rng.uniform(0, 0.2, (D, T)) for n in ("a", "b", "c")}
+    models = _variants(rng, D, T)
+    kw = dict(keep_trace=True, keep_events=True)
+    together = run_cohorts(models, profiles, tm, backend="numba", **kw)
+    for m, got in zip(models, together, strict=True):
+        (want,) = run_cohorts([m], profiles, tm, backend="numpy", **kw)
+        (alone,) = run_cohorts([m], profiles, tm, backend="numba", **kw)
+        assert set(got.discounted) == set(want.discounted)
+        for name in want.discounted:
+            assert_same(got.discounted[name], want.discounted[name])
+            assert_same(got.undiscounted[name], want.undiscounted[name])
+            # sharing a combination or a total hazard computes the same bits
+            np.testing.assert_array_equal(got.discounted[name], alone.discounted[name])
+            np.testing.assert_array_equal(got.undiscounted[name], alone.undiscounted[name])
+        assert_same(got.trace, want.trace)
+        np.testing.assert_array_equal(got.trace, alone.trace)
+        assert set(got.event_totals) == set(m.events)
+        for name in want.event_totals:
+            assert_same(got.event_totals[name], want.event_totals[name])
+
+
+def test_identical_combinations_and_total_hazards_are_computed_once():
+    rng = np.random.default_rng(4)
+    D, T = 20, 6
+    profiles = {n: rng.uniform(0, 0.2, (D, T)) for n in ("a", "b", "c")}
+    a, b, c, _ = _variants(rng, D, T)
+    B, index = compiled._profile_array(profiles, [a], T)
+    timing = TIMINGS["half_cycle"]
+    alone, _ = compiled._arrays([a], B, index, timing)
+    shared, _ = compiled._arrays([a, b, c], B, index, timing)
+    unshared, _ = compiled._arrays([a, b, c], B, index, timing, share=False)
+    n_lins = lambda arrays: len(arrays.lin_ptr) - 1  # noqa: E731
+    n_totals = lambda arrays: len(arrays.grp_ptr) - 1  # noqa: E731
+    # b repeats a's every hazard; c all but one exit, and so its state 0's total of exits
+    assert n_lins(shared) == n_lins(alone) + 1
+    assert n_totals(shared) == n_totals(alone) + 1
+    # without sharing (a rerun's cohorts), each cohort keeps its own
+    own, _ = compiled._arrays([a], B, index, timing, share=False)
+    assert n_lins(unshared) == 3 * n_lins(own) and n_totals(unshared) == 3 * n_totals(own)
+
+
+def test_a_negative_hazard_among_several_cohorts_is_named():
+    good = CohortModel(start=np.array([1.0, 0.0]), exits={0: {1: Lin.of("a")}}, label="good")
+    bad = CohortModel(start=np.array([1.0, 0.0]), exits={0: {1: Lin.of("b")}}, label="bad one")
+    a, b = np.full((3, 4), 0.1), np.full((3, 4), 0.1)
+    b[1, 2] = -0.5
+    with pytest.raises(ModelInputError, match=r"bad one.*draw 1"):
+        run_cohorts([good, bad, good], {"a": a, "b": b}, Timing(4, 1.0), backend="numba")
+
+
+def test_the_igrt_cohorts_of_a_call_share_most_of_their_hazards(gb_draws):
+    spec, draws = gb_draws
+    v = calibrate(Params(draws, spec.unit_scale), spec, "numba")
+    cohorts = [(st, sg) for st in spec.strategies for g, sg in enumerate(SUBGROUPS)
+               if st.trigger == "igg_below_threshold" or g == 0]  # fmt: skip
+    assert len(cohorts) == 7
+    models = [declare(st, sg, v, spec) for st, sg in cohorts]
+    profiles, timing = time_profiles(v, spec), spec.timing()
+    B, index = compiled._profile_array(profiles, models, timing.n_cycles)
+    nonneg = {ONE} | set(index)
+    pruned = [compiled._without_unreachable(m, len(draws), nonneg) for m in models]
+    shared, _ = compiled._arrays(pruned, B, index, timing)
+    unshared, _ = compiled._arrays(pruned, B, index, timing, share=False)
+    # about 150 combinations and 44 total hazards, of which some 45 and 13 differ
+    assert len(shared.lin_ptr) - 1 < 0.35 * (len(unshared.lin_ptr) - 1)
+    assert len(shared.grp_ptr) - 1 < 0.35 * (len(unshared.grp_ptr) - 1)

@@ -1,21 +1,30 @@
 """The engine's compiled backend for declared cohorts (Numba).
 
 One kernel runs any model declared in :mod:`cea.engine.declaration`. Draws go in blocks of
-:data:`BLOCK_DRAWS`, each step a loop over the block's draws (vector instructions). The kernel releases the GIL, so
-the pipeline's threads (:mod:`cea.pipeline.parallel`) run their chunks of draws through it at the
-same time. Per cycle the kernel
-evaluates the linear combinations of time profiles, forms the two-level competing-risk
-probabilities of each state's declared edges only (the sparse transition structure), totals
-the trace rows, events and rewarded flows, and advances the trace, without storing any
-(D, T, ...) array; the rewards are applied to the totals at the end. It follows the conventions
-of :func:`cea.engine.markov.run_markov` exactly; ``tests/test_engine_cohort.py`` checks it
-against the NumPy backend at 1e-12.
+:data:`BLOCK_DRAWS`, each step a loop over the block's draws (vector instructions). The kernel
+releases the GIL, so the pipeline's threads (:mod:`cea.pipeline.parallel`) run their chunks of
+draws through it at the same time. Per cycle the kernel evaluates the linear combinations of
+time profiles, forms the two-level competing-risk probabilities of each state's declared edges
+only (the sparse transition structure), totals the trace rows, events and rewarded flows, and
+advances the trace, without storing any (D, T, ...) array; the rewards are applied to the
+totals at the end. It follows the conventions of :func:`cea.engine.markov.run_markov` exactly;
+``tests/test_engine_cohort.py`` checks it against the NumPy backend at 1e-12.
+
+The cohorts of a call go through the kernel together, their states side by side (no edge joins
+two cohorts), and what they have in common is computed once per cycle for all of them
+(:func:`_arrays`): a linear combination with the same terms as another (the same profiles in the
+same order, coefficients equal bit for bit), and a state's total hazard at a level (with its
+exp(-H) and (1 - exp(-H)) / H) that adds the same combinations in the same order as another's.
+The IgRT model's seven cohorts of a call have 153 combinations and 44 totals, of which 43 and
+13 differ. Shared or not, each value is the same arithmetic on the same numbers, so
+no result changes by a bit, and a draw's results never depend on the other draws.
 
 Numba compiles the kernel on its first use on a machine (about ten seconds; a message on stderr
 says so when it takes longer than a second) and keeps the machine code in the user's cache
 folder (``$XDG_CACHE_HOME/cea/numba`` or ``~/.cache/cea/numba``; Numba's own
-``NUMBA_CACHE_DIR`` when set), never inside the package. A draw with a negative or non-finite
-hazard is rerun through the NumPy backend, whose error names it.
+``NUMBA_CACHE_DIR`` when set), never inside the package. When a draw has a negative or non-finite
+hazard, each cohort of the call is run alone, and one that fails again goes through the NumPy
+backend, whose error names it and the draw.
 
 Before the kernel, a cohort loses the hazards, events and counts of the states no draw can enter
 (:func:`_without_unreachable`): they hold no one, so no result changes. :class:`Rerun` makes a
@@ -94,7 +103,10 @@ def _kernel():
 
 # --------------------------------------------------------------------------- the kernel
 
-#: The arrays of one declared cohort, as the kernel reads them (built by :func:`_run_one`).
+#: The arrays of the declared cohorts of a call, as the kernel reads them (built by
+#: :func:`_arrays`). The cohorts' states are laid side by side (block-diagonal: no edge joins two
+#: cohorts); their linear combinations, and the total hazards of their states at each level,
+#: are shared where they are the same (:class:`_Lins`, :class:`_Groups`).
 Arrays = namedtuple(
     "Arrays",
     [
@@ -102,19 +114,31 @@ Arrays = namedtuple(
         "lin_ptr",  # (L + 1,) terms of linear combination l: lin_ptr[l] .. lin_ptr[l + 1]
         "term_profile",  # (NT,) profile of each term, -1 for "one"
         "term_coef",  # (NT, D) coefficient of each term
+        "grp_ptr",  # (G + 1,) hazards of total g: grp_lin[grp_ptr[g] .. grp_ptr[g + 1]]
+        "grp_lin",  # (NG,) their linear combinations, added in this order
+        "state_grp",  # (2, S) total of each state's exits (0) and internal changes (1); G: none
         "exit_from",  # (E,) state each exit leaves
         "exit_to",  # (E,) its destination
         "exit_lin",  # (E,) its hazard (a linear combination)
+        "exit_flow",  # (E,) its rewarded flow, -1: none
         "int_from",  # (EI,) the internal changes, as the exits
         "int_to",
         "int_lin",
-        "event_lin",  # (V, S) expected events per person-cycle in each state, -1: none
-        "reward_const",  # (D, R, S) state rewards: constant per person-cycle
-        "reward_event",  # (D, R, V) ... and per event
-        "trans_reward",  # (D, R2, S, S) transition rewards
-        "trans_mask",  # (S, S) True where some transition reward is not 0
-        "count_edge",  # (C, S) the exit whose flow a count attributes, -1: none
-        "count_lin",  # (C, S) the cause's part of that exit's hazard
+        "int_flow",
+        "stay_flow",  # (S,) the rewarded flow of those who stay in each state, -1: none
+        "ev_ptr",  # (V + 1,) states of event v: ev_state[ev_ptr[v] .. ev_ptr[v + 1]], ascending
+        "ev_state",  # (NV,) a state
+        "ev_lin",  # (NV,) the expected events per person-cycle in it
+        "reward_const",  # (R, S_max, D) state rewards: constant per person-cycle in the states
+        "reward_event",  # (R, V_max, D) ... and per event, of the reward's cohort
+        "reward_where",  # (R, 4) its cohort's first state, states, first event, events
+        "trans_reward",  # (R2, F_max, D) transition rewards on their cohort's rewarded flows
+        "trans_where",  # (R2, 2) those flows: first, end
+        "flow_from",  # (F,) each rewarded flow's states, within its cohort
+        "flow_to",
+        "cnt_ptr",  # (C + 1,) exits that count c attributes: cnt_ptr[c] .. cnt_ptr[c + 1]
+        "cnt_edge",  # (NC,) the exit, by ascending state
+        "cnt_lin",  # (NC,) the cause's part of that exit's hazard
         "start",  # (D, S)
         "weights",  # (T + 1,) within-cycle correction of each trace row
         "disc",  # (K, T + 1) the distinct discount factors of the trace rows
@@ -130,7 +154,7 @@ Results = namedtuple("Results", ["reward", "trans", "count", "trace", "events", 
 
 
 def _cohort_kernel(a, out, keep_trace, keep_events, d_first, d_end):
-    """Run one declared cohort for the draws ``d_first .. d_end - 1``, in blocks of
+    """Run the cohorts of a call for the draws ``d_first .. d_end - 1``, in blocks of
     :data:`BLOCK_DRAWS` draws (module docstring)."""
     for d0 in range(d_first, d_end, BLOCK_DRAWS):
         _run_block(a, out, keep_trace, keep_events, d0, min(d_end, d0 + BLOCK_DRAWS) - d0)
@@ -148,18 +172,18 @@ def _run_block(a, out, keep_trace, keep_events, d0, nb):
     """
     NB = BLOCK_DRAWS
     T, S, L = a.profiles.shape[1], a.start.shape[1], a.lin_ptr.shape[0] - 1
-    V, R, R2 = a.event_lin.shape[0], a.reward_const.shape[1], a.trans_reward.shape[1]
-    C, E, K = a.count_edge.shape[0], a.exit_to.shape[0], a.disc.shape[0]
+    V, R, G = a.ev_ptr.shape[0] - 1, a.reward_const.shape[0], a.grp_ptr.shape[0] - 1
+    C, F, K = a.cnt_ptr.shape[0] - 1, a.flow_from.shape[0], a.disc.shape[0]
     lv = np.empty((L, NB))  # every linear combination in this cycle
-    H = np.empty((2, S, NB))  # total hazard of the exits (0) and internal changes (1)
-    frac = np.empty((2, S, NB))  # (1 - exp(-H)) / H
-    stay = np.empty((2, S, NB))  # exp(-H)
-    pe = np.empty((E, NB))  # probability of each exit
+    H = np.empty((G + 1, NB))  # every distinct total hazard; G: none
+    frac = np.ones((G + 1, NB))  # (1 - exp(-H)) / H, 1 where there is no hazard
+    stay = np.ones((G + 1, NB))  # exp(-H)
+    pe = np.empty((a.exit_to.shape[0], NB))  # probability of each exit
     x, xn = np.empty((S, NB)), np.empty((S, NB))
     y = np.empty((V, NB))  # expected events in the cycle, whole cohort
     x_sum = np.zeros((K + 1, S, NB))  # sum over rows of w_t f_t x_t
     e_sum = np.zeros((K + 1, V, NB))  # sum over rows of w_t f_t (x_t . e_t)
-    flow_sum = np.zeros((K + 1, S, S, NB))  # flows i -> j, discounted at the cycle's end
+    flow_sum = np.zeros((K + 1, F, NB))  # rewarded flows, discounted at the cycle's end
     counted = np.zeros((2, C, NB))
     bad = np.zeros(NB)
     for s in range(S):
@@ -169,7 +193,8 @@ def _run_block(a, out, keep_trace, keep_events, d0, nb):
     for t in range(T + 1):
         c = t if t < T else T - 1  # the last row takes the last cycle's values
         _combinations(a.lin_ptr, a.term_profile, a.term_coef, a.profiles, lv, c, d0, nb)
-        _rows(a.event_lin, a.weights, a.disc, R > 0, lv, x, y, x_sum, e_sum, t, nb)
+        _rows(a.ev_ptr, a.ev_state, a.ev_lin, a.weights, a.disc, R > 0, lv, x, y, x_sum, e_sum,
+              t, nb)  # fmt: skip
         if keep_trace:
             for i in range(nb):
                 for s in range(S):
@@ -180,10 +205,9 @@ def _run_block(a, out, keep_trace, keep_events, d0, nb):
             for i in range(nb):
                 for v in range(V):
                     out.events[d0 + i, v, t] = y[v, i]
-        _competing(a.exit_from, a.exit_lin, a.int_from, a.int_lin, lv, H, frac, stay, bad, nb)
-        _advance(a.exit_from, a.exit_to, a.exit_lin, a.int_from, a.int_to, a.int_lin, lv, frac,
-                 stay, x, xn, pe, nb)  # fmt: skip
-        if C > 0 or R2 > 0:
+        _competing(a.grp_ptr, a.grp_lin, lv, H, frac, stay, bad, nb)
+        _advance(a, lv, frac, stay, x, xn, pe, nb)
+        if C > 0 or F > 0:
             _tally(a, lv, frac, stay, x, pe, counted, flow_sum, t, nb)
         for s in range(S):
             xs, xns = x[s], xn[s]
@@ -210,20 +234,19 @@ def _combinations(lin_ptr, term_profile, term_coef, profiles, lv, c, d0, nb):
                     out[i] += coef[i] * prof[i]
 
 
-def _rows(event_lin, weights, disc, with_rewards, lv, x, y, x_sum, e_sum, t, nb):
+def _rows(ev_ptr, ev_state, ev_lin, weights, disc, with_rewards, lv, x, y, x_sum, e_sum, t, nb):
     """Trace row t: y[v], the expected events v in the cycle over the whole cohort (the sum over
-    states of occupancy times events per person-cycle); then, when there are state rewards,
-    the row and its events added to the sums, weighted and discounted by each discount row
-    (and undiscounted)."""
+    states, ascending, of occupancy times events per person-cycle); then, when there are state
+    rewards, the row and its events added to the sums, weighted and discounted by each discount
+    row (and undiscounted)."""
     for v in range(y.shape[0]):
         yv = y[v]
         for i in range(nb):
             yv[i] = 0.0
-        for s in range(x.shape[0]):
-            if event_lin[v, s] >= 0:
-                rate, xs = lv[event_lin[v, s]], x[s]
-                for i in range(nb):
-                    yv[i] += xs[i] * rate[i]
+        for q in range(ev_ptr[v], ev_ptr[v + 1]):
+            rate, xs = lv[ev_lin[q]], x[ev_state[q]]
+            for i in range(nb):
+                yv[i] += xs[i] * rate[i]
     if not with_rewards:
         return
     K = disc.shape[0]
@@ -239,58 +262,46 @@ def _rows(event_lin, weights, disc, with_rewards, lv, x, y, x_sum, e_sum, t, nb)
                 acc[i] += f * yv[i]
 
 
-def _competing(exit_from, exit_lin, int_from, int_lin, lv, H, frac, stay, bad, nb):
-    """Per state and level (exits 0, internal changes 1): the total hazard H, exp(-H) and
-    (1 - exp(-H)) / H; a negative or non-finite hazard marks its draw bad."""
-    S = H.shape[1]
-    for level in range(2):
-        for s in range(S):
-            h = H[level, s]
-            for i in range(nb):
-                h[i] = 0.0
-    for level, frm, lin in ((0, exit_from, exit_lin), (1, int_from, int_lin)):
-        for e in range(frm.shape[0]):
-            h, total = lv[lin[e]], H[level, frm[e]]
+def _competing(grp_ptr, grp_lin, lv, H, frac, stay, bad, nb):
+    """Each distinct total hazard H (the sum of a state's exits, or of its internal changes,
+    in their declared order), exp(-H) and (1 - exp(-H)) / H, once for every state and cohort
+    that has it; a negative or non-finite hazard marks its draw bad."""
+    for g in range(grp_ptr.shape[0] - 1):
+        total = H[g]
+        for i in range(nb):
+            total[i] = 0.0
+        for k in range(grp_ptr[g], grp_ptr[g + 1]):
+            h = lv[grp_lin[k]]
             for i in range(nb):
                 bad[i] += 0.0 if h[i] >= 0.0 else 1.0
                 total[i] += h[i]
-    for level, frm in ((0, exit_from), (1, int_from)):
-        for s in range(S):
-            h, fr, st = H[level, s], frac[level, s], stay[level, s]
-            present = False
-            for k in range(frm.shape[0]):
-                present = present or frm[k] == s
-            if not present:  # no hazard at this level: nothing happens
-                for i in range(nb):
-                    fr[i] = 1.0
-                    st[i] = 1.0
-                continue
-            for i in range(nb):
-                bad[i] += 0.0 if (h[i] >= 0.0 and h[i] < math.inf) else 1.0
-                em1, ex = _expm1_neg(h[i])
-                fr[i] = -em1 / h[i] if h[i] > 0.0 else 1.0
-                st[i] = ex
+        fr, st = frac[g], stay[g]
+        for i in range(nb):
+            bad[i] += 0.0 if (total[i] >= 0.0 and total[i] < math.inf) else 1.0
+            em1, ex = _expm1_neg(total[i])
+            fr[i] = -em1 / total[i] if total[i] > 0.0 else 1.0
+            st[i] = ex
 
 
-def _advance(
-    exit_from, exit_to, exit_lin, int_from, int_to, int_lin, lv, frac, stay, x, xn, pe, nb
-):
+def _advance(a, lv, frac, stay, x, xn, pe, nb):
     """The next trace row: those who stay, plus the flow along every declared edge (exit j:
     H_j (1 - exp(-H_x)) / H_x; internal k: exp(-H_x) H_k (1 - exp(-H_i)) / H_i)."""
     for s in range(x.shape[0]):
-        xs, xns, sx, si = x[s], xn[s], stay[0, s], stay[1, s]
+        xs, xns = x[s], xn[s]
+        sx, si = stay[a.state_grp[0, s]], stay[a.state_grp[1, s]]
         for i in range(nb):
             xns[i] = xs[i] * (sx[i] * si[i])
-    for e in range(exit_to.shape[0]):
-        h, fr, p = lv[exit_lin[e]], frac[0, exit_from[e]], pe[e]
-        xa, xb = x[exit_from[e]], xn[exit_to[e]]
+    for e in range(a.exit_to.shape[0]):
+        s = a.exit_from[e]
+        h, fr, p = lv[a.exit_lin[e]], frac[a.state_grp[0, s]], pe[e]
+        xa, xb = x[s], xn[a.exit_to[e]]
         for i in range(nb):
             p[i] = h[i] * fr[i]
             xb[i] += xa[i] * p[i]
-    for e in range(int_to.shape[0]):
-        s = int_from[e]
-        h, fr, sx = lv[int_lin[e]], frac[1, s], stay[0, s]
-        xa, xb = x[s], xn[int_to[e]]
+    for e in range(a.int_to.shape[0]):
+        s = a.int_from[e]
+        h, fr, sx = lv[a.int_lin[e]], frac[a.state_grp[1, s]], stay[a.state_grp[0, s]]
+        xa, xb = x[s], xn[a.int_to[e]]
         for i in range(nb):
             xb[i] += xa[i] * (sx[i] * (h[i] * fr[i]))
 
@@ -299,69 +310,82 @@ def _tally(a, lv, frac, stay, x, pe, counted, flow_sum, t, nb):
     """The flows of cycle t that are counted, discounted at the end of the cycle: each count's
     (occupancy x P(exit) x the cause's share of the exit's hazard, 0 where that hazard is 0),
     and those that carry a transition reward."""
-    for k in range(a.count_edge.shape[0]):
+    for k in range(a.cnt_ptr.shape[0] - 1):
         f = a.disc[a.count_disc[k], t + 1]
         c0, c1 = counted[0, k], counted[1, k]
-        for s in range(x.shape[0]):
-            e = a.count_edge[k, s]
-            if e >= 0:
-                h, part, p, xs = lv[a.exit_lin[e]], lv[a.count_lin[k, s]], pe[e], x[s]
-                for i in range(nb):
-                    n = xs[i] * p[i] * part[i] / h[i] if h[i] > 0.0 else 0.0
-                    c0[i] += n * f
-                    c1[i] += n
-    if a.trans_reward.shape[1] == 0:
+        for q in range(a.cnt_ptr[k], a.cnt_ptr[k + 1]):
+            e = a.cnt_edge[q]
+            h, part, p, xs = lv[a.exit_lin[e]], lv[a.cnt_lin[q]], pe[e], x[a.exit_from[e]]
+            for i in range(nb):
+                n = xs[i] * p[i] * part[i] / h[i] if h[i] > 0.0 else 0.0
+                c0[i] += n * f
+                c1[i] += n
+    if a.flow_from.shape[0] == 0:
         return
     K = a.disc.shape[0]
     for k in range(K + 1):
         f = a.disc[k, t + 1] if k < K else 1.0
         for s in range(x.shape[0]):
-            if a.trans_mask[s, s]:
-                acc, xs, sx, si = flow_sum[k, s, s], x[s], stay[0, s], stay[1, s]
+            if a.stay_flow[s] >= 0:
+                acc, xs = flow_sum[k, a.stay_flow[s]], x[s]
+                sx, si = stay[a.state_grp[0, s]], stay[a.state_grp[1, s]]
                 for i in range(nb):
                     acc[i] += f * (xs[i] * (sx[i] * si[i]))
         for e in range(a.exit_to.shape[0]):
-            i0, j0 = a.exit_from[e], a.exit_to[e]
-            if a.trans_mask[i0, j0]:
-                acc, xa, p = flow_sum[k, i0, j0], x[i0], pe[e]
+            if a.exit_flow[e] >= 0:
+                acc, xa, p = flow_sum[k, a.exit_flow[e]], x[a.exit_from[e]], pe[e]
                 for i in range(nb):
                     acc[i] += f * (xa[i] * p[i])
         for e in range(a.int_to.shape[0]):
-            i0, j0 = a.int_from[e], a.int_to[e]
-            if a.trans_mask[i0, j0]:
-                acc, xa = flow_sum[k, i0, j0], x[i0]
-                h, fr, sx = lv[a.int_lin[e]], frac[1, i0], stay[0, i0]
+            if a.int_flow[e] >= 0:
+                s = a.int_from[e]
+                acc, xa = flow_sum[k, a.int_flow[e]], x[s]
+                h, fr, sx = lv[a.int_lin[e]], frac[a.state_grp[1, s]], stay[a.state_grp[0, s]]
                 for i in range(nb):
                     acc[i] += f * (xa[i] * (sx[i] * (h[i] * fr[i])))
 
 
 def _totals(a, out, x_sum, e_sum, flow_sum, counted, bad, d0, nb):
-    """Each draw's totals: the row sums times the state rewards, the flow sums times the
-    transition rewards, and the counts."""
-    S, K = x_sum.shape[1], a.disc.shape[0]
+    """Each draw's totals: the row sums of each reward's cohort times its state rewards, the
+    flow sums times the transition rewards (in the order of a row-major (from, to) loop), and
+    the counts."""
+    K = a.disc.shape[0]
+    acc = np.empty(nb)
     for i in range(nb):
-        d = d0 + i
-        out.ok[d] = bad[i] == 0.0
-        for r in range(a.reward_const.shape[1]):
-            for m in range(2):
-                k = a.reward_disc[r] if m == 0 else K
-                acc = 0.0
-                for s in range(S):
-                    acc += a.reward_const[d, r, s] * x_sum[k, s, i]
-                for v in range(e_sum.shape[1]):
-                    acc += a.reward_event[d, r, v] * e_sum[k, v, i]
-                out.reward[d, m, r] = acc
-        for r in range(a.trans_reward.shape[1]):
-            for m in range(2):
-                k = a.trans_disc[r] if m == 0 else K
-                acc = 0.0
-                for s in range(S):
-                    for j in range(S):
-                        acc += a.trans_reward[d, r, s, j] * flow_sum[k, s, j, i]
-                out.trans[d, m, r] = acc
-        for k in range(counted.shape[1]):
-            out.count[d, 0, k] = counted[0, k, i]
-            out.count[d, 1, k] = counted[1, k, i]
+        out.ok[d0 + i] = bad[i] == 0.0
+    for r in range(a.reward_const.shape[0]):
+        where = a.reward_where[r]
+        s0, ns, v0, nv = where[0], where[1], where[2], where[3]
+        for m in range(2):
+            k = a.reward_disc[r] if m == 0 else K
+            for i in range(nb):
+                acc[i] = 0.0
+            for s in range(ns):
+                c, xs = a.reward_const[r, s, d0 : d0 + nb], x_sum[k, s0 + s]
+                for i in range(nb):
+                    acc[i] += c[i] * xs[i]
+            for v in range(nv):
+                c, es = a.reward_event[r, v, d0 : d0 + nb], e_sum[k, v0 + v]
+                for i in range(nb):
+                    acc[i] += c[i] * es[i]
+            for i in range(nb):
+                out.reward[d0 + i, m, r] = acc[i]
+    for r in range(a.trans_reward.shape[0]):
+        f0, f1 = a.trans_where[r, 0], a.trans_where[r, 1]
+        for m in range(2):
+            k = a.trans_disc[r] if m == 0 else K
+            for i in range(nb):
+                acc[i] = 0.0
+            for f in range(f0, f1):
+                c, fs = a.trans_reward[r, f - f0, d0 : d0 + nb], flow_sum[k, f]
+                for i in range(nb):
+                    acc[i] += c[i] * fs[i]
+            for i in range(nb):
+                out.trans[d0 + i, m, r] = acc[i]
+    for k in range(counted.shape[1]):
+        for i in range(nb):
+            out.count[d0 + i, 0, k] = counted[0, k, i]
+            out.count[d0 + i, 1, k] = counted[1, k, i]
 
 
 #: Draws per block: the block's working arrays stay in the cache, and its loops over draws
@@ -416,16 +440,36 @@ def _expm1_neg(h):
 
 
 class _Lins:
-    """Collects the linear combinations of one cohort as CSR arrays."""
+    """Collects the linear combinations of a call's cohorts as CSR arrays. With ``share``, a
+    combination with the same terms as one already collected (the same profiles in the same
+    order, with coefficients equal bit for bit in every draw) is that one: the kernel evaluates
+    it once per cycle for every cohort, and its values are the same bits either way."""
 
-    def __init__(self, profile_index: Mapping[str, int], D: int):
-        self.index, self.D = profile_index, D
+    def __init__(self, profile_index: Mapping[str, int], D: int, share: bool):
+        self.index, self.D, self.share = profile_index, D, share
         self.ptr, self.profile, self.coef = [0], [], []
+        self.known: dict[tuple, list[int]] = {}  # a cheap fingerprint -> combinations with it
 
     def add(self, lin: Lin) -> int:
-        for name, c in lin.terms.items():
-            self.profile.append(-1 if name == ONE else self.index[name])
-            self.coef.append(np.broadcast_to(np.asarray(c, float), (self.D,)))
+        terms = [
+            (
+                -1 if name == ONE else self.index[name],
+                np.broadcast_to(np.asarray(c, float), (self.D,)),
+            )
+            for name, c in lin.terms.items()
+        ]
+        if self.share:
+            key = tuple((j, c[:1].tobytes(), c[-1:].tobytes()) for j, c in terms)
+            for li in self.known.get(key, ()):
+                if all(
+                    _same_bits(c, self.coef[k])
+                    for k, (_, c) in zip(range(self.ptr[li], self.ptr[li + 1]), terms, strict=True)
+                ):
+                    return li
+            self.known.setdefault(key, []).append(len(self.ptr) - 1)
+        for j, c in terms:
+            self.profile.append(j)
+            self.coef.append(c)
         self.ptr.append(len(self.profile))
         return len(self.ptr) - 2
 
@@ -438,51 +482,122 @@ class _Lins:
         )
 
 
-def _edges(per_state: Mapping[int, Mapping[int, Lin]], S: int, lins: _Lins):
-    """Edges in state order: (from, to, hazard's combination) arrays and (from, to) -> edge."""
-    frm, to, lin, where = [], [], [], {}
-    for s in range(S):
-        for dest, h in per_state.get(s, {}).items():
-            where[(s, dest)] = len(to)
-            frm.append(s)
-            to.append(dest)
-            lin.append(lins.add(h))
-    as_int = lambda a: np.asarray(a, np.int64)  # noqa: E731
-    return as_int(frm), as_int(to), as_int(lin), where
+def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    return a is b or np.array_equal(a.view(np.int64), b.view(np.int64))
 
 
-def _arrays(model: CohortModel, B, index, timing: Timing):
-    """The kernel's :class:`Arrays` of a declared cohort, and the names of its state rewards,
-    transition rewards, counts and events in the arrays' order."""
-    D, S = B.shape[2], model.n_states
-    lins = _Lins(index, D)
-    exit_from, exit_to, exit_lin, where = _edges(model.exits, S, lins)
-    int_from, int_to, int_lin, _ = _edges(model.internal, S, lins)
-    events = list(model.events)
-    event_lin = np.full((len(events), S), -1, np.int64)
-    for v, name in enumerate(events):
-        for s, h in model.events[name].items():
-            event_lin[v, s] = lins.add(h)
-    counts = list(model.counts)
-    count_edge = np.full((len(counts), S), -1, np.int64)
-    count_lin = np.full((len(counts), S), -1, np.int64)
-    for k, name in enumerate(counts):
-        dest, parts = model.counts[name]
-        for s, h in parts.items():
-            count_edge[k, s] = where[(s, dest)]
-            count_lin[k, s] = lins.add(h)
-    rewards = list(model.rewards)
-    const = np.zeros((D, len(rewards), S))
-    per_event = np.zeros((D, len(rewards), len(events)))
-    for r, name in enumerate(rewards):
-        c, coefs = model.rewards[name]
-        const[:, r] = c
-        for event, coef in coefs.items():
-            per_event[:, r, events.index(event)] = coef
-    trans = list(model.transition_rewards)
-    trans_reward = np.zeros((D, len(trans), S, S))
-    for r, name in enumerate(trans):
-        trans_reward[:, r] = model.transition_rewards[name]
+def _rewarded(model: CohortModel) -> np.ndarray:
+    """(S, S): True where some transition reward of the cohort is not 0 in some draw."""
+    S = model.n_states
+    mask = np.zeros((S, S), bool)
+    for value in model.transition_rewards.values():
+        mask |= (np.asarray(value) != 0).any(axis=0)
+    return mask
+
+
+def _as_int(values) -> np.ndarray:
+    return np.asarray(values, np.int64)
+
+
+#: Where one cohort's results lie in a call's arrays: its states, state rewards, transition
+#: rewards, counts and events as ranges, and their names in the arrays' order.
+_Part = namedtuple("_Part", ["states", "rewards", "trans", "counts", "events", "names"])
+
+
+def _arrays(models: Sequence[CohortModel], B, index, timing: Timing, share: bool = True):
+    """The kernel's :class:`Arrays` of a call's declared cohorts, side by side, and a
+    :class:`_Part` per cohort. With ``share``, the cohorts' identical linear combinations and
+    identical total hazards (the same combinations, in the same order, at the same level) are
+    computed once; without it, every cohort keeps its own (a :class:`Rerun`'s cohorts must have
+    the same structure whatever their coefficients)."""
+    D = B.shape[2]
+    lins = _Lins(index, D, share)
+    S_all = sum(m.n_states for m in models)
+    S_max = max(m.n_states for m in models)
+    V_max = max(len(m.events) for m in models)
+    reward_const = np.zeros((sum(len(m.rewards) for m in models), S_max, D))
+    reward_event = np.zeros((len(reward_const), V_max, D))
+    masks = [_rewarded(m) for m in models]
+    trans_reward = np.zeros(
+        (sum(len(m.transition_rewards) for m in models), max(int(k.sum()) for k in masks), D)
+    )
+    groups: dict[tuple, int] = {}
+    grp_ptr, grp_lin = [0], []
+    state_grp = np.full((2, S_all), -1, np.int64)
+    edge_rows = [[], []]  # per level: (from, to, lin, flow) of each edge
+    flows, flow_of = [], {}  # (from, to) within the cohort, and global (from, to) -> flow
+    ev_ptr, ev_state, ev_lin = [0], [], []
+    cnt_ptr, cnt_edge, cnt_lin = [0], [], []
+    reward_where, trans_where = [], []
+    starts, parts = [], []
+    s0 = r0 = t0 = c0 = v0 = 0
+    for m in models:
+        S = m.n_states
+        trans = list(m.transition_rewards)
+        first_flow = len(flows)
+        # row-major: the order the totals add them in
+        for i, j in zip(*np.nonzero(masks[len(parts)]), strict=True):
+            flow_of[(s0 + int(i), s0 + int(j))] = len(flows)
+            flows.append((int(i), int(j)))
+        where = {}
+        for level, per_state in ((0, m.exits), (1, m.internal)):
+            for s in range(S):
+                dests = per_state.get(s, {})
+                if not dests:
+                    continue
+                ids = []
+                for dest, h in dests.items():
+                    li = lins.add(h)
+                    ids.append(li)
+                    if level == 0:
+                        where[(s, dest)] = len(edge_rows[0])
+                    pair = (s0 + s, s0 + dest)
+                    edge_rows[level].append((*pair, li, flow_of.get(pair, -1)))
+                key = (level, tuple(ids))
+                if not share or key not in groups:
+                    groups[key] = len(grp_ptr) - 1
+                    grp_lin.extend(ids)
+                    grp_ptr.append(len(grp_lin))
+                state_grp[level, s0 + s] = groups[key]
+        events = list(m.events)
+        for name in events:
+            for s in sorted(m.events[name]):
+                ev_state.append(s0 + s)
+                ev_lin.append(lins.add(m.events[name][s]))
+            ev_ptr.append(len(ev_state))
+        counts = list(m.counts)
+        for name in counts:
+            dest, parts_of = m.counts[name]
+            for s in sorted(parts_of):
+                cnt_edge.append(where[(s, dest)])
+                cnt_lin.append(lins.add(parts_of[s]))
+            cnt_ptr.append(len(cnt_edge))
+        rewards = list(m.rewards)
+        for r, name in enumerate(rewards):
+            const, coefs = m.rewards[name]
+            reward_const[r0 + r, :S] = np.asarray(const).T
+            for event, coef in coefs.items():
+                reward_event[r0 + r, events.index(event)] = coef
+            reward_where.append((s0, S, v0, len(events)))
+        for r, name in enumerate(trans):
+            value = np.asarray(m.transition_rewards[name])
+            for f, (i, j) in enumerate(flows[first_flow:]):
+                trans_reward[t0 + r, f] = value[:, i, j]
+            trans_where.append((first_flow, len(flows)))
+        starts.append(start_of(m, D))
+        parts.append(
+            _Part(
+                (s0, s0 + S),
+                (r0, r0 + len(rewards)),
+                (t0, t0 + len(trans)),
+                (c0, c0 + len(counts)),
+                (v0, v0 + len(events)),
+                (rewards, trans, counts, events),
+            )
+        )
+        s0, r0, t0, c0, v0 = (end for _, end in parts[-1][:5])
+    G = len(grp_ptr) - 1
+    state_grp[state_grp < 0] = G  # no hazard at this level: nothing happens
     lin_ptr, term_profile, term_coef = lins.arrays()
     # the distinct discount rows: one when costs and effects are discounted alike (the kernel
     # then totals each row once for both, not twice)
@@ -491,55 +606,79 @@ def _arrays(model: CohortModel, B, index, timing: Timing):
     disc = costs[None] if same else np.stack([costs, effects])
 
     def rows(names):
-        return np.array([int(n in timing.effects and not same) for n in names], dtype=np.int64)
+        return _as_int([int(n in timing.effects and not same) for p in parts for n in names(p)])
 
+    def columns(level):
+        cols = np.asarray(edge_rows[level], np.int64).reshape(-1, 4)
+        return [np.ascontiguousarray(cols[:, k]) for k in range(4)]
+
+    exit_from, exit_to, exit_lin, exit_flow = columns(0)
+    int_from, int_to, int_lin, int_flow = columns(1)
+    stay_flow = _as_int([flow_of.get((s, s), -1) for s in range(S_all)])
+    flows_ = np.asarray(flows, np.int64).reshape(-1, 2)
     arrays = Arrays(
-        B, lin_ptr, term_profile, term_coef, exit_from, exit_to, exit_lin, int_from, int_to,
-        int_lin, event_lin, const, per_event, trans_reward, (trans_reward != 0).any(axis=(0, 1)),
-        count_edge, count_lin, start_of(model, D), np.ascontiguousarray(timing.weights(), float),
-        disc, rows(rewards), rows(trans), rows(counts),
+        B, lin_ptr, term_profile, term_coef, _as_int(grp_ptr), _as_int(grp_lin), state_grp,
+        exit_from, exit_to, exit_lin, exit_flow, int_from, int_to, int_lin, int_flow, stay_flow,
+        _as_int(ev_ptr), _as_int(ev_state), _as_int(ev_lin),
+        reward_const, reward_event, _as_int(reward_where).reshape(-1, 4),
+        trans_reward, _as_int(trans_where).reshape(-1, 2),
+        np.ascontiguousarray(flows_[:, 0]), np.ascontiguousarray(flows_[:, 1]),
+        _as_int(cnt_ptr), _as_int(cnt_edge), _as_int(cnt_lin),
+        np.ascontiguousarray(np.concatenate(starts, axis=1)),
+        np.ascontiguousarray(timing.weights(), float), disc,
+        rows(lambda p: p.names[0]), rows(lambda p: p.names[1]), rows(lambda p: p.names[2]),
     )  # fmt: skip
-    return arrays, rewards, trans, counts, events
+    return arrays, parts
 
 
-def _run_one(model: CohortModel, B, index, timing: Timing, keep_trace, keep_events):
-    """One declared cohort through the kernel (None when a hazard was negative or not finite)."""
-    arrays, *names = _arrays(model, B, index, timing)
-    return _execute(arrays, names, model.start_rewards, keep_trace, keep_events)
-
-
-def _execute(arrays: Arrays, names, start_rewards, keep_trace, keep_events):
-    """The kernel on a cohort's :class:`Arrays` (``names``: of its state rewards, transition
-    rewards, counts and events), its totals and start rewards as a :class:`CohortResult`;
-    None when a hazard was negative or not finite."""
-    rewards, trans, counts, events = names
+def _execute(arrays: Arrays, parts, start_rewards, keep_trace, keep_events):
+    """The kernel on a call's :class:`Arrays` (``parts``: where each cohort's results lie),
+    each cohort's totals and start rewards as a :class:`CohortResult`; None when a hazard was
+    negative or not finite in some draw."""
     (D, S), T = arrays.start.shape, arrays.profiles.shape[1]
+    V = arrays.ev_ptr.shape[0] - 1
     out = Results(
-        np.zeros((D, 2, len(rewards))),
-        np.zeros((D, 2, len(trans))),
-        np.zeros((D, 2, len(counts))),
+        np.zeros((D, 2, arrays.reward_const.shape[0])),
+        np.zeros((D, 2, arrays.trans_reward.shape[0])),
+        np.zeros((D, 2, arrays.cnt_ptr.shape[0] - 1)),
         np.zeros((D, T + 1, S) if keep_trace else (1, 1, 1)),
-        np.zeros((D, len(events), T) if keep_events else (1, 1, 1)),
+        np.zeros((D, V, T) if keep_events else (1, 1, 1)),
         np.ones(D, dtype=np.bool_),
     )
     _kernel()(arrays, out, keep_trace, keep_events, 0, D)
     if not out.ok.all():
         return None
-    disc_tot, und_tot = {}, {}
-    for names, totals in ((rewards, out.reward), (trans, out.trans), (counts, out.count)):
-        for k, name in enumerate(names):  # a name may be a state and a transition reward
-            disc_tot[name] = disc_tot.get(name, 0.0) + totals[:, 0, k]
-            und_tot[name] = und_tot.get(name, 0.0) + totals[:, 1, k]
-    for name, r in start_rewards.items():  # once at time 0, undiscounted
-        once = np.einsum("ds,ds->d", np.asarray(r, float), arrays.start)
-        disc_tot[name] = disc_tot.get(name, 0.0) + once
-        und_tot[name] = und_tot.get(name, 0.0) + once
-    return CohortResult(
-        discounted=disc_tot,
-        undiscounted=und_tot,
-        trace=out.trace if keep_trace else None,
-        event_totals={n: out.events[:, v] for v, n in enumerate(events)} if keep_events else None,
-    )
+    results = []
+    for part, once_rewards in zip(parts, start_rewards, strict=True):
+        rewards, trans, counts, events = part.names
+        disc_tot, und_tot = {}, {}
+        for names, (lo, _), totals in (
+            (rewards, part.rewards, out.reward),
+            (trans, part.trans, out.trans),
+            (counts, part.counts, out.count),
+        ):
+            for k, name in enumerate(names):  # a name may be a state and a transition reward
+                disc_tot[name] = disc_tot.get(name, 0.0) + totals[:, 0, lo + k]
+                und_tot[name] = und_tot.get(name, 0.0) + totals[:, 1, lo + k]
+        start = np.ascontiguousarray(arrays.start[:, slice(*part.states)])
+        for name, r in once_rewards.items():  # once at time 0, undiscounted
+            once = np.einsum("ds,ds->d", np.asarray(r, float), start)
+            disc_tot[name] = disc_tot.get(name, 0.0) + once
+            und_tot[name] = und_tot.get(name, 0.0) + once
+        v0 = part.events[0]
+        results.append(
+            CohortResult(
+                discounted=disc_tot,
+                undiscounted=und_tot,
+                trace=np.ascontiguousarray(out.trace[:, :, slice(*part.states)])
+                if keep_trace
+                else None,
+                event_totals={n: out.events[:, v0 + v] for v, n in enumerate(events)}
+                if keep_events
+                else None,
+            )
+        )
+    return results
 
 
 class Rerun:
@@ -552,7 +691,8 @@ class Rerun:
     proportional to a rate are); a run at ``theta`` then takes ``coef(base) + sum_k theta_k
     (coef(units[k]) - coef(base))``, which is the cohort declared at ``theta`` to rounding.
     The cohorts must declare the same structure (edges, terms, start); only coefficients and
-    rewards may differ (the rewards are ``base``'s)."""
+    rewards may differ (the rewards are ``base``'s). Their combinations are not shared (two
+    that are equal at ``base`` may differ at ``theta``)."""
 
     def __init__(
         self,
@@ -565,12 +705,12 @@ class Rerun:
     ):
         B, index = _profile_array(profiles, [base, *units], timing.n_cycles)
         _compile_with_notice()
-        self._arrays, *self._names = _arrays(base, B, index, timing)
+        self._arrays, self._parts = _arrays([base], B, index, timing, share=False)
         self._start_rewards = base.start_rewards
         self._keep = (keep_trace, keep_events)
         slopes = []
         for m in units:
-            a = _arrays(m, B, index, timing)[0]
+            a = _arrays([m], B, index, timing, share=False)[0]
             for field in Arrays._fields:
                 if field in ("term_coef", "reward_const", "reward_event", "trans_reward"):
                     continue
@@ -592,13 +732,14 @@ class Rerun:
         sub = a._replace(
             profiles=take(a.profiles, 2),
             term_coef=coef,
-            reward_const=take(a.reward_const, 0),
-            reward_event=take(a.reward_event, 0),
-            trans_reward=take(a.trans_reward, 0),
+            reward_const=take(a.reward_const, 2),
+            reward_event=take(a.reward_event, 2),
+            trans_reward=take(a.trans_reward, 2),
             start=take(a.start, 0),
         )
         start_rewards = {n: np.asarray(r, float)[idx] for n, r in self._start_rewards.items()}
-        return _execute(sub, self._names, start_rewards, *self._keep)
+        res = _execute(sub, self._parts, [start_rewards], *self._keep)
+        return None if res is None else res[0]
 
 
 def start_of(model: CohortModel, D: int) -> np.ndarray:
@@ -616,16 +757,26 @@ def run_cohorts(
     keep_events: bool = False,
 ) -> list[CohortResult]:
     """Run declared cohorts through the compiled kernel (see
-    :func:`cea.engine.cohort.run_cohorts`)."""
+    :func:`cea.engine.cohort.run_cohorts`): all of them in one call, side by side, their
+    identical linear combinations and total hazards computed once per cycle for all
+    (:func:`_arrays`). When some draw has a negative or non-finite hazard, each cohort is run
+    alone, and one that fails again goes through the NumPy backend, whose error names the
+    cohort and the draw (or which decides)."""
+    if not models:
+        return []
     B, index = _profile_array(profiles, models, timing.n_cycles)
     _compile_with_notice()
+    D = B.shape[2]
     nonneg = {ONE} | {n for n, j in index.items() if (B[j] >= 0).all() and np.isfinite(B[j]).all()}
+    pruned = [_without_unreachable(m, D, nonneg) for m in models]
+    keep = (keep_trace, keep_events)
+    out = _execute(*_arrays(pruned, B, index, timing), [m.start_rewards for m in pruned], *keep)
+    if out is not None:
+        return out
     out = []
-    for m in models:
-        res = _run_one(_without_unreachable(m, B.shape[2], nonneg), B, index, timing, keep_trace,
-                       keep_events)  # fmt: skip
-        # a negative or non-finite hazard: the NumPy backend names the draw (or decides)
-        out.append(res or numpy_backend.run(m, profiles, timing, keep_trace, keep_events))
+    for m, p in zip(models, pruned, strict=True):
+        alone = _execute(*_arrays([p], B, index, timing), [p.start_rewards], *keep)
+        out.append(alone[0] if alone else numpy_backend.run(m, profiles, timing, *keep))
     return out
 
 
@@ -709,5 +860,7 @@ def _warm(kernel) -> None:
     """One call on a one-draw, one-cycle, one-state model: compiles the kernel, or loads it
     from Numba's cache."""
     m = CohortModel(start=np.ones(1), exits={})
-    B = np.zeros((1, 1, 1))
-    _run_one(m, B, {}, Timing(n_cycles=1, cycle_length_years=1.0), False, False)
+    arrays, parts = _arrays(
+        [m], np.zeros((1, 1, 1)), {}, Timing(n_cycles=1, cycle_length_years=1.0)
+    )
+    _execute(arrays, parts, [{}], False, False)
