@@ -221,7 +221,9 @@ def test_two_way_draws_the_inmb_zero_line_it_promises(tmp_path, base, labels):
     assert set(legend) == {"Primary IVIG", "No IgRT"}
     assert _hex(legend["Primary IVIG"].get_facecolor()) == strategy_style("primary_ivig").colour
     _written(tmp_path / "a.png")
+    _nothing_cut_off(fig)
     fig = dsa_plots.two_way(_grid(-np.abs(crossing) - 1), p, {}, tmp_path / "b.png", "t", names)
+    _nothing_cut_off(fig)
     a1 = fig.axes[0]
     assert not [c for c in a1.get_children() if isinstance(c, ContourSet)]
     assert "INMB < 0 on the whole grid: no INMB = 0 line" in a1.get_title()
@@ -247,6 +249,7 @@ def test_threshold_and_scenarios_name_labels_and_money(base, tmp_path, labels):
     assert ax.get_xlabel() == "IVIG price (GBP 2024 per g)"
     assert ax.get_ylabel() == "INMB (GBP 2024)"
     _written(tmp_path / "th.png")
+    _nothing_cut_off(fig)
     comps = pd.DataFrame(
         {
             "currency": "GBP",
@@ -263,6 +266,7 @@ def test_threshold_and_scenarios_name_labels_and_money(base, tmp_path, labels):
     assert list(legend) == ["Primary IVIG vs No IgRT", "Primary SCIG vs No IgRT"]
     assert _hex(legend["Primary SCIG vs No IgRT"].get_facecolor()[0]) == "#e69f00"
     assert "GBP 2024" in fig.axes[0].get_xlabel()
+    _nothing_cut_off(fig)
 
 
 # --------------------------------------------------------------------------- PSA
@@ -421,7 +425,8 @@ def test_regional_figures_use_strategy_styles_and_price_year(compared, tmp_path,
 
 def _nothing_cut_off(fig) -> None:
     """Everything the figure draws (axes, ticks, labels, titles, legends, texts) lies inside
-    it: :func:`cea.report.plots.style.save` lays it out once and writes the whole figure, with
+    it (checked here on the PSA, cross-country, regional and tornado figures, and on the
+    two-way, threshold and scenario figures by their own tests): :func:`cea.report.plots.style.save` lays it out once and writes the whole figure, with
     no tight bounding box to rescue what falls outside."""
     fig.draw_without_rendering()
     drawn = fig.get_tightbbox()  # inches
