@@ -391,8 +391,13 @@ def _conditions(v: Params, spec: ModelSpec, inc_spec: ModelSpec, os_spec: ModelS
         for r, m in ((0.0, 0.0), (1.0, 0.0), (0.0, 1.0))
     ]
     none = Strategy("calibration_none", "never")
-    inc_cohorts = [declare(none, "non_igg", b, inc_spec, with_rewards=False) for b in basis]
-    os_cohorts = [trial_cohort(b, os_spec) for b in basis]
+    # rerun only what the conditions read: the trace of each, and the severe infections of
+    # the incidence cohort (other events and the counts do not change the trace)
+    inc_cohorts = [
+        _reading(declare(none, "non_igg", b, inc_spec, with_rewards=False), SEVERE)
+        for b in basis
+    ]
+    os_cohorts = [_reading(trial_cohort(b, os_spec)) for b in basis]
     inc_run = rerun(inc_cohorts[0], inc_cohorts[1:], time_profiles(v, inc_spec), inc_spec.timing(),
                     keep_trace=True, keep_events=True)  # fmt: skip
     os_run = rerun(os_cohorts[0], os_cohorts[1:], time_profiles(v, os_spec), os_spec.timing(),
@@ -414,6 +419,11 @@ def _conditions(v: Params, spec: ModelSpec, inc_spec: ModelSpec, os_spec: ModelS
         return np.minimum(median, np.minimum(cap[idx], horizon))
 
     return inc_at, os_at
+
+
+def _reading(model: CohortModel, *events: str) -> CohortModel:
+    """The cohort with only ``events`` among its events and no counts."""
+    return replace(model, events={e: model.events[e] for e in events}, counts={})
 
 
 def _rates(r, mu, idx) -> np.ndarray:
