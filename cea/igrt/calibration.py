@@ -409,7 +409,11 @@ def _conditions(v: Params, spec: ModelSpec, inc_spec: ModelSpec, os_spec: ModelS
         res = inc_run.run(_rates(r, mu, idx), idx)
         if res is None:  # a negative or non-finite hazard: the declaration's error names it
             return inc_declared(r, mu, idx)
-        alive = res.trace[:, :-1].sum(axis=2)
+        # the alive states' rows added in order, as a sum over them would (without its
+        # slow reduction over a short axis)
+        alive = res.trace[:, :-1, 0].copy()
+        for k in range(1, len(ALIVE)):
+            alive += res.trace[:, :-1, k]
         return cumulative_incidence(alive, res.event_totals[SEVERE], inc_spec, CALIBRATION_MONTHS)
 
     def os_at(r, mu, idx):
