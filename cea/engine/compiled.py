@@ -29,7 +29,8 @@ backend, whose error names it and the draw.
 Before the kernel, a cohort loses the hazards, events and counts of the states no draw can enter
 (:func:`_without_unreachable`): they hold no one, so no result changes. :class:`Rerun` makes a
 cohort ready once to be run again and again at other values of unknowns its hazards are linear
-in (the calibration's root finding).
+in (the calibration's root finding); a rerun may keep the trace of a few states only, and stop
+each block of draws once a state holds a given share in all of them.
 """
 
 from __future__ import annotations
