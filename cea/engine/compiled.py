@@ -170,7 +170,8 @@ def _run_block(a, out, kept, keep_events, stop_state, stop_level, d0, nb):
 
     The trace rows of the states ``kept`` are written to ``out.trace``. With ``stop_state`` >= 0
     the block stops after the first row in which that state holds at least ``stop_level`` in
-    every draw of the block: the later rows, events and totals are not computed.
+    every draw of the block: the later rows, events and totals are not computed, and the later
+    cycles' hazards not checked.
 
     State and transition rewards are constant over time, so the trace and the flows are totalled
     over rows first (weighted and discounted by each distinct discount row k < K, undiscounted
@@ -653,7 +654,8 @@ def _execute(arrays: Arrays, parts, start_rewards, keep_trace, keep_events, kept
     ``kept`` (one cohort only): keep the trace of these states only, (D, T + 1, len(kept)).
     ``stop`` = (state, level): each block of draws stops after the first row in which the state
     holds at least ``level`` in every draw of the block (:func:`_run_block`); the later trace
-    rows are NaN, and the later events and the totals are not computed."""
+    rows are NaN, the later events and the totals are not computed, and the later cycles' hazards
+    are not checked (None only for a negative or non-finite hazard in the cycles run)."""
     (D, S), T = arrays.start.shape, arrays.profiles.shape[1]
     V = arrays.ev_ptr.shape[0] - 1
     if kept is None:
