@@ -399,6 +399,8 @@ def test_a_rerun_keeps_the_states_asked_and_stops_where_asked():
     got = rerun(*cohorts, profiles, timing, keep_states=(2,), stop=(2, q)).run(theta, idx)
     np.testing.assert_array_equal(got.trace[:, : stop + 1, 0], whole[:, : stop + 1, 2])
     assert np.isnan(got.trace[:, stop + 1 :]).all()
+    with pytest.raises(CeaError, match="a state it lacks"):
+        rerun(*cohorts, profiles, timing, keep_states=(3,))
 
 
 def _with_unreachable(r: np.ndarray, slope: float) -> CohortModel:

@@ -742,6 +742,9 @@ class Rerun:
         keep_states: Sequence[int] | None = None,
         stop: tuple[int, float] | None = None,
     ):
+        asked = [*(keep_states or ()), *(() if stop is None else (stop[0],))]
+        if any(not 0 <= s < base.n_states for s in asked):
+            raise CeaError(f"{base.label or 'cohort'}: a rerun keeps or stops on a state it lacks")
         B, index = _profile_array(profiles, [base, *units], timing.n_cycles)
         _compile_with_notice()
         D = B.shape[2]
@@ -800,9 +803,11 @@ def _rising(base: CohortModel, units: Sequence[CohortModel], pruned: CohortModel
                 continue
             for dest, lin in dests.items():
                 for unit in units:
-                    rise = getattr(unit, level)[s][dest].terms
+                    rise = getattr(unit, level).get(s, {}).get(dest)
                     for name, c in lin.terms.items():
-                        if not (np.asarray(rise[name], float) >= np.asarray(c, float)).all():
+                        if rise is None or name not in rise.terms:
+                            return False  # not the same structure: the caller says so
+                        if not (np.asarray(rise.terms[name], float) >= np.asarray(c, float)).all():
                             return False
     return True
 
