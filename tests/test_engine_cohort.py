@@ -377,6 +377,70 @@ def test_a_rerun_declines_a_negative_hazard_and_refuses_cohorts_that_differ():
         rerun(_linear_cohort(zero, zero, one), [other], profiles, timing)
 
 
+def test_a_rerun_keeps_the_states_asked_and_stops_where_asked():
+    # keep_states: those columns of the whole trace; stop=(2, q): each block of draws stops
+    # after the first row where state 2 holds at least q in all its draws (the same rows up to
+    # there, NaN after)
+    D, T = 7, 30
+    rng = np.random.default_rng(8)
+    profiles = {"a": rng.uniform(0.5, 1.5, (D, T)), "b": rng.uniform(0.0, 0.02, (D, T))}
+    timing = Timing(T, 0.25)
+    zero, one, base = np.zeros(D), np.ones(D), rng.uniform(0.01, 0.05, D)
+    cohorts = (_linear_cohort(zero, zero, base),
+               [_linear_cohort(one, zero, base), _linear_cohort(zero, one, base)])  # fmt: skip
+    theta, idx = rng.uniform(0.1, 3.0, (2, D)), np.arange(D)
+    whole = rerun(*cohorts, profiles, timing, keep_trace=True).run(theta, idx).trace
+    kept = rerun(*cohorts, profiles, timing, keep_states=(2, 0)).run(theta, idx).trace
+    assert kept.shape == (D, T + 1, 2)
+    np.testing.assert_array_equal(kept, whole[:, :, [2, 0]])
+    q = 0.3
+    stop = int(np.argmax((whole[:, :, 2] >= q).all(axis=0)))
+    assert 0 < stop < T
+    got = rerun(*cohorts, profiles, timing, keep_states=(2,), stop=(2, q)).run(theta, idx)
+    np.testing.assert_array_equal(got.trace[:, : stop + 1, 0], whole[:, : stop + 1, 2])
+    assert np.isnan(got.trace[:, stop + 1 :]).all()
+    with pytest.raises(CeaError, match="a state it lacks"):
+        rerun(*cohorts, profiles, timing, keep_states=(3,))
+
+
+def _with_unreachable(r: np.ndarray, slope: float) -> CohortModel:
+    """``_linear_cohort`` and a state 3 no one enters, whose exit hazard is 0.2 + slope r."""
+    m = _linear_cohort(r, np.zeros_like(r), np.full(len(r), 0.01))
+    return replace(
+        m,
+        start=np.array([1.0, 0.0, 0.0, 0.0]),
+        exits={**m.exits, 3: {2: Lin.of(ONE, 0.2 + slope * r)}},
+        rewards={},
+        transition_rewards={},
+    )
+
+
+def test_a_rerun_drops_the_unreachable_states_only_where_their_hazards_stay_non_negative():
+    D, T = 4, 6
+    profiles = {"a": np.ones((D, T)), "b": np.full((D, T), 0.01)}
+    timing = Timing(T, 1.0)
+    zero, one, r = np.zeros(D), np.ones(D), np.array([0.5, 1.0, 2.0, 3.0])
+    idx = np.arange(D)
+    # the hazard of state 3 rises with r: dropped, and the same results as the cohort declared
+    again = rerun(_with_unreachable(zero, 0.1), [_with_unreachable(one, 0.1)], profiles, timing,
+                  keep_trace=True, keep_events=True)  # fmt: skip
+    assert again._arrays.exit_from.max() < 3
+    got = again.run(r[None], idx)
+    (want,) = run_cohorts([_with_unreachable(r, 0.1)], profiles, timing, backend="numpy",
+                          keep_trace=True, keep_events=True)  # fmt: skip
+    assert_same(got.trace, want.trace)
+    assert_same(got.event_totals["inf"], want.event_totals["inf"])
+    assert_same(got.discounted["inf_deaths"], want.discounted["inf_deaths"])
+    # a negative unknown could make the dropped hazard negative: declined
+    assert again.run(np.array([[1.0, -1.0, 1.0, 1.0]]), idx) is None
+    # it falls with r (negative at r = 3): kept, and the kernel declines the draw
+    falling = rerun(_with_unreachable(zero, -0.1), [_with_unreachable(one, -0.1)], profiles,
+                    timing)  # fmt: skip
+    assert falling._arrays.exit_from.max() == 3
+    assert falling.run(r[None], idx) is None
+    assert falling.run(r[None, :3], idx[:3]) is not None
+
+
 # --------------------------------------------------------------------------- unreachable states
 
 

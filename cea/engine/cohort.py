@@ -59,11 +59,16 @@ def rerun(
     *,
     keep_trace: bool = False,
     keep_events: bool = False,
+    keep_states: Sequence[int] | None = None,
+    stop: tuple[int, float] | None = None,
 ) -> compiled.Rerun:
     """A cohort whose hazards are linear in a few unknowns per draw, made ready once to be run
     again and again at other values of them, on any subset of its draws, by the compiled backend
     (:class:`cea.engine.compiled.Rerun`): ``base`` declared with every unknown at 0, ``units[k]``
-    with unknown k at 1. Raises ModelInputError as :func:`run_cohorts` for a declaration the
-    engine cannot run."""
+    with unknown k at 1. ``keep_states``: keep the trace of these states only; ``stop`` =
+    (state, level): each block of draws stops after the first row in which the state holds at
+    least ``level`` in every one of them (later trace rows NaN, later events and totals not
+    computed). Raises ModelInputError as :func:`run_cohorts` for a declaration the engine
+    cannot run."""
     validate([base, *units], profiles, timing)
-    return compiled.Rerun(base, units, profiles, timing, keep_trace, keep_events)
+    return compiled.Rerun(base, units, profiles, timing, keep_trace, keep_events, keep_states, stop)

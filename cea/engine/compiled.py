@@ -29,7 +29,8 @@ backend, whose error names it and the draw.
 Before the kernel, a cohort loses the hazards, events and counts of the states no draw can enter
 (:func:`_without_unreachable`): they hold no one, so no result changes. :class:`Rerun` makes a
 cohort ready once to be run again and again at other values of unknowns its hazards are linear
-in (the calibration's root finding).
+in (the calibration's root finding); a rerun may keep the trace of a few states only, and stop
+each block of draws once a state holds a given share in all of them.
 """
 
 from __future__ import annotations
@@ -148,22 +149,29 @@ Arrays = namedtuple(
     ],
 )
 #: What the kernel writes: totals (D, 2, n) discounted and undiscounted of the state rewards,
-#: the transition rewards and the counts; the trace (D, T + 1, S) and the events per cycle
-#: (D, V, T) when kept; ok (D,): False for a draw with a negative or non-finite hazard.
+#: the transition rewards and the counts; the trace of the kept states (D, T + 1, len(kept))
+#: and the events per cycle (D, V, T) when kept; ok (D,): False for a draw with a negative or
+#: non-finite hazard.
 Results = namedtuple("Results", ["reward", "trans", "count", "trace", "events", "ok"])
 
 
-def _cohort_kernel(a, out, keep_trace, keep_events, d_first, d_end):
+def _cohort_kernel(a, out, kept, keep_events, stop_state, stop_level, d_first, d_end):
     """Run the cohorts of a call for the draws ``d_first .. d_end - 1``, in blocks of
     :data:`BLOCK_DRAWS` draws (module docstring)."""
     for d0 in range(d_first, d_end, BLOCK_DRAWS):
-        _run_block(a, out, keep_trace, keep_events, d0, min(d_end, d0 + BLOCK_DRAWS) - d0)
+        nb = min(d_end, d0 + BLOCK_DRAWS) - d0
+        _run_block(a, out, kept, keep_events, stop_state, stop_level, d0, nb)
 
 
-def _run_block(a, out, keep_trace, keep_events, d0, nb):
+def _run_block(a, out, kept, keep_events, stop_state, stop_level, d0, nb):
     """The draws ``d0 .. d0 + nb - 1``, cycle by cycle. Every step is a loop over the block's
     draws, innermost, on one-dimensional views (indices known to be non-negative), with no
     draw-dependent branch: the compiler emits vector instructions.
+
+    The trace rows of the states ``kept`` are written to ``out.trace``. With ``stop_state`` >= 0
+    the block stops after the first row in which that state holds at least ``stop_level`` in
+    every draw of the block: the later rows, events and totals are not computed, and the later
+    cycles' hazards not checked.
 
     State and transition rewards are constant over time, so the trace and the flows are totalled
     over rows first (weighted and discounted by each distinct discount row k < K, undiscounted
@@ -195,11 +203,10 @@ def _run_block(a, out, keep_trace, keep_events, d0, nb):
         _combinations(a.lin_ptr, a.term_profile, a.term_coef, a.profiles, lv, c, d0, nb)
         _rows(a.ev_ptr, a.ev_state, a.ev_lin, a.weights, a.disc, R > 0, lv, x, y, x_sum, e_sum,
               t, nb)  # fmt: skip
-        if keep_trace:
-            for i in range(nb):
-                for s in range(S):
-                    out.trace[d0 + i, t, s] = x[s, i]
-        if t == T:
+        for i in range(nb):
+            for k in range(kept.shape[0]):
+                out.trace[d0 + i, t, k] = x[kept[k], i]
+        if t == T or (stop_state >= 0 and _all_at_least(x[stop_state], stop_level, nb)):
             break
         if keep_events:
             for i in range(nb):
@@ -214,6 +221,14 @@ def _run_block(a, out, keep_trace, keep_events, d0, nb):
             for i in range(nb):
                 xs[i] = xns[i]
     _totals(a, out, x_sum, e_sum, flow_sum, counted, bad, d0, nb)
+
+
+def _all_at_least(xs, level, nb):
+    """Whether ``xs[i] >= level`` for every draw i of the block."""
+    short = 0
+    for i in range(nb):
+        short += 0 if xs[i] >= level else 1
+    return short == 0
 
 
 def _combinations(lin_ptr, term_profile, term_coef, profiles, lv, c, d0, nb):
@@ -393,7 +408,7 @@ def _totals(a, out, x_sum, e_sum, flow_sum, counted, bad, d0, nb):
 BLOCK_DRAWS = 256
 #: The kernel's functions, compiled in this order (a function before those that call it).
 _COMPILED = (
-    "_expm1_neg", "_combinations", "_rows", "_competing", "_advance", "_tally", "_totals",
+    "_expm1_neg", "_all_at_least", "_combinations", "_rows", "_competing", "_advance", "_tally", "_totals",
     "_run_block",
 )  # fmt: skip
 # expm1 by Cody-Waite reduction, x = k ln2 + r with |r| <= ln2 / 2, and the degree-14 Taylor
@@ -631,21 +646,34 @@ def _arrays(models: Sequence[CohortModel], B, index, timing: Timing, share: bool
     return arrays, parts
 
 
-def _execute(arrays: Arrays, parts, start_rewards, keep_trace, keep_events):
+def _execute(arrays: Arrays, parts, start_rewards, keep_trace, keep_events, kept=None, stop=None):
     """The kernel on a call's :class:`Arrays` (``parts``: where each cohort's results lie),
     each cohort's totals and start rewards as a :class:`CohortResult`; None when a hazard was
-    negative or not finite in some draw."""
+    negative or not finite in some draw.
+
+    ``kept`` (one cohort only): keep the trace of these states only, (D, T + 1, len(kept)).
+    ``stop`` = (state, level): each block of draws stops after the first row in which the state
+    holds at least ``level`` in every draw of the block (:func:`_run_block`); the later trace
+    rows are NaN, the later events and the totals are not computed, and the later cycles' hazards
+    are not checked (None only for a negative or non-finite hazard in the cycles run)."""
     (D, S), T = arrays.start.shape, arrays.profiles.shape[1]
     V = arrays.ev_ptr.shape[0] - 1
+    if kept is None:
+        kept = np.arange(S if keep_trace else 0)
+    else:
+        keep_trace = True
+    kept = _as_int(kept)
+    stop_state, stop_level = (-1, 0.0) if stop is None else (int(stop[0]), float(stop[1]))
+    trace = (D, T + 1, len(kept)) if keep_trace else (1, 1, 1)
     out = Results(
         np.zeros((D, 2, arrays.reward_const.shape[0])),
         np.zeros((D, 2, arrays.trans_reward.shape[0])),
         np.zeros((D, 2, arrays.cnt_ptr.shape[0] - 1)),
-        np.zeros((D, T + 1, S) if keep_trace else (1, 1, 1)),
+        np.full(trace, np.nan) if stop is not None else np.zeros(trace),
         np.zeros((D, V, T) if keep_events else (1, 1, 1)),
         np.ones(D, dtype=np.bool_),
     )
-    _kernel()(arrays, out, keep_trace, keep_events, 0, D)
+    _kernel()(arrays, out, kept, keep_events, stop_state, stop_level, 0, D)
     if not out.ok.all():
         return None
     results = []
@@ -670,9 +698,11 @@ def _execute(arrays: Arrays, parts, start_rewards, keep_trace, keep_events):
             CohortResult(
                 discounted=disc_tot,
                 undiscounted=und_tot,
-                trace=np.ascontiguousarray(out.trace[:, :, slice(*part.states)])
-                if keep_trace
-                else None,
+                trace=None
+                if not keep_trace
+                else out.trace
+                if len(parts) == 1
+                else np.ascontiguousarray(out.trace[:, :, slice(*part.states)]),
                 event_totals={n: out.events[:, v0 + v] for v, n in enumerate(events)}
                 if keep_events
                 else None,
@@ -692,7 +722,14 @@ class Rerun:
     (coef(units[k]) - coef(base))``, which is the cohort declared at ``theta`` to rounding.
     The cohorts must declare the same structure (edges, terms, start); only coefficients and
     rewards may differ (the rewards are ``base``'s). Their combinations are not shared (two
-    that are equal at ``base`` may differ at ``theta``)."""
+    that are equal at ``base`` may differ at ``theta``).
+
+    The states no draw can enter lose their hazards, events and counts
+    (:func:`_without_unreachable`) when those hazards are >= 0 at every ``theta`` >= 0: at
+    ``base``, and rising with each unknown; a run with a negative unknown then gives None.
+    ``keep_states`` keeps the trace of these states only (its columns in this order);
+    ``stop`` = (state, level) stops each block of draws after the first row in which the
+    state holds at least ``level`` in every draw of the block (:func:`_execute`)."""
 
     def __init__(
         self,
@@ -702,12 +739,25 @@ class Rerun:
         timing: Timing,
         keep_trace: bool = False,
         keep_events: bool = False,
+        keep_states: Sequence[int] | None = None,
+        stop: tuple[int, float] | None = None,
     ):
+        asked = [*(keep_states or ()), *(() if stop is None else (stop[0],))]
+        if any(not 0 <= s < base.n_states for s in asked):
+            raise CeaError(f"{base.label or 'cohort'}: a rerun keeps or stops on a state it lacks")
         B, index = _profile_array(profiles, [base, *units], timing.n_cycles)
         _compile_with_notice()
+        D = B.shape[2]
+        nonneg = _nonneg_profiles(B, index)
+        pruned = [_without_unreachable(m, D, nonneg) for m in (base, *units)]
+        self._pruned = all(p is not m for p, m in zip(pruned, (base, *units), strict=True)) and (
+            _rising(base, units, pruned[0])
+        )
+        if self._pruned:
+            base, units = pruned[0], pruned[1:]
         self._arrays, self._parts = _arrays([base], B, index, timing, share=False)
         self._start_rewards = base.start_rewards
-        self._keep = (keep_trace, keep_events)
+        self._keep = (keep_trace, keep_events, keep_states, stop)
         slopes = []
         for m in units:
             a = _arrays([m], B, index, timing, share=False)[0]
@@ -723,6 +773,8 @@ class Rerun:
         """The cohort at ``theta`` (K, n) for the draws at positions ``idx`` (n,), as
         :func:`run_cohorts` gives it; None when a hazard was negative or not finite (the
         caller reruns it by the declaration, whose error names the draw)."""
+        if self._pruned and not (theta >= 0).all():
+            return None
         a = self._arrays
         every = len(idx) == len(a.start) and np.array_equal(idx, np.arange(len(idx)))
         take = (lambda x, axis: x) if every else (lambda x, axis: np.take(x, idx, axis=axis))
@@ -740,6 +792,24 @@ class Rerun:
         start_rewards = {n: np.asarray(r, float)[idx] for n, r in self._start_rewards.items()}
         res = _execute(sub, self._parts, [start_rewards], *self._keep)
         return None if res is None else res[0]
+
+
+def _rising(base: CohortModel, units: Sequence[CohortModel], pruned: CohortModel) -> bool:
+    """Whether every coefficient of the hazards ``pruned`` drops from ``base`` is at least as
+    large in each of ``units`` (so, linear in the unknowns, it never falls as they rise)."""
+    for level in ("exits", "internal"):
+        for s, dests in getattr(base, level).items():
+            if s in getattr(pruned, level):
+                continue
+            for dest, lin in dests.items():
+                for unit in units:
+                    rise = getattr(unit, level).get(s, {}).get(dest)
+                    for name, c in lin.terms.items():
+                        if rise is None or name not in rise.terms:
+                            return False  # not the same structure: the caller says so
+                        if not (np.asarray(rise.terms[name], float) >= np.asarray(c, float)).all():
+                            return False
+    return True
 
 
 def start_of(model: CohortModel, D: int) -> np.ndarray:
@@ -767,7 +837,7 @@ def run_cohorts(
     B, index = _profile_array(profiles, models, timing.n_cycles)
     _compile_with_notice()
     D = B.shape[2]
-    nonneg = {ONE} | {n for n, j in index.items() if (B[j] >= 0).all() and np.isfinite(B[j]).all()}
+    nonneg = _nonneg_profiles(B, index)
     pruned = [_without_unreachable(m, D, nonneg) for m in models]
     keep = (keep_trace, keep_events)
     out = _execute(*_arrays(pruned, B, index, timing), [m.start_rewards for m in pruned], *keep)
@@ -778,6 +848,11 @@ def run_cohorts(
         alone = _execute(*_arrays([p], B, index, timing), [p.start_rewards], *keep)
         out.append(alone[0] if alone else numpy_backend.run(m, profiles, timing, *keep))
     return out
+
+
+def _nonneg_profiles(B: np.ndarray, index: Mapping[str, int]) -> set[str]:
+    """The profiles that are >= 0 and finite everywhere, and "one"."""
+    return {ONE} | {n for n, j in index.items() if (B[j] >= 0).all() and np.isfinite(B[j]).all()}
 
 
 def _without_unreachable(model: CohortModel, D: int, nonneg: set[str]) -> CohortModel:

@@ -24,7 +24,7 @@ from cea.engine.cohort import rerun, run_cohorts
 from cea.engine.declaration import CohortModel
 from cea.errors import CeaError, ModelInputError
 from cea.igrt.declaration import SEVERE, Params, declare, time_profiles
-from cea.igrt.spec import DEAD, OI, I, L, ModelSpec, N, O, Strategy
+from cea.igrt.spec import ALIVE, DEAD, OI, I, L, ModelSpec, N, O, Strategy
 
 #: Calibration: bounds of the rates searched (per year), bisection tolerance on log scale,
 #: fixed-point tolerance and rounds, and the horizon of the incidence target (months).
@@ -391,29 +391,44 @@ def _conditions(v: Params, spec: ModelSpec, inc_spec: ModelSpec, os_spec: ModelS
         for r, m in ((0.0, 0.0), (1.0, 0.0), (0.0, 1.0))
     ]
     none = Strategy("calibration_none", "never")
-    inc_cohorts = [declare(none, "non_igg", b, inc_spec, with_rewards=False) for b in basis]
-    os_cohorts = [trial_cohort(b, os_spec) for b in basis]
+    # rerun only what the conditions read: the trace of each, and the severe infections of
+    # the incidence cohort (other events and the counts do not change the trace)
+    inc_cohorts = [
+        _reading(declare(none, "non_igg", b, inc_spec, with_rewards=False), SEVERE) for b in basis
+    ]
+    os_cohorts = [_reading(trial_cohort(b, os_spec)) for b in basis]
     inc_run = rerun(inc_cohorts[0], inc_cohorts[1:], time_profiles(v, inc_spec), inc_spec.timing(),
-                    keep_trace=True, keep_events=True)  # fmt: skip
+                    keep_states=ALIVE, keep_events=True)  # fmt: skip
+    # the median needs the dead state's rows up to the first with half the cohort dead (alive
+    # <= 0.5 comes no later: 1 - d <= 0.5 when d >= 0.5); a block of draws stops there
     os_run = rerun(os_cohorts[0], os_cohorts[1:], time_profiles(v, os_spec), os_spec.timing(),
-                   keep_trace=True)  # fmt: skip
+                   keep_states=(DEAD,), stop=(DEAD, 0.5))  # fmt: skip
     horizon = os_spec.n_cycles * os_spec.dt
 
     def inc_at(r, mu, idx):
         res = inc_run.run(_rates(r, mu, idx), idx)
         if res is None:  # a negative or non-finite hazard: the declaration's error names it
             return inc_declared(r, mu, idx)
-        alive = res.trace[:, :-1, :DEAD].sum(axis=2)
+        # the alive states' rows added in order, as a sum over them would (without its
+        # slow reduction over a short axis)
+        alive = res.trace[:, :-1, 0].copy()
+        for k in range(1, len(ALIVE)):
+            alive += res.trace[:, :-1, k]
         return cumulative_incidence(alive, res.event_totals[SEVERE], inc_spec, CALIBRATION_MONTHS)
 
     def os_at(r, mu, idx):
         res = os_run.run(_rates(r, mu, idx), idx)
         if res is None:
             return os_declared(r, mu, idx)
-        median = median_survival_years(1.0 - res.trace[:, :, DEAD], os_spec.dt)
+        median = median_survival_years(1.0 - res.trace[:, :, 0], os_spec.dt)
         return np.minimum(median, np.minimum(cap[idx], horizon))
 
     return inc_at, os_at
+
+
+def _reading(model: CohortModel, *events: str) -> CohortModel:
+    """The cohort with only ``events`` among its events and no counts."""
+    return replace(model, events={e: model.events[e] for e in events}, counts={})
 
 
 def _rates(r, mu, idx) -> np.ndarray:
