@@ -463,7 +463,8 @@ def test_states_no_one_can_enter_are_left_out_without_changing_a_bit(monkeypatch
     D, T = 5, 9
     a = np.random.default_rng(2).uniform(0.5, 1.5, (D, T))
     m = _with_an_unreachable_state(np.full(D, 0.7), D)
-    pruned = compiled._without_unreachable(m, D, {ONE, "a"})
+    bounds = {ONE: (True, 1.0), "a": (True, 1.5)}
+    pruned = compiled._without_unreachable(m, D, bounds)
     assert 2 not in pruned.exits and 2 not in pruned.internal and 2 not in pruned.events["ev"]
     assert pruned.counts["from_2"] == (3, {}) and 1 in pruned.counts["from_1"][1]
     timing = Timing(T, 0.5, discount_rate_costs=0.03)
@@ -486,7 +487,8 @@ def test_a_negative_hazard_in_a_state_no_one_enters_is_still_named(backend):
     D = 3
     h2 = np.array([0.7, -0.9, 0.7])  # draw 1: the unreachable state's exit is negative
     m = _with_an_unreachable_state(h2, D)
-    assert compiled._without_unreachable(m, D, {ONE, "a"}) is m  # left whole: the kernel checks
+    bounds = {ONE: (True, 1.0), "a": (True, 1.0)}
+    assert compiled._without_unreachable(m, D, bounds) is m  # left whole: the kernel checks
     with pytest.raises(ModelInputError, match=r"unreachable.*draw 1"):
         run_cohorts([m], {"a": np.ones((D, 4))}, Timing(4, 1.0), backend=backend)
 
@@ -575,10 +577,48 @@ def test_the_igrt_cohorts_of_a_call_share_most_of_their_hazards(gb_draws):
     models = [declare(st, sg, v, spec) for st, sg in cohorts]
     profiles, timing = time_profiles(v, spec), spec.timing()
     B, index = compiled._profile_array(profiles, models, timing.n_cycles)
-    nonneg = {ONE} | set(index)
-    pruned = [compiled._without_unreachable(m, len(draws), nonneg) for m in models]
+    bounds = compiled._profile_bounds(B, index)
+    pruned = [compiled._without_unreachable(m, len(draws), bounds) for m in models]
     shared, _ = compiled._arrays(pruned, B, index, timing)
     unshared, _ = compiled._arrays(pruned, B, index, timing, share=False)
-    # about 150 combinations and 44 total hazards, of which some 45 and 13 differ
+    # 153 combinations and 44 total hazards, of which 43 and 13 differ
     assert len(shared.lin_ptr) - 1 < 0.35 * (len(unshared.lin_ptr) - 1)
     assert len(shared.grp_ptr) - 1 < 0.35 * (len(unshared.grp_ptr) - 1)
+
+
+def test_a_state_no_one_enters_is_kept_when_its_event_or_hazard_could_overflow():
+    # a dropped event must be surely finite too (a non-finite one makes the totals non-finite,
+    # which the model refuses), and coefficient times profile must stay finite (1e200 x 1e200)
+    D = 2
+    m = _with_an_unreachable_state(np.full(D, 0.7), D)
+    m.events["ev"][2] = Lin.of("a", np.array([1.0, np.inf]))
+    assert compiled._without_unreachable(m, D, {ONE: (True, 1.0), "a": (True, 1.0)}) is m
+    m = _with_an_unreachable_state(np.full(D, 1e200), D)
+    assert compiled._without_unreachable(m, D, {ONE: (True, 1.0), "a": (True, 1e200)}) is m
+    assert compiled._without_unreachable(m, D, {ONE: (True, 1.0), "a": (True, 1.0)}) is not m
+
+
+def test_a_rerun_refuses_hazards_that_are_not_linear_in_its_unknowns():
+    D, T = 3, 4
+    profiles = {"a": np.ones((D, T)), "b": np.zeros((D, T))}
+    timing = Timing(T, 1.0)
+    zero, one, base = np.zeros(D), np.ones(D), np.full(D, 0.02)
+    at = lambda r, mu: _linear_cohort(r, mu, base)  # noqa: E731
+    units = [at(one, zero), at(zero, one)]
+    rerun(at(zero, zero), units, profiles, timing, check=((2.0, 3.0), at(2 * one, 3 * one)))
+    square = _linear_cohort(4 * one, 3 * one, base)  # r entered as r^2 at r = 2
+    with pytest.raises(CeaError, match="not linear"):
+        rerun(at(zero, zero), units, profiles, timing, check=((2.0, 3.0), square))
+
+
+def test_a_rerun_with_a_non_finite_profile_declines_instead_of_refusing_its_cohorts():
+    # the profiles are the call's, the same for every cohort of the rerun: a NaN in them is a
+    # bad draw (the caller's declared rerun names it), not cohorts that differ
+    D, T = 3, 4
+    a = np.ones((D, T))
+    a[1, 2] = np.nan
+    profiles = {"a": a, "b": np.zeros((D, T))}
+    zero, one, base = np.zeros(D), np.ones(D), np.full(D, 0.02)
+    again = rerun(_linear_cohort(zero, zero, base), [_linear_cohort(one, zero, base)],
+                  profiles, Timing(T, 1.0))  # fmt: skip
+    assert again.run(np.array([[0.5, 0.5, 0.5]]), np.arange(D)) is None

@@ -14,9 +14,8 @@ The cohorts of a call go through the kernel together, their states side by side 
 two cohorts), and what they have in common is computed once per cycle for all of them
 (:func:`_arrays`): a linear combination with the same terms as another (the same profiles in the
 same order, coefficients equal bit for bit), and a state's total hazard at a level (with its
-exp(-H) and (1 - exp(-H)) / H) that adds the same combinations in the same order as another's.
-The IgRT model's seven cohorts of a call have 153 combinations and 44 totals, of which 43 and
-13 differ. Shared or not, each value is the same arithmetic on the same numbers, so
+exp(-H) and (1 - exp(-H)) / H) that adds the same combinations in the same order as another's
+(the cohorts of one model's strategies share most of them). Shared or not, each value is the same arithmetic on the same numbers, so
 no result changes by a bit, and a draw's results never depend on the other draws.
 
 Numba compiles the kernel on its first use on a machine (about ten seconds; a message on stderr
@@ -135,8 +134,8 @@ Arrays = namedtuple(
         "reward_where",  # (R, 4) its cohort's first state, states, first event, events
         "trans_reward",  # (R2, F_max, D) transition rewards on their cohort's rewarded flows
         "trans_where",  # (R2, 2) those flows: first, end
-        "flow_from",  # (F,) each rewarded flow's states, within its cohort
-        "flow_to",
+        "flow_from",  # (F,) each rewarded flow's states, within its cohort (to read the
+        "flow_to",  # arrays by; the kernel uses their number only)
         "cnt_ptr",  # (C + 1,) exits that count c attributes: cnt_ptr[c] .. cnt_ptr[c + 1]
         "cnt_edge",  # (NC,) the exit, by ascending state
         "cnt_lin",  # (NC,) the cause's part of that exit's hazard
@@ -714,7 +713,8 @@ def _execute(arrays: Arrays, parts, start_rewards, keep_trace, keep_events, kept
 class Rerun:
     """One declared cohort made ready for the kernel once, then run again and again on subsets
     of its draws with hazards that move with a few unknowns per draw (a calibration's root
-    finding): no declaration, array building or profile copy per run.
+    finding): no declaration or array building per run (a run on a subset of the draws gathers
+    their columns of the arrays).
 
     ``base`` is the cohort with every unknown at 0 and ``units[k]`` the same cohort with unknown
     k at 1 and the others at 0. Every coefficient must be linear in the unknowns (hazards
@@ -729,7 +729,10 @@ class Rerun:
     ``base``, and rising with each unknown; a run with a negative unknown then gives None.
     ``keep_states`` keeps the trace of these states only (its columns in this order);
     ``stop`` = (state, level) stops each block of draws after the first row in which the
-    state holds at least ``level`` in every draw of the block (:func:`_execute`)."""
+    state holds at least ``level`` in every draw of the block (:func:`_execute`). ``check`` =
+    (theta, the cohort declared at theta): its coefficients must be those the rerun would take
+    there, to :data:`RERUN_LINEAR_RTOL` (CeaError otherwise: a hazard not linear in the
+    unknowns)."""
 
     def __init__(
         self,
@@ -741,6 +744,7 @@ class Rerun:
         keep_events: bool = False,
         keep_states: Sequence[int] | None = None,
         stop: tuple[int, float] | None = None,
+        check: tuple[Sequence[float], CohortModel] | None = None,
     ):
         asked = [*(keep_states or ()), *(() if stop is None else (stop[0],))]
         if any(not 0 <= s < base.n_states for s in asked):
@@ -748,8 +752,8 @@ class Rerun:
         B, index = _profile_array(profiles, [base, *units], timing.n_cycles)
         _compile_with_notice()
         D = B.shape[2]
-        nonneg = _nonneg_profiles(B, index)
-        pruned = [_without_unreachable(m, D, nonneg) for m in (base, *units)]
+        bounds = _profile_bounds(B, index)
+        pruned = [_without_unreachable(m, D, bounds) for m in (base, *units)]
         self._pruned = all(p is not m for p, m in zip(pruned, (base, *units), strict=True)) and (
             _rising(base, units, pruned[0])
         )
@@ -761,13 +765,20 @@ class Rerun:
         slopes = []
         for m in units:
             a = _arrays([m], B, index, timing, share=False)[0]
-            for field in Arrays._fields:
-                if field in ("term_coef", "reward_const", "reward_event", "trans_reward"):
-                    continue
-                if not np.array_equal(getattr(a, field), getattr(self._arrays, field)):
-                    raise CeaError(f"{m.label or 'cohort'}: a rerun's cohorts differ in {field}")
+            _same_structure(m, a, self._arrays)
             slopes.append(a.term_coef - self._arrays.term_coef)
         self._slopes = slopes
+        if check is not None:  # the coefficients at ``theta`` are those of the declaration
+            theta, m = check
+            m = _without_unreachable(m, D, bounds) if self._pruned else m
+            a = _arrays([m], B, index, timing, share=False)[0]
+            _same_structure(m, a, self._arrays)
+            want = self._arrays.term_coef + sum(t * s for t, s in zip(theta, slopes, strict=True))
+            scale = np.maximum(np.abs(a.term_coef), np.abs(want))
+            if not (np.abs(a.term_coef - want) <= RERUN_LINEAR_RTOL * scale).all():
+                raise CeaError(
+                    f"{m.label or 'cohort'}: a rerun's hazards are not linear in its unknowns"
+                )
 
     def run(self, theta: np.ndarray, idx: np.ndarray) -> CohortResult | None:
         """The cohort at ``theta`` (K, n) for the draws at positions ``idx`` (n,), as
@@ -792,6 +803,25 @@ class Rerun:
         start_rewards = {n: np.asarray(r, float)[idx] for n, r in self._start_rewards.items()}
         res = _execute(sub, self._parts, [start_rewards], *self._keep)
         return None if res is None else res[0]
+
+
+def _same_structure(model: CohortModel, a: Arrays, base: Arrays) -> None:
+    """Refuse a rerun's cohort whose arrays differ from ``base``'s in more than coefficients
+    and rewards (the profiles, weights and discounting are the call's, the same for all)."""
+    for field in Arrays._fields:
+        if field in _RERUN_FREE:
+            continue
+        if not np.array_equal(getattr(a, field), getattr(base, field)):
+            raise CeaError(f"{model.label or 'cohort'}: a rerun's cohorts differ in {field}")
+
+
+#: The fields of :class:`Arrays` a rerun's cohorts may have differently (or that are the call's).
+_RERUN_FREE = frozenset(
+    ("term_coef", "reward_const", "reward_event", "trans_reward", "profiles", "weights", "disc")
+)
+#: A rerun's linearity check: the coefficients at the check's unknowns, against those of its
+#: declaration, relative (rounding of a few operations).
+RERUN_LINEAR_RTOL = 1e-12
 
 
 def _rising(base: CohortModel, units: Sequence[CohortModel], pruned: CohortModel) -> bool:
@@ -837,8 +867,8 @@ def run_cohorts(
     B, index = _profile_array(profiles, models, timing.n_cycles)
     _compile_with_notice()
     D = B.shape[2]
-    nonneg = _nonneg_profiles(B, index)
-    pruned = [_without_unreachable(m, D, nonneg) for m in models]
+    bounds = _profile_bounds(B, index)
+    pruned = [_without_unreachable(m, D, bounds) for m in models]
     keep = (keep_trace, keep_events)
     out = _execute(*_arrays(pruned, B, index, timing), [m.start_rewards for m in pruned], *keep)
     if out is not None:
@@ -850,19 +880,43 @@ def run_cohorts(
     return out
 
 
-def _nonneg_profiles(B: np.ndarray, index: Mapping[str, int]) -> set[str]:
-    """The profiles that are >= 0 and finite everywhere, and "one"."""
-    return {ONE} | {n for n, j in index.items() if (B[j] >= 0).all() and np.isfinite(B[j]).all()}
+def _profile_bounds(B: np.ndarray, index: Mapping[str, int]) -> dict[str, tuple[bool, float]]:
+    """Per profile (and "one"): whether it is >= 0 everywhere, and its largest absolute value
+    (inf when some value is not finite)."""
+    out = {ONE: (True, 1.0)}
+    for n, j in index.items():
+        finite = bool(np.isfinite(B[j]).all())
+        largest = float(np.abs(B[j]).max(initial=0.0)) if finite else math.inf
+        out[n] = (finite and bool((B[j] >= 0).all()), largest)
+    return out
 
 
-def _without_unreachable(model: CohortModel, D: int, nonneg: set[str]) -> CohortModel:
+def _surely_finite(lin: Lin, bounds: Mapping[str, tuple[bool, float]], hazard: bool) -> bool:
+    """Whether ``lin`` is finite in every draw and cycle (the sum of its largest coefficients
+    times its profiles' largest values is), and, for a ``hazard``, >= 0 (its coefficients and
+    profiles are)."""
+    total = 0.0
+    for name, c in lin.terms.items():
+        c = np.asarray(c, float)
+        nonneg, largest = bounds[name]
+        if hazard and not (nonneg and (c >= 0).all()):
+            return False
+        total += float(np.abs(c).max(initial=0.0)) * largest
+    return math.isfinite(total)
+
+
+def _without_unreachable(
+    model: CohortModel, D: int, bounds: Mapping[str, tuple[bool, float]]
+) -> CohortModel:
     """The cohort without the hazards, events and counts of the states no draw can enter (from
     its start states along its declared edges, whatever their hazards): those states hold no one
     in any cycle, so dropping them changes no result and saves the kernel their work (a cohort
     without IgRT never enters the IgRT states; one on IgRT from the start never leaves them for
     the states before). The kernel refuses a draw with a negative or non-finite hazard anywhere,
-    so a cohort is left whole unless every dropped hazard is surely >= 0 and finite: its
-    coefficients, and the profiles it uses (``nonneg``: those that are everywhere)."""
+    and a non-finite event or count makes its totals non-finite, which the caller refuses; so a
+    cohort is left whole unless every dropped hazard is surely >= 0 and finite, and every dropped
+    event and count surely finite (:func:`_surely_finite`; ``bounds``: of the profiles,
+    :func:`_profile_bounds`)."""
     S = model.n_states
     reached = set(np.flatnonzero((start_of(model, D) > 0).any(axis=0)).tolist())
     todo = list(reached)
@@ -874,15 +928,16 @@ def _without_unreachable(model: CohortModel, D: int, nonneg: set[str]) -> Cohort
                 todo.append(dest)
     if len(reached) == S:
         return model
-    for level in (model.exits, model.internal):
-        for s, dests in level.items():
-            if s in reached:
-                continue
-            for lin in dests.values():
-                for name, c in lin.terms.items():
-                    c = np.asarray(c, float)
-                    if name not in nonneg or not (np.isfinite(c).all() and (c >= 0).all()):
-                        return model
+    dropped = [
+        *((lin, True) for level in (model.exits, model.internal)
+          for s, dests in level.items() if s not in reached for lin in dests.values()),
+        *((lin, False) for per_state in model.events.values()
+          for s, lin in per_state.items() if s not in reached),
+        *((lin, False) for _, parts in model.counts.values()
+          for s, lin in parts.items() if s not in reached),
+    ]  # fmt: skip
+    if not all(_surely_finite(lin, bounds, hazard) for lin, hazard in dropped):
+        return model
 
     def keep(per_state):
         return {s: x for s, x in per_state.items() if s in reached}

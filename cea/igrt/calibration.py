@@ -52,6 +52,9 @@ CALIBRATION_OS_HORIZON = 1.5
 CALIBRATION_MAX_STEP = 1.0
 CALIBRATION_BROYDEN_ITER = 40
 CALIBRATION_MONTHS = 12.0
+#: The rates (per year) at which the compiled calibration checks that its cohorts' hazards are
+#: linear in the two calibrated rates (a solver check, not a model input).
+CALIBRATION_LINEARITY_CHECK = (2.0, 3.0)
 
 #: The calibrated values, per year.
 CALIBRATED = ("r_severe_on_bsab", "r_myeloma_death_off_bsab")
@@ -140,9 +143,14 @@ def trial_median_os_years(
                              backend=backend, keep_trace=True)  # fmt: skip
     except ModelInputError as exc:
         raise ModelInputError(label_draw(str(exc), v)) from None
-    alive = 1.0 - res.trace[:, :, DEAD]
+    return _capped_median(res.trace[:, :, DEAD], spec, cap)
+
+
+def _capped_median(dead: np.ndarray, spec: ModelSpec, cap: np.ndarray | None) -> np.ndarray:
+    """Median OS (years) from the dead state's rows (D, T + 1), read as the horizon, or as
+    ``cap`` (years, per draw), when beyond it."""
     limit = spec.n_cycles * spec.dt if cap is None else np.minimum(cap, spec.n_cycles * spec.dt)
-    return np.minimum(median_survival_years(alive, spec.dt), limit)
+    return np.minimum(median_survival_years(1.0 - dead, spec.dt), limit)
 
 
 def no_igrt_incidence(
@@ -151,7 +159,7 @@ def no_igrt_incidence(
     """12-month (``months``) cumulative incidence of severe infection without IgRT, deaths
     censored."""
     short = _incidence_spec(spec, months)
-    none = Strategy("calibration_none", "never")
+    none, _ = calibration_cohorts(spec)
     res = run_declared(none, "non_igg", v, short, backend, keep_events=True)
     return cumulative_incidence(
         res.trace[:, :-1, :DEAD].sum(axis=2), res.event_totals[SEVERE], short, months
@@ -372,9 +380,10 @@ def _conditions(v: Params, spec: ModelSpec, inc_spec: ModelSpec, os_spec: ModelS
 
     With the compiled backend both cohorts are declared once, at the rates (0, 0), (1, 0) and
     (0, 1) (every hazard is linear in the two rates), and rerun at each point of the root
-    finding (:func:`cea.engine.cohort.rerun`): the same numbers to rounding, without declaring
-    the cohorts, building their arrays and copying their profiles again at every evaluation.
-    The NumPy backend (the reference) declares them at every evaluation."""
+    finding (:func:`cea.engine.cohort.rerun`, which checks the linearity against the cohorts
+    declared at (2, 3)): the same numbers to rounding, without declaring the cohorts and
+    building their arrays again at every evaluation. The NumPy backend (the reference) declares
+    them at every evaluation."""
 
     def inc_declared(r, mu, idx):
         sub = v.take(idx).with_derived(r_severe_on_bsab=r, r_myeloma_death_off_bsab=mu)
@@ -388,22 +397,23 @@ def _conditions(v: Params, spec: ModelSpec, inc_spec: ModelSpec, os_spec: ModelS
         return inc_declared, os_declared
     basis = [
         v.with_derived(r_severe_on_bsab=np.full(v.n, r), r_myeloma_death_off_bsab=np.full(v.n, m))
-        for r, m in ((0.0, 0.0), (1.0, 0.0), (0.0, 1.0))
+        for r, m in ((0.0, 0.0), (1.0, 0.0), (0.0, 1.0), CALIBRATION_LINEARITY_CHECK)
     ]
-    none = Strategy("calibration_none", "never")
+    none, _ = calibration_cohorts(spec)
     # rerun only what the conditions read: the trace of each, and the severe infections of
     # the incidence cohort (other events and the counts do not change the trace)
     inc_cohorts = [
         _reading(declare(none, "non_igg", b, inc_spec, with_rewards=False), SEVERE) for b in basis
     ]
     os_cohorts = [_reading(trial_cohort(b, os_spec)) for b in basis]
-    inc_run = rerun(inc_cohorts[0], inc_cohorts[1:], time_profiles(v, inc_spec), inc_spec.timing(),
-                    keep_states=ALIVE, keep_events=True)  # fmt: skip
+    inc_run = rerun(inc_cohorts[0], inc_cohorts[1:3], time_profiles(v, inc_spec),
+                    inc_spec.timing(), keep_states=ALIVE, keep_events=True,
+                    check=(CALIBRATION_LINEARITY_CHECK, inc_cohorts[3]))  # fmt: skip
     # the median needs the dead state's rows up to the first with half the cohort dead (alive
     # <= 0.5 comes no later: 1 - d <= 0.5 when d >= 0.5); a block of draws stops there
-    os_run = rerun(os_cohorts[0], os_cohorts[1:], time_profiles(v, os_spec), os_spec.timing(),
-                   keep_states=(DEAD,), stop=(DEAD, 0.5))  # fmt: skip
-    horizon = os_spec.n_cycles * os_spec.dt
+    os_run = rerun(os_cohorts[0], os_cohorts[1:3], time_profiles(v, os_spec), os_spec.timing(),
+                   keep_states=(DEAD,), stop=(DEAD, 0.5),
+                   check=(CALIBRATION_LINEARITY_CHECK, os_cohorts[3]))  # fmt: skip
 
     def inc_at(r, mu, idx):
         res = inc_run.run(_rates(r, mu, idx), idx)
@@ -420,8 +430,7 @@ def _conditions(v: Params, spec: ModelSpec, inc_spec: ModelSpec, os_spec: ModelS
         res = os_run.run(_rates(r, mu, idx), idx)
         if res is None:
             return os_declared(r, mu, idx)
-        median = median_survival_years(1.0 - res.trace[:, :, 0], os_spec.dt)
-        return np.minimum(median, np.minimum(cap[idx], horizon))
+        return _capped_median(res.trace[:, :, 0], os_spec, cap[idx])
 
     return inc_at, os_at
 
