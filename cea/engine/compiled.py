@@ -885,9 +885,9 @@ def _profile_bounds(B: np.ndarray, index: Mapping[str, int]) -> dict[str, tuple[
     (inf when some value is not finite)."""
     out = {ONE: (True, 1.0)}
     for n, j in index.items():
-        finite = bool(np.isfinite(B[j]).all())
-        largest = float(np.abs(B[j]).max(initial=0.0)) if finite else math.inf
-        out[n] = (finite and bool((B[j] >= 0).all()), largest)
+        lo, hi = (float(B[j].min()), float(B[j].max())) if B[j].size else (0.0, 0.0)
+        finite = math.isfinite(lo) and math.isfinite(hi)  # a NaN makes both NaN
+        out[n] = (finite and lo >= 0.0, max(-lo, hi) if finite else math.inf)
     return out
 
 

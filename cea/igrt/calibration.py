@@ -268,11 +268,11 @@ def calibrate(v: Params, spec: ModelSpec, backend: str = "numpy") -> Params:
     os_spec = _os_spec(spec, target_os)
     cap = _os_cap(spec, target_os)  # each draw's own horizon: as if it were calibrated alone
     ids = v.index
-    # the strategy-independent hazards of both conditions' horizons, computed once and shared
-    # by every subset of draws the root finding takes (the shorter takes the longer's first
-    # cycles)
+    # the strategy-independent hazards over the model's horizon, computed once (cached on v)
+    # and shared by both conditions, every subset of draws the root finding takes and the
+    # strategy cohorts the model runs next (a shorter horizon takes the first cycles)
     inc_spec = _incidence_spec(spec, CALIBRATION_MONTHS)
-    time_profiles(v, os_spec if os_spec.n_cycles >= inc_spec.n_cycles else inc_spec)
+    time_profiles(v, spec)
 
     inc_at, os_at = _conditions(v, spec, inc_spec, os_spec, cap, backend)
     what_r = "the severe-infection rate (p_severe_12m_no_igrt)"
