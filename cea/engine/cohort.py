@@ -56,22 +56,12 @@ def rerun(
     units: Sequence[CohortModel],
     profiles: Mapping[str, np.ndarray],
     timing: Timing,
-    *,
-    keep_trace: bool = False,
-    keep_events: bool = False,
-    keep_states: Sequence[int] | None = None,
-    stop: tuple[int, float] | None = None,
-    check: tuple[Sequence[float], CohortModel] | None = None,
+    **options,
 ) -> compiled.Rerun:
-    """A cohort whose hazards are linear in a few unknowns per draw, made ready once to be run
-    again and again at other values of them, on any subset of its draws, by the compiled backend
-    (:class:`cea.engine.compiled.Rerun`): ``base`` declared with every unknown at 0, ``units[k]``
-    with unknown k at 1. ``keep_states``: keep the trace of these states only; ``stop`` =
-    (state, level): each block of draws stops after the first row in which the state holds at
-    least ``level`` in every one of them (later trace rows NaN, later events and totals not
-    computed); ``check`` = (theta, the cohort declared at theta): refused (CeaError) unless the
-    rerun's coefficients there are the declaration's (the hazards are linear in the unknowns).
-    Raises ModelInputError as :func:`run_cohorts` for a declaration the engine cannot run."""
-    validate([base, *units, *(() if check is None else (check[1],))], profiles, timing)
-    return compiled.Rerun(base, units, profiles, timing, keep_trace, keep_events, keep_states,
-                          stop, check)  # fmt: skip
+    """A cohort whose hazards are linear in a few unknowns per draw (``base`` declared with
+    every unknown at 0, ``units[k]`` with unknown k at 1), made ready once to be run again and
+    again at other values of them, on any subset of its draws, by the compiled backend: a
+    :class:`cea.engine.compiled.Rerun`, whose docstring lists the ``options`` (``keep_trace``,
+    ``keep_events``, ``keep_states``, ``stop``, ``check``). Raises ModelInputError as
+    :func:`run_cohorts` for a declaration the engine cannot run."""
+    return compiled.Rerun(base, units, profiles, timing, **options)

@@ -47,7 +47,15 @@ from pathlib import Path
 import numpy as np
 
 from cea.engine import numpy_backend
-from cea.engine.declaration import ONE, CohortModel, CohortResult, Lin, Timing, n_draws_of
+from cea.engine.declaration import (
+    ONE,
+    CohortModel,
+    CohortResult,
+    Lin,
+    Timing,
+    n_draws_of,
+    validate,
+)
 from cea.errors import CeaError
 
 #: Seconds the first compilation may take before the user is told what is happening.
@@ -693,15 +701,15 @@ def _execute(arrays: Arrays, parts, start_rewards, keep_trace, keep_events, kept
             disc_tot[name] = disc_tot.get(name, 0.0) + once
             und_tot[name] = und_tot.get(name, 0.0) + once
         v0 = part.events[0]
+        own = None
+        if keep_trace:  # one cohort: its trace as written; several: each its own columns
+            whole = len(parts) == 1
+            own = out.trace if whole else np.ascontiguousarray(out.trace[..., slice(*part.states)])
         results.append(
             CohortResult(
                 discounted=disc_tot,
                 undiscounted=und_tot,
-                trace=None
-                if not keep_trace
-                else out.trace
-                if len(parts) == 1
-                else np.ascontiguousarray(out.trace[:, :, slice(*part.states)]),
+                trace=own,
                 event_totals={n: out.events[:, v0 + v] for v, n in enumerate(events)}
                 if keep_events
                 else None,
@@ -732,7 +740,8 @@ class Rerun:
     state holds at least ``level`` in every draw of the block (:func:`_execute`). ``check`` =
     (theta, the cohort declared at theta): its coefficients must be those the rerun would take
     there, to :data:`RERUN_LINEAR_RTOL` (CeaError otherwise: a hazard not linear in the
-    unknowns)."""
+    unknowns). ``keep_trace``, ``keep_events``: as :func:`run_cohorts`. A declaration the engine
+    cannot run is refused as by :func:`cea.engine.declaration.validate` (ModelInputError)."""
 
     def __init__(
         self,
@@ -746,6 +755,7 @@ class Rerun:
         stop: tuple[int, float] | None = None,
         check: tuple[Sequence[float], CohortModel] | None = None,
     ):
+        validate([base, *units, *(() if check is None else (check[1],))], profiles, timing)
         asked = [*(keep_states or ()), *(() if stop is None else (stop[0],))]
         if any(not 0 <= s < base.n_states for s in asked):
             raise CeaError(f"{base.label or 'cohort'}: a rerun keeps or stops on a state it lacks")
