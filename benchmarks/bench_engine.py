@@ -23,8 +23,11 @@ printed as a multiple of it.
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -165,6 +168,30 @@ def serial(v: dict) -> dict:
     return {"cost": cost, "qaly": qaly}
 
 
+def r_loop(v: dict) -> tuple[float, dict]:
+    """The serial loop in R (``darth_loop.R``, the same arithmetic as :func:`serial`): the loop's
+    own elapsed seconds as R measures them (starting R and reading and writing the files left
+    out) and its totals."""
+    with tempfile.TemporaryDirectory() as tmp:
+        draws, totals = Path(tmp) / "draws.csv", Path(tmp) / "totals.csv"
+        n = len(v["p_hs"])
+        cols = {k: v[k] for k in ("p_hs", "p_sh", "p_ss", "hr_s", "hr_ss")}
+        cols |= {f"c_{s}": v["cost"][:, i] for i, s in enumerate(("h", "s", "ss", "d"))}
+        constants = {"n_cycles": T, "rate": RATE, "dt": DT, "event_cost": EVENT_COST}
+        constants |= {f"u_{s}": UTILITY[i] for i, s in enumerate(("h", "s", "ss", "d"))}
+        cols |= {k: np.full(n, x) for k, x in constants.items()}
+        header = ",".join(cols)
+        rows = np.column_stack(list(cols.values()))
+        np.savetxt(draws, rows, delimiter=",", header=header, comments="", fmt="%.17g")
+        script = Path(__file__).with_name("darth_loop.R")
+        done = subprocess.run(
+            ["Rscript", str(script), str(draws), str(totals)],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        out = np.genfromtxt(totals, delimiter=",", names=True)
+        return float(done.stdout.split()[-1]), {"cost": out["cost"], "qaly": out["qaly"]}
+
+
 def timed(fn, v) -> tuple[float, dict]:
     t = time.perf_counter()
     out = fn(v)
@@ -178,6 +205,10 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--serial-draws", type=int, default=1000, help="draws the serial loop runs (then scaled)"
     )
+    ap.add_argument(
+        "--r-draws", type=int, default=1000,
+        help="draws the serial loop in R runs (then scaled); 0: not run. Needs Rscript",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     v = inputs(args.draws)
     first, a = timed(engine, v)  # the engine's first call in this process
@@ -203,6 +234,19 @@ def main(argv=None) -> int:
         f"serial loop, DARTH style, {m:,} draws scaled to {args.draws:,}: {s_time:8.3f} s; "
         f"the engine {s_time / e:.0f} x faster warm, {s_time / first:.0f} x on its first call"
     )
+    if args.r_draws and shutil.which("Rscript") is None:
+        print("serial loop in R: not run (no Rscript on this machine)")
+    elif args.r_draws:
+        m = min(args.r_draws, args.draws)
+        r_time, c = r_loop({k: x[:m] for k, x in v.items()})
+        for k in a:
+            np.testing.assert_allclose(c[k], a[k][:m], rtol=1e-12)
+        r_time *= args.draws / m
+        print(
+            f"serial loop in R (darth_loop.R), {m:,} draws scaled to {args.draws:,}: "
+            f"{r_time:8.3f} s; the engine {r_time / e:.0f} x faster warm, "
+            f"{r_time / first:.0f} x on its first call"
+        )
     return 0
 
 
