@@ -466,6 +466,20 @@ def test_ceac_and_evpi_in_blocks_are_the_direct_formulas(monkeypatch):
     np.testing.assert_array_equal(voi.evpi(cost, effect, w, 1), voi.evpi(cost, effect, w, 3))
 
 
+def test_ceac_ties_go_to_the_first_strategy_as_argmax():
+    # small whole numbers: many draws have two or more strategies with exactly the same net
+    # benefit at a grid point; each counts for the first of them, as argmax does
+    rng = np.random.default_rng(5)
+    cost = rng.integers(0, 4, (2000, 6)).astype(float)
+    effect = rng.integers(0, 3, (2000, 6)).astype(float)
+    w = np.arange(0.0, 5.0, 0.5)
+    inb = w[:, None, None] * (effect - effect[:, :1]) - (cost - cost[:, :1])
+    best = np.argmax(inb, axis=2)
+    want = np.stack([(best == k).mean(axis=1) for k in range(6)], axis=1)
+    assert (np.sort(inb, axis=2)[:, :, -1] == np.sort(inb, axis=2)[:, :, -2]).mean() > 0.2
+    np.testing.assert_array_equal(voi.ceac(cost, effect, w), want)
+
+
 def test_standard_errors_in_blocks_are_those_of_every_draw(monkeypatch):
     cost, effect, _, w = blocked_case()
     dc, de = voi.incremental(cost, effect)

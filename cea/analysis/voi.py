@@ -239,14 +239,15 @@ def _ceac_counts(c: np.ndarray, e: np.ndarray, w: np.ndarray) -> np.ndarray:
         lam = w[lo : lo + WTP_BLOCK, None]
         # running argmax over strategies on contiguous (wtp block x D) arrays (ties: first)
         best_v = lam * deT[0] - dcT[0]
-        best_k = np.zeros(best_v.shape, dtype=np.intp)
+        best_k = np.zeros(best_v.shape, dtype=np.min_scalar_type(K))
         v = np.empty_like(best_v)
+        better = np.empty(best_v.shape, dtype=bool)
         for k in range(1, K):
             np.multiply(lam, deT[k], out=v)
             v -= dcT[k]
-            better = v > best_v
-            np.copyto(best_v, v, where=better)
-            best_k[better] = k
+            np.greater(v, best_v, out=better)
+            np.maximum(best_v, v, out=best_v)
+            np.copyto(best_k, k, where=better)
         for k in range(K):
             out[lo : lo + WTP_BLOCK, k] = np.count_nonzero(best_k == k, axis=1)
     return out
