@@ -17,7 +17,9 @@ divided by the fused kernel's warm median. The third reference is the textbook s
 over draws in the DARTH style (:func:`serial`; in Python, where the DARTH group writes R: an
 interpreted loop with a small matrix product a cycle either way), run on ``--serial-draws``
 draws and scaled to ``--draws`` (its time is linear in the draws); the engine's speed is
-printed as a multiple of it.
+printed as a multiple of it. The fourth is that loop in R (``darth_loop.R``, with the
+transition-dynamics array of the DARTH tutorials carrying the rewards), run by ``Rscript`` on
+``--r-draws`` draws where R is installed, timed by R around the loop alone and scaled alike.
 """
 
 from __future__ import annotations

@@ -1,15 +1,15 @@
-# The serial PSA loop of bench_engine.py's 4-state model, in R, as the DARTH group writes it
-# (Alarid-Escudero et al. 2023, "An introductory tutorial on cohort state-transition models in
-# R", and the time-dependent tutorial of 2023): for each draw its (4, 4, T) transition array
-# a_P, the trace row by row (m_M[t + 1, ] <- m_M[t, ] %*% a_P[, , t]) and the transition-dynamics
-# array (a_A[, , t + 1] <- diag(m_M[t, ]) %*% a_P[, , t]; Krijkamp et al. 2020) whose flows carry
-# the rewards, including the one-off cost on sick -> sicker, then the discounted, half-cycle
-# corrected totals.
+# The serial PSA loop of bench_engine.py's 4-state model, in R, in the style of the DARTH
+# group's tutorials (Alarid-Escudero et al., Med Decis Making 2023;43:3-20 and 21-41): for each
+# draw its (4, 4, T) transition array a_P, the trace row by row
+# (m_M[t + 1, ] <- m_M[t, ] %*% a_P[, , t]) and the transition-dynamics array
+# (a_A[, , t + 1] <- diag(m_M[t, ]) %*% a_P[, , t]; Krijkamp et al., Med Decis Making
+# 2020;40:242-248) whose flows carry the rewards, the one-off cost on sick -> sicker among them,
+# then the discounted, half-cycle corrected totals.
 #
 # Run by bench_engine.py (not by hand): Rscript darth_loop.R <draws.csv> <totals.csv>
-# draws.csv: one row per draw (p_hs, p_sh, p_ss, hr_s, hr_ss, c_h, c_s, c_ss, c_d) and the
-# model's constants in the first row's columns n_cycles, rate, dt, event_cost, u_h, u_s, u_ss,
-# u_d; totals.csv: cost, qaly per draw. Prints the loop's elapsed seconds (reading and writing
+# draws.csv: one row per draw (p_hs, p_sh, p_ss, hr_s, hr_ss, c_h, c_s, c_ss, c_d), with the
+# model's constants in the columns n_cycles, rate, dt, event_cost, u_h, u_s, u_ss, u_d (the
+# same in every row; the first row's are read); totals.csv: cost, qaly per draw. Prints the loop's elapsed seconds (reading and writing
 # the files left out).
 
 args <- commandArgs(trailingOnly = TRUE)
