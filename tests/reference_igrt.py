@@ -6,8 +6,9 @@ states and events, so that a reviewer can check every line against the document.
 here imports the package: the test (tests/test_reference_igrt.py) compares it with the fast
 path.
 
-Where docs/model.md is silent, the convention used is marked ``[gap]`` in a comment; the test
-file's docstring lists them.
+Every convention used here is stated in docs/model.md; where it is easy to miss, a comment
+names the section (the test file's docstring lists them). A convention the document does not
+state would be marked ``[gap]`` in a comment.
 
 Inputs
 ------
@@ -104,7 +105,7 @@ def cycle_years(settings: dict) -> float:
 
 
 def months_per_cycle(settings: dict) -> float:
-    # [gap] a month is 1/12 year: months per cycle = 12 dt
+    # docs/model.md, section 2: a month is 1/12 year, months per cycle = 12 dt
     return 12.0 * cycle_years(settings)
 
 
@@ -133,7 +134,7 @@ def cycle_quantities(params: dict, settings: dict, mx_by_age: list[float], k: in
     t1 = (k + 1) * dt
     # IgG decline N -> L: ln S(tau_k) - ln S(tau_k+1)
     h_decline = log_igg_not_low(params, t0) - log_igg_not_low(params, t1)
-    # [gap] "S(t) averaged over the cycle" = the mean of its values at the two ends
+    # docs/model.md, section 6: "S(t) averaged over the cycle" = the mean of its two ends
     s_mean = 0.5 * (igg_not_low(params, t0) + igg_not_low(params, t1))
     # bsAb discontinuation: H(t) = ln2 (t / median)^shape
     median = params["t_median_tot_months"]  # in years (model units)
@@ -143,8 +144,8 @@ def cycle_quantities(params: dict, settings: dict, mx_by_age: list[float], k: in
     a = params["t_infection_hazard_anchor_months"]  # in years
     s = params["k_infection_hazard_shape"]
     f = a * ((t1 / a) ** s - (t0 / a) ** s) / dt
-    # background death: m(age) dt, [gap] age completed (floor) at the start of the cycle;
-    # ages past the table take its last value
+    # background death: m(age) dt; docs/model.md, section 2: age completed (floor) at the start
+    # of the cycle, ages past the table take its last value
     age = params["q_start_age_years"] + t0
     index = min(int(math.floor(age)), len(mx_by_age) - 1)
     h_background = mx_by_age[index] * dt
@@ -169,7 +170,7 @@ def hazard_ratios(params: dict, strategy: dict) -> tuple[float, float]:
     hr_nonsevere = params["hr_igrt_nonsevere"]
     if _is_scig(strategy):
         hr_severe = hr_severe * params["rr_scig_vs_ivig"]
-        # [gap] the SCIG rate ratio applies to non-severe infections as well
+        # docs/model.md, section 6: the SCIG rate ratio applies to non-severe infections too
         hr_nonsevere = hr_nonsevere * params["rr_scig_vs_ivig"]
     return hr_severe, hr_nonsevere
 
@@ -303,7 +304,7 @@ def grams_per_administration(params: dict, strategy: dict) -> float:
         grams = grams * params["q_scig_conversion"]
     step = _number(strategy, "vial_rounding_g")
     if step > 0:
-        # [gap] rounded up to the step, an exact multiple (to 1e-9 of a step) not bumped up
+        # docs/model.md, section 4: rounded up to the step, ceil(g / step - 1e-9) x step
         grams = math.ceil(grams / step - 1e-9) * step
     return grams
 
@@ -342,11 +343,12 @@ def state_rewards(
             reactions = params["p_infusion_reaction"] * admins
             thrombo = params["r_thromboembolism_ivig"] * dt
             process_loss = params["q_qaly_loss_ivig_visit"] * admins
-        # [gap] trough tests every q_trough_test_interval_days in I and OI (also off the bsAb)
+        # docs/model.md, section 8 (IgG tests): trough tests every q_trough_test_interval_days
+        # in I and OI (also off the bsAb)
         trough_tests = cycle_days / params["q_trough_test_interval_days"]
         for s in ON_IGRT:
             out["ig_grams"][s] = grams * admins
-            out["infusions"][s] = admins  # [gap] SCIG: self-infusions (cycle days / interval)
+            out["infusions"][s] = admins  # docs/model.md, section 8: n_adm, SCIG included
             out["cost_ig"][s] = grams * admins * price
             out["cost_ig_admin"][s] = admin_cost
             out["igg_tests"][s] = trough_tests
@@ -362,7 +364,8 @@ def state_rewards(
                 + process_loss
             )
     if _text(strategy, "trigger") == "igg_below_threshold":
-        # [gap] tests before IgRT only in N and L, i.e. they stop when the bsAb stops
+        # docs/model.md, section 8 (IgG tests): tests before IgRT only in N and L, i.e. they
+        # stop when the bsAb stops
         for s in (N, L):
             out["igg_tests"][s] = cycle_days / params["q_igg_test_interval_days"]
     for s in ALIVE:
@@ -383,7 +386,7 @@ def state_rewards(
         for s in ON_BSAB:
             out["cost_bsab"][s] = price * months
     if settings["include_subsequent_therapy"]:
-        # [gap] per month off the bsAb (OI and O)
+        # docs/model.md, section 8: per month off the bsAb (OI and O)
         for s in (OI, O):
             out["cost_subsequent_therapy"][s] = params["c_subsequent_therapy_month"] * months
     return out
@@ -398,7 +401,7 @@ def transition_rewards(params: dict, strategy: dict, settings: dict) -> dict:
             (L, I): params["c_scig_training"],
         }
     if settings["include_end_of_life"]:
-        # [gap] per death, on every transition into D
+        # docs/model.md, section 8: per death, on every transition into D
         out["cost_end_of_life"] = {(s, D): params["c_end_of_life"] for s in ALIVE}
     return out
 
@@ -419,9 +422,9 @@ def correction_weights(correction: str, n_cycles: int) -> list[float]:
         w = [0.0] * (T + 1)
         if T == 1:
             return [0.5, 0.5]
-        # [gap] composite Simpson 1/3 over an even number of cycles; with an odd number the
-        # last cycle uses the Cartwright correction (scipy.integrate.simpson):
-        # rows T-2, T-1, T get -1/12, 2/3, 5/12
+        # docs/model.md, section 8 (Totals): composite Simpson 1/3 over an even number of
+        # cycles; with an odd number the last cycle uses the Cartwright correction
+        # (scipy.integrate.simpson): rows T-2, T-1, T get -1/12, 2/3, 5/12
         even = T if T % 2 == 0 else T - 1
         for j in range(0, even, 2):
             w[j] += 1.0 / 3.0
@@ -439,15 +442,15 @@ def discount_factor(rate: float, row: int, settings: dict) -> float:
     """(1 + rate)^-(years of trace row ``row``); annual steps use whole years."""
     years = (row + settings["discount_offset_cycles"]) * cycle_years(settings)
     if settings["discount_step"] == "annual":
-        years = math.floor(years + 1e-9)  # [gap] whole years, guarded against 2.9999999
+        years = math.floor(years + 1e-9)  # docs/model.md, section 8: + 1e-9 years, then floor
     elif settings["discount_step"] != "cycle":
         raise ValueError(f"unknown discount step {settings['discount_step']!r}")
     return (1.0 + rate) ** (-years)
 
 
 def is_cost(name: str) -> bool:
-    # [gap] costs at the costs' rate; QALYs, life-years and every count (events, grams,
-    # tests, infection deaths ...) at the effects' rate
+    # docs/model.md, section 8: costs at the costs' rate; QALYs, life-years and every count
+    # (events, grams, tests, infection deaths ...) at the effects' rate
     return name.startswith("cost_")
 
 
@@ -551,7 +554,8 @@ def reference_totals(
 
 
 NO_IGRT = {"strategy": "calibration_none", "trigger": "never"}
-#: [gap] the calibration cohort's IgRT arm: primary IVIG (from the start) with hr_igrt_severe
+#: docs/model.md, section 9: the calibration cohort's IgRT arm is primary IVIG (from the start)
+#: with hr_igrt_severe
 TRIAL_IGRT = {
     "strategy": "calibration_igrt",
     "trigger": "at_start",
@@ -584,8 +588,8 @@ def severe_incidence_no_igrt(
     at ``months``, deaths censored: 1 - exp(-sum over cycles of events among the alive / alive).
     """
     dt = cycle_years(settings)
-    # [gap] 12 months = 1 year = 12 / 12 / dt cycles, a fractional number: the whole cycles
-    # plus the pro-rata share of the next one
+    # docs/model.md, section 9: 12 months = 12 / (12 dt) cycles, a fractional number: the
+    # whole cycles plus the pro-rata share of the next one
     n = months / 12.0 / dt
     whole = int(math.floor(n))
     trace, events = _trace_until(params, NO_IGRT, settings, mx_by_age, whole + 1)

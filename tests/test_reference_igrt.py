@@ -13,6 +13,30 @@ The fast path runs through both backends of the engine (NumPy and the compiled N
 backend); both must agree with the reference to 1e-12 relative (1e-12 absolute for values of
 magnitude below 1e-9).
 
+Conventions the reference takes from docs/model.md that are easy to miss (each marked with its
+section in a comment of tests/reference_igrt.py; none is left unstated, so no ``[gap]`` remains):
+
+* section 2: a month is 1/12 year (months per cycle = 12 dt); the age of a cycle is the
+  completed age at its start, ages past the life table take its last value;
+* section 4: grams rounded up to the vial step as ceil(g / step - 1e-9) x step;
+* section 6: S(t) "averaged over the cycle" is the mean of its two ends; the SCIG rate ratio
+  multiplies the non-severe hazard ratio too;
+* section 8: infusions are n_adm in I and OI, SCIG included; trough tests in I and OI (off the
+  bsAb too), tests before IgRT only in N and L; subsequent therapy per month in OI and O;
+  end-of-life cost on every transition into D; Simpson weights for an odd number of cycles
+  (scipy's rule); annual discounting floors the years after adding 1e-9; costs at the costs'
+  rate, QALYs, life-years and every count at the effects' rate;
+* section 9: the calibration cohort's IgRT arm is primary IVIG with ``hr_igrt_severe``;
+  12 months is a fractional number of cycles, the last one counted pro rata.
+
+Where the reference is narrower than docs/model.md and the package: it does not apply
+``p_bsab_price_paid`` to ``cost_bsab`` (section 8) nor cap the per-test detection probability at
+1 - 1e-12 (section 5), and its calibration conditions neither stop the survival curves at
+``n_os`` cycles nor stop the 12-month incidence at a horizon shorter than 12 months (section 9).
+Every vector and variant here has ``p_bsab_price_paid`` = 1, a sensitivity below 1, a median
+reached within ``n_os`` cycles and a horizon over 12 months, where none of these changes a
+number.
+
 All access to the package is in :func:`package_api`.
 """
 
