@@ -224,7 +224,7 @@ def detection_hazard(params: dict, subgroup: str, settings: dict) -> float:
     s = params["p_assay_sensitivity"]
     if subgroup == "igg_isotype":
         s = s * (1.0 - params["p_masked_igg_isotype"])
-    return -n * math.log(1.0 - s)
+    return -n * math.log(1.0 - min(s, 1.0 - 1e-12))  # docs/model.md, section 5: s capped
 
 
 def competing(hazards: dict) -> tuple[dict, float]:
@@ -382,7 +382,8 @@ def state_rewards(
             - nonsevere[s] * params["q_qaly_loss_nonsevere"]
         )
     if settings["include_bsab_costs"]:
-        price = params[f"c_bsab_{settings['bsab_drug']}_month"]
+        # docs/model.md, section 8: the list price times the share actually paid
+        price = params[f"c_bsab_{settings['bsab_drug']}_month"] * params["p_bsab_price_paid"]
         for s in ON_BSAB:
             out["cost_bsab"][s] = price * months
     if settings["include_subsequent_therapy"]:

@@ -29,13 +29,12 @@ section in a comment of tests/reference_igrt.py; none is left unstated, so no ``
 * section 9: the calibration cohort's IgRT arm is primary IVIG with ``hr_igrt_severe``;
   12 months is a fractional number of cycles, the last one counted pro rata.
 
-Where the reference is narrower than docs/model.md and the package: it does not apply
-``p_bsab_price_paid`` to ``cost_bsab`` (section 8) nor cap the per-test detection probability at
-1 - 1e-12 (section 5), and its calibration conditions neither stop the survival curves at
-``n_os`` cycles nor stop the 12-month incidence at a horizon shorter than 12 months (section 9).
-Every vector and variant here has ``p_bsab_price_paid`` = 1, a sensitivity below 1, a median
-reached within ``n_os`` cycles and a horizon over 12 months, where none of these changes a
-number.
+Where the reference is narrower than docs/model.md and the package: its calibration conditions
+neither stop the survival curves at ``n_os`` cycles nor stop the 12-month incidence at a horizon
+shorter than 12 months (section 9). Every vector and variant here has a median reached within
+``n_os`` cycles and a horizon over 12 months, where neither changes a number. The first
+perturbed vector pays 70% of the bispecific's list price (``p_bsab_price_paid``, section 8) and
+the second has a perfect assay (sensitivity 1, capped at 1 - 1e-12 per test, section 5).
 
 All access to the package is in :func:`package_api`.
 """
@@ -185,10 +184,11 @@ PERTURBED = [
         "q_ivig_reference_interval_days": 21.0, "q_scig_conversion": 1.37,
         "c_subsequent_therapy_month": 2500.0, "c_end_of_life": 8000.0,
         "c_ivig_per_g": 51.0, "c_scig_training": 650.0, "c_igg_test": 9.5,
+        "p_bsab_price_paid": 0.7,
     },
     {
         "q_start_age_years": 69.5, "p_igg_isotype": 0.5, "p_igg_low_ever": 1.0,
-        "r_igg_decline": 1.2, "p_assay_sensitivity": 0.99, "p_masked_igg_isotype": 0.1,
+        "r_igg_decline": 1.2, "p_assay_sensitivity": 1.0, "p_masked_igg_isotype": 0.1,
         "q_igg_test_interval_days": 42.0, "k_infection_hazard_shape": 1.15,
         "k_tot_weibull_shape": 1.3, "t_median_tot_months": 9.5,
         "p_continue_igrt_after_bsab": 1.0, "hr_igrt_severe": 0.6, "hr_igrt_os": 0.9,
