@@ -13,7 +13,13 @@ the process's CPU seconds with one thread is the step's serial share s, measured
 machine's load. Amdahl's law then bounds the speed-up on 16 CPUs by 1 / (s + (1 - s) / 16).
 That bound does not see work the pool's threads do while holding Python's lock (pandas and
 small NumPy calls between the compiled kernel's calls), which also runs one thread at a time:
-the measured speed-up on W CPUs, on a quiet machine, is the check on it. The results are the
+the measured speed-up on W CPUs, on a quiet machine, is the check on it. ``--gil`` measures that
+work where py-spy is installed (``pip install py-spy``; it needs to be allowed to read another
+process, as root or with ptrace permitted): the model step runs ``--repeat`` times in one thread
+in a child process sampled by py-spy twice, once counting the samples where the pool's thread
+holds the lock (``--gil``) and once those where it runs at all; their ratio g is the share of the
+thread's work that no other thread can do at the same time, and 1 / (g + (1 - g) / 16) bounds
+the model step's speed-up on 16 CPUs however little the main thread does. The results are the
 same with any number of threads (checked on every run).
 """
 
@@ -21,8 +27,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -44,6 +53,46 @@ def amdahl(share: float, workers: int) -> float:
     return 1 / (share + (1 - share) / workers)
 
 
+#: py-spy's samples a second, and the frame of the function each chunk of draws runs in.
+SPY_RATE = 250
+CHUNK_FRAME = "run_draws.<locals>.one ("
+
+
+def chunk_samples(raw: Path) -> int:
+    """Samples of py-spy's raw output (a stack and its count per line) inside a chunk."""
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if CHUNK_FRAME in stack:
+            total += int(count)
+    return total
+
+
+def gil_share(n_draws: int, repeat: int) -> float | None:
+    """The share of a pool thread's running time in the model step during which it holds
+    Python's lock (py-spy, module docstring); None without py-spy."""
+    spy = shutil.which("py-spy")
+    if spy is None:
+        return None
+    child = [
+        sys.executable,
+        __file__,
+        "--gil-child",
+        "--draws",
+        str(n_draws),
+        "--repeat",
+        str(repeat),
+    ]
+    counts = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for flags in (["--gil"], []):
+            raw = Path(tmp) / "samples.txt"
+            cmd = [spy, "record", *flags, "-r", str(SPY_RATE), "-f", "raw", "-o", str(raw), "--"]
+            subprocess.run([*cmd, *child], check=True, capture_output=True)
+            counts.append(chunk_samples(raw))
+    return counts[0] / counts[1]
+
+
 def timed(fn):
     """``fn()``, its wall seconds, the process's CPU seconds and this thread's."""
     w, p, t = time.perf_counter(), time.process_time(), time.thread_time()
@@ -56,7 +105,16 @@ def main(argv=None) -> int:
     ap.add_argument("--draws", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-evppi", action="store_true", help="the analysis without the EVPPI")
+    ap.add_argument("--gil", action="store_true", help="the model step's share under the lock")
+    ap.add_argument("--gil-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.gil_child:  # sampled by py-spy (gil_share): the model step in one thread
+        psa = run_psa("inputs", "GB", 200, 7)
+        c = psa.countries["GB"]
+        draws = sample_draws(psa.inputs, {"GB": c.ptable}, args.draws, 1)["GB"]
+        for _ in range(args.repeat):
+            run_draws(draws, c.spec, workers=1)
+        return 0
     W = cpus()
     if W < 2:
         print("one CPU: nothing to compare")
@@ -106,6 +164,15 @@ def main(argv=None) -> int:
             f"{s:<10}{one[0]:>11.2f}{many[0]:>13.2f}{one[0] / many[0]:>10.2f}{one[1]:>8.2f}"
             f"{many[2]:>14.3f}{share:>14.3f}{amdahl(share, TARGET_CPUS):>11.1f}x"
         )
+    if args.gil:
+        g = gil_share(args.draws, args.repeat)
+        if g is None:
+            print("model step under Python's lock: not measured (no py-spy on this machine)")
+        else:
+            print(
+                f"model step: a pool thread holds Python's lock {g:.1%} of its running time "
+                f"(py-spy); bound on {TARGET_CPUS} CPUs {amdahl(g, TARGET_CPUS):.1f}x"
+            )
     return 0
 
 
