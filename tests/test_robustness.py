@@ -581,6 +581,20 @@ MALFORMED = {
     "inputs_folder_missing": (_no_folder, "inputs folder not found"),
     "xlsx_not_a_zip": (_xlsx_not_zip, "bad.xlsx"),
     "line_break_in_cell": (_cell(P, "p_male", "value", "0.5\n0.6"), "is not a number"),
+    # se**2 overflowed Python's float power (OverflowError and a traceback)
+    "beta_se_overflows": (_cell(P, "p_male", "se", "1e200"), "is too large for mean"),
+    "gamma_price_se_overflows": (
+        _cell(G, "c_scig_training", "se", "1e300"),
+        "inputs/prices/GB.csv, row 5, column 'se': parameter 'c_scig_training': gamma",
+    ),
+    "gamma_price_overflows": (
+        _cell(G, "c_scig_training", "value", "1e308"),
+        "inputs/prices/GB.csv, row 5, column 'se': parameter 'c_scig_training': gamma",
+    ),
+    "set_price_overflows": (
+        lambda root: ["--inputs", str(root), "--set", "c_ivig_per_g=1e308"],
+        "--set c_ivig_per_g=1e+308",
+    ),
 }
 
 
