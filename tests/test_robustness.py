@@ -682,6 +682,29 @@ def test_malformed_input_in_process(tmp_path, capsys, name):
     _assert_refused(Outcome(rc, captured.out, captured.err, out, before, digests(case)), name)
 
 
+def test_a_distribution_too_wide_for_the_floats_is_named_by_the_psa(tmp_path):
+    # a lognormal se of 1000 (log scale) draws ratios of inf: `cea psa` refused them deep in
+    # the engine ("transition probability ... is nan", no file named) after NumPy's
+    # RuntimeWarning lines from its threads
+    root = copy_inputs(tmp_path / "inputs")
+    set_cell(root / "parameters.csv", "rr_scig_vs_ivig", "se", "1000")
+    row = 1 + [r.split(",")[0] for r in (root / "parameters.csv").read_text().splitlines()].index(
+        "rr_scig_vs_ivig"
+    )
+    out = tmp_path / "out"
+    before = digests(root)
+    proc = run(cea_cmd("psa", "--inputs", str(root), "--draws", "50", "--out", str(out)))
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and "Warning" not in proc.stderr, proc.stderr
+    lines = [x for x in proc.stderr.splitlines() if not x.startswith("cea: compiling")]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(
+        f"error: inputs/parameters.csv, row {row}, column 'se': parameter 'rr_scig_vs_ivig': draw "
+    ), lines[0]
+    assert not out.exists() and leftovers(out) == []
+    assert digests(root) == before
+
+
 def test_malformed_errors_name_the_file_row_and_column(malformed_runs):
     assert malformed_runs["wrong_type"].stderr == (
         "error: inputs/parameters.csv, row 5, column 'value': 'abc' is not a number\n"
