@@ -250,6 +250,32 @@ def test_two_way_range_spans_the_axes_given(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
+    ("argv", "problem"),
+    [
+        # a negative hazard ratio ran: grid points with negative costs and QALYs, exit 0
+        (["dsa", "--two-way", "c_ivig_per_g,hr_igrt_severe", "--range", "hr_igrt_severe=-1:1"],
+         "--range hr_igrt_severe=-1:1: a 'hr_' parameter cannot be negative"),
+        (["dsa", "--two-way", "c_ivig_per_g,r_severe_off_bsab", "--range",
+          "r_severe_off_bsab=-0.5:0.5"],
+         "--range r_severe_off_bsab=-0.5:0.5: a 'r_' parameter cannot be negative"),
+        # a probability searched over [-5, 5]: exit 0, a threshold table over impossible values
+        (["threshold", "--parameter", "p_male", "--comparison", "primary_ivig:none", "--low", "-5",
+          "--high", "5"],
+         "threshold range for p_male: [-5, 5]: a proportion must stay in [0, 1]"),
+        (["threshold", "--parameter", "hr_igrt_severe", "--comparison", "primary_ivig:none",
+          "--low", "-1"],
+         "threshold range for hr_igrt_severe: [-1, 1]: a 'hr_' parameter cannot be negative"),
+    ],
+)  # fmt: skip
+def test_a_range_outside_the_parameters_values_is_refused(tmp_path, capsys, argv, problem):
+    out = tmp_path / "o"
+    code, text, err = run(capsys, *argv, "--out", str(out))
+    assert code == 2 and text == "", err
+    assert err == f"error: {problem}\n"
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
     "argv",
     [
         ["threshold", "--parameter", "hr_igrt_severe", "--comparison", "primary_ivig:none"],

@@ -54,6 +54,7 @@ from cea.parameters.designs import (
     evaluated_value,
     grid_axis,
     natural_bounds,
+    range_problem,
     ranges_table,
 )
 from cea.parameters.table import Scenario, build_parameter_table, load_scenario
@@ -341,10 +342,9 @@ def run_two_way(
     for name, (lo, hi) in limits.items():
         if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
             raise CeaError(f"--range {name}={lo:g}:{hi:g}: needs finite low < high")
-        if name.startswith(("p_", "u_")) and not (0 <= lo and hi <= 1):
-            raise CeaError(f"--range {name}={lo:g}:{hi:g}: a proportion must stay in [0, 1]")
-        if name.startswith("c_") and lo < 0:
-            raise CeaError(f"--range {name}={lo:g}:{hi:g}: a price cannot be negative")
+        problem = range_problem(name, lo, hi)
+        if problem:
+            raise CeaError(f"--range {name}={lo:g}:{hi:g}: {problem}")
         r.loc[name, ["low", "high"]] = (lo, hi)
         r.loc[name, "base_value"] = float(base.ptable.df.loc[name, "value"])
         r.loc[name, "range_origin"] = f"command line: --range {name}={lo:g}:{hi:g}"
@@ -686,6 +686,9 @@ def find_threshold(
     if low is not None or high is not None:
         lo = dsa_lo if low is None else float(low)
         hi = dsa_hi if high is None else float(high)
+        problem = range_problem(parameter, lo, hi)
+        if problem:
+            raise CeaError(f"threshold range for {parameter}: [{lo:g}, {hi:g}]: {problem}")
         brackets.append(((lo, hi), "given (--low/--high)"))
     else:
         if dsa_lo != dsa_hi:
