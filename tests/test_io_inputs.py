@@ -212,7 +212,19 @@ def test_every_parameter_row_builds_with_its_centre_at_value():
 
 @pytest.mark.parametrize(
     "line",
-    ['correction = ["a"]', "correction = [[1]]", "cycle_days = 1e-300", "cycle_days = 0.001"],
+    [
+        'correction = ["a"]',
+        "correction = [[1]]",
+        "cycle_days = 1e-300",
+        "cycle_days = 0.001",
+        # TOML's true is a Python int: it was taken as seed 1, 1 draw, a 1-year horizon
+        "seed = true",
+        "n_draws = true",
+        "horizon_years = true",
+        "cycle_days = true",
+        "days_per_year = false",
+        "discount_offset_cycles = false",
+    ],
 )
 def test_settings_that_would_crash_or_exhaust_memory_are_refused(tmp_path, line):
     # a correction must be a name or a list of numbers; cycles from one day (0.001-day cycles
@@ -224,7 +236,7 @@ def test_settings_that_would_crash_or_exhaust_memory_are_refused(tmp_path, line)
     shutil.copytree(INPUTS, root)
     key = line.split(" = ")[0]
     text = (root / "settings.toml").read_text()
-    (root / "settings.toml").write_text(re.sub(rf"^{key} *=.*$", line, text, flags=re.M))
+    (root / "settings.toml").write_text(re.sub(rf"^{key} *=.*$", line, text, count=1, flags=re.M))
     with pytest.raises(InputFileError, match=rf"settings.toml, column '{key}': invalid value"):
         load_inputs(root)
 

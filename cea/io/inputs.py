@@ -517,35 +517,43 @@ class Inputs:
         return list(self.countries.df["country"])
 
 
+def _whole(v) -> bool:
+    """A TOML integer (not true/false, which Python counts as the integers 1 and 0)."""
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _number(v) -> bool:
+    """A TOML integer or float (not true/false)."""
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
 SETTINGS_SCHEMA: dict[str, dict[str, Callable[[object], bool]]] = {
     "run": {
         "country": lambda v: isinstance(v, str),
-        "seed": lambda v: isinstance(v, int) and v >= 0,
-        "n_draws": lambda v: isinstance(v, int) and v >= 1,
+        "seed": lambda v: _whole(v) and v >= 0,
+        "n_draws": lambda v: _whole(v) and v >= 1,
     },
     "budget": {
-        "horizon_years": lambda v: (
-            isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= BUDGET_YEARS
-        ),
+        "horizon_years": lambda v: _whole(v) and 1 <= v <= BUDGET_YEARS,
     },
     "model": {
-        "horizon_years": lambda v: isinstance(v, int | float) and 0 < v <= 60,
+        "horizon_years": lambda v: _number(v) and 0 < v <= 60,
         # from one day: shorter cycles (10 years of 0.01-day cycles, 365,250 cycles) only exhaust
         # memory
-        "cycle_days": lambda v: isinstance(v, int | float) and 1 <= v <= 366,
-        "days_per_year": lambda v: isinstance(v, int | float) and 360 <= v <= 366,
+        "cycle_days": lambda v: _number(v) and 1 <= v <= 366,
+        "days_per_year": lambda v: _number(v) and 360 <= v <= 366,
         "correction": lambda v: (
             isinstance(v, str)
             or (
                 isinstance(v, list)
-                and all(isinstance(w, int | float) and not isinstance(w, bool) for w in v)
+                and all(_number(w) for w in v)
                 and all(math.isfinite(w) for w in v)
             )
         ),
-        "discount_offset_cycles": lambda v: isinstance(v, int | float) and -1 <= v <= 1,
+        "discount_offset_cycles": lambda v: _number(v) and -1 <= v <= 1,
         "discount_step": lambda v: v in ("cycle", "annual"),
-        "discount_rate_costs": lambda v: isinstance(v, int | float) and 0 <= v <= 0.2,
-        "discount_rate_effects": lambda v: isinstance(v, int | float) and 0 <= v <= 0.2,
+        "discount_rate_costs": lambda v: _number(v) and 0 <= v <= 0.2,
+        "discount_rate_effects": lambda v: _number(v) and 0 <= v <= 0.2,
         "bsab_drug": lambda v: isinstance(v, str),
         "include_bsab_costs": lambda v: isinstance(v, bool),
         "include_subsequent_therapy": lambda v: isinstance(v, bool),
