@@ -581,6 +581,17 @@ MALFORMED = {
     "inputs_folder_missing": (_no_folder, "inputs folder not found"),
     "xlsx_not_a_zip": (_xlsx_not_zip, "bad.xlsx"),
     "line_break_in_cell": (_cell(P, "p_male", "value", "0.5\n0.6"), "is not a number"),
+    # a zero divides: `cea compare` ended in a ZeroDivisionError traceback (exchange rate), the
+    # prices in an error blaming prices/GB.csv (CPI), the WTP in "wtp_per_qaly is empty"
+    "exchange_rate_zero": (
+        _cell("macro.csv", "GB", "usd_exchange_rate_lcu_per_usd", "0"),
+        "column 'usd_exchange_rate_lcu_per_usd': 0 must be greater than 0",
+    ),
+    "cpi_zero": (_cell("cpi.csv", "GB", "cpi_index", "0"), "column 'cpi_index': 0 must be"),
+    "wtp_zero": (
+        _cell(C, "GB", "wtp_per_qaly", "0"),
+        "inputs/countries.csv, row 3, column 'wtp_per_qaly': 0 must be greater than 0",
+    ),
     # se**2 overflowed Python's float power (OverflowError and a traceback)
     "beta_se_overflows": (_cell(P, "p_male", "se", "1e200"), "is too large for mean"),
     "gamma_price_se_overflows": (

@@ -36,7 +36,8 @@ class Col:
     """One column of an input table.
 
     kind is ``str``, ``float``, ``int`` or ``bool``; ``blank`` allows empty cells;
-    ``lo``/``hi`` bound numeric values (inclusive); ``choices`` restricts strings.
+    ``lo``/``hi`` bound numeric values (inclusive), ``above`` from below (exclusive: a divisor
+    or a threshold, which 0 would make infinite or meaningless); ``choices`` restricts strings.
     """
 
     name: str
@@ -46,6 +47,7 @@ class Col:
     lo: float | None = None
     hi: float | None = None
     required: bool = True
+    above: float | None = None
 
 
 RATE_UNITS = {"per day": 365.25, "per week": 365.25 / 7, "per month": 12.0, "per year": 1.0}
@@ -109,9 +111,9 @@ COUNTRY_COLUMNS = (
     Col("currency"),
     Col("price_year", "int", lo=1990, hi=2100),
     Col("macro_year", "int", lo=1990, hi=2100),
-    Col("wtp_per_qaly", "float", blank=True, lo=0),
+    Col("wtp_per_qaly", "float", blank=True, above=0),
     Col("wtp_basis", choices=("explicit", "informal", "gdp_multiple")),
-    Col("wtp_gdp_multiple", "float", blank=True, lo=0),
+    Col("wtp_gdp_multiple", "float", blank=True, above=0),
     Col("wtp_alternatives", blank=True),
     Col("discount_rate_costs", "float", lo=0, hi=0.2),
     Col("discount_rate_effects", "float", lo=0, hi=0.2),
@@ -162,15 +164,15 @@ MACRO_COLUMNS = (
     Col("country_iso2"),
     Col("currency"),
     Col("year", "int"),
-    Col("ppp_lcu_per_intl_dollar", "float", blank=True, lo=0),
-    Col("usd_exchange_rate_lcu_per_usd", "float", blank=True, lo=0),
-    Col("gdp_per_capita_usd", "float", blank=True, lo=0),
+    Col("ppp_lcu_per_intl_dollar", "float", blank=True, above=0),
+    Col("usd_exchange_rate_lcu_per_usd", "float", blank=True, above=0),
+    Col("gdp_per_capita_usd", "float", blank=True, above=0),
 )
 
 CPI_COLUMNS = (
     Col("country_iso2"),
     Col("year", "int"),
-    Col("cpi_index", "float", blank=True, lo=0),
+    Col("cpi_index", "float", blank=True, above=0),
 )
 
 CORRELATION_COLUMNS = (
@@ -355,6 +357,8 @@ def _parse_cell(col: Col, raw: str, delim: str):
         value = int(value)
     if col.lo is not None and value < col.lo:
         raise ValueError(f"{s} is below the minimum {col.lo:g}")
+    if col.above is not None and not value > col.above:
+        raise ValueError(f"{s} must be greater than {col.above:g}")
     if col.hi is not None and value > col.hi:
         raise ValueError(f"{s} is above the maximum {col.hi:g}")
     return value
