@@ -264,3 +264,22 @@ def test_a_file_given_as_the_inputs_folder_is_named_as_not_a_folder(tmp_path):
         load_inputs(f)
     with pytest.raises(InputFileError, match=r"nowhere: inputs folder not found"):
         load_inputs(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("name", ["parameters.csv", "prices/GB.csv", "settings.toml"])
+def test_a_folder_where_an_input_file_belongs_is_named_as_a_folder(tmp_inputs, name):
+    # it was "file not found", though the user can see it there
+    (tmp_inputs / name).unlink()
+    (tmp_inputs / name).mkdir()
+    err = error_of(tmp_inputs)
+    assert str(err) == f"inputs/{name}: is a folder, not a file"
+
+
+@pytest.mark.parametrize("name", ["countries.csv", "settings.toml"])
+def test_a_utf16_file_is_named_as_utf16(tmp_inputs, name):
+    # what Excel's "Unicode Text" writes: it was "a binary file ... not a CSV text file" (also
+    # for the TOML file)
+    p = tmp_inputs / name
+    p.write_bytes(p.read_text(encoding="utf-8").encode("utf-16"))
+    err = error_of(tmp_inputs)
+    assert str(err).startswith(f"inputs/{name}: is UTF-16 text, not UTF-8: "), str(err)

@@ -228,6 +228,13 @@ BUDGET_MIX_COLUMNS = (
 # --------------------------------------------------------------------------- raw reading
 
 
+def _check_is_file(path: Path, shown: Path) -> None:
+    if path.is_dir():
+        raise InputFileError(shown, "is a folder, not a file")
+    if not path.is_file():
+        raise InputFileError(shown, "file not found")
+
+
 def _read_bytes(path: Path, shown: Path) -> bytes:
     """The file's bytes, refusing one above MAX_FILE_BYTES before reading it."""
     size = path.stat().st_size
@@ -250,15 +257,23 @@ def _decode(path: Path, data: bytes) -> str:
             path,
             "is a zip/Excel file, not a CSV: in Excel use File > Save As > 'CSV UTF-8 (Comma delimited)'",
         )
+    csv_file = Path(path).suffix.lower() == ".csv"
+    save_as = (
+        "in Excel use File > Save As > 'CSV UTF-8 (Comma delimited)'"
+        if csv_file
+        else "save it as UTF-8"
+    )
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # Excel's "Unicode Text", Notepad's "Unicode"
+        raise InputFileError(path, f"is UTF-16 text, not UTF-8: {save_as}")
     if b"\x00" in data:
-        raise InputFileError(path, "is a binary file (contains NUL bytes), not a CSV text file")
+        kind = "a CSV text file" if csv_file else "a text file"
+        raise InputFileError(path, f"is a binary file (contains NUL bytes), not {kind}")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InputFileError(
             path,
-            f"is not UTF-8 text (byte 0x{data[exc.start]:02x} at position {exc.start}): "
-            "in Excel use File > Save As > 'CSV UTF-8 (Comma delimited)'",
+            f"is not UTF-8 text (byte 0x{data[exc.start]:02x} at position {exc.start}): {save_as}",
         ) from None
 
 
@@ -396,8 +411,7 @@ def read_table(
     """
     path = Path(path)
     shown = Path(display) if display else path
-    if not path.is_file():
-        raise InputFileError(shown, "file not found")
+    _check_is_file(path, shown)
     data = _read_bytes(path, shown)
     header, rows, delim = read_csv_text(shown, data)
     return table_from_rows(
@@ -477,8 +491,7 @@ def read_toml(path: Path | str, display: str | None = None) -> tuple[dict, str]:
     """Read a TOML file; returns (content, sha256)."""
     path = Path(path)
     shown = Path(display) if display else path
-    if not path.is_file():
-        raise InputFileError(shown, "file not found")
+    _check_is_file(path, shown)
     data = _read_bytes(path, shown)
     text = _decode(shown, data) if data.strip() else ""
     try:
@@ -613,7 +626,7 @@ def load_inputs_folder(root: Path | str) -> Inputs:
     def read(
         name: str, columns: Sequence[Col], key: Sequence[str], optional: bool = False
     ) -> Table | None:
-        if optional and not (root / name).is_file():
+        if optional and not (root / name).exists():  # a folder of its name is refused
             return None
         return read_table(root / name, columns, key=key, display=shown(name))
 
