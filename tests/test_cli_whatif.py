@@ -113,6 +113,27 @@ def test_wtp_replaces_the_countrys_threshold(capsys, tmp_path):
         )
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["dsa", "--wtp", "1e308"],
+        ["run", "--wtp", "1.5e308"],
+    ],
+)  # fmt: skip
+def test_a_wtp_whose_net_benefit_overflows_is_refused_in_one_line(capsys, tmp_path, argv):
+    # WTP x QALYs = inf: `cea dsa` and `cea run` ended in an IndexError traceback (no strategy
+    # optimal), as did `cea compare` with such a WTP in countries.csv
+    out = tmp_path / "o"
+    code, stdout, err = run(capsys, *argv, "--out", str(out))
+    assert code == 2 and stdout == "", err
+    wtp = float(argv[-1])
+    assert (
+        err.startswith(f"error: willingness to pay {wtp:g} per QALY times ")
+        and err.count("\n") == 1
+    ), err
+    assert not out.exists()
+
+
 def test_wtp_is_refused_for_several_countries(capsys):
     for argv in (["compare", "--wtp", "1000"], ["psa", "--countries", "all", "--wtp", "1000"]):
         code, _, err = run(capsys, *argv)
