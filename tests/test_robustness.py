@@ -1145,6 +1145,35 @@ def test_an_overflowing_input_is_one_line_without_numpys_warning(tmp_path, capsy
     assert not out.exists()
 
 
+def test_a_negative_cost_is_refused_in_one_line(tmp_path, capsys):
+    # a height of 0 cm gives a negative ideal (Devine) and adjusted body weight: the dose and
+    # the Ig cost were negative (cost_ig -8,178), written with exit 0
+    from cea.cli import main
+
+    root = copy_inputs(tmp_path / "x")
+    set_cell(root / "parameters.csv", "q_height_cm", "low", "0")
+    set_cell(root / "parameters.csv", "q_height_cm", "value", "0")
+    out = tmp_path / "out"
+    args = ["run", "--inputs", str(root), "--strategies", "none,primary_ivig_adjbw", "--out",
+            str(out)]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: the base case: cost_ig is -"), err
+    assert "strategy 'primary_ivig_adjbw': a cost cannot be negative" in err
+    assert not out.exists()
+    # in a two-way grid such points are not evaluable, as points the model cannot run are
+    set_cell(root / "parameters.csv", "q_height_cm", "value", "100")
+    args = ["dsa", "--inputs", str(root), "--scenario", "ivig_adjusted_weight", "--two-way",
+            "q_height_cm,c_ivig_per_g", "--grid", "3", "--comparison", "primary_ivig:none",
+            "--out", str(out)]  # fmt: skip
+    assert main(args) == 0, capsys.readouterr().err
+    grid = pd.read_csv(out / "twoway_grid.csv")
+    low = grid[grid["q_height_cm"] == 0]
+    assert (low["optimal_strategy"] == "not evaluable").all() and low["inmb"].isna().all()
+    assert low["model_error"].str.contains("a cost cannot be negative").all()
+    assert grid.loc[grid["q_height_cm"] >= 100, "inmb"].notna().all()
+
+
 def _children(pid: int) -> list[int]:
     """The child processes of ``pid`` (Linux /proc), all its threads' children."""
     found = []

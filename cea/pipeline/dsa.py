@@ -157,7 +157,11 @@ def run_design(draws: pd.DataFrame, spec, backend: str = "numpy") -> DesignResul
         nonlocal calls
         calls += 1
         try:
-            parts.append(run_model(d, spec, backend=backend))
+            res = run_model(d, spec, backend=backend)
+            # a row with a result no model may give (not finite, a negative cost) fails as a
+            # row the model cannot evaluate does
+            validate_outcomes(res.outcomes, "the design")
+            parts.append(res)
         except CeaError as exc:
             if len(d) == 1:
                 failures[int(d.index[0])] = re.sub(r" ?\(draw \d+\)", "", str(exc))
@@ -171,9 +175,7 @@ def run_design(draws: pd.DataFrame, spec, backend: str = "numpy") -> DesignResul
         first = next(iter(failures.values()))
         raise CeaError(f"the model cannot be evaluated at any row of the design: {first}")
     return DesignResult(
-        outcomes=validate_outcomes(
-            pd.concat([p.outcomes for p in parts], ignore_index=True), "the design"
-        ),
+        outcomes=pd.concat([p.outcomes for p in parts], ignore_index=True),
         calibrated=pd.concat([p.calibrated for p in parts]).sort_index(),
         failures=failures,
         calls=calls,
