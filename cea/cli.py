@@ -330,7 +330,16 @@ def _command(args) -> str:
 
 
 def _strategies(args) -> list[str] | None:
-    return [s.strip() for s in args.strategies.split(",")] if args.strategies else None
+    """``--strategies`` as a list of names: none empty, none twice."""
+    if not args.strategies:
+        return None
+    names = [s.strip() for s in args.strategies.split(",")]
+    for i, name in enumerate(names):
+        if not name:
+            raise CeaError(f"--strategies lists an empty name (at position {i + 1})")
+        if name in names[:i]:
+            raise CeaError(f"--strategies lists '{name}' twice")
+    return names
 
 
 def cli_run(args) -> int:
@@ -698,6 +707,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # an overflow in NumPy (a price of 1e308) is not printed as a warning: the model refuses
         # every non-finite result in one line (cea.analysis.outcomes, the engine's checks)
+        if getattr(args, "out", None) is not None and not args.out.strip():
+            raise CeaError("--out is empty: give a folder (or, for template, an .xlsx file)")
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             return COMMANDS[args.command](args)
     except CeaError as exc:

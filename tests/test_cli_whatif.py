@@ -134,6 +134,33 @@ def test_a_wtp_whose_net_benefit_overflows_is_refused_in_one_line(capsys, tmp_pa
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("strategies", "problem"),
+    [
+        # was "a strategy is listed twice in the settings", though it came from the option
+        ("none,none,primary_ivig", "--strategies lists 'none' twice"),
+        # was "unknown strategy '', ''"
+        (",", "--strategies lists an empty name (at position 1)"),
+        ("none,,primary_ivig", "--strategies lists an empty name (at position 2)"),
+    ],
+)
+def test_strategies_listed_twice_or_empty_are_named(capsys, tmp_path, strategies, problem):
+    out = tmp_path / "o"
+    code, stdout, err = run(capsys, "run", "--strategies", strategies, "--out", str(out))
+    assert code == 2 and stdout == "" and err == f"error: {problem}\n"
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["run", "template"])
+def test_an_empty_out_is_refused(capsys, tmp_path, monkeypatch, command):
+    # `--out ""` (an unset shell variable) was taken as no --out: the run went to outputs/
+    monkeypatch.chdir(tmp_path)
+    code, stdout, err = run(capsys, command, "--inputs", str(REPO / "inputs"), "--out", " ")
+    assert code == 2 and stdout == ""
+    assert err == "error: --out is empty: give a folder (or, for template, an .xlsx file)\n"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_wtp_is_refused_for_several_countries(capsys):
     for argv in (["compare", "--wtp", "1000"], ["psa", "--countries", "all", "--wtp", "1000"]):
         code, _, err = run(capsys, *argv)

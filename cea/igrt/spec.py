@@ -214,8 +214,9 @@ def build_spec(
             f"unknown strategy {', '.join(repr(s) for s in unknown)}"
             f"{did_you_mean(unknown[0], table)} (known: {', '.join(table)})"
         )
-    if len(set(names)) != len(names):
-        raise CeaError("a strategy is listed twice in the settings")
+    twice = [s for i, s in enumerate(names) if s in names[:i]]
+    if twice:
+        raise CeaError(f"strategy '{twice[0]}' is listed twice in the settings")
     for s in names:
         hr = table[s].hr_severe_parameter
         if hr not in ptable.df.index:
