@@ -3,6 +3,8 @@ prices are inflated and converted by hand-checkable arithmetic."""
 
 from __future__ import annotations
 
+import csv
+import io
 import shutil
 from pathlib import Path
 
@@ -283,3 +285,15 @@ def test_a_utf16_file_is_named_as_utf16(tmp_inputs, name):
     p.write_bytes(p.read_text(encoding="utf-8").encode("utf-16"))
     err = error_of(tmp_inputs)
     assert str(err).startswith(f"inputs/{name}: is UTF-16 text, not UTF-8: "), str(err)
+
+
+def test_empty_trailing_columns_are_ignored_as_one_is(tmp_inputs):
+    # Excel saves columns once touched beyond the table as empty ones (",,"): one was ignored,
+    # two were refused as "column '' appears twice in the header"
+    original = read_table(INPUTS / "parameters.csv", PARAMETER_COLUMNS, key=("parameter",)).df
+    p = tmp_inputs / "parameters.csv"
+    rows = list(csv.reader(io.StringIO((INPUTS / "parameters.csv").read_text(encoding="utf-8"))))
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\r\n").writerows([r + ["", "", ""] for r in rows])
+    p.write_text(buf.getvalue(), encoding="utf-8")
+    pd.testing.assert_frame_equal(read_table(p, PARAMETER_COLUMNS, key=("parameter",)).df, original)

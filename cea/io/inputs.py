@@ -438,7 +438,7 @@ def table_from_rows(
     header = [str(h).strip() for h in header]
     seen: set[str] = set()
     for name in header:
-        if name in seen:
+        if name in seen and name:  # unnamed columns (Excel's empty ones) are ignored
             raise InputFileError(
                 shown, f"column '{name}' appears twice in the header", row=1, column=name
             )
