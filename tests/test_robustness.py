@@ -572,6 +572,15 @@ MALFORMED = {
     "huge_file": (_huge, "-byte limit"),
     "settings_not_toml": (_settings("\n[model\n"), "is not valid TOML"),
     "settings_unknown_key": (_settings("\n[extra]\nx = 1\n"), "unknown section [extra]"),
+    # tomllib recurses once a level: a RecursionError traceback
+    "settings_nested_too_deeply": (
+        _settings("\nx = " + "[" * 100_000 + "]" * 100_000 + "\n"),
+        "inputs/settings.toml: is not valid TOML: nested too deeply",
+    ),
+    "scenario_nested_too_deeply": (
+        _scenario("[parameters]\np_male = " + "{a = " * 5_000 + "1" + "}" * 5_000 + "\n"),
+        "scenario.toml: is not valid TOML: nested too deeply",
+    ),
     "scenario_not_a_number": (_scenario('[parameters]\np_male = "high"\n'), "must be a number"),
     "scenario_out_of_range": (_scenario("[parameters]\np_male = 1.5\n"), "outside [0, 1]"),
     "scenario_unreachable_target": (

@@ -501,6 +501,8 @@ def read_toml(path: Path | str, display: str | None = None) -> tuple[dict, str]:
         raise InputFileError(
             shown, f"is not valid TOML: {getattr(exc, 'msg', exc)}", row=line
         ) from None
+    except RecursionError:  # tomllib recurses once a level of nested arrays or tables
+        raise InputFileError(shown, "is not valid TOML: nested too deeply") from None
     return content, hashlib.sha256(data).hexdigest()
 
 
