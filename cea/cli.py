@@ -669,6 +669,8 @@ def cli_template(args) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".xlsx":
         raise CeaError(f"--out {out}: the template must be an .xlsx file")
+    if args.force and out.exists() and out.resolve() == Path(args.inputs).resolve():  # read only
+        raise CeaError(f"--force will not replace {out}: it is the input workbook")
     with OutputFile(out, force=args.force) as tmp:
         write_template(Path(args.inputs), tmp)
     print(

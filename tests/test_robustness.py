@@ -1077,6 +1077,21 @@ def test_template_force_does_not_replace_a_folder(tmp_path):
     assert (tmp_path / "d.xlsx").is_dir()
 
 
+def test_template_force_never_replaces_its_input_workbook(tmp_path, capsys):
+    # `cea template --inputs my.xlsx --out my.xlsx --force` rewrote the user's workbook
+    from cea.cli import main
+
+    book = tmp_path / "my.xlsx"
+    assert main(["template", "--out", str(book)]) == 0
+    before = digests(tmp_path)
+    capsys.readouterr()
+    for out in (book, tmp_path / "." / "my.xlsx"):
+        assert main(["template", "--inputs", str(book), "--out", str(out), "--force"]) == 2
+        err = capsys.readouterr().err
+        assert err == f"error: --force will not replace {out}: it is the input workbook\n"
+    assert digests(tmp_path) == before
+
+
 # =========================================================================== writing that fails
 
 
