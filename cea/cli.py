@@ -706,6 +706,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args.argv = ["cea", *(sys.argv[1:] if argv is None else argv)]
     output.COMMITTED.clear()
+    output.INPUTS[:] = [
+        Path(v) for v in (getattr(args, k, None) for k in ("inputs", "scenario", "dir")) if v
+    ]
     try:
         # an overflow in NumPy (a price of 1e308) is not printed as a warning: the model refuses
         # every non-finite result in one line (cea.analysis.outcomes, the engine's checks)

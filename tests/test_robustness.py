@@ -1069,6 +1069,36 @@ def test_force_never_replaces_the_inputs_a_folder_holding_them_or_the_current_fo
     assert main([*base, str(out)]) == 0  # an output folder cea wrote is replaced
 
 
+@pytest.mark.parametrize("kind", ["folder", "workbook", "scenario"])
+def test_force_never_replaces_an_output_folder_holding_this_runs_inputs(tmp_path, capsys, kind):
+    # an output folder of cea's, into which the user then put the inputs (a copy of inputs/, a
+    # workbook, a scenario file): --force deleted them with the old output
+    from cea.cli import main
+
+    out = tmp_path / "out"
+    base = ["run", "--strategies", TWO, "--out", str(out)]
+    assert main(base) == 0
+    if kind == "folder":
+        inputs = copy_inputs(out / "inputs")
+        extra = ["--inputs", str(inputs)]
+    elif kind == "workbook":
+        inputs = out / "my.xlsx"
+        assert main(["template", "--out", str(inputs)]) == 0
+        extra = ["--inputs", str(inputs)]
+    else:
+        inputs = out / "s.toml"
+        inputs.write_text('description = "mine"\n[parameters]\nc_ivig_per_g = 30\n')
+        extra = ["--scenario", str(inputs)]
+    before = digests(out)
+    capsys.readouterr()
+    assert main([*base, *extra, "--force"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err == f"error: --force will not replace {out}: it holds {inputs}, an input of this run\n"
+    )
+    assert digests(out) == before and leftovers(out) == []
+
+
 def test_template_force_does_not_replace_a_folder(tmp_path):
     from cea.cli import main
 
