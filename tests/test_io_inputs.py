@@ -297,3 +297,31 @@ def test_empty_trailing_columns_are_ignored_as_one_is(tmp_inputs):
     csv.writer(buf, lineterminator="\r\n").writerows([r + ["", "", ""] for r in rows])
     p.write_text(buf.getvalue(), encoding="utf-8")
     pd.testing.assert_frame_equal(read_table(p, PARAMETER_COLUMNS, key=("parameter",)).df, original)
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ('correction = "bogus"', "'bogus' is not one of: none, start, end, half_cycle"),
+        ("correction = [0.5, 1, 0.5]", "3 weights, not n_cycles + 1 = 131"),
+    ],
+)
+def test_a_correction_the_engine_refuses_is_named_by_its_file(tmp_inputs, capsys, line, problem):
+    # it was "calibration_none (non_igg): unknown within-cycle correction 'bogus'; ...", no file
+    from cea.cli import main
+
+    text = (tmp_inputs / "settings.toml").read_text()
+    (tmp_inputs / "settings.toml").write_text(text.replace('correction = "half_cycle"', line, 1))
+    out = tmp_inputs.parent / "out"
+    assert main(["run", "--inputs", str(tmp_inputs), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: inputs/settings.toml, column 'correction': ") and problem in err
+    assert err.count("\n") == 1 and not out.exists()
+    # the same from a scenario names the scenario file
+    (tmp_inputs / "settings.toml").write_text(text)
+    scenario = tmp_inputs.parent / "s.toml"
+    scenario.write_text(f'description = "x"\n[settings.model]\n{line}\n')
+    assert main(["run", "--inputs", str(tmp_inputs), "--scenario", str(scenario), "--out",
+                 str(out)]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {scenario}, column 'correction': ") and problem in err
