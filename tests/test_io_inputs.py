@@ -325,3 +325,37 @@ def test_a_correction_the_engine_refuses_is_named_by_its_file(tmp_inputs, capsys
                  str(out)]) == 2  # fmt: skip
     err = capsys.readouterr().err
     assert err.startswith(f"error: {scenario}, column 'correction': ") and problem in err
+
+
+def test_an_unreadable_input_is_named_as_unreadable_not_unwritable(tmp_inputs, capsys, monkeypatch):
+    # a file the user may not read (chmod 000, tests run as root: simulated) was reported as
+    # "cannot write inputs/parameters.csv: Permission denied"
+    import errno
+
+    from cea.cli import main
+    from cea.io.template import write_template
+
+    book = tmp_inputs.parent / "my.xlsx"
+    write_template(tmp_inputs, book)
+    read_bytes, open_ = Path.read_bytes, Path.open
+
+    def refuse(name):
+        def check(path):
+            if path.name == name:
+                raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+        return check
+
+    for name, inputs, shown in [
+        ("parameters.csv", tmp_inputs, "inputs/parameters.csv"),
+        ("settings.toml", tmp_inputs, "inputs/settings.toml"),
+        ("my.xlsx", book, "my.xlsx"),
+    ]:
+        check = refuse(name)
+        monkeypatch.setattr(Path, "read_bytes", lambda p, c=check: c(p) or read_bytes(p))
+        monkeypatch.setattr(Path, "open", lambda p, *a, c=check, **k: c(p) or open_(p, *a, **k))
+        out = tmp_inputs.parent / "out"
+        assert main(["run", "--inputs", str(inputs), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err == f"error: {shown}: cannot be read (Permission denied)\n", err
+        assert not out.exists()

@@ -235,14 +235,23 @@ def _check_is_file(path: Path, shown: Path) -> None:
         raise InputFileError(shown, "file not found")
 
 
+def unreadable(shown, exc: OSError) -> InputFileError:
+    """A read that failed (permission, I/O error) as an input error naming the file: the CLI's
+    handler of other OSErrors speaks of failed writes."""
+    return InputFileError(shown, f"cannot be read ({exc.strerror or type(exc).__name__})")
+
+
 def _read_bytes(path: Path, shown: Path) -> bytes:
     """The file's bytes, refusing one above MAX_FILE_BYTES before reading it."""
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise InputFileError(
-            shown, f"file is {size:,} bytes, above the {MAX_FILE_BYTES:,}-byte limit"
-        )
-    return path.read_bytes()
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise InputFileError(
+                shown, f"file is {size:,} bytes, above the {MAX_FILE_BYTES:,}-byte limit"
+            )
+        return path.read_bytes()
+    except OSError as exc:
+        raise unreadable(shown, exc) from None
 
 
 def _decode(path: Path, data: bytes) -> str:

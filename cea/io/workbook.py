@@ -59,6 +59,7 @@ from cea.io.inputs import (
     _parse_float,
     assemble_inputs,
     table_from_rows,
+    unreadable,
 )
 
 #: Zip members accepted in a workbook (a normal one has 20-60).
@@ -135,6 +136,10 @@ def check_workbook(path: Path | str, shown: str | None = None) -> None:
         raise InputFileError(
             shown, f"file is {size:,} bytes, above the {MAX_FILE_BYTES:,}-byte limit"
         )
+    try:  # zipfile.is_zipfile takes a file it cannot read for one that is not a zip
+        path.open("rb").close()
+    except OSError as exc:
+        raise unreadable(shown, exc) from None
     if not zipfile.is_zipfile(path):
         raise InputFileError(shown, "is not an Excel .xlsx workbook (not a zip file)")
     try:
