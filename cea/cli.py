@@ -330,7 +330,16 @@ def _command(args) -> str:
 
 
 def _strategies(args) -> list[str] | None:
-    return [s.strip() for s in args.strategies.split(",")] if args.strategies else None
+    """``--strategies`` as a list of names: none empty, none twice."""
+    if not args.strategies:
+        return None
+    names = [s.strip() for s in args.strategies.split(",")]
+    for i, name in enumerate(names):
+        if not name:
+            raise CeaError(f"--strategies lists an empty name (at position {i + 1})")
+        if name in names[:i]:
+            raise CeaError(f"--strategies lists '{name}' twice")
+    return names
 
 
 def cli_run(args) -> int:
@@ -660,6 +669,8 @@ def cli_template(args) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".xlsx":
         raise CeaError(f"--out {out}: the template must be an .xlsx file")
+    if args.force and out.exists() and out.resolve() == Path(args.inputs).resolve():  # read only
+        raise CeaError(f"--force will not replace {out}: it is the input workbook")
     with OutputFile(out, force=args.force) as tmp:
         write_template(Path(args.inputs), tmp)
     print(
@@ -695,9 +706,14 @@ def main(argv: list[str] | None = None) -> int:
 
     args.argv = ["cea", *(sys.argv[1:] if argv is None else argv)]
     output.COMMITTED.clear()
+    output.INPUTS[:] = [
+        Path(v) for v in (getattr(args, k, None) for k in ("inputs", "scenario", "dir")) if v
+    ]
     try:
         # an overflow in NumPy (a price of 1e308) is not printed as a warning: the model refuses
         # every non-finite result in one line (cea.analysis.outcomes, the engine's checks)
+        if getattr(args, "out", None) is not None and not args.out.strip():
+            raise CeaError("--out is empty: give a folder (or, for template, an .xlsx file)")
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             return COMMANDS[args.command](args)
     except CeaError as exc:

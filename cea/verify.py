@@ -40,6 +40,7 @@ from scipy.special import ndtr, ndtri  # scipy.stats takes a second to import
 
 from cea.analysis.incremental import pairwise
 from cea.engine.markov import correction_weights
+from cea.errors import InputFileError
 from cea.igrt.calibration import CALIBRATED
 from cea.igrt.declaration import Params
 from cea.igrt.model import run_model, transition_probabilities
@@ -864,6 +865,8 @@ def validation_checks(base) -> list[CheckResult]:
     :data:`WARN` (face validity against observational data is not a pass/fail test)."""
     try:
         table = face_validity(base)
+    except InputFileError:  # a bad row of validation_targets.csv is bad input, not a failure
+        raise
     except Exception as exc:  # noqa: BLE001 (reported as a failed check)
         return [CheckResult("validation", False, f"error: {type(exc).__name__}: {exc}", "")]
     out = []

@@ -113,6 +113,54 @@ def test_wtp_replaces_the_countrys_threshold(capsys, tmp_path):
         )
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["dsa", "--wtp", "1e308"],
+        ["run", "--wtp", "1.5e308"],
+    ],
+)  # fmt: skip
+def test_a_wtp_whose_net_benefit_overflows_is_refused_in_one_line(capsys, tmp_path, argv):
+    # WTP x QALYs = inf: `cea dsa` and `cea run` ended in an IndexError traceback (no strategy
+    # optimal), as did `cea compare` with such a WTP in countries.csv
+    out = tmp_path / "o"
+    code, stdout, err = run(capsys, *argv, "--out", str(out))
+    assert code == 2 and stdout == "", err
+    wtp = float(argv[-1])
+    assert (
+        err.startswith(f"error: willingness to pay {wtp:g} per QALY times ")
+        and err.count("\n") == 1
+    ), err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("strategies", "problem"),
+    [
+        # was "a strategy is listed twice in the settings", though it came from the option
+        ("none,none,primary_ivig", "--strategies lists 'none' twice"),
+        # was "unknown strategy '', ''"
+        (",", "--strategies lists an empty name (at position 1)"),
+        ("none,,primary_ivig", "--strategies lists an empty name (at position 2)"),
+    ],
+)
+def test_strategies_listed_twice_or_empty_are_named(capsys, tmp_path, strategies, problem):
+    out = tmp_path / "o"
+    code, stdout, err = run(capsys, "run", "--strategies", strategies, "--out", str(out))
+    assert code == 2 and stdout == "" and err == f"error: {problem}\n"
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["run", "template"])
+def test_an_empty_out_is_refused(capsys, tmp_path, monkeypatch, command):
+    # `--out ""` (an unset shell variable) was taken as no --out: the run went to outputs/
+    monkeypatch.chdir(tmp_path)
+    code, stdout, err = run(capsys, command, "--inputs", str(REPO / "inputs"), "--out", " ")
+    assert code == 2 and stdout == ""
+    assert err == "error: --out is empty: give a folder (or, for template, an .xlsx file)\n"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_wtp_is_refused_for_several_countries(capsys):
     for argv in (["compare", "--wtp", "1000"], ["psa", "--countries", "all", "--wtp", "1000"]):
         code, _, err = run(capsys, *argv)
@@ -247,6 +295,32 @@ def test_two_way_range_spans_the_axes_given(tmp_path, capsys):
     code, _, err = run(capsys, "dsa", "--two-way", "c_ivig_per_g,p_bsab_price_paid", "--range",
                        "c_ivig_per_g=0:9", "--range", "c_ivig_per_g=0:8", "--out", str(tmp_path / "b3"))  # fmt: skip
     assert code == 2 and "--range c_ivig_per_g is given twice" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "problem"),
+    [
+        # a negative hazard ratio ran: grid points with negative costs and QALYs, exit 0
+        (["dsa", "--two-way", "c_ivig_per_g,hr_igrt_severe", "--range", "hr_igrt_severe=-1:1"],
+         "--range hr_igrt_severe=-1:1: a 'hr_' parameter cannot be negative"),
+        (["dsa", "--two-way", "c_ivig_per_g,r_severe_off_bsab", "--range",
+          "r_severe_off_bsab=-0.5:0.5"],
+         "--range r_severe_off_bsab=-0.5:0.5: a 'r_' parameter cannot be negative"),
+        # a probability searched over [-5, 5]: exit 0, a threshold table over impossible values
+        (["threshold", "--parameter", "p_male", "--comparison", "primary_ivig:none", "--low", "-5",
+          "--high", "5"],
+         "threshold range for p_male: [-5, 5]: a proportion must stay in [0, 1]"),
+        (["threshold", "--parameter", "hr_igrt_severe", "--comparison", "primary_ivig:none",
+          "--low", "-1"],
+         "threshold range for hr_igrt_severe: [-1, 1]: a 'hr_' parameter cannot be negative"),
+    ],
+)  # fmt: skip
+def test_a_range_outside_the_parameters_values_is_refused(tmp_path, capsys, argv, problem):
+    out = tmp_path / "o"
+    code, text, err = run(capsys, *argv, "--out", str(out))
+    assert code == 2 and text == "", err
+    assert err == f"error: {problem}\n"
+    assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,8 @@ prices are inflated and converted by hand-checkable arithmetic."""
 
 from __future__ import annotations
 
+import csv
+import io
 import shutil
 from pathlib import Path
 
@@ -212,7 +214,19 @@ def test_every_parameter_row_builds_with_its_centre_at_value():
 
 @pytest.mark.parametrize(
     "line",
-    ['correction = ["a"]', "correction = [[1]]", "cycle_days = 1e-300", "cycle_days = 0.001"],
+    [
+        'correction = ["a"]',
+        "correction = [[1]]",
+        "cycle_days = 1e-300",
+        "cycle_days = 0.001",
+        # TOML's true is a Python int: it was taken as seed 1, 1 draw, a 1-year horizon
+        "seed = true",
+        "n_draws = true",
+        "horizon_years = true",
+        "cycle_days = true",
+        "days_per_year = false",
+        "discount_offset_cycles = false",
+    ],
 )
 def test_settings_that_would_crash_or_exhaust_memory_are_refused(tmp_path, line):
     # a correction must be a name or a list of numbers; cycles from one day (0.001-day cycles
@@ -224,7 +238,7 @@ def test_settings_that_would_crash_or_exhaust_memory_are_refused(tmp_path, line)
     shutil.copytree(INPUTS, root)
     key = line.split(" = ")[0]
     text = (root / "settings.toml").read_text()
-    (root / "settings.toml").write_text(re.sub(rf"^{key} *=.*$", line, text, flags=re.M))
+    (root / "settings.toml").write_text(re.sub(rf"^{key} *=.*$", line, text, count=1, flags=re.M))
     with pytest.raises(InputFileError, match=rf"settings.toml, column '{key}': invalid value"):
         load_inputs(root)
 
@@ -252,3 +266,96 @@ def test_a_file_given_as_the_inputs_folder_is_named_as_not_a_folder(tmp_path):
         load_inputs(f)
     with pytest.raises(InputFileError, match=r"nowhere: inputs folder not found"):
         load_inputs(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("name", ["parameters.csv", "prices/GB.csv", "settings.toml"])
+def test_a_folder_where_an_input_file_belongs_is_named_as_a_folder(tmp_inputs, name):
+    # it was "file not found", though the user can see it there
+    (tmp_inputs / name).unlink()
+    (tmp_inputs / name).mkdir()
+    err = error_of(tmp_inputs)
+    assert str(err) == f"inputs/{name}: is a folder, not a file"
+
+
+@pytest.mark.parametrize("name", ["countries.csv", "settings.toml"])
+def test_a_utf16_file_is_named_as_utf16(tmp_inputs, name):
+    # what Excel's "Unicode Text" writes: it was "a binary file ... not a CSV text file" (also
+    # for the TOML file)
+    p = tmp_inputs / name
+    p.write_bytes(p.read_text(encoding="utf-8").encode("utf-16"))
+    err = error_of(tmp_inputs)
+    assert str(err).startswith(f"inputs/{name}: is UTF-16 text, not UTF-8: "), str(err)
+
+
+def test_empty_trailing_columns_are_ignored_as_one_is(tmp_inputs):
+    # Excel saves columns once touched beyond the table as empty ones (",,"): one was ignored,
+    # two were refused as "column '' appears twice in the header"
+    original = read_table(INPUTS / "parameters.csv", PARAMETER_COLUMNS, key=("parameter",)).df
+    p = tmp_inputs / "parameters.csv"
+    rows = list(csv.reader(io.StringIO((INPUTS / "parameters.csv").read_text(encoding="utf-8"))))
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\r\n").writerows([r + ["", "", ""] for r in rows])
+    p.write_text(buf.getvalue(), encoding="utf-8")
+    pd.testing.assert_frame_equal(read_table(p, PARAMETER_COLUMNS, key=("parameter",)).df, original)
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ('correction = "bogus"', "'bogus' is not one of: none, start, end, half_cycle"),
+        ("correction = [0.5, 1, 0.5]", "3 weights, not n_cycles + 1 = 131"),
+    ],
+)
+def test_a_correction_the_engine_refuses_is_named_by_its_file(tmp_inputs, capsys, line, problem):
+    # it was "calibration_none (non_igg): unknown within-cycle correction 'bogus'; ...", no file
+    from cea.cli import main
+
+    text = (tmp_inputs / "settings.toml").read_text()
+    (tmp_inputs / "settings.toml").write_text(text.replace('correction = "half_cycle"', line, 1))
+    out = tmp_inputs.parent / "out"
+    assert main(["run", "--inputs", str(tmp_inputs), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: inputs/settings.toml, column 'correction': ") and problem in err
+    assert err.count("\n") == 1 and not out.exists()
+    # the same from a scenario names the scenario file
+    (tmp_inputs / "settings.toml").write_text(text)
+    scenario = tmp_inputs.parent / "s.toml"
+    scenario.write_text(f'description = "x"\n[settings.model]\n{line}\n')
+    assert main(["run", "--inputs", str(tmp_inputs), "--scenario", str(scenario), "--out",
+                 str(out)]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {scenario}, column 'correction': ") and problem in err
+
+
+def test_an_unreadable_input_is_named_as_unreadable_not_unwritable(tmp_inputs, capsys, monkeypatch):
+    # a file the user may not read (chmod 000, tests run as root: simulated) was reported as
+    # "cannot write inputs/parameters.csv: Permission denied"
+    import errno
+
+    from cea.cli import main
+    from cea.io.template import write_template
+
+    book = tmp_inputs.parent / "my.xlsx"
+    write_template(tmp_inputs, book)
+    read_bytes, open_ = Path.read_bytes, Path.open
+
+    def refuse(name):
+        def check(path):
+            if path.name == name:
+                raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+        return check
+
+    for name, inputs, shown in [
+        ("parameters.csv", tmp_inputs, "inputs/parameters.csv"),
+        ("settings.toml", tmp_inputs, "inputs/settings.toml"),
+        ("my.xlsx", book, "my.xlsx"),
+    ]:
+        check = refuse(name)
+        monkeypatch.setattr(Path, "read_bytes", lambda p, c=check: c(p) or read_bytes(p))
+        monkeypatch.setattr(Path, "open", lambda p, *a, c=check, **k: c(p) or open_(p, *a, **k))
+        out = tmp_inputs.parent / "out"
+        assert main(["run", "--inputs", str(inputs), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err == f"error: {shown}: cannot be read (Permission denied)\n", err
+        assert not out.exists()

@@ -421,3 +421,40 @@ def test_a_damaged_cell_is_one_line_naming_sheet_and_row(small, tmp_path, capsys
     err_line = capsys.readouterr().err
     assert err_line.count("\n") == 1 and "row 2" in err_line
     assert not out.exists()
+
+
+def test_a_stray_cell_far_from_the_tables_costs_no_memory(small, tmp_path):
+    # a blank typed into XFD1048576 (Excel's last cell) made the reader pad every row of the
+    # sheet to 16,384 cells: 17 billion cells, 24 GB and a kill by the system. Run with a
+    # memory limit so that a regression fails here instead of exhausting the machine.
+    import subprocess
+    import sys
+
+    wb = openpyxl.load_workbook(small)
+    wb["parameters"]["XFD1048576"] = " "
+    save_workbook(wb, tmp_path / "far.xlsx")
+    wb["strategies"]["XFD3"] = "x"
+    save_workbook(wb, tmp_path / "far_value.xlsx")
+    code = (
+        "import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30)); "
+        "from cea.io.load import load_inputs; from cea.errors import InputFileError\n"
+        "try:\n    load_inputs(sys.argv[1]); print('ok')\n"
+        "except InputFileError as e:\n    print(e)"
+    )
+    env = {**__import__("os").environ, "PYTHONPATH": str(INPUTS.parent)}
+    for name, expected in [
+        ("far.xlsx", "ok"),
+        ("far_value.xlsx", "far_value.xlsx [strategies], row 3: cell XFD3 holds a value beyond "
+         "the last header column"),
+    ]:  # fmt: skip
+        done = subprocess.run([sys.executable, "-c", code, str(tmp_path / name)], env=env,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.strip() == expected
+
+
+def test_a_workbook_of_too_many_cells_is_refused(small, monkeypatch):
+    monkeypatch.setattr(xlsx_inputs, "MAX_CELLS", 1000)
+    with pytest.raises(InputFileError, match=r"small.xlsx \[\w+\], row \d+: the workbook holds "
+                       r"more than 1,000 cells"):  # fmt: skip
+        load_inputs_xlsx(small)

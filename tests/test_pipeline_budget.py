@@ -161,6 +161,31 @@ def test_bad_mix_is_refused_naming_file_row_and_column(tmp_path, capsys, text, p
     assert not (tmp_path / "out").exists()
 
 
+def test_a_budget_beyond_the_floats_range_is_refused_naming_the_population(tmp_path, capsys):
+    # population_eligible_annual = 1e308 wrote budget.csv full of inf, exit 0
+    root = tmp_path / "inputs"
+    shutil.copytree(INPUTS, root)
+    countries = root / "countries.csv"
+    lines = countries.read_text().splitlines(keepends=True)
+    header = lines[0].split(",")
+    col = header.index("population_eligible_annual")
+    row = next(i for i, line in enumerate(lines) if line.startswith("GB,"))
+    cells = lines[row].split(",")
+    assert cells[col] == "900"  # before the quoted source and notes, so a plain split holds
+    cells[col] = "1e308"
+    lines[row] = ",".join(cells)
+    countries.write_text("".join(lines))
+    out = tmp_path / "out"
+    code = main(["budget", "--inputs", str(root), "--country", "GB", "--out", str(out)])
+    stdout, stderr = capsys.readouterr()
+    assert code == 2 and stdout == "", stderr
+    assert stderr.startswith(
+        f"error: inputs/countries.csv, row {row + 1}, column 'population_eligible_annual': "
+    ), stderr
+    assert stderr.count("\n") == 1 and "1e+308" in stderr
+    assert not out.exists()
+
+
 def test_cli_budget_with_set_scenario_and_countries(tmp_path, capsys):
     out = tmp_path / "a"
     assert main(["budget", "--out", str(out)]) == 0

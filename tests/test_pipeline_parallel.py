@@ -31,6 +31,23 @@ def test_one_worker_runs_in_the_callers_thread():
     assert names == [threading.current_thread().name] * 3
 
 
+def test_the_callers_numpy_error_state_holds_in_the_threads():
+    # the CLI silences NumPy's overflow/invalid warnings (it refuses non-finite results in one
+    # line); NumPy's error state is a context variable, which a new thread does not inherit:
+    # `cea psa` printed "RuntimeWarning: invalid value encountered" lines from its workers
+    import warnings
+
+    import numpy as np
+
+    def inf_times_zero(_):
+        return float((np.array([np.inf]) * 0.0)[0])
+
+    with warnings.catch_warnings(record=True) as caught, np.errstate(invalid="ignore"):
+        warnings.simplefilter("always")
+        assert len(list(in_threads(inf_times_zero, range(4), workers=2))) == 4
+    assert [w for w in caught if issubclass(w.category, RuntimeWarning)] == []
+
+
 def test_an_error_reaches_the_caller_and_cancels_the_items_not_started():
     started = []
 

@@ -283,3 +283,24 @@ def test_a_validation_computation_that_raises_is_a_failure(base_gb):
     (result,) = checks.validation_checks(replace(base_gb, inputs=inputs))
     assert result.name == "validation"
     assert not result.passed and "no_such_strategy" in result.detail
+
+
+@pytest.mark.parametrize("months", ["1e308", "121"])
+def test_a_target_beyond_the_horizon_is_refused_naming_its_row(tmp_path, capsys, months):
+    # months = 1e308 was computed at the horizon's end and shown as "by 1e+308 months"
+    from cea.cli import main
+
+    root = tmp_path / "inputs"
+    shutil.copytree(INPUTS, root)
+    path = root / "validation_targets.csv"
+    rows = list(csv.reader(path.open(encoding="utf-8", newline="")))
+    col = rows[0].index("months")
+    rows[1][col] = months
+    with path.open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows(rows)
+    assert main(["check", "--inputs", str(root)]) == 2
+    out, err = capsys.readouterr()
+    assert err == (
+        f"error: inputs/validation_targets.csv, row 2, column 'months': {float(months):g} months "
+        "is beyond the model's horizon (119.6 months)\n"
+    ), err

@@ -491,3 +491,31 @@ def test_a_rerun_writes_the_same_svg_bytes(tmp_path):
         subprocess.run([sys.executable, "-c", code, str(tmp_path / name)], env=env, check=True,
                        timeout=120)  # fmt: skip
     assert (tmp_path / "a.svg").read_bytes() == (tmp_path / "b.svg").read_bytes()
+
+
+def test_a_character_the_font_lacks_is_one_note_not_a_warning_per_figure(
+    tmp_path, capsys, monkeypatch
+):
+    # a strategy label with an emoji (or a script DejaVu Sans lacks) printed Matplotlib's
+    # "Glyph ... missing from font(s)" UserWarning, two source lines each, for every figure
+    import warnings
+
+    from cea.report.plots import style
+
+    monkeypatch.setattr(style, "_NOTED_GLYPHS", set())  # one note a process: this one's
+
+    root = tmp_path / "inputs"
+    shutil.copytree(INPUTS, root)
+    strategies = root / "strategies.csv"
+    strategies.write_text(strategies.read_text().replace("Primary IVIG", "Primary \U0001f489 IVIG"))
+    out = tmp_path / "out"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code = main(["dsa", "--inputs", str(root), "--comparison", "primary_ivig:none",
+                     "--out", str(out)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert [str(w.message) for w in caught if "missing from font" in str(w.message)] == []
+    assert err.count("\n") == 1 and err.startswith("cea: note: "), err
+    assert "\U0001f489" in err and "U+1F489" in err
+    assert (out / "tornado_inmb.png").is_file()

@@ -572,6 +572,15 @@ MALFORMED = {
     "huge_file": (_huge, "-byte limit"),
     "settings_not_toml": (_settings("\n[model\n"), "is not valid TOML"),
     "settings_unknown_key": (_settings("\n[extra]\nx = 1\n"), "unknown section [extra]"),
+    # tomllib recurses once a level: a RecursionError traceback
+    "settings_nested_too_deeply": (
+        _settings("\nx = " + "[" * 100_000 + "]" * 100_000 + "\n"),
+        "inputs/settings.toml: is not valid TOML: nested too deeply",
+    ),
+    "scenario_nested_too_deeply": (
+        _scenario("[parameters]\np_male = " + "{a = " * 5_000 + "1" + "}" * 5_000 + "\n"),
+        "scenario.toml: is not valid TOML: nested too deeply",
+    ),
     "scenario_not_a_number": (_scenario('[parameters]\np_male = "high"\n'), "must be a number"),
     "scenario_out_of_range": (_scenario("[parameters]\np_male = 1.5\n"), "outside [0, 1]"),
     "scenario_unreachable_target": (
@@ -581,6 +590,31 @@ MALFORMED = {
     "inputs_folder_missing": (_no_folder, "inputs folder not found"),
     "xlsx_not_a_zip": (_xlsx_not_zip, "bad.xlsx"),
     "line_break_in_cell": (_cell(P, "p_male", "value", "0.5\n0.6"), "is not a number"),
+    # a zero divides: `cea compare` ended in a ZeroDivisionError traceback (exchange rate), the
+    # prices in an error blaming prices/GB.csv (CPI), the WTP in "wtp_per_qaly is empty"
+    "exchange_rate_zero": (
+        _cell("macro.csv", "GB", "usd_exchange_rate_lcu_per_usd", "0"),
+        "column 'usd_exchange_rate_lcu_per_usd': 0 must be greater than 0",
+    ),
+    "cpi_zero": (_cell("cpi.csv", "GB", "cpi_index", "0"), "column 'cpi_index': 0 must be"),
+    "wtp_zero": (
+        _cell(C, "GB", "wtp_per_qaly", "0"),
+        "inputs/countries.csv, row 3, column 'wtp_per_qaly': 0 must be greater than 0",
+    ),
+    # se**2 overflowed Python's float power (OverflowError and a traceback)
+    "beta_se_overflows": (_cell(P, "p_male", "se", "1e200"), "is too large for mean"),
+    "gamma_price_se_overflows": (
+        _cell(G, "c_scig_training", "se", "1e300"),
+        "inputs/prices/GB.csv, row 5, column 'se': parameter 'c_scig_training': gamma",
+    ),
+    "gamma_price_overflows": (
+        _cell(G, "c_scig_training", "value", "1e308"),
+        "inputs/prices/GB.csv, row 5, column 'se': parameter 'c_scig_training': gamma",
+    ),
+    "set_price_overflows": (
+        lambda root: ["--inputs", str(root), "--set", "c_ivig_per_g=1e308"],
+        "--set c_ivig_per_g=1e+308",
+    ),
 }
 
 
@@ -666,6 +700,29 @@ def test_malformed_input_in_process(tmp_path, capsys, name):
     rc = main(args)
     captured = capsys.readouterr()
     _assert_refused(Outcome(rc, captured.out, captured.err, out, before, digests(case)), name)
+
+
+def test_a_distribution_too_wide_for_the_floats_is_named_by_the_psa(tmp_path):
+    # a lognormal se of 1000 (log scale) draws ratios of inf: `cea psa` refused them deep in
+    # the engine ("transition probability ... is nan", no file named) after NumPy's
+    # RuntimeWarning lines from its threads
+    root = copy_inputs(tmp_path / "inputs")
+    set_cell(root / "parameters.csv", "rr_scig_vs_ivig", "se", "1000")
+    row = 1 + [r.split(",")[0] for r in (root / "parameters.csv").read_text().splitlines()].index(
+        "rr_scig_vs_ivig"
+    )
+    out = tmp_path / "out"
+    before = digests(root)
+    proc = run(cea_cmd("psa", "--inputs", str(root), "--draws", "50", "--out", str(out)))
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and "Warning" not in proc.stderr, proc.stderr
+    lines = [x for x in proc.stderr.splitlines() if not x.startswith("cea: compiling")]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(
+        f"error: inputs/parameters.csv, row {row}, column 'se': parameter 'rr_scig_vs_ivig': draw "
+    ), lines[0]
+    assert not out.exists() and leftovers(out) == []
+    assert digests(root) == before
 
 
 def test_malformed_errors_name_the_file_row_and_column(malformed_runs):
@@ -1012,12 +1069,57 @@ def test_force_never_replaces_the_inputs_a_folder_holding_them_or_the_current_fo
     assert main([*base, str(out)]) == 0  # an output folder cea wrote is replaced
 
 
+@pytest.mark.parametrize("kind", ["folder", "workbook", "scenario"])
+def test_force_never_replaces_an_output_folder_holding_this_runs_inputs(tmp_path, capsys, kind):
+    # an output folder of cea's, into which the user then put the inputs (a copy of inputs/, a
+    # workbook, a scenario file): --force deleted them with the old output
+    from cea.cli import main
+
+    out = tmp_path / "out"
+    base = ["run", "--strategies", TWO, "--out", str(out)]
+    assert main(base) == 0
+    if kind == "folder":
+        inputs = copy_inputs(out / "inputs")
+        extra = ["--inputs", str(inputs)]
+    elif kind == "workbook":
+        inputs = out / "my.xlsx"
+        assert main(["template", "--out", str(inputs)]) == 0
+        extra = ["--inputs", str(inputs)]
+    else:
+        inputs = out / "s.toml"
+        inputs.write_text('description = "mine"\n[parameters]\nc_ivig_per_g = 30\n')
+        extra = ["--scenario", str(inputs)]
+    before = digests(out)
+    capsys.readouterr()
+    assert main([*base, *extra, "--force"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err == f"error: --force will not replace {out}: it holds {inputs}, an input of this run\n"
+    )
+    assert digests(out) == before and leftovers(out) == []
+
+
 def test_template_force_does_not_replace_a_folder(tmp_path):
     from cea.cli import main
 
     (tmp_path / "d.xlsx").mkdir()
     assert main(["template", "--out", str(tmp_path / "d.xlsx"), "--force"]) == 2
     assert (tmp_path / "d.xlsx").is_dir()
+
+
+def test_template_force_never_replaces_its_input_workbook(tmp_path, capsys):
+    # `cea template --inputs my.xlsx --out my.xlsx --force` rewrote the user's workbook
+    from cea.cli import main
+
+    book = tmp_path / "my.xlsx"
+    assert main(["template", "--out", str(book)]) == 0
+    before = digests(tmp_path)
+    capsys.readouterr()
+    for out in (book, tmp_path / "." / "my.xlsx"):
+        assert main(["template", "--inputs", str(book), "--out", str(out), "--force"]) == 2
+        err = capsys.readouterr().err
+        assert err == f"error: --force will not replace {out}: it is the input workbook\n"
+    assert digests(tmp_path) == before
 
 
 # =========================================================================== writing that fails
@@ -1095,6 +1197,35 @@ def test_an_overflowing_input_is_one_line_without_numpys_warning(tmp_path, capsy
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ")
     assert not out.exists()
+
+
+def test_a_negative_cost_is_refused_in_one_line(tmp_path, capsys):
+    # a height of 0 cm gives a negative ideal (Devine) and adjusted body weight: the dose and
+    # the Ig cost were negative (cost_ig -8,178), written with exit 0
+    from cea.cli import main
+
+    root = copy_inputs(tmp_path / "x")
+    set_cell(root / "parameters.csv", "q_height_cm", "low", "0")
+    set_cell(root / "parameters.csv", "q_height_cm", "value", "0")
+    out = tmp_path / "out"
+    args = ["run", "--inputs", str(root), "--strategies", "none,primary_ivig_adjbw", "--out",
+            str(out)]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: the base case: cost_ig is -"), err
+    assert "strategy 'primary_ivig_adjbw': a cost cannot be negative" in err
+    assert not out.exists()
+    # in a two-way grid such points are not evaluable, as points the model cannot run are
+    set_cell(root / "parameters.csv", "q_height_cm", "value", "100")
+    args = ["dsa", "--inputs", str(root), "--scenario", "ivig_adjusted_weight", "--two-way",
+            "q_height_cm,c_ivig_per_g", "--grid", "3", "--comparison", "primary_ivig:none",
+            "--out", str(out)]  # fmt: skip
+    assert main(args) == 0, capsys.readouterr().err
+    grid = pd.read_csv(out / "twoway_grid.csv")
+    low = grid[grid["q_height_cm"] == 0]
+    assert (low["optimal_strategy"] == "not evaluable").all() and low["inmb"].isna().all()
+    assert low["model_error"].str.contains("a cost cannot be negative").all()
+    assert grid.loc[grid["q_height_cm"] >= 100, "inmb"].notna().all()
 
 
 def _children(pid: int) -> list[int]:

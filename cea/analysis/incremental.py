@@ -235,6 +235,12 @@ def icer_table(
         columns=ICER_COLUMNS,
     )
     if wtp is not None:
+        if np.isinf(wtp * e).any():  # finite effects: the product overflowed
+            raise CeaError(
+                f"willingness to pay {wtp:g} per QALY times {np.nanmax(np.abs(e)):g} QALYs is "
+                "beyond the range of floating-point numbers: give a smaller WTP (countries.csv "
+                "wtp_per_qaly, or --wtp)"
+            )
         table["nmb"] = nmb(c, e, wtp)
         table["nhb"] = nhb(c, e, wtp)
         table["optimal"] = _optimal(

@@ -23,7 +23,7 @@ def validate_outcomes(outcomes: pd.DataFrame, what: str = "the model") -> pd.Dat
     """Check the outcomes table and return it: the columns ``draw, strategy, cost, qaly, ly``;
     each (draw, strategy) once; a balanced panel (every draw has every strategy); every
     number finite. Raises CeaError naming the first problem (a draw and strategy where there
-    is one).
+    is one); no cost negative (a dose weight below 0, say, from an impossible height).
 
     Follows heormodel's ``Outcomes`` contract: the analyses take this table and nothing else.
     """
@@ -51,6 +51,16 @@ def validate_outcomes(outcomes: pd.DataFrame, what: str = "the model") -> pd.Dat
         raise CeaError(
             f"{what}: {numbers.columns[j]} is {numbers.iat[i, j]} at draw {row['draw']}, "
             f"strategy '{row['strategy']}': check the parameter values"
+        )
+    costs = [c for c in ("cost", *COST_CATEGORIES) if c in numbers.columns]
+    negative = numbers[costs].to_numpy(dtype=float) < 0
+    if negative.any():
+        i, j = np.argwhere(negative)[0]
+        row = outcomes.iloc[i]
+        raise CeaError(
+            f"{what}: {costs[j]} is {numbers[costs[j]].iat[i]:g} at draw {row['draw']}, "
+            f"strategy '{row['strategy']}': a cost cannot be negative: check the parameter "
+            "values (a price, a dose, a body weight or height)"
         )
     return outcomes
 

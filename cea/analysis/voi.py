@@ -37,6 +37,7 @@ Conventions
 
 from __future__ import annotations
 
+import contextvars
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -150,13 +151,19 @@ def in_threads(fn: Callable, items: Iterable, workers: int | None = None) -> Ite
         for item in items:
             yield fn(item)
         return
+
+    def submit(item):
+        # in a copy of the caller's context: NumPy's error state (np.errstate) is a context
+        # variable, which a new thread would not inherit
+        return pool.submit(contextvars.copy_context().run, fn, item)
+
     with ThreadPoolExecutor(max_workers=n, thread_name_prefix="cea-worker") as pool:
-        pending = deque(pool.submit(fn, item) for item in islice(items, AHEAD * n))
+        pending = deque(submit(item) for item in islice(items, AHEAD * n))
         try:
             while pending:
                 result = pending.popleft().result()
                 for item in islice(items, 1):
-                    pending.append(pool.submit(fn, item))
+                    pending.append(submit(item))
                 yield result
                 del result
         finally:

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from cea.engine.declaration import Timing
-from cea.errors import CeaError, did_you_mean
+from cea.engine.markov import CORRECTIONS
+from cea.errors import CeaError, InputFileError, did_you_mean
 from cea.io.inputs import Inputs
 from cea.parameters.table import ParameterTable
 
@@ -214,8 +215,9 @@ def build_spec(
             f"unknown strategy {', '.join(repr(s) for s in unknown)}"
             f"{did_you_mean(unknown[0], table)} (known: {', '.join(table)})"
         )
-    if len(set(names)) != len(names):
-        raise CeaError("a strategy is listed twice in the settings")
+    twice = [s for i, s in enumerate(names) if s in names[:i]]
+    if twice:
+        raise CeaError(f"strategy '{twice[0]}' is listed twice in the settings")
     for s in names:
         hr = table[s].hr_severe_parameter
         if hr not in ptable.df.index:
@@ -228,12 +230,11 @@ def build_spec(
         )
     cycle_days = float(model.get("cycle_days", 28))
     days_per_year = float(model.get("days_per_year", 365.25))
-    correction = model.get("correction", "half_cycle")
-    if isinstance(correction, list):
-        correction = tuple(float(x) for x in correction)
+    n_cycles = n_cycles_for(float(model.get("horizon_years", 10)), cycle_days, days_per_year)
+    correction = _check_correction(model.get("correction", "half_cycle"), n_cycles, ptable, inputs)
     return ModelSpec(
         strategies=tuple(table[s] for s in names),
-        n_cycles=n_cycles_for(float(model.get("horizon_years", 10)), cycle_days, days_per_year),
+        n_cycles=n_cycles,
         cycle_days=cycle_days,
         days_per_year=days_per_year,
         mx_by_age=ptable.country.mx_by_age,
@@ -248,6 +249,34 @@ def build_spec(
         include_subsequent_therapy=bool(model.get("include_subsequent_therapy", False)),
         include_end_of_life=bool(model.get("include_end_of_life", False)),
     )
+
+
+def _check_correction(correction, n_cycles: int, ptable: ParameterTable, inputs: Inputs):
+    """The settings' within-cycle correction, checked as the engine would check it, so that the
+    error names the file that sets it (the scenario's or the inputs' settings)."""
+    if "correction" in ptable.scenario.settings.get("model", {}):
+        where = str(ptable.scenario.path or f"scenario {ptable.scenario.name}")
+    else:
+        where = next(
+            (k for k in inputs.hashes if k.endswith(("settings.toml", "[settings]"))),
+            "settings.toml",
+        )
+    if isinstance(correction, list):
+        if len(correction) != n_cycles + 1:
+            raise InputFileError(
+                where,
+                f"{len(correction)} weights, not n_cycles + 1 = {n_cycles + 1} (one per trace row)",
+                column="correction",
+            )
+        return tuple(float(x) for x in correction)
+    if correction not in CORRECTIONS:
+        raise InputFileError(
+            where,
+            f"'{correction}' is not one of: {', '.join(CORRECTIONS)} (or a list of n_cycles + 1 "
+            f"= {n_cycles + 1} weights)",
+            column="correction",
+        )
+    return correction
 
 
 def apply_discount_settings(spec: ModelSpec, settings: dict) -> ModelSpec:

@@ -36,7 +36,8 @@ class Col:
     """One column of an input table.
 
     kind is ``str``, ``float``, ``int`` or ``bool``; ``blank`` allows empty cells;
-    ``lo``/``hi`` bound numeric values (inclusive); ``choices`` restricts strings.
+    ``lo``/``hi`` bound numeric values (inclusive), ``above`` from below (exclusive: a divisor
+    or a threshold, which 0 would make infinite or meaningless); ``choices`` restricts strings.
     """
 
     name: str
@@ -46,6 +47,7 @@ class Col:
     lo: float | None = None
     hi: float | None = None
     required: bool = True
+    above: float | None = None
 
 
 RATE_UNITS = {"per day": 365.25, "per week": 365.25 / 7, "per month": 12.0, "per year": 1.0}
@@ -109,9 +111,9 @@ COUNTRY_COLUMNS = (
     Col("currency"),
     Col("price_year", "int", lo=1990, hi=2100),
     Col("macro_year", "int", lo=1990, hi=2100),
-    Col("wtp_per_qaly", "float", blank=True, lo=0),
+    Col("wtp_per_qaly", "float", blank=True, above=0),
     Col("wtp_basis", choices=("explicit", "informal", "gdp_multiple")),
-    Col("wtp_gdp_multiple", "float", blank=True, lo=0),
+    Col("wtp_gdp_multiple", "float", blank=True, above=0),
     Col("wtp_alternatives", blank=True),
     Col("discount_rate_costs", "float", lo=0, hi=0.2),
     Col("discount_rate_effects", "float", lo=0, hi=0.2),
@@ -162,15 +164,15 @@ MACRO_COLUMNS = (
     Col("country_iso2"),
     Col("currency"),
     Col("year", "int"),
-    Col("ppp_lcu_per_intl_dollar", "float", blank=True, lo=0),
-    Col("usd_exchange_rate_lcu_per_usd", "float", blank=True, lo=0),
-    Col("gdp_per_capita_usd", "float", blank=True, lo=0),
+    Col("ppp_lcu_per_intl_dollar", "float", blank=True, above=0),
+    Col("usd_exchange_rate_lcu_per_usd", "float", blank=True, above=0),
+    Col("gdp_per_capita_usd", "float", blank=True, above=0),
 )
 
 CPI_COLUMNS = (
     Col("country_iso2"),
     Col("year", "int"),
-    Col("cpi_index", "float", blank=True, lo=0),
+    Col("cpi_index", "float", blank=True, above=0),
 )
 
 CORRELATION_COLUMNS = (
@@ -226,14 +228,30 @@ BUDGET_MIX_COLUMNS = (
 # --------------------------------------------------------------------------- raw reading
 
 
+def _check_is_file(path: Path, shown: Path) -> None:
+    if path.is_dir():
+        raise InputFileError(shown, "is a folder, not a file")
+    if not path.is_file():
+        raise InputFileError(shown, "file not found")
+
+
+def unreadable(shown, exc: OSError) -> InputFileError:
+    """A read that failed (permission, I/O error) as an input error naming the file: the CLI's
+    handler of other OSErrors speaks of failed writes."""
+    return InputFileError(shown, f"cannot be read ({exc.strerror or type(exc).__name__})")
+
+
 def _read_bytes(path: Path, shown: Path) -> bytes:
     """The file's bytes, refusing one above MAX_FILE_BYTES before reading it."""
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise InputFileError(
-            shown, f"file is {size:,} bytes, above the {MAX_FILE_BYTES:,}-byte limit"
-        )
-    return path.read_bytes()
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise InputFileError(
+                shown, f"file is {size:,} bytes, above the {MAX_FILE_BYTES:,}-byte limit"
+            )
+        return path.read_bytes()
+    except OSError as exc:
+        raise unreadable(shown, exc) from None
 
 
 def _decode(path: Path, data: bytes) -> str:
@@ -248,15 +266,23 @@ def _decode(path: Path, data: bytes) -> str:
             path,
             "is a zip/Excel file, not a CSV: in Excel use File > Save As > 'CSV UTF-8 (Comma delimited)'",
         )
+    csv_file = Path(path).suffix.lower() == ".csv"
+    save_as = (
+        "in Excel use File > Save As > 'CSV UTF-8 (Comma delimited)'"
+        if csv_file
+        else "save it as UTF-8"
+    )
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # Excel's "Unicode Text", Notepad's "Unicode"
+        raise InputFileError(path, f"is UTF-16 text, not UTF-8: {save_as}")
     if b"\x00" in data:
-        raise InputFileError(path, "is a binary file (contains NUL bytes), not a CSV text file")
+        kind = "a CSV text file" if csv_file else "a text file"
+        raise InputFileError(path, f"is a binary file (contains NUL bytes), not {kind}")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InputFileError(
             path,
-            f"is not UTF-8 text (byte 0x{data[exc.start]:02x} at position {exc.start}): "
-            "in Excel use File > Save As > 'CSV UTF-8 (Comma delimited)'",
+            f"is not UTF-8 text (byte 0x{data[exc.start]:02x} at position {exc.start}): {save_as}",
         ) from None
 
 
@@ -355,6 +381,8 @@ def _parse_cell(col: Col, raw: str, delim: str):
         value = int(value)
     if col.lo is not None and value < col.lo:
         raise ValueError(f"{s} is below the minimum {col.lo:g}")
+    if col.above is not None and not value > col.above:
+        raise ValueError(f"{s} must be greater than {col.above:g}")
     if col.hi is not None and value > col.hi:
         raise ValueError(f"{s} is above the maximum {col.hi:g}")
     return value
@@ -392,8 +420,7 @@ def read_table(
     """
     path = Path(path)
     shown = Path(display) if display else path
-    if not path.is_file():
-        raise InputFileError(shown, "file not found")
+    _check_is_file(path, shown)
     data = _read_bytes(path, shown)
     header, rows, delim = read_csv_text(shown, data)
     return table_from_rows(
@@ -420,7 +447,7 @@ def table_from_rows(
     header = [str(h).strip() for h in header]
     seen: set[str] = set()
     for name in header:
-        if name in seen:
+        if name in seen and name:  # unnamed columns (Excel's empty ones) are ignored
             raise InputFileError(
                 shown, f"column '{name}' appears twice in the header", row=1, column=name
             )
@@ -473,8 +500,7 @@ def read_toml(path: Path | str, display: str | None = None) -> tuple[dict, str]:
     """Read a TOML file; returns (content, sha256)."""
     path = Path(path)
     shown = Path(display) if display else path
-    if not path.is_file():
-        raise InputFileError(shown, "file not found")
+    _check_is_file(path, shown)
     data = _read_bytes(path, shown)
     text = _decode(shown, data) if data.strip() else ""
     try:
@@ -484,6 +510,8 @@ def read_toml(path: Path | str, display: str | None = None) -> tuple[dict, str]:
         raise InputFileError(
             shown, f"is not valid TOML: {getattr(exc, 'msg', exc)}", row=line
         ) from None
+    except RecursionError:  # tomllib recurses once a level of nested arrays or tables
+        raise InputFileError(shown, "is not valid TOML: nested too deeply") from None
     return content, hashlib.sha256(data).hexdigest()
 
 
@@ -517,35 +545,43 @@ class Inputs:
         return list(self.countries.df["country"])
 
 
+def _whole(v) -> bool:
+    """A TOML integer (not true/false, which Python counts as the integers 1 and 0)."""
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _number(v) -> bool:
+    """A TOML integer or float (not true/false)."""
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
 SETTINGS_SCHEMA: dict[str, dict[str, Callable[[object], bool]]] = {
     "run": {
         "country": lambda v: isinstance(v, str),
-        "seed": lambda v: isinstance(v, int) and v >= 0,
-        "n_draws": lambda v: isinstance(v, int) and v >= 1,
+        "seed": lambda v: _whole(v) and v >= 0,
+        "n_draws": lambda v: _whole(v) and v >= 1,
     },
     "budget": {
-        "horizon_years": lambda v: (
-            isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= BUDGET_YEARS
-        ),
+        "horizon_years": lambda v: _whole(v) and 1 <= v <= BUDGET_YEARS,
     },
     "model": {
-        "horizon_years": lambda v: isinstance(v, int | float) and 0 < v <= 60,
+        "horizon_years": lambda v: _number(v) and 0 < v <= 60,
         # from one day: shorter cycles (10 years of 0.01-day cycles, 365,250 cycles) only exhaust
         # memory
-        "cycle_days": lambda v: isinstance(v, int | float) and 1 <= v <= 366,
-        "days_per_year": lambda v: isinstance(v, int | float) and 360 <= v <= 366,
+        "cycle_days": lambda v: _number(v) and 1 <= v <= 366,
+        "days_per_year": lambda v: _number(v) and 360 <= v <= 366,
         "correction": lambda v: (
             isinstance(v, str)
             or (
                 isinstance(v, list)
-                and all(isinstance(w, int | float) and not isinstance(w, bool) for w in v)
+                and all(_number(w) for w in v)
                 and all(math.isfinite(w) for w in v)
             )
         ),
-        "discount_offset_cycles": lambda v: isinstance(v, int | float) and -1 <= v <= 1,
+        "discount_offset_cycles": lambda v: _number(v) and -1 <= v <= 1,
         "discount_step": lambda v: v in ("cycle", "annual"),
-        "discount_rate_costs": lambda v: isinstance(v, int | float) and 0 <= v <= 0.2,
-        "discount_rate_effects": lambda v: isinstance(v, int | float) and 0 <= v <= 0.2,
+        "discount_rate_costs": lambda v: _number(v) and 0 <= v <= 0.2,
+        "discount_rate_effects": lambda v: _number(v) and 0 <= v <= 0.2,
         "bsab_drug": lambda v: isinstance(v, str),
         "include_bsab_costs": lambda v: isinstance(v, bool),
         "include_subsequent_therapy": lambda v: isinstance(v, bool),
@@ -601,7 +637,7 @@ def load_inputs_folder(root: Path | str) -> Inputs:
     def read(
         name: str, columns: Sequence[Col], key: Sequence[str], optional: bool = False
     ) -> Table | None:
-        if optional and not (root / name).is_file():
+        if optional and not (root / name).exists():  # a folder of its name is refused
             return None
         return read_table(root / name, columns, key=key, display=shown(name))
 

@@ -18,6 +18,10 @@ DEFAULT_OUTPUTS = Path("outputs")
 #: Output folders this process has moved into place (the CLI names them if interrupted later).
 COMMITTED: list[Path] = []
 
+#: The inputs of this run (the inputs folder or workbook, a scenario file): ``--force`` never
+#: replaces a folder that holds one. Set by the CLI for each command.
+INPUTS: list[Path] = []
+
 
 #: The file every output folder holds: ``--force`` replaces only a folder that has it, so a
 #: folder cea did not write (the inputs, a folder holding them, the current folder) is never
@@ -40,6 +44,11 @@ def check_replaceable(target: Path) -> None:
             f"--force will not replace {where}: cea did not write it (no {MARKER} in it); "
             "choose another --out"
         )
+    for given in INPUTS:  # a user may put the inputs into an output folder of cea's
+        if given.exists() and given.resolve().is_relative_to(target.resolve()):
+            raise CeaError(
+                f"--force will not replace {where}: it holds {given}, an input of this run"
+            )
 
 
 @contextlib.contextmanager

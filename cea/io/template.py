@@ -198,6 +198,8 @@ def _column_note(col: Col | None, name: str) -> str:
             parts.append(
                 f"range {'' if col.lo is None else f'{col.lo:g}'}..{'' if col.hi is None else f'{col.hi:g}'}"
             )
+        if col.above is not None:
+            parts.append(f"greater than {col.above:g}")
     return "; ".join(parts)
 
 
@@ -244,6 +246,14 @@ def _validate(ws, sheet: str, header: list[str], rows, schema: dict[str, Col]) -
                     formula1=f"{col.hi:g}",
                     allow_blank=col.blank,
                 )
+            dv.error = f"{name}: {_column_note(col, name)}"
+        elif col.kind in ("float", "int") and col.above is not None:
+            dv = DataValidation(
+                type="whole" if col.kind == "int" else "decimal",
+                operator="greaterThan",
+                formula1=f"{col.above:g}",
+                allow_blank=col.blank,
+            )
             dv.error = f"{name}: {_column_note(col, name)}"
         elif col.kind in ("float", "int"):
             dv = DataValidation(

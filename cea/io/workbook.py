@@ -59,6 +59,7 @@ from cea.io.inputs import (
     _parse_float,
     assemble_inputs,
     table_from_rows,
+    unreadable,
 )
 
 #: Zip members accepted in a workbook (a normal one has 20-60).
@@ -67,6 +68,10 @@ MAX_MEMBERS = 2000
 MAX_UNCOMPRESSED_BYTES = 256 * 1024 * 1024
 #: Largest accepted compression ratio of one member above MAX_RATIO_MIN_BYTES (zip bombs).
 MAX_COMPRESSION_RATIO = 200
+#: Most cells read from a workbook, every sheet, blanks within a row included (the template of
+#: the bundled inputs holds about 33,000): bounds the memory of a sheet whose rows are padded
+#: to a far column.
+MAX_CELLS = 5_000_000
 MAX_RATIO_MIN_BYTES = 1024 * 1024
 #: Member names refused (lower case): macros, external links, ActiveX, embedded objects.
 FORBIDDEN_MEMBERS = (
@@ -131,6 +136,10 @@ def check_workbook(path: Path | str, shown: str | None = None) -> None:
         raise InputFileError(
             shown, f"file is {size:,} bytes, above the {MAX_FILE_BYTES:,}-byte limit"
         )
+    try:  # zipfile.is_zipfile takes a file it cannot read for one that is not a zip
+        path.open("rb").close()
+    except OSError as exc:
+        raise unreadable(shown, exc) from None
     if not zipfile.is_zipfile(path):
         raise InputFileError(shown, "is not an Excel .xlsx workbook (not a zip file)")
     try:
@@ -330,6 +339,7 @@ class _Workbook:
         check_workbook(path, self.name)
         self.sheets: dict[str, list[tuple[int, list]]] = {}
         self.lookup: dict[str, str] = {}
+        self.cells = 0
         formulas: dict[str, set[tuple[int, int]]] = {}
         try:
             wb = openpyxl.load_workbook(path, read_only=True, data_only=False)
@@ -352,14 +362,31 @@ class _Workbook:
         damaged cell (text in a numeric cell, a date that is not one, a shared-string index past
         the table, a reference beyond column XFD) raises here: it is named by sheet and row."""
         rows: list[tuple[int, list]] = []
+        # the sheet's used range as saved (one stray cell at XFD1048576 makes it the whole
+        # sheet) would pad every row to its last column and yield every row to its last row:
+        # without it, a row holds its cells and an empty row is empty (and is not kept)
+        ws.reset_dimensions()
         try:
             for line, row in enumerate(ws.iter_rows(min_row=1), start=1):
+                if not row:
+                    continue
+                self.cells += len(row)
+                if self.cells > MAX_CELLS:
+                    raise InputFileError(
+                        f"{self.name} [{ws.title}]",
+                        f"the workbook holds more than {MAX_CELLS:,} cells (this row reaches "
+                        f"column {get_column_letter(len(row))}): delete the cells beyond the "
+                        "tables (Ctrl+End in Excel shows the last one)",
+                        row=line,
+                    )
                 values = []
                 for j, cell in enumerate(row):
                     if getattr(cell, "data_type", None) == "f":
                         formulas.setdefault(ws.title, set()).add((line, j))
                     values.append(getattr(cell, "value", None))
                 rows.append((line, values))
+        except InputFileError:
+            raise
         except Exception as exc:  # noqa: BLE001  openpyxl raises many types on a damaged cell
             line = rows[-1][0] + 1 if rows else 1
             raise InputFileError(
@@ -374,9 +401,11 @@ class _Workbook:
         wb = openpyxl.load_workbook(self.path, read_only=True, data_only=True)
         try:
             for title, cells in formulas.items():
+                wb[title].reset_dimensions()  # as in _read_rows
                 saved = {
                     line: [c.value if hasattr(c, "value") else None for c in row]
                     for line, row in enumerate(wb[title].iter_rows(min_row=1), start=1)
+                    if row
                 }
                 rows = dict(self.sheets[title])
                 for line, j in sorted(cells):

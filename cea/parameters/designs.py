@@ -39,6 +39,23 @@ ZERO_ALLOWED_PREFIXES = ("c_", "q_")
 POSITIVE_PREFIXES = ("r_", "rr_", "hr_", "or_", "t_", "k_", "n_")
 
 
+#: Prefixes whose values may be negative (the other parameters are refused below 0, as an
+#: override is: :func:`cea.parameters.table._override`).
+SIGNED_PREFIXES = ("q_", "k_")
+
+
+def range_problem(name: str, low: float, high: float) -> str | None:
+    """Why a range ``[low, high]`` given on the command line leaves the values ``name`` can
+    take (a proportion in [0, 1]; no negative value but for ``q_``/``k_``), or None."""
+    if name.startswith(UNIT_INTERVAL_PREFIXES) and not (0 <= low and high <= 1):
+        return "a proportion must stay in [0, 1]"
+    if not name.startswith(SIGNED_PREFIXES) and low < 0:
+        if name.startswith("c_"):
+            return "a price cannot be negative"
+        return f"a '{name.split('_')[0]}_' parameter cannot be negative"
+    return None
+
+
 def check_parameter(ptable, name: str) -> None:
     if name not in ptable.df.index:
         raise CeaError(

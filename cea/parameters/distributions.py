@@ -158,12 +158,13 @@ class Beta(Distribution):
             raise CeaError(f"beta mean must be strictly between 0 and 1, got {mean!r}")
         if not se > 0:
             raise CeaError(f"beta se must be > 0, got {se!r} (use dist=fixed for no spread)")
-        if se**2 >= mean * (1 - mean):
+        var = se * se  # not se**2: a float power raises OverflowError where a product is inf
+        if var >= mean * (1 - mean):
             raise CeaError(
                 f"beta se {se!r} is too large for mean {mean!r}: "
                 f"se**2 must be < mean*(1-mean) = {mean * (1 - mean):.6g}"
             )
-        common = mean * (1 - mean) / se**2 - 1
+        common = mean * (1 - mean) / var - 1
         return cls(alpha=mean * common, beta=(1 - mean) * common)
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -205,7 +206,16 @@ class Gamma(Distribution):
             raise CeaError(f"gamma mean must be > 0, got {mean!r} (use dist=fixed for a zero)")
         if not se > 0:
             raise CeaError(f"gamma se must be > 0, got {se!r} (use dist=fixed for no spread)")
-        return cls(shape=(mean / se) ** 2, scale=se**2 / mean)
+        # products, not float powers (which raise OverflowError): a shape or scale out of the
+        # floats' range is inf or 0, refused here in one line
+        ratio = mean / se
+        shape, scale = ratio * ratio, se * se / mean
+        if not (math.isfinite(shape) and math.isfinite(scale) and shape > 0 and scale > 0):
+            raise CeaError(
+                f"gamma mean {mean!r} and se {se!r} are out of range: shape (mean/se)**2 = "
+                f"{shape:g} and scale se**2/mean = {scale:g} must be finite numbers > 0"
+            )
+        return cls(shape=shape, scale=scale)
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         return rng.gamma(self.shape, self.scale, size=_check_n(n))

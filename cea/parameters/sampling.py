@@ -185,18 +185,43 @@ def sample_draws(
                     values[:, at[n]] = x
                 else:
                     values[:, at[n]] = d_c.ppf(np.clip(_cdf(d_ref, x), 0.0, 1.0))
+                _check_finite_draws(inputs, pt, n, values[:, at[n]])
         prices = price_parameters(pt)
         if prices:
             rng = np.random.Generator(np.random.PCG64(price_seed(seed, code)))
             for n, x in dist.sample_columns({n: pt.distribution(n) for n in prices}, n_draws, rng):
                 if n in at:
                     values[:, at[n]] = x
+                    _check_finite_draws(inputs, pt, n, values[:, at[n]])
         columns = {
             n: values[:, at[n]] if n in at else np.broadcast_to(float(fixed[n]), (n_draws,))
             for n in pt.names
         }
         out[code] = pd.DataFrame(columns, index=pd.RangeIndex(n_draws, name="draw"), copy=False)
     return out
+
+
+def _check_finite_draws(inputs: Inputs, pt: ParameterTable, name: str, x: np.ndarray) -> None:
+    """Refuse a draw out of the floats' range (a lognormal or gamma so wide that some draws are
+    inf), naming the parameter's file, row and ``se`` where the row comes from an input file."""
+    finite = np.isfinite(x)
+    if finite.all():
+        return
+    bad = int(np.argmin(finite))
+    problem = (
+        f"parameter '{name}': draw {bad} is {float(x[bad])!r}: its distribution "
+        f"({pt.df.loc[name, 'dist']}) is too wide for the PSA; give a smaller se or low/high"
+    )
+    origin = str(pt.df.loc[name, "origin"])
+    for table, key in (
+        (inputs.parameters, "parameter"),
+        (inputs.prices.get(pt.country.code), "item"),
+    ):
+        if table is not None and origin == str(table.path):
+            rows = table.df.loc[table.df[key] == name, "_row"]
+            if len(rows):
+                raise table.error(problem, row=int(rows.iloc[0]), column="se")
+    raise CeaError(f"{origin}: {problem}")
 
 
 def _check_override(name: str, code: str, d_c: dist.Distribution, d_ref) -> None:

@@ -396,15 +396,16 @@ def _nan_none(v):
         return None
 
 
-def check_distributions(table) -> None:
-    """Every non-dirichlet row of ``parameters.csv`` gives a valid distribution from its
-    ``value`` and ``se`` (or ``low``/``high``); else the error names the file, row and ``se``."""
+def check_distributions(table, name_col: str = "parameter") -> None:
+    """Every non-dirichlet row of ``parameters.csv`` (or of a price file, ``name_col="item"``)
+    gives a valid distribution from its ``value`` and ``se`` (or ``low``/``high``); else the
+    error names the file, row and ``se``."""
     for _, r in table.df.iterrows():
         if r["dist"] == "dirichlet":
             continue
         try:
             dist.build(
-                r["dist"], r["value"], se=r["se"], low=r["low"], high=r["high"], name=r["parameter"]
+                r["dist"], r["value"], se=r["se"], low=r["low"], high=r["high"], name=r[name_col]
             )
         except ValueError as exc:
             raise table.error(str(exc), row=int(r["_row"]), column="se") from None
@@ -418,6 +419,9 @@ def build_parameter_table(
     scenario = scenario or Scenario()
     settings = merged_settings(inputs, scenario)
     country = load_country(inputs, country_code)
+    # the prices as entered (the inflation factor below scales a valid distribution into a
+    # valid one), so that an error names the price file's row
+    check_distributions(inputs.prices[country.code], name_col="item")
     if scenario.wtp is not None:
         country = replace(country, wtp_per_qaly=scenario.wtp, wtp_basis="--wtp")
     country_code = country.code
@@ -535,7 +539,7 @@ def build_parameter_table(
         try:
             _row_distribution(name, r)
         except ValueError as exc:
-            raise CeaError(f"parameter '{name}' ({r['origin']}): {exc}") from None
+            raise CeaError(f"{r['origin']}: {exc}") from None  # exc names the parameter
     return ParameterTable(df=df, country=country, settings=settings, scenario=scenario)
 
 

@@ -143,9 +143,26 @@ def budget_impact(
             m: calendar_totals(pp, new, shares[mix]).sum(axis=0) for m, pp in per_patient.items()
         }
     totals["net"] = {m: totals["new"][m] - totals["current"][m] for m in per_patient}
+    _check_finite_totals(inputs, c, totals)
     out = Budget(base, years, new, shares, per_patient, totals, pd.DataFrame())
     out.table = budget_table(out)
     return out
+
+
+def _check_finite_totals(inputs: Inputs, c, totals: dict[str, dict[str, np.ndarray]]) -> None:
+    """Refuse a total beyond the floats' range (the per-patient numbers are finite: the base
+    case refuses others), naming the population in countries.csv."""
+    for mix, measures in totals.items():
+        for m, v in measures.items():
+            if not np.isfinite(v).all():
+                df = inputs.countries.df
+                rows = df.loc[df["country"] == c.code, "_row"]
+                raise inputs.countries.error(
+                    f"{c.population_eligible_annual:g} patients a year give {c.code} a budget "
+                    f"({m}, {mix} mix) beyond the range of floating-point numbers",
+                    row=int(rows.iloc[0]) if len(rows) else None,
+                    column="population_eligible_annual",
+                )
 
 
 def budget_table(b: Budget) -> pd.DataFrame:

@@ -54,6 +54,7 @@ from cea.parameters.designs import (
     evaluated_value,
     grid_axis,
     natural_bounds,
+    range_problem,
     ranges_table,
 )
 from cea.parameters.table import Scenario, build_parameter_table, load_scenario
@@ -156,7 +157,11 @@ def run_design(draws: pd.DataFrame, spec, backend: str = "numpy") -> DesignResul
         nonlocal calls
         calls += 1
         try:
-            parts.append(run_model(d, spec, backend=backend))
+            res = run_model(d, spec, backend=backend)
+            # a row with a result no model may give (not finite, a negative cost) fails as a
+            # row the model cannot evaluate does
+            validate_outcomes(res.outcomes, "the design")
+            parts.append(res)
         except CeaError as exc:
             if len(d) == 1:
                 failures[int(d.index[0])] = re.sub(r" ?\(draw \d+\)", "", str(exc))
@@ -170,9 +175,7 @@ def run_design(draws: pd.DataFrame, spec, backend: str = "numpy") -> DesignResul
         first = next(iter(failures.values()))
         raise CeaError(f"the model cannot be evaluated at any row of the design: {first}")
     return DesignResult(
-        outcomes=validate_outcomes(
-            pd.concat([p.outcomes for p in parts], ignore_index=True), "the design"
-        ),
+        outcomes=pd.concat([p.outcomes for p in parts], ignore_index=True),
         calibrated=pd.concat([p.calibrated for p in parts]).sort_index(),
         failures=failures,
         calls=calls,
@@ -341,10 +344,9 @@ def run_two_way(
     for name, (lo, hi) in limits.items():
         if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
             raise CeaError(f"--range {name}={lo:g}:{hi:g}: needs finite low < high")
-        if name.startswith(("p_", "u_")) and not (0 <= lo and hi <= 1):
-            raise CeaError(f"--range {name}={lo:g}:{hi:g}: a proportion must stay in [0, 1]")
-        if name.startswith("c_") and lo < 0:
-            raise CeaError(f"--range {name}={lo:g}:{hi:g}: a price cannot be negative")
+        problem = range_problem(name, lo, hi)
+        if problem:
+            raise CeaError(f"--range {name}={lo:g}:{hi:g}: {problem}")
         r.loc[name, ["low", "high"]] = (lo, hi)
         r.loc[name, "base_value"] = float(base.ptable.df.loc[name, "value"])
         r.loc[name, "range_origin"] = f"command line: --range {name}={lo:g}:{hi:g}"
@@ -686,6 +688,9 @@ def find_threshold(
     if low is not None or high is not None:
         lo = dsa_lo if low is None else float(low)
         hi = dsa_hi if high is None else float(high)
+        problem = range_problem(parameter, lo, hi)
+        if problem:
+            raise CeaError(f"threshold range for {parameter}: [{lo:g}, {hi:g}]: {problem}")
         brackets.append(((lo, hi), "given (--low/--high)"))
     else:
         if dsa_lo != dsa_hi:

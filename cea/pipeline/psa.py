@@ -109,9 +109,9 @@ class ModelRun:
 
 def _check_block(block: np.ndarray, names: list[str], draw_ids: np.ndarray) -> np.ndarray:
     """A chunk's outcomes as :func:`outcome_arrays` gives them, checked: (K, n, C) of
-    :data:`OUTCOME_COLUMNS` for the draws ``draw_ids``, every number finite (the check
-    :func:`cea.analysis.outcomes.validate_outcomes` makes of a table; the panel of draws and
-    strategies is whole by construction)."""
+    :data:`OUTCOME_COLUMNS` for the draws ``draw_ids``, every number finite and no cost
+    negative (the checks :func:`cea.analysis.outcomes.validate_outcomes` makes of a table; the
+    panel of draws and strategies is whole by construction)."""
     expected = (len(names), len(draw_ids), len(OUTCOME_COLUMNS))
     if block.shape != expected:
         raise CeaError(f"the model's outcomes have the shape {block.shape}, expected {expected}")
@@ -122,7 +122,20 @@ def _check_block(block: np.ndarray, names: list[str], draw_ids: np.ndarray) -> n
             f"the PSA: {OUTCOME_COLUMNS[c]} is {block[k, d, c]} at draw {draw_ids[d]}, "
             f"strategy '{names[k]}': check the parameter values"
         )
+    negative = block[:, :, _COST_COLUMNS] < 0
+    if negative.any():
+        k, d, c = np.argwhere(negative)[0]
+        raise CeaError(
+            f"the PSA: {OUTCOME_COLUMNS[_COST_COLUMNS[c]]} is "
+            f"{block[k, d, _COST_COLUMNS[c]]:g} at draw {draw_ids[d]}, strategy '{names[k]}': "
+            "a cost cannot be negative: check the parameter values (a price, a dose, a body "
+            "weight or height)"
+        )
     return block
+
+
+#: Positions of the costs in :data:`OUTCOME_COLUMNS` (none may be negative).
+_COST_COLUMNS = [i for i, c in enumerate(OUTCOME_COLUMNS) if c == "cost" or c.startswith("cost_")]
 
 
 def run_draws(

@@ -263,7 +263,14 @@ def face_validity(base: BaseCase) -> pd.DataFrame:
     if table is None:
         return pd.DataFrame(columns=FACE_VALIDITY_COLUMNS)
     rows = []
+    horizon = base.spec.n_cycles * base.spec.cycle_months
     for _, r in table.df.iterrows():
+        if r["months"] is not None and r["months"] > horizon:
+            raise table.error(
+                f"{r['months']:g} months is beyond the model's horizon ({horizon:.4g} months)",
+                row=int(r["_row"]),
+                column="months",
+            )
         value = float(target_value(base, r)[0])
         rows.append(
             {

@@ -12,6 +12,9 @@ bundled strategies depend on colour alone.
 from __future__ import annotations
 
 import math
+import re
+import sys
+import warnings
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -174,12 +177,39 @@ def save(
     files are the whole figure, drawn once each (no second, tight-bounding-box pass per file).
     The SVG carries no date and fixed ids, so a rerun writes the same bytes."""
     path = Path(path)
-    fig.tight_layout(rect=rect)
-    fig.savefig(path, dpi=DPI)
-    with rc_context({"svg.hashsalt": SVG_HASH_SALT}):  # else each run draws random ids
-        fig.savefig(path.with_suffix(".svg"), metadata={"Date": None})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.filterwarnings("always", message=_MISSING_GLYPH.pattern, category=UserWarning)
+        fig.tight_layout(rect=rect)
+        fig.savefig(path, dpi=DPI)
+        with rc_context({"svg.hashsalt": SVG_HASH_SALT}):  # else each run draws random ids
+            fig.savefig(path.with_suffix(".svg"), metadata={"Date": None})
     plt.close(fig)  # a pyplot figure is released; a bare Figure is unaffected
+    _note_missing_glyphs(caught)
     return path
+
+
+#: Matplotlib's warning for a character its font cannot draw (an emoji, a script DejaVu Sans
+#: lacks, in a label of the inputs): the character is drawn as an empty box.
+_MISSING_GLYPH = re.compile(r"Glyph (\d+) .*missing from font")
+#: Characters already named in the note: one line a process, not a warning a figure.
+_NOTED_GLYPHS: set[str] = set()
+
+
+def _note_missing_glyphs(caught: list[warnings.WarningMessage]) -> None:
+    """Name the characters the figures cannot draw once, on one stderr line; pass any other
+    warning on as it was."""
+    missing = []
+    for w in caught:
+        m = _MISSING_GLYPH.match(str(w.message))
+        if m is None:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+        elif chr(int(m.group(1))) not in _NOTED_GLYPHS:
+            missing.append(chr(int(m.group(1))))
+    if missing and not _NOTED_GLYPHS:
+        shown = ", ".join(f"'{c}' (U+{ord(c):04X})" for c in dict.fromkeys(missing))
+        print(f"cea: note: the figures' font has no glyph for {shown}: drawn as an empty box "
+              "(the CSV and Excel files keep the text)", file=sys.stderr)  # fmt: skip
+    _NOTED_GLYPHS.update(missing)
 
 
 def legend_handles(strategies: Iterable[str], labels: Mapping[str, str] | None, **line):
