@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from cea.engine.markov import CORRECTIONS, make_transition_array, run_markov
-from cea.errors import InputFileError, ModelInputError
+from cea.errors import CeaError, InputFileError, ModelInputError
 from cea.io.inputs import (
     CONTROL_CHARACTERS,
     MAX_FILE_BYTES,
@@ -1199,7 +1199,7 @@ def test_an_overflowing_input_is_one_line_without_numpys_warning(tmp_path, capsy
     assert not out.exists()
 
 
-def test_a_negative_cost_is_refused_in_one_line(tmp_path, capsys):
+def test_a_height_that_gives_no_body_weight_is_refused_in_one_line(tmp_path, capsys):
     # a height of 0 cm gives a negative ideal (Devine) and adjusted body weight: the dose and
     # the Ig cost were negative (cost_ig -8,178), written with exit 0
     from cea.cli import main
@@ -1212,8 +1212,10 @@ def test_a_negative_cost_is_refused_in_one_line(tmp_path, capsys):
             str(out)]  # fmt: skip
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("error: the base case: cost_ig is -"), err
-    assert "strategy 'primary_ivig_adjbw': a cost cannot be negative" in err
+    assert err.count("\n") == 1 and err.startswith("error: strategy 'primary_ivig_adjbw'"), err
+    # Devine at 0 cm: 50 (men) or 45.5 kg (women) - 2.3 kg x 60 inches = -88 or -92.5 kg;
+    # p_male 0.58: 0.58 x -88 + 0.42 x -92.5 = -89.9 kg
+    assert "ideal body weight (Devine) is -89.9 kg at q_height_cm = 0 (draw 0)" in err, err
     assert not out.exists()
     # in a two-way grid such points are not evaluable, as points the model cannot run are
     set_cell(root / "parameters.csv", "q_height_cm", "value", "100")
@@ -1224,8 +1226,66 @@ def test_a_negative_cost_is_refused_in_one_line(tmp_path, capsys):
     grid = pd.read_csv(out / "twoway_grid.csv")
     low = grid[grid["q_height_cm"] == 0]
     assert (low["optimal_strategy"] == "not evaluable").all() and low["inmb"].isna().all()
-    assert low["model_error"].str.contains("a cost cannot be negative").all()
+    assert low["model_error"].str.contains("ideal body weight").all()
     assert grid.loc[grid["q_height_cm"] >= 100, "inmb"].notna().all()
+
+
+def test_a_start_age_beyond_every_integer_is_read_at_the_life_tables_last_age(tmp_path, capsys):
+    # ages past the life table take its last row (docs/model.md): a start age of 1e308 read as
+    # 129 does (the cohort dies too fast for the trial's median OS), where its conversion to
+    # whole years had wrapped round to age 0 and the run went through with a child's mortality
+    from cea.cli import main
+
+    errors = []
+    for age in ("129", "1e308"):
+        root = copy_inputs(tmp_path / age)
+        set_cell(root / "parameters.csv", "q_start_age_years", "low", "")
+        set_cell(root / "parameters.csv", "q_start_age_years", "high", "")
+        set_cell(root / "parameters.csv", "q_start_age_years", "value", age)
+        assert main(["run", "--inputs", str(root), "--out", str(tmp_path / f"o{age}")]) == 2
+        errors.append(capsys.readouterr().err)
+    assert errors[0] == errors[1] and "cannot calibrate myeloma death after bsAb" in errors[0]
+
+
+def test_a_negative_cost_in_the_outcomes_is_refused_naming_it():
+    # the last guard, whatever the cause: a cost below 0 in the outcomes stops the analyses
+    from cea.analysis.outcomes import validate_outcomes
+
+    table = pd.DataFrame({"draw": [0, 0], "strategy": ["a", "b"], "cost": [10.0, -2.5],
+                          "qaly": [1.0, 1.0], "ly": [1.0, 1.0]})  # fmt: skip
+    with pytest.raises(CeaError, match=r"the PSA: cost is -2.5 at draw 0, strategy 'b': a cost"):
+        validate_outcomes(table, "the PSA")
+    table.loc[1, "cost"] = 0.0
+    assert validate_outcomes(table, "the PSA") is table
+
+
+def test_explicit_correction_weights_run_every_command_that_reads_them(tmp_path):
+    # a list of n_cycles + 1 weights (settings.toml) equal to the half-cycle correction gives the
+    # half-cycle results: the calibration and the validation targets read shorter horizons,
+    # which no correction weighs, and the cycle-halving check compares at the half-cycle
+    # correction (a list has no counterpart at half the cycle length)
+    from cea.io.load import load_inputs
+    from cea.pipeline.base import build_base_case
+    from cea.pipeline.validation import face_validity
+    from cea.verify import check_cycle_halving
+
+    root = copy_inputs(tmp_path / "x")
+    named = build_base_case(load_inputs(root), "GB")
+    T = named.spec.n_cycles
+    weights = ", ".join(["0.5", *["1.0"] * (T - 1), "0.5"])
+    text = (root / "settings.toml").read_text()
+    assert 'correction = "half_cycle"' in text
+    (root / "settings.toml").write_text(
+        text.replace('correction = "half_cycle"', f"correction = [{weights}]", 1)
+    )
+    listed = build_base_case(load_inputs(root), "GB")
+    assert isinstance(listed.spec.correction, tuple) and len(listed.spec.correction) == T + 1
+    cols = ["strategy", "cost", "qaly", "ly"]
+    pd.testing.assert_frame_equal(listed.outcomes[cols], named.outcomes[cols])
+    check = check_cycle_halving(listed)
+    assert check.passed and "half-cycle correction at both" in check.detail, check.detail
+    assert check.detail.split(": ", 1)[1] == check_cycle_halving(named).detail.split(": ", 1)[1]
+    pd.testing.assert_frame_equal(face_validity(listed), face_validity(named))
 
 
 def _children(pid: int) -> list[int]:

@@ -168,7 +168,15 @@ def no_igrt_incidence(
 
 def _incidence_spec(spec: ModelSpec, months: float) -> ModelSpec:
     """The horizon the incidence at ``months`` needs."""
-    return replace(spec, n_cycles=min(spec.n_cycles, int(np.ceil(months / 12.0 / spec.dt)) + 1))
+    return _horizon(spec, min(spec.n_cycles, int(np.ceil(months / 12.0 / spec.dt)) + 1))
+
+
+def _horizon(spec: ModelSpec, n_cycles: int) -> ModelSpec:
+    """The model over its first ``n_cycles`` cycles, for a calibration condition. The conditions
+    read the trace and the events of each cycle, which no within-cycle correction weighs, so the
+    correction is "none": the model's own (a list of weights for its whole horizon, say) need
+    not fit the shorter horizon."""
+    return replace(spec, n_cycles=n_cycles, correction="none")
 
 
 def cumulative_incidence(
@@ -460,11 +468,9 @@ def _os_spec(spec: ModelSpec, target_os: np.ndarray) -> ModelSpec:
     and where a trial rate leaves the median beyond it, the median reads as the horizon
     (> target), which still brackets the root. The trace up to the median does not depend on
     the horizon, so neither does the calibrated rate."""
-    return replace(
+    return _horizon(
         spec,
-        n_cycles=min(
-            spec.n_cycles, int(np.ceil(CALIBRATION_OS_HORIZON * target_os.max() / spec.dt)) + 1
-        ),
+        min(spec.n_cycles, int(np.ceil(CALIBRATION_OS_HORIZON * target_os.max() / spec.dt)) + 1),
     )
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from cea.engine.declaration import ONE, CohortModel, Lin
-from cea.errors import CeaError
+from cea.errors import CeaError, ModelInputError
 from cea.igrt.spec import ALIVE, DEAD, OI, ON_BSAB, ON_IGRT, I, L, ModelSpec, N, O, S, Strategy
 
 #: Devine (1974) ideal body weight: base kg at 152.4 cm (5 ft) and kg per cm above it.
@@ -101,13 +101,21 @@ def _dosing_weight(strategy: Strategy, v: Params) -> np.ndarray:
     ibw = male * (DEVINE_BASE_KG["male"] + DEVINE_KG_PER_CM * above) + (1 - male) * (
         DEVINE_BASE_KG["female"] + DEVINE_KG_PER_CM * above
     )
+    if strategy.dosing_weight not in ("ideal", "adjusted"):
+        raise CeaError(
+            f"strategy '{strategy.strategy}': unknown dosing_weight '{strategy.dosing_weight}'"
+        )
+    short = np.flatnonzero(~(ibw > 0))
+    if short.size:  # Devine's formula gives no weight (or a negative one) below about 100 cm
+        d = short[0]
+        raise ModelInputError(
+            f"strategy '{strategy.strategy}' doses by {strategy.dosing_weight} body weight, whose "
+            f"ideal body weight (Devine) is {ibw[d]:.3g} kg at q_height_cm = "
+            f"{v['q_height_cm'][d]:g} (draw {v.index[d]}): a height that gives no weight"
+        )
     if strategy.dosing_weight == "ideal":
         return ibw
-    if strategy.dosing_weight == "adjusted":
-        return ibw + ADJUSTED_WEIGHT_FACTOR * (abw - ibw)
-    raise CeaError(
-        f"strategy '{strategy.strategy}': unknown dosing_weight '{strategy.dosing_weight}'"
-    )
+    return ibw + ADJUSTED_WEIGHT_FACTOR * (abw - ibw)
 
 
 def grams_per_administration(strategy: Strategy, v: Params) -> np.ndarray:
@@ -174,7 +182,8 @@ def time_profiles(v: Params, spec: ModelSpec) -> dict[str, np.ndarray]:
     cum = _power(tau / anchor, col("k_infection_hazard_shape"))
     f_inf = anchor * (cum[:, 1:] - cum[:, :-1]) / dt
     age = col("q_start_age_years") + t0
-    idx = np.clip(np.floor(age).astype(int), 0, len(spec.mx_by_age) - 1)
+    # clipped before the conversion to whole years: an age beyond any integer must not wrap
+    idx = np.floor(np.clip(age, 0, len(spec.mx_by_age) - 1)).astype(int)
     profiles = {
         BACKGROUND: spec.mx_by_age[idx] * dt,
         DISCONTINUATION: h_disc,
