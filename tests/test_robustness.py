@@ -1247,6 +1247,31 @@ def test_a_start_age_beyond_every_integer_is_read_at_the_life_tables_last_age(tm
     assert errors[0] == errors[1] and "cannot calibrate myeloma death after bsAb" in errors[0]
 
 
+def test_a_body_weight_of_zero_is_refused_where_a_dose_is_weighed(tmp_path, capsys):
+    # q_body_weight_kg = 0 gave a dose of 0 g and IgRT at no Ig cost, with exit 0
+    from cea.cli import main
+
+    root = copy_inputs(tmp_path / "x")
+    set_cell(root / "parameters.csv", "q_body_weight_kg", "low", "0")
+    set_cell(root / "parameters.csv", "q_body_weight_kg", "value", "0")
+    out = tmp_path / "out"
+    assert main(["run", "--inputs", str(root), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "doses by actual body weight, and q_body_weight_kg is 0" in err
+    assert not out.exists()
+    # flat doses weigh nothing: the same inputs run a flat-dose strategy
+    args = [
+        "run",
+        "--inputs",
+        str(root),
+        "--strategies",
+        "none,primary_ivig_flat30",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0, capsys.readouterr().err
+
+
 def test_a_negative_cost_in_the_outcomes_is_refused_naming_it():
     # the last guard, whatever the cause: a cost below 0 in the outcomes stops the analyses
     from cea.analysis.outcomes import validate_outcomes

@@ -95,6 +95,13 @@ class Params:
 def _dosing_weight(strategy: Strategy, v: Params) -> np.ndarray:
     abw = v["q_body_weight_kg"]
     if strategy.dosing_weight == "actual":
+        light = np.flatnonzero(~(abw > 0))
+        if light.size:  # no weight, no dose: an IgRT strategy would cost nothing
+            d = light[0]
+            raise ModelInputError(
+                f"strategy '{strategy.strategy}' doses by actual body weight, and q_body_weight_kg "
+                f"is {abw[d]:g} (draw {v.index[d]}): a dose needs a weight above 0"
+            )
         return abw
     male = v["p_male"]
     above = v["q_height_cm"] - DEVINE_BASE_HEIGHT_CM
