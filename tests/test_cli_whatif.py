@@ -93,6 +93,19 @@ def test_unknown_scenario_name_lists_the_available_ones(capsys):
     )
 
 
+def test_scenarios_dir_names_a_file_or_a_missing_folder_as_such(capsys, tmp_path):
+    # a file given to --dir was reported as a folder that does not exist
+    afile = tmp_path / "one.toml"
+    afile.write_text("")
+    for where, what in ((afile, "is a file, not a folder"), (tmp_path / "no", "does not exist")):
+        code, _, err = run(capsys, "scenarios", "--dir", str(where), "--out", str(tmp_path / "o"))
+        assert code == 2
+        assert (
+            err == f"error: scenario folder {where} {what} (--dir takes a folder of TOML files)\n"
+        )
+    assert not (tmp_path / "o").exists()
+
+
 def test_scenario_by_bare_name_is_the_file(capsys, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     assert run(capsys, "run", "--scenario", "horizon_5y", "--out", str(a))[0] == 0
@@ -313,6 +326,10 @@ def test_two_way_range_spans_the_axes_given(tmp_path, capsys):
         (["threshold", "--parameter", "hr_igrt_severe", "--comparison", "primary_ivig:none",
           "--low", "-1"],
          "threshold range for hr_igrt_severe: [-1, 1]: a 'hr_' parameter cannot be negative"),
+        # a NaN bound was reported as "low nan must be below high 50"
+        (["threshold", "--parameter", "c_ivig_per_g", "--comparison", "primary_ivig:none", "--low",
+          "nan", "--high", "50"],
+         "threshold range for c_ivig_per_g: low and high must be finite numbers, got nan and 50"),
     ],
 )  # fmt: skip
 def test_a_range_outside_the_parameters_values_is_refused(tmp_path, capsys, argv, problem):

@@ -426,7 +426,8 @@ class Scenarios:
 def scenario_files(folder: Path | str) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
-        raise CeaError(f"scenario folder {folder} does not exist")
+        what = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise CeaError(f"scenario folder {folder} {what} (--dir takes a folder of TOML files)")
     files = sorted(folder.glob("*.toml"))
     if not files:
         raise CeaError(f"no scenario files (*.toml) in {folder}")
@@ -705,6 +706,11 @@ def find_threshold(
     scans = []
     roots: list[float] = []
     for (lo, hi), origin in brackets:
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            raise CeaError(
+                f"threshold range for {parameter}: low and high must be finite numbers, got "
+                f"{lo:g} and {hi:g}"
+            )
         if not lo < hi:
             raise CeaError(f"threshold range for {parameter}: low {lo:g} must be below high {hi:g}")
         grid = np.unique(np.append(np.linspace(lo, hi, THRESHOLD_SCAN_POINTS), value))
