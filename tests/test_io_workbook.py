@@ -235,6 +235,19 @@ def test_bad_setting(small, tmp_path):
         load_inputs_xlsx(bad)
 
 
+def test_a_setting_nested_too_deeply_is_refused_in_one_line(small, tmp_path):
+    # 16,000 brackets fit an Excel cell (32,767 characters); tomllib recursed into a RecursionError
+    deep = "[" * 16000 + "]" * 16000
+    bad = _edited(
+        small, tmp_path / "deep.xlsx", "settings", {("correction", "value"): deep}, key="key"
+    )
+    with pytest.raises(
+        InputFileError,
+        match=r"deep.xlsx \[settings\].*column 'value': is not a valid value: nested too deeply",
+    ):
+        load_inputs_xlsx(bad)
+
+
 def test_formula_looking_text_round_trips_as_text(tmp_path):
     """A note '=cmd|...' in parameters.csv is written as text and read back unchanged."""
     src = tmp_path / "inputs"

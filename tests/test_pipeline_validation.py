@@ -285,11 +285,7 @@ def test_a_validation_computation_that_raises_is_a_failure(base_gb):
     assert not result.passed and "no_such_strategy" in result.detail
 
 
-@pytest.mark.parametrize("months", ["1e308", "121"])
-def test_a_target_beyond_the_horizon_is_refused_naming_its_row(tmp_path, capsys, months):
-    # months = 1e308 was computed at the horizon's end and shown as "by 1e+308 months"
-    from cea.cli import main
-
+def _targets_with_months(tmp_path, months: str):
     root = tmp_path / "inputs"
     shutil.copytree(INPUTS, root)
     path = root / "validation_targets.csv"
@@ -298,9 +294,34 @@ def test_a_target_beyond_the_horizon_is_refused_naming_its_row(tmp_path, capsys,
     rows[1][col] = months
     with path.open("w", encoding="utf-8", newline="") as f:
         csv.writer(f).writerows(rows)
+    return root, rows[1][rows[0].index("id")]
+
+
+def test_a_target_no_horizon_reaches_is_refused_naming_its_row(tmp_path, capsys):
+    # months = 1e308 was computed at the horizon's end and shown as "by 1e+308 months"
+    from cea.cli import main
+
+    root, _ = _targets_with_months(tmp_path, "1e308")
     assert main(["check", "--inputs", str(root)]) == 2
-    out, err = capsys.readouterr()
-    assert err == (
-        f"error: inputs/validation_targets.csv, row 2, column 'months': {float(months):g} months "
-        "is beyond the model's horizon (119.6 months)\n"
-    ), err
+    _, err = capsys.readouterr()
+    assert err.startswith("error: inputs/validation_targets.csv, row 2, column 'months': "), err
+    assert "720" in err and err.count("\n") == 1, err
+
+
+def test_a_target_past_this_runs_horizon_is_a_warning_not_computed(tmp_path):
+    # 121 months is past the 10-year horizon of the bundled settings (130 cycles of 28 days,
+    # 119.6 months) but within a longer one: the row is not computed and the check warns
+    from cea.io.load import load_inputs
+    from cea.pipeline.base import build_base_case
+    from cea.pipeline.validation import BEYOND_HORIZON, face_validity
+    from cea.verify import WARN, validation_checks
+
+    root, target = _targets_with_months(tmp_path, "121")
+    base = build_base_case(load_inputs(root), "GB")
+    table = face_validity(base).set_index("id")
+    assert np.isnan(table.loc[target, "model_value"]) and not table.loc[target, "inside_band"]
+    assert table.loc[target, "model_conditions"].startswith(f"{BEYOND_HORIZON} (119.6 months)")
+    (check,) = [c for c in validation_checks(base) if c.name.endswith(target)]
+    assert check.passed and check.detail.startswith(f"{WARN}: {BEYOND_HORIZON}")
+    others = table.drop(index=target)
+    assert np.isfinite(others["model_value"]).all()

@@ -603,6 +603,11 @@ MALFORMED = {
     ),
     # se**2 overflowed Python's float power (OverflowError and a traceback)
     "beta_se_overflows": (_cell(P, "p_male", "se", "1e200"), "is too large for mean"),
+    # and se**2 underflowed to 0: a ZeroDivisionError and a traceback
+    "beta_se_underflows": (
+        _cell(P, "p_male", "se", "1e-200"),
+        "inputs/parameters.csv, row 5, column 'se': parameter 'p_male': beta se 1e-200 is too small",
+    ),
     "gamma_price_se_overflows": (
         _cell(G, "c_scig_training", "se", "1e300"),
         "inputs/prices/GB.csv, row 5, column 'se': parameter 'c_scig_training': gamma",

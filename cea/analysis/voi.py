@@ -37,7 +37,6 @@ Conventions
 
 from __future__ import annotations
 
-import contextvars
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -152,10 +151,14 @@ def in_threads(fn: Callable, items: Iterable, workers: int | None = None) -> Ite
             yield fn(item)
         return
 
+    state = np.geterr()  # the caller's np.errstate, which a new thread does not inherit
+
+    def run(item):
+        with np.errstate(**state):
+            return fn(item)
+
     def submit(item):
-        # in a copy of the caller's context: NumPy's error state (np.errstate) is a context
-        # variable, which a new thread would not inherit
-        return pool.submit(contextvars.copy_context().run, fn, item)
+        return pool.submit(run, item)
 
     with ThreadPoolExecutor(max_workers=n, thread_name_prefix="cea-worker") as pool:
         pending = deque(submit(item) for item in islice(items, AHEAD * n))

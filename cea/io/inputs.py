@@ -194,12 +194,15 @@ VALIDATION_MEASURES: dict[str, tuple[bool, bool]] = {
     "related_cost_ratio": (True, False),
 }
 
+#: The longest model horizon settings.toml allows (years; a lifetime from any start age).
+MAX_HORIZON_YEARS = 60
+
 VALIDATION_TARGET_COLUMNS = (
     Col("id"),
     Col("measure", choices=tuple(VALIDATION_MEASURES)),
     Col("strategy"),
     Col("comparator", blank=True),
-    Col("months", "float", blank=True, lo=0),
+    Col("months", "float", blank=True, lo=0, hi=12 * MAX_HORIZON_YEARS),
     Col("published_value", "float", lo=0),
     Col("low", "float", lo=0),
     Col("high", "float", lo=0),
@@ -565,7 +568,7 @@ SETTINGS_SCHEMA: dict[str, dict[str, Callable[[object], bool]]] = {
         "horizon_years": lambda v: _whole(v) and 1 <= v <= BUDGET_YEARS,
     },
     "model": {
-        "horizon_years": lambda v: _number(v) and 0 < v <= 60,
+        "horizon_years": lambda v: _number(v) and 0 < v <= MAX_HORIZON_YEARS,
         # from one day: shorter cycles (10 years of 0.01-day cycles, 365,250 cycles) only exhaust
         # memory
         "cycle_days": lambda v: _number(v) and 1 <= v <= 366,

@@ -550,6 +550,10 @@ def _setting_value(value, shown: str, line: int):
     text = cell_text(value).strip()
     try:
         return tomllib.loads(f"v = {text}")["v"]
+    except RecursionError:  # tomllib recurses once a level of nested arrays or tables
+        raise InputFileError(
+            shown, "is not a valid value: nested too deeply", row=line, column="value"
+        ) from None
     except tomllib.TOMLDecodeError:
         if any(ch in text for ch in "[]{}\"'=#\n"):
             raise InputFileError(

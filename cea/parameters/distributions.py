@@ -159,6 +159,11 @@ class Beta(Distribution):
         if not se > 0:
             raise CeaError(f"beta se must be > 0, got {se!r} (use dist=fixed for no spread)")
         var = se * se  # not se**2: a float power raises OverflowError where a product is inf
+        if not var > 0:
+            raise CeaError(
+                f"beta se {se!r} is too small: se**2 is 0 in floating point (use dist=fixed "
+                "for no spread)"
+            )
         if var >= mean * (1 - mean):
             raise CeaError(
                 f"beta se {se!r} is too large for mean {mean!r}: "

@@ -259,6 +259,10 @@ def target_value(base: BaseCase, row, draws: pd.DataFrame | None = None) -> np.n
     return related_cost_ratio(base, s, c, draws)
 
 
+#: How a target past the run's horizon is reported (not computed) in ``model_conditions``.
+BEYOND_HORIZON = "not computed: beyond this run's horizon"
+
+
 def face_validity(base: BaseCase) -> pd.DataFrame:
     """Every target of the inputs' ``validation_targets.csv`` beside the model's base-case
     value (columns :data:`FACE_VALIDITY_COLUMNS`); empty when the inputs have no targets."""
@@ -268,13 +272,12 @@ def face_validity(base: BaseCase) -> pd.DataFrame:
     rows = []
     horizon = base.spec.n_cycles * base.spec.cycle_months
     for _, r in table.df.iterrows():
-        if r["months"] is not None and r["months"] > horizon:
-            raise table.error(
-                f"{r['months']:g} months is beyond the model's horizon ({horizon:.4g} months)",
-                row=int(r["_row"]),
-                column="months",
-            )
-        value = float(target_value(base, r)[0])
+        # a target past this run's horizon (a scenario's shorter one, say) is not computed
+        beyond = r["months"] is not None and r["months"] > horizon
+        value = math.nan if beyond else float(target_value(base, r)[0])
+        conditions = model_conditions(r["measure"], r["strategy"], r["comparator"], r["months"])
+        if beyond:
+            conditions = f"{BEYOND_HORIZON} ({horizon:.4g} months): {conditions}"
         rows.append(
             {
                 "id": r["id"],
@@ -284,9 +287,7 @@ def face_validity(base: BaseCase) -> pd.DataFrame:
                 "low": float(r["low"]),
                 "high": float(r["high"]),
                 "inside_band": bool(r["low"] <= value <= r["high"]),
-                "model_conditions": model_conditions(
-                    r["measure"], r["strategy"], r["comparator"], r["months"]
-                ),
+                "model_conditions": conditions,
                 "conditions": r["conditions"],
                 "tolerance_rule": r["tolerance_rule"],
                 "source": r["source"],
