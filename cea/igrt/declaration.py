@@ -113,7 +113,7 @@ def _dosing_weight(strategy: Strategy, v: Params) -> np.ndarray:
             f"strategy '{strategy.strategy}': unknown dosing_weight '{strategy.dosing_weight}'"
         )
     short = np.flatnonzero(~(ibw > 0))
-    if short.size:  # Devine's formula gives no weight (or a negative one) below about 100 cm
+    if short.size:  # Devine's gives no weight at 97.2 cm (men) or 102.2 cm (women) and below
         d = short[0]
         raise ModelInputError(
             f"strategy '{strategy.strategy}' doses by {strategy.dosing_weight} body weight, whose "
@@ -183,10 +183,10 @@ def time_profiles(v: Params, spec: ModelSpec) -> dict[str, np.ndarray]:
         h_decline = np.where(pi < 1.0, log_s[:, :-1] - log_s[:, 1:], lam * (tau[:, 1:] - t0))
     s_t = np.exp(log_s)
     low_share = 1.0 - 0.5 * (s_t[:, :-1] + s_t[:, 1:])
-    cum = _power(tau / col("t_median_tot_months"), col("k_tot_weibull_shape"))
+    cum = (tau / col("t_median_tot_months")) ** col("k_tot_weibull_shape")
     h_disc = np.log(2.0) * (cum[:, 1:] - cum[:, :-1])
     anchor = col("t_infection_hazard_anchor_months")
-    cum = _power(tau / anchor, col("k_infection_hazard_shape"))
+    cum = (tau / anchor) ** col("k_infection_hazard_shape")
     f_inf = anchor * (cum[:, 1:] - cum[:, :-1]) / dt
     age = col("q_start_age_years") + t0
     # clipped before the conversion to whole years: an age beyond any integer must not wrap
@@ -200,12 +200,6 @@ def time_profiles(v: Params, spec: ModelSpec) -> dict[str, np.ndarray]:
     }
     v._cache[key] = profiles
     return profiles
-
-
-def _power(x: np.ndarray, shape: np.ndarray) -> np.ndarray:
-    """``x ** shape``; ``x`` itself when every shape is 1 (the same bits: x ** 1 is x), as the
-    bundled inputs have it, without a power per draw and cycle."""
-    return x if (shape == 1.0).all() else x**shape
 
 
 def myeloma_death_on_bsab(v: Params) -> np.ndarray:

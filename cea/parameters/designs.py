@@ -39,14 +39,14 @@ ZERO_ALLOWED_PREFIXES = ("c_", "q_")
 POSITIVE_PREFIXES = ("r_", "rr_", "hr_", "or_", "t_", "k_", "n_")
 
 
-#: Prefixes whose values may be negative (the other parameters are refused below 0, as an
-#: override is: :func:`cea.parameters.table._override`).
-SIGNED_PREFIXES = ("q_", "k_")
+#: Prefixes whose values may be negative (quantities such as a QALY loss); the other parameters
+#: are refused below 0, on the command line and in an override alike (:func:`range_problem`).
+SIGNED_PREFIXES = ("q_",)
 
 
 def range_problem(name: str, low: float, high: float) -> str | None:
-    """Why a range ``[low, high]`` given on the command line leaves the values ``name`` can
-    take (a proportion in [0, 1]; no negative value but for ``q_``/``k_``), or None."""
+    """Why a range ``[low, high]`` (a single value: ``low == high``) leaves the values ``name``
+    can take (a proportion or utility in [0, 1]; no negative value but for ``q_``), or None."""
     if name.startswith(UNIT_INTERVAL_PREFIXES) and not (0 <= low and high <= 1):
         return "a proportion must stay in [0, 1]"
     if not name.startswith(SIGNED_PREFIXES) and low < 0:

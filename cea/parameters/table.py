@@ -32,6 +32,7 @@ from cea.io.inputs import (
     read_toml,
 )
 from cea.parameters import distributions as dist
+from cea.parameters.designs import range_problem
 
 TABLE_COLUMNS = [
     "parameter",
@@ -575,10 +576,9 @@ def _override(
         if not pd.isna(df.loc[name, "price_year"]) and "value" in values:
             df.loc[name, "price_year"] = price_year
             df.loc[name, "inflation_factor"] = 1.0
-    if name.startswith(("p_", "u_")) and not 0 <= value <= 1:
-        raise CeaError(f"{origin}: {name} = {value:g} is outside [0, 1]")
-    if not name.startswith(("q_", "k_")) and value < 0:
-        raise CeaError(f"{origin}: {name} = {value:g} is negative")
+    problem = range_problem(name, value, value)
+    if problem is not None:
+        raise CeaError(f"{origin}: {name} = {value:g}: {problem}")
     df.loc[name, "origin"] = origin
     df.loc[name, "source"] = f"{source} (was: {df.loc[name, 'source']})"
     df.loc[name, "evidence"] = evidence
