@@ -17,9 +17,10 @@ divided by the fused kernel's warm median. The third reference is the textbook s
 over draws in the DARTH style (:func:`serial`; in Python, where the DARTH group writes R: an
 interpreted loop with a small matrix product a cycle either way), run on ``--serial-draws``
 draws and scaled to ``--draws`` (its time is linear in the draws); the engine's speed is
-printed as a multiple of it. The fourth is that loop in R (``darth_loop.R``, with the
-transition-dynamics array of the DARTH tutorials carrying the rewards), run by ``Rscript`` on
-``--r-draws`` draws where R is installed, timed by R around the loop alone and scaled alike.
+printed as a multiple of it. The fourth is that loop in R (``darth_loop.R``, in two variants:
+the trace alone, as :func:`serial`, and the transition-dynamics array of the DARTH tutorials
+carrying the rewards), run by ``Rscript`` on ``--r-draws`` draws where R is installed, timed by
+R around the loop alone and scaled alike.
 """
 
 from __future__ import annotations
@@ -170,10 +171,11 @@ def serial(v: dict) -> dict:
     return {"cost": cost, "qaly": qaly}
 
 
-def r_loop(v: dict) -> tuple[float, dict]:
-    """The serial loop in R (``darth_loop.R``, the same arithmetic as :func:`serial`): the loop's
-    own elapsed seconds as R measures them (starting R and reading and writing the files left
-    out) and its totals."""
+def r_loop(v: dict, variant: str) -> tuple[float, dict]:
+    """The serial loop in R (``darth_loop.R``; ``variant`` "trace", the trace and each cycle's
+    sick -> sicker flow as in :func:`serial`, or "array", the flows of the transition-dynamics
+    array carrying the rewards): the loop's own elapsed seconds as R measures them (starting R
+    and reading and writing the files left out) and its totals."""
     with tempfile.TemporaryDirectory() as tmp:
         draws, totals = Path(tmp) / "draws.csv", Path(tmp) / "totals.csv"
         n = len(v["p_hs"])
@@ -187,7 +189,7 @@ def r_loop(v: dict) -> tuple[float, dict]:
         np.savetxt(draws, rows, delimiter=",", header=header, comments="", fmt="%.17g")
         script = Path(__file__).with_name("darth_loop.R")
         done = subprocess.run(
-            ["Rscript", str(script), str(draws), str(totals)],
+            ["Rscript", str(script), str(draws), str(totals), variant],
             check=True, capture_output=True, text=True,
         )  # fmt: skip
         out = np.genfromtxt(totals, delimiter=",", names=True)
@@ -240,15 +242,16 @@ def main(argv=None) -> int:
         print("serial loop in R: not run (no Rscript on this machine)")
     elif args.r_draws:
         m = min(args.r_draws, args.draws)
-        r_time, c = r_loop({k: x[:m] for k, x in v.items()})
-        for k in a:
-            np.testing.assert_allclose(c[k], a[k][:m], rtol=1e-12)
-        r_time *= args.draws / m
-        print(
-            f"serial loop in R (darth_loop.R), {m:,} draws scaled to {args.draws:,}: "
-            f"{r_time:8.3f} s; the engine {r_time / e:.0f} x faster warm, "
-            f"{r_time / first:.0f} x on its first call"
-        )
+        for variant in ("trace", "array"):
+            r_time, c = r_loop({k: x[:m] for k, x in v.items()}, variant)
+            for k in a:
+                np.testing.assert_allclose(c[k], a[k][:m], rtol=1e-12)
+            r_time *= args.draws / m
+            print(
+                f"serial loop in R (darth_loop.R, {variant}), {m:,} draws scaled to "
+                f"{args.draws:,}: {r_time:8.3f} s; the engine {r_time / e:.0f} x faster warm, "
+                f"{r_time / first:.0f} x on its first call"
+            )
     return 0
 
 
