@@ -43,7 +43,7 @@ from cea.analysis.psa import analyse  # noqa: E402
 from cea.parameters.sampling import sample_draws  # noqa: E402
 from cea.pipeline.base import comparisons_from_settings  # noqa: E402
 from cea.pipeline.parallel import cpus  # noqa: E402
-from cea.pipeline.psa import run_draws, run_psa  # noqa: E402
+from cea.pipeline.psa import PSA_CHUNK_DRAWS, run_draws, run_psa  # noqa: E402
 
 TARGET_CPUS = 16
 
@@ -68,7 +68,7 @@ def chunk_samples(raw: Path) -> int:
     return total
 
 
-def gil_share(n_draws: int, repeat: int) -> float | None:
+def gil_share(n_draws: int, repeat: int, chunk_draws: int) -> float | None:
     """The share of a pool thread's running time in the model step during which it holds
     Python's lock (py-spy, module docstring); None without py-spy."""
     spy = shutil.which("py-spy")
@@ -82,14 +82,20 @@ def gil_share(n_draws: int, repeat: int) -> float | None:
         str(n_draws),
         "--repeat",
         str(repeat),
+        "--chunk-draws",
+        str(chunk_draws),
     ]
     counts = []
     with tempfile.TemporaryDirectory() as tmp:
         for flags in (["--gil"], []):
             raw = Path(tmp) / "samples.txt"
             cmd = [spy, "record", *flags, "-r", str(SPY_RATE), "-f", "raw", "-o", str(raw), "--"]
-            subprocess.run([*cmd, *child], check=True, capture_output=True)
+            done = subprocess.run([*cmd, *child], capture_output=True, text=True)
+            if done.returncode != 0:
+                raise SystemExit(f"py-spy failed: {done.stderr.strip().splitlines()[-1:]}")
             counts.append(chunk_samples(raw))
+    if counts[1] == 0:
+        raise SystemExit("py-spy saw no sample in the model step: more --draws")
     return counts[0] / counts[1]
 
 
@@ -106,6 +112,9 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-evppi", action="store_true", help="the analysis without the EVPPI")
     ap.add_argument("--gil", action="store_true", help="the model step's share under the lock")
+    ap.add_argument(
+        "--chunk-draws", type=int, default=PSA_CHUNK_DRAWS, help="draws per chunk of the model step"
+    )
     ap.add_argument("--gil-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.gil_child:  # sampled by py-spy (gil_share): the model step in one thread
@@ -113,19 +122,19 @@ def main(argv=None) -> int:
         c = psa.countries["GB"]
         draws = sample_draws(psa.inputs, {"GB": c.ptable}, args.draws, 1)["GB"]
         for _ in range(args.repeat):
-            run_draws(draws, c.spec, workers=1)
+            run_draws(draws, c.spec, args.chunk_draws, workers=1)
         return 0
     W = cpus()
     if W < 2:
-        print("one CPU: nothing to compare")
-        return 1
+        print("one CPU: no threads to compare")
+        return report_gil(args) if args.gil else 1
     psa = run_psa("inputs", "GB", 200, 7)  # compiled code ready, as after a first run
     inputs, c = psa.inputs, psa.countries["GB"]
     pt, spec = c.ptable, c.spec
     draws = sample_draws(inputs, {"GB": pt}, args.draws, 1)["GB"]
     comps = comparisons_from_settings(pt.settings, spec)
     steps = {
-        "model": lambda w: run_draws(draws, spec, workers=w),
+        "model": lambda w: run_draws(draws, spec, args.chunk_draws, workers=w),
         "analysis": lambda w: analyse(
             run.cost,
             run.qaly,
@@ -164,15 +173,20 @@ def main(argv=None) -> int:
             f"{s:<10}{one[0]:>11.2f}{many[0]:>13.2f}{one[0] / many[0]:>10.2f}{one[1]:>8.2f}"
             f"{many[2]:>14.3f}{share:>14.3f}{amdahl(share, TARGET_CPUS):>11.1f}x"
         )
-    if args.gil:
-        g = gil_share(args.draws, args.repeat)
-        if g is None:
-            print("model step under Python's lock: not measured (no py-spy on this machine)")
-        else:
-            print(
-                f"model step: a pool thread holds Python's lock {g:.1%} of its running time "
-                f"(py-spy); bound on {TARGET_CPUS} CPUs {amdahl(g, TARGET_CPUS):.1f}x"
-            )
+    return report_gil(args) if args.gil else 0
+
+
+def report_gil(args) -> int:
+    """Print the model step's share under Python's lock (:func:`gil_share`) and its bound."""
+    g = gil_share(args.draws, args.repeat, args.chunk_draws)
+    if g is None:
+        print("model step under Python's lock: not measured (no py-spy on this machine)")
+    else:
+        print(
+            f"model step, chunks of {args.chunk_draws:,} draws: a pool thread holds Python's lock "
+            f"{g:.1%} of its running time (py-spy); bound on {TARGET_CPUS} CPUs "
+            f"{amdahl(g, TARGET_CPUS):.1f}x"
+        )
     return 0
 
 
