@@ -44,25 +44,39 @@ def validate_outcomes(outcomes: pd.DataFrame, what: str = "the model") -> pd.Dat
             "draws and strategies must be balanced)"
         )
     numbers = outcomes.drop(columns=list(KEYS)).select_dtypes("number")
-    bad = ~np.isfinite(numbers.to_numpy(dtype=float))
-    if bad.any():
-        i, j = np.argwhere(bad)[0]
+    values = numbers.to_numpy(dtype=float)
+    found = first_problem(values, list(numbers.columns))
+    if found is not None:
+        i, j, problem = found
         row = outcomes.iloc[i]
         raise CeaError(
-            f"{what}: {numbers.columns[j]} is {numbers.iat[i, j]} at draw {row['draw']}, "
-            f"strategy '{row['strategy']}': check the parameter values"
-        )
-    costs = [c for c in ("cost", *COST_CATEGORIES) if c in numbers.columns]
-    negative = numbers[costs].to_numpy(dtype=float) < 0
-    if negative.any():
-        i, j = np.argwhere(negative)[0]
-        row = outcomes.iloc[i]
-        raise CeaError(
-            f"{what}: {costs[j]} is {numbers[costs[j]].iat[i]:g} at draw {row['draw']}, "
-            f"strategy '{row['strategy']}': a cost cannot be negative: check the parameter "
-            "values (a price, a dose, a body weight or height)"
+            f"{what}: {numbers.columns[j]} is {values[i, j]:g} at draw {row['draw']}, "
+            f"strategy '{row['strategy']}': {problem}"
         )
     return outcomes
+
+
+def first_problem(values: np.ndarray, columns: list[str]) -> tuple[int, int, str] | None:
+    """The first number of ``values`` (rows x ``columns``) the outcomes contract refuses, as
+    (row, column, what is wrong): one not finite, then a cost (``cost``, ``cost_*``) below 0;
+    None when there is none."""
+    bad = ~np.isfinite(values)
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        return int(i), int(j), "check the parameter values"
+    costs = [j for j, c in enumerate(columns) if c == "cost" or c.startswith("cost_")]
+    negative = values[:, costs] < 0
+    if negative.any():
+        i, j = np.argwhere(negative)[0]
+        return (
+            int(i),
+            costs[j],
+            (
+                "a cost cannot be negative: check the parameter values (a price, a dose, a body "
+                "weight or height)"
+            ),
+        )
+    return None
 
 
 def results_table(outcomes: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from cea.analysis import voi
+from cea.analysis.outcomes import first_problem
 from cea.analysis.psa import (
     DEFAULT_DECISION_HORIZON_YEARS,
     INTERVAL,
@@ -115,27 +116,17 @@ def _check_block(block: np.ndarray, names: list[str], draw_ids: np.ndarray) -> n
     expected = (len(names), len(draw_ids), len(OUTCOME_COLUMNS))
     if block.shape != expected:
         raise CeaError(f"the model's outcomes have the shape {block.shape}, expected {expected}")
-    bad = ~np.isfinite(block)
-    if bad.any():
-        k, d, c = np.argwhere(bad)[0]
+    K, n, C = block.shape
+    values = block.reshape(K * n, C)
+    found = first_problem(values, list(OUTCOME_COLUMNS))
+    if found is not None:
+        i, c, problem = found
+        k, d = divmod(i, n)
         raise CeaError(
-            f"the PSA: {OUTCOME_COLUMNS[c]} is {block[k, d, c]} at draw {draw_ids[d]}, "
-            f"strategy '{names[k]}': check the parameter values"
-        )
-    negative = block[:, :, _COST_COLUMNS] < 0
-    if negative.any():
-        k, d, c = np.argwhere(negative)[0]
-        raise CeaError(
-            f"the PSA: {OUTCOME_COLUMNS[_COST_COLUMNS[c]]} is "
-            f"{block[k, d, _COST_COLUMNS[c]]:g} at draw {draw_ids[d]}, strategy '{names[k]}': "
-            "a cost cannot be negative: check the parameter values (a price, a dose, a body "
-            "weight or height)"
+            f"the PSA: {OUTCOME_COLUMNS[c]} is {values[i, c]:g} at draw {draw_ids[d]}, "
+            f"strategy '{names[k]}': {problem}"
         )
     return block
-
-
-#: Positions of the costs in :data:`OUTCOME_COLUMNS` (none may be negative).
-_COST_COLUMNS = [i for i, c in enumerate(OUTCOME_COLUMNS) if c == "cost" or c.startswith("cost_")]
 
 
 def run_draws(
