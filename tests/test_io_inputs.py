@@ -302,8 +302,11 @@ def test_empty_trailing_columns_are_ignored_as_one_is(tmp_inputs):
 @pytest.mark.parametrize(
     ("line", "problem"),
     [
-        ('correction = "bogus"', "'bogus' is not one of: none, start, end, half_cycle"),
-        ("correction = [0.5, 1, 0.5]", "3 weights, not n_cycles + 1 = 131"),
+        ('correction = "bogus"', "unknown within-cycle correction 'bogus'; valid names are"),
+        (
+            "correction = [0.5, 1, 0.5]",
+            "weights have shape (3,); expected (n_cycles + 1,) = (131,)",
+        ),
     ],
 )
 def test_a_correction_the_engine_refuses_is_named_by_its_file(tmp_inputs, capsys, line, problem):

@@ -582,7 +582,10 @@ MALFORMED = {
         "scenario.toml: is not valid TOML: nested too deeply",
     ),
     "scenario_not_a_number": (_scenario('[parameters]\np_male = "high"\n'), "must be a number"),
-    "scenario_out_of_range": (_scenario("[parameters]\np_male = 1.5\n"), "p_male = 1.5: a proportion must stay in [0, 1]"),
+    "scenario_out_of_range": (
+        _scenario("[parameters]\np_male = 1.5\n"),
+        "p_male = 1.5: a proportion must stay in [0, 1]",
+    ),
     "scenario_unreachable_target": (
         _scenario("[parameters]\nt_target_median_os_months = 500\n"),
         "cannot calibrate",

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from cea.engine.declaration import Timing
-from cea.engine.markov import CORRECTIONS
+from cea.engine.markov import correction_weights
 from cea.errors import CeaError, InputFileError, did_you_mean
 from cea.io.inputs import Inputs
 from cea.parameters.table import ParameterTable
@@ -261,22 +261,11 @@ def _check_correction(correction, n_cycles: int, ptable: ParameterTable, inputs:
             (k for k in inputs.hashes if k.endswith(("settings.toml", "[settings]"))),
             "settings.toml",
         )
-    if isinstance(correction, list):
-        if len(correction) != n_cycles + 1:
-            raise InputFileError(
-                where,
-                f"{len(correction)} weights, not n_cycles + 1 = {n_cycles + 1} (one per trace row)",
-                column="correction",
-            )
-        return tuple(float(x) for x in correction)
-    if correction not in CORRECTIONS:
-        raise InputFileError(
-            where,
-            f"'{correction}' is not one of: {', '.join(CORRECTIONS)} (or a list of n_cycles + 1 "
-            f"= {n_cycles + 1} weights)",
-            column="correction",
-        )
-    return correction
+    try:
+        correction_weights(correction, n_cycles)
+    except CeaError as exc:  # the engine's own check, named where the settings set it
+        raise InputFileError(where, str(exc), column="correction") from None
+    return tuple(float(x) for x in correction) if isinstance(correction, list) else correction
 
 
 def apply_discount_settings(spec: ModelSpec, settings: dict) -> ModelSpec:
