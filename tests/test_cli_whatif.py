@@ -148,6 +148,19 @@ def test_a_wtp_whose_net_benefit_overflows_is_refused_in_one_line(capsys, tmp_pa
     assert not out.exists()
 
 
+def test_a_wtp_whose_curves_overflow_is_refused_naming_where_a_wtp_comes_from(capsys, tmp_path):
+    # the PSA's WTP grid runs to 5 x the WTP: 1e308 gave "willingness to pay must be finite
+    # numbers >= 0", naming neither the value nor where it comes from
+    out = tmp_path / "o"
+    code, _, err = run(capsys, "psa", "--draws", "20", "--wtp", "1e308", "--out", str(out))
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith("error: willingness to pay 1e+308 per QALY: the curves' WTP grid"), err
+    assert err.rstrip().endswith(
+        "(countries.csv wtp_per_qaly, or wtp_gdp_multiple x gdp_per_capita_usd, or --wtp)"
+    )
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     ("strategies", "problem"),
     [

@@ -57,6 +57,10 @@ ICER_COLUMNS = [
 _EFFECT_LABELS = {"qaly": "QALY", "qalys": "QALY", "ly": "LY", "lys": "LY"}
 
 
+#: Where a WTP comes from, as an error asking for a smaller one names them.
+WTP_SOURCES = "countries.csv wtp_per_qaly, or wtp_gdp_multiple x gdp_per_capita_usd, or --wtp"
+
+
 # --------------------------------------------------------------------------- net benefit
 
 
@@ -238,8 +242,7 @@ def icer_table(
         if np.isinf(wtp * e).any():  # finite effects: the product overflowed
             raise CeaError(
                 f"willingness to pay {wtp:g} per QALY times {np.nanmax(np.abs(e)):g} QALYs is "
-                "beyond the range of floating-point numbers: give a smaller WTP (countries.csv "
-                "wtp_per_qaly, or --wtp)"
+                f"beyond the range of floating-point numbers: give a smaller WTP ({WTP_SOURCES})"
             )
         table["nmb"] = nmb(c, e, wtp)
         table["nhb"] = nhb(c, e, wtp)

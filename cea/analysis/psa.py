@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from cea.analysis import voi
-from cea.analysis.incremental import icer_table
+from cea.analysis.incremental import WTP_SOURCES, icer_table
 from cea.errors import CeaError
 from cea.parameters.table import ParameterTable
 
@@ -68,6 +68,12 @@ def wtp_grid(
     if not (math.isfinite(wtp) and wtp > 0):
         raise CeaError(f"willingness to pay must be > 0, got {wtp!r}")
     near = max([WTP_GRID_FACTOR * wtp, *alternatives])
+    if not math.isfinite(near):
+        raise CeaError(
+            f"willingness to pay {wtp:g} per QALY: the curves' WTP grid, up to "
+            f"{WTP_GRID_FACTOR:g} times it, is beyond the range of floating-point numbers: give "
+            f"a smaller WTP ({WTP_SOURCES})"
+        )
     grid = [np.linspace(0.0, near, WTP_GRID_POINTS)]
     finite = [float(i) for i in icers if i is not None and math.isfinite(i) and i > 0]
     if finite:
