@@ -519,3 +519,29 @@ def test_a_character_the_font_lacks_is_one_note_not_a_warning_per_figure(
     assert err.count("\n") == 1 and err.startswith("cea: note: "), err
     assert "\U0001f489" in err and "U+1F489" in err
     assert (out / "tornado_inmb.png").is_file()
+
+
+def test_each_missing_character_is_named_once_whichever_figure_first_lacks_it(capsys, monkeypatch):
+    # a character first missing in a later figure was never named (only the first figure's were)
+    import warnings
+
+    from cea.report.plots import style
+
+    monkeypatch.setattr(style, "_NOTED_GLYPHS", set())
+
+    def missing(*chars):
+        return [
+            warnings.WarningMessage(
+                UserWarning(f"Glyph {ord(c)} (\\N{{...}}) missing from font(s) DejaVu Sans."),
+                UserWarning, "x.py", 1,
+            )
+            for c in chars
+        ]  # fmt: skip
+
+    style._note_missing_glyphs(missing("\U0001f489"))
+    style._note_missing_glyphs(missing("\U0001f489", "\u4e2d"))
+    style._note_missing_glyphs(missing("\u4e2d", "\U0001f489"))
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2, lines
+    assert "U+1F489" in lines[0] and "U+4E2D" not in lines[0]
+    assert "U+4E2D" in lines[1] and "U+1F489" not in lines[1]

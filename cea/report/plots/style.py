@@ -196,8 +196,8 @@ _NOTED_GLYPHS: set[str] = set()
 
 
 def _note_missing_glyphs(caught: list[warnings.WarningMessage]) -> None:
-    """Name the characters the figures cannot draw once, on one stderr line; pass any other
-    warning on as it was."""
+    """Name each character the figures cannot draw once: the ones a figure lacks that no earlier
+    figure did, on one stderr line; pass any other warning on as it was."""
     missing = []
     for w in caught:
         m = _MISSING_GLYPH.match(str(w.message))
@@ -205,7 +205,7 @@ def _note_missing_glyphs(caught: list[warnings.WarningMessage]) -> None:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
         elif chr(int(m.group(1))) not in _NOTED_GLYPHS:
             missing.append(chr(int(m.group(1))))
-    if missing and not _NOTED_GLYPHS:
+    if missing:  # the characters not named yet
         shown = ", ".join(f"'{c}' (U+{ord(c):04X})" for c in dict.fromkeys(missing))
         print(f"cea: note: the figures' font has no glyph for {shown}: drawn as an empty box "
               "(the CSV and Excel files keep the text)", file=sys.stderr)  # fmt: skip
