@@ -833,6 +833,7 @@ def test_unbatched_message_has_no_draw():
         (dict(correction="halfcycle"), "unknown within-cycle correction 'halfcycle'"),
         (dict(correction=[1.0, 1.0]), r"expected \(n_cycles \+ 1,\) = \(4,\)"),
         (dict(correction=[1.0, np.nan, 1.0, 1.0]), "weight at row 1 is nan"),
+        (dict(correction=[1.0, 1.0, -0.5, 1.0]), r"weight at row 2 is -0.5 \(a weight must be"),
         (dict(cycle_length_years=0.0), "cycle_length_years must be finite and > 0"),
         (dict(discount_step="monthly"), "unknown discount step"),
         (dict(transition_timing="middle"), "unknown transition_timing"),

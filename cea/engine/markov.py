@@ -127,7 +127,7 @@ def correction_weights(correction: str | Sequence[float] | np.ndarray, n_cycles:
     ``"simpson"``                  composite Simpson 1/3 rule, ``[1, 4, 2, 4, ..., 2, 4, 1] / 3``
                                    for even ``n_cycles`` (DARTH ``gen_wcc`` default); for odd
                                    ``n_cycles`` the weights ``scipy.integrate.simpson`` uses
-    array-like, length n+1         used as given after checking it is 1-D and finite
+    array-like, length n+1         used as given after checking it is 1-D, finite and >= 0
     ============================== ===========================================================
 
     ``darthtools::gen_wcc(method = "Simpson1/3")`` is not the textbook rule: its 1-based
@@ -189,9 +189,12 @@ def _correction_weights(correction, n_cycles: int, prefix: str) -> np.ndarray:
             f"{prefix}explicit correction weights have shape {w.shape}; expected "
             f"(n_cycles + 1,) = ({n_rows},)"
         )
-    if not np.isfinite(w).all():
-        t = int(np.argwhere(~np.isfinite(w))[0, 0])
-        raise ModelInputError(f"{prefix}explicit correction weight at row {t} is {w[t]}")
+    if not (np.isfinite(w) & (w >= 0)).all():  # a weight below 0 would take a reward away
+        t = int(np.argwhere(~(np.isfinite(w) & (w >= 0)))[0, 0])
+        raise ModelInputError(
+            f"{prefix}explicit correction weight at row {t} is {w[t]} (a weight must be a "
+            "finite number >= 0)"
+        )
     return w
 
 
