@@ -168,15 +168,7 @@ def no_igrt_incidence(
 
 def _incidence_spec(spec: ModelSpec, months: float) -> ModelSpec:
     """The horizon the incidence at ``months`` needs."""
-    return _horizon(spec, min(spec.n_cycles, int(np.ceil(months / 12.0 / spec.dt)) + 1))
-
-
-def _horizon(spec: ModelSpec, n_cycles: int) -> ModelSpec:
-    """The model over its first ``n_cycles`` cycles, for a calibration condition. The conditions
-    read the trace and the events of each cycle, which no within-cycle correction weighs, so the
-    correction is "none": the model's own (a list of weights for its whole horizon, say) need
-    not fit the shorter horizon."""
-    return replace(spec, n_cycles=n_cycles, correction="none")
+    return spec.first_cycles(min(spec.n_cycles, int(np.ceil(months / 12.0 / spec.dt)) + 1))
 
 
 def cumulative_incidence(
@@ -468,8 +460,7 @@ def _os_spec(spec: ModelSpec, target_os: np.ndarray) -> ModelSpec:
     and where a trial rate leaves the median beyond it, the median reads as the horizon
     (> target), which still brackets the root. The trace up to the median does not depend on
     the horizon, so neither does the calibrated rate."""
-    return _horizon(
-        spec,
+    return spec.first_cycles(
         min(spec.n_cycles, int(np.ceil(CALIBRATION_OS_HORIZON * target_os.max() / spec.dt)) + 1),
     )
 

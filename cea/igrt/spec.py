@@ -193,6 +193,13 @@ class ModelSpec:
             effects=frozenset(EFFECTS + COUNTS),
         )
 
+    def first_cycles(self, n_cycles: int) -> ModelSpec:
+        """The model over its first ``n_cycles`` cycles, for what reads its trace, per-cycle
+        events and counts (the calibration's conditions, the validation targets), which no
+        within-cycle correction weighs: the correction is "none", as the model's own (a list
+        of weights for its whole horizon, say) need not fit the shorter horizon."""
+        return replace(self, n_cycles=n_cycles, correction="none")
+
     def with_strategies(self, strategies: Sequence[Strategy]) -> ModelSpec:
         return replace(self, strategies=tuple(strategies))
 

@@ -689,6 +689,11 @@ def find_threshold(
     if low is not None or high is not None:
         lo = dsa_lo if low is None else float(low)
         hi = dsa_hi if high is None else float(high)
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            raise CeaError(
+                f"threshold range for {parameter}: low and high must be finite numbers, got "
+                f"{lo:g} and {hi:g}"
+            )
         problem = range_problem(parameter, lo, hi)
         if problem:
             raise CeaError(f"threshold range for {parameter}: [{lo:g}, {hi:g}]: {problem}")
@@ -706,11 +711,6 @@ def find_threshold(
     scans = []
     roots: list[float] = []
     for (lo, hi), origin in brackets:
-        if not (np.isfinite(lo) and np.isfinite(hi)):
-            raise CeaError(
-                f"threshold range for {parameter}: low and high must be finite numbers, got "
-                f"{lo:g} and {hi:g}"
-            )
         if not lo < hi:
             raise CeaError(f"threshold range for {parameter}: low {lo:g} must be below high {hi:g}")
         grid = np.unique(np.append(np.linspace(lo, hi, THRESHOLD_SCAN_POINTS), value))

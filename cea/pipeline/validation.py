@@ -66,10 +66,7 @@ def _spec(base: BaseCase, *names: str, n_cycles: int | None = None) -> ModelSpec
     if unknown:
         raise CeaError(f"validation: unknown strategy {', '.join(unknown)} (not in strategies.csv)")
     spec = base.spec.with_strategies([table[n] for n in dict.fromkeys(names)])
-    # a shorter horizon is read for its trace and counts, which no within-cycle correction
-    # weighs (docs/model.md, section 8): "none", as the model's own (a list of weights for its
-    # whole horizon, say) need not fit it
-    return spec if n_cycles is None else replace(spec, n_cycles=n_cycles, correction="none")
+    return spec if n_cycles is None else spec.first_cycles(n_cycles)
 
 
 def _draws_and_calibrated(
