@@ -38,6 +38,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cea.engine.cohort import run_cohorts  # noqa: E402
+from cea.engine.declaration import CohortModel, Lin, Timing  # noqa: E402
 from cea.engine.markov import (  # noqa: E402
     correction_weights,
     discount_factors,
@@ -102,6 +104,82 @@ def engine(v: dict) -> dict:
         cycle_length_years=DT, correction="half_cycle", keep_trace=False,
     )  # fmt: skip
     return {"cost": res.discounted["cost"], "qaly": res.discounted["qaly"]}
+
+
+def engine_by_cycle(v: dict) -> dict:
+    """``run_markov`` with P a function of the cycle: each cycle's (D, 4, 4) matrices refilled
+    in one buffer with draws innermost, as the engine asks for them (``keep_trace=False``), so
+    no (D, T, 4, 4) array is built."""
+    n = len(v["p_hs"])
+    p_h, p_s, p_x = _mortality(v)
+    buf = make_transition_array(n, 1, 4)[:, 0]  # (D, 4, 4), draws innermost
+    buf[:, 3, 3] = 1.0
+    stay_s = 1 - v["p_sh"] - v["p_ss"]
+
+    def P(k: int) -> np.ndarray:
+        ph, ps, px = p_h[0, k], p_s[:, k], p_x[:, k]
+        buf[:, 0, 1] = (1 - ph) * v["p_hs"]
+        buf[:, 0, 3] = ph
+        buf[:, 0, 0] = (1 - ph) * (1 - v["p_hs"])
+        buf[:, 1, 0] = (1 - ps) * v["p_sh"]
+        buf[:, 1, 2] = (1 - ps) * v["p_ss"]
+        buf[:, 1, 3] = ps
+        buf[:, 1, 1] = (1 - ps) * stay_s
+        buf[:, 2, 3] = px
+        buf[:, 2, 2] = 1 - px
+        return buf
+
+    event = np.zeros((4, 4))
+    event[1, 2] = EVENT_COST
+    res = run_markov(
+        np.array([1.0, 0.0, 0.0, 0.0]), P, n_cycles=T,
+        state_rewards={"cost": v["cost"][:, None, :], "qaly": UTILITY},
+        transition_rewards={"cost": event}, effects=("qaly",),
+        discount_rate_costs=RATE, discount_rate_effects=RATE,
+        cycle_length_years=DT, correction="half_cycle", keep_trace=False,
+    )  # fmt: skip
+    return {"cost": res.discounted["cost"], "qaly": res.discounted["qaly"]}
+
+
+def declared(v: dict) -> dict:
+    """The same model declared by its hazards (:class:`CohortModel`: death an exit with the
+    background hazard times 1, hr_s or hr_ss; the other changes internal, among those who do
+    not die, with hazards giving the same probabilities: -log(1 - p) shared in proportion to
+    each probability) and run by the compiled backend (``run_cohorts(..., backend="numba")``),
+    which builds no transition array and keeps no trace."""
+    n = len(v["p_hs"])
+    r_bg = np.broadcast_to(-np.log1p(-_mortality(v)[0]), (n, T))  # per cycle
+    h_sick = -np.log1p(-(v["p_sh"] + v["p_ss"]))
+    share_sh = v["p_sh"] / (v["p_sh"] + v["p_ss"])
+    event = np.zeros((n, 4, 4))
+    event[:, 1, 2] = EVENT_COST
+    model = CohortModel(
+        start=np.array([1.0, 0.0, 0.0, 0.0]),
+        exits={0: {3: Lin.of("background")}, 1: {3: Lin.of("background", v["hr_s"])},
+               2: {3: Lin.of("background", v["hr_ss"])}},
+        internal={0: {1: Lin.of("one", -np.log1p(-v["p_hs"]))},
+                  1: {0: Lin.of("one", h_sick * share_sh), 2: Lin.of("one", h_sick * (1 - share_sh))}},
+        rewards={"cost": (v["cost"], {}), "qaly": (np.broadcast_to(UTILITY, (n, 4)), {})},
+        transition_rewards={"cost": event},
+    )  # fmt: skip
+    timing = Timing(T, DT, "half_cycle", RATE, RATE, effects=frozenset({"qaly"}))
+    (res,) = run_cohorts([model], {"background": r_bg}, timing, backend="numba")
+    return {"cost": res.discounted["cost"], "qaly": res.discounted["qaly"]}
+
+
+#: The ways of calling the engine, by name.
+ENGINES = {"array": engine, "by_cycle": engine_by_cycle, "declared": declared}
+LABELS = {"array": "P stored", "by_cycle": "P by cycle", "declared": "declared, compiled"}
+
+
+def first_call(variant: str, n: int) -> float:
+    """Seconds of the engine's first call (``variant`` of :data:`ENGINES`) in a fresh Python
+    process, imports made and inputs drawn beforehand: nothing warm, no memory reused."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--first-call", variant, "--draws", str(n)],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return float(done.stdout.split()[-1])
 
 
 def fused(v: dict) -> dict:
@@ -213,17 +291,24 @@ def main(argv=None) -> int:
         "--r-draws", type=int, default=1000,
         help="draws the serial loop in R runs (then scaled); 0: not run. Needs Rscript",
     )  # fmt: skip
+    ap.add_argument("--first-call", choices=ENGINES, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     v = inputs(args.draws)
-    first, a = timed(engine, v)  # the engine's first call in this process
+    if args.first_call:  # the child of first_call
+        print(timed(ENGINES[args.first_call], v)[0])
+        return 0
+    firsts = {name: first_call(name, args.draws) for name in ENGINES}
     _, b = timed(fused, v)
-    for k in a:
-        np.testing.assert_allclose(a[k], b[k], rtol=1e-12)
-    warm_engine, warm_fused = [], []
-    for _ in range(args.repeat):  # alternated: both see the same load
-        warm_engine.append(timed(engine, v)[0])
-        warm_fused.append(timed(fused, v)[0])
-    e, f = statistics.median(warm_engine), statistics.median(warm_fused)
+    for fn in ENGINES.values():
+        a = fn(v)
+        for k in a:
+            np.testing.assert_allclose(a[k], b[k], rtol=1e-12)
+    warm = {name: [] for name in [*ENGINES, "fused"]}
+    for _ in range(args.repeat):  # alternated: all see the same load
+        for name, fn in [*ENGINES.items(), ("fused", fused)]:
+            warm[name].append(timed(fn, v)[0])
+    warm = {name: statistics.median(t) for name, t in warm.items()}
+    f = warm["fused"]
     m = min(args.serial_draws, args.draws)
     sub = {k: x[:m] for k, x in v.items()}
     s_time, c = timed(serial, sub)
@@ -232,11 +317,23 @@ def main(argv=None) -> int:
     s_time *= args.draws / m  # the loop's time is linear in the draws
     print(f"draws {args.draws:,}, {T} cycles, medians of {args.repeat}")
     print(f"fused kernel, warm    {f:8.3f} s")
-    print(f"engine, warm          {e:8.3f} s   {e / f:6.2f} x the fused kernel")
-    print(f"engine, first call    {first:8.3f} s   {first / f:6.2f} x the fused kernel")
+    for name, label in LABELS.items():
+        e, first = warm[name], firsts[name]
+        print(f"engine, {label:18s} warm       {e:8.3f} s   {e / f:6.2f} x the fused kernel")
+        print(
+            f"engine, {label:18s} first call {first:8.3f} s   {first / f:6.2f} x the fused "
+            "kernel (a fresh process)"
+        )
+
+    def faster(ref: float) -> str:
+        return "; ".join(
+            f"{LABELS[name]} {ref / warm[name]:.0f} x warm, {ref / firsts[name]:.0f} x first call"
+            for name in ENGINES
+        )
+
     print(
         f"serial loop, DARTH style, {m:,} draws scaled to {args.draws:,}: {s_time:8.3f} s; "
-        f"the engine {s_time / e:.0f} x faster warm, {s_time / first:.0f} x on its first call"
+        f"the engine faster: {faster(s_time)}"
     )
     if args.r_draws and shutil.which("Rscript") is None:
         print("serial loop in R: not run (no Rscript on this machine)")
@@ -249,8 +346,7 @@ def main(argv=None) -> int:
             r_time *= args.draws / m
             print(
                 f"serial loop in R (darth_loop.R, {variant}), {m:,} draws scaled to "
-                f"{args.draws:,}: {r_time:8.3f} s; the engine {r_time / e:.0f} x faster warm, "
-                f"{r_time / first:.0f} x on its first call"
+                f"{args.draws:,}: {r_time:8.3f} s; the engine faster: {faster(r_time)}"
             )
     return 0
 

@@ -3,6 +3,8 @@ property-based checks, validation messages and a tunnel-state model with a close
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -445,8 +447,20 @@ CASES = [
 ]
 
 
-def with_layout(P: np.ndarray, layout: str, monkeypatch) -> np.ndarray:
-    """The same (D, T, S, S) numbers stored three ways, to exercise the three trace paths."""
+def with_layout(P: np.ndarray, layout: str, monkeypatch):
+    """The same (D, T, S, S) numbers stored three ways, to exercise the three trace paths, or
+    given as a function of the cycle: returning a C-ordered (D, S, S) view of each cycle
+    (``function``), or refilling one buffer with draws innermost (``function_buffer``)."""
+    if layout == "function":
+        return lambda k: P[:, k]
+    if layout == "function_buffer":
+        buffer = make_transition_array(P.shape[0], 1, P.shape[2])[:, 0]
+
+        def refill(k):
+            buffer[...] = P[:, k]
+            return buffer
+
+        return refill
     if layout == "draws_innermost":
         out = make_transition_array(*P.shape[:3])
         out[...] = P
@@ -457,7 +471,13 @@ def with_layout(P: np.ndarray, layout: str, monkeypatch) -> np.ndarray:
     return P
 
 
-LAYOUTS = ["draws_outermost", "draws_outermost_blocks", "draws_innermost"]
+LAYOUTS = [
+    "draws_outermost",
+    "draws_outermost_blocks",
+    "draws_innermost",
+    "function",
+    "function_buffer",
+]
 
 
 @pytest.mark.parametrize("keep_trace", [True, False])
@@ -473,6 +493,7 @@ def test_vectorized_matches_reference_loop(
     res = run_markov(
         c["start"],
         with_layout(c["P"], layout, monkeypatch),
+        n_cycles=T if layout.startswith("function") else None,
         state_rewards={
             "cost": c["state_const"],
             "qaly": c["state_draw_cycle"],
@@ -789,6 +810,89 @@ def test_draws_innermost_errors_name_the_same_entry(keep_trace):
         with pytest.raises(ModelInputError) as err:
             run_markov(start, inner, **kw)
         assert str(err.value) == str(expected.value)
+
+
+@pytest.mark.parametrize("keep_trace", [True, False])
+def test_function_errors_name_the_same_entry_as_the_array(keep_trace):
+    """P as a function of the cycle, with a bad row sum or a NaN in some cycle: the message
+    names the draw, cycle and states the array's does, whether the cycles are stacked (a kept
+    trace) or asked for one by one."""
+    start, P = valid_batched()
+    for draw, cycle, i, j in ((3, 12, 1, 1), (1, 9, 2, 0), (0, 0, 0, 2)):
+        bad = P.copy()
+        bad[draw, cycle, i, j] = np.nan if j == 0 else bad[draw, cycle, i, j] + 0.02
+        kw = dict(state_rewards={"c": np.ones(3)}, keep_trace=keep_trace, label="x")
+        with pytest.raises(ModelInputError) as expected:
+            run_markov(start, bad, **kw)
+        with pytest.raises(ModelInputError) as err:
+            run_markov(start, lambda k, bad=bad: bad[:, k], n_cycles=bad.shape[1], **kw)
+        assert str(err.value) == str(expected.value)
+        assert f"draw {draw}, cycle {cycle}, from state {i}" in str(err.value)
+
+
+def test_function_asked_once_per_cycle_in_order():
+    """With the totals only, P(k) is asked for once per cycle, 0 to T - 1, in order (so a
+    buffer refilled per call is safe); with the trace kept, likewise once each, to stack."""
+    start, P = valid_batched()
+    for keep_trace in (False, True):
+        asked = []
+        run_markov(start, lambda k, asked=asked: asked.append(k) or P[:, k], n_cycles=P.shape[1],
+                   state_rewards={"c": np.ones(3)}, keep_trace=keep_trace)  # fmt: skip
+        assert asked == list(range(P.shape[1]))
+
+
+def test_function_of_one_matrix_for_every_draw():
+    """P(k) of shape (S, S) with a batched start: the same totals as the stored (T, S, S)
+    array, without and with the trace."""
+    rng = np.random.default_rng(5)
+    start, P = valid_batched()
+    shared = random_stochastic(rng, (P.shape[1], 3, 3))
+    kw = dict(state_rewards={"c": np.array([1.0, 2.0, 0.0])},
+              transition_rewards={"e": np.array([[0, 3.0, 0], [0, 0, 1.0], [0, 0, 0]])},
+              discount_rate_costs=0.04)  # fmt: skip
+    stored = run_markov(start, shared, **kw)
+    for keep_trace in (False, True):
+        res = run_markov(start, lambda k: shared[k], n_cycles=len(shared), keep_trace=keep_trace,
+                         **kw)  # fmt: skip
+        for name in ("c", "e"):
+            np.testing.assert_allclose(res.discounted[name], stored.discounted[name], rtol=1e-13)
+    np.testing.assert_array_equal(res.trace, stored.trace)
+
+
+def test_function_stores_no_array_of_every_cycle():
+    """The point of a function P: with the totals only, memory does not grow with the cycles
+    (the (D, T, S, S) array of these sizes would take 51.2 MB; the run's peak is under a
+    tenth of it), and the totals are those of the stored array."""
+    D, T, S = 2000, 200, 4
+    rng = np.random.default_rng(11)
+    P = random_stochastic(rng, (D, 1, S, S))[:, 0]  # one (D, S, S) block, reused every cycle
+    start = np.eye(S)[0]
+    kw = dict(state_rewards={"c": np.arange(S, dtype=float)}, discount_rate_costs=0.035)
+    tracemalloc.start()
+    try:
+        res = run_markov(start, lambda k: P, n_cycles=T, keep_trace=False, **kw)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < D * T * S * S * 8 / 10
+    stored = run_markov(start, np.broadcast_to(P[:, None], (D, T, S, S)), **kw)
+    np.testing.assert_allclose(res.discounted["c"], stored.discounted["c"], rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("fn", "n_cycles", "pattern"),
+    [
+        (lambda k: np.eye(2), None, r"n_cycles is required when P is a function of the cycle"),
+        (lambda k: np.ones(3), 4, r"P\(0\) has shape \(3,\); a function P must return"),
+        (lambda k: np.eye(2) if k < 2 else np.eye(3), 4,
+         r"P\(2\) has shape \(3, 3\) but P\(0\) has \(2, 2\)"),
+        (lambda k: "x", 4, r"P\(0\) \(transition probabilities of cycle 0\) is not a numeric"),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("keep_trace", [True, False])
+def test_function_shape_errors(fn, n_cycles, pattern, keep_trace):
+    with pytest.raises(ModelInputError, match=pattern):
+        run_markov([1.0, 0.0], fn, n_cycles=n_cycles, keep_trace=keep_trace)
 
 
 def test_probability_above_one_is_reported_even_when_row_sums_to_one():

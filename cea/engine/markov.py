@@ -394,8 +394,15 @@ def run_markov(
         ``i -> j`` in cycle ``k``. (S, S) is constant and needs ``n_cycles``. (T, S, S) is
         time-dependent; ``n_cycles`` defaults to T and must equal T if given. (D, T, S, S)
         is batched over draws; T == 1 there means constant over time (needs ``n_cycles``).
-        The run is batched when ``P`` is 4-D or ``start`` is 2-D; unbatched inputs give
-        unbatched outputs.
+        Or a function of the cycle (needs ``n_cycles``): ``P(k)`` for k = 0, ..., T - 1
+        returns cycle ``k``'s matrices, (S, S) or per draw (D, S, S), the same shape every
+        cycle; it is called in cycle order, and with ``keep_trace=False`` once per cycle
+        inside the loop, each cycle's matrices used before the next are asked for, so no
+        (D, T, S, S) array is stored and ``P`` may return the same buffer refilled (fastest
+        with draws innermost: ``make_transition_array(D, 1, S)[:, 0]``). When the trace or
+        the per-row contributions are kept, the cycles are stacked into an array first.
+        The run is batched when ``P`` is 4-D (or returns (D, S, S)) or ``start`` is 2-D;
+        unbatched inputs give unbatched outputs.
     n_cycles : int, optional
         Number of cycles T.
     state_rewards : dict[str, array-like], optional
@@ -469,6 +476,8 @@ def run_markov(
     expected transition reward per person leaving state ``i`` in cycle ``k``,
     ``sum_j P[k, i, j] * R[k, i, j]``, is formed first and then dotted with the trace.
     """
+    if callable(P) and (keep_trace or keep_per_cycle):  # the trace loop reads P again
+        P = _stacked_cycles(P, n_cycles, f"{label}: " if label else "")
     m = _Model.build(start, P, n_cycles, tol, label, state_names)
     prefix, T, D = m.prefix, m.T, m.D
     totals_only = not keep_trace and not keep_per_cycle and m._fast_trace()
@@ -676,11 +685,48 @@ def _compact(a: np.ndarray, axes: Sequence[int]) -> np.ndarray:
     return a[tuple(idx)]
 
 
+def _cycle_matrices(P, k: int, first: np.ndarray | None, prefix: str) -> np.ndarray:
+    """``P(k)`` of a function ``P`` as a float array: (S, S) or (D, S, S), square and
+    non-empty, and for k > 0 of the shape of ``first`` (cycle 0's)."""
+    p = _as_array(P(k), f"P({k}) (transition probabilities of cycle {k})", prefix)
+    if first is None:
+        if p.ndim not in (2, 3) or p.shape[-1] != p.shape[-2] or p.shape[-1] == 0:
+            raise ModelInputError(
+                f"{prefix}P(0) has shape {p.shape}; a function P must return (S, S) or "
+                "(D, S, S) with square, non-empty (from, to) axes"
+            )
+    elif p.shape != first.shape:
+        raise ModelInputError(
+            f"{prefix}P({k}) has shape {p.shape} but P(0) has {first.shape}: every cycle's "
+            "matrices must have the same shape"
+        )
+    return p
+
+
+def _stacked_cycles(P, n_cycles, prefix: str) -> np.ndarray:
+    """The cycles of a function ``P`` as one (T, S, S) or (D, T, S, S) array (draws
+    innermost, :func:`make_transition_array`)."""
+    if n_cycles is None:
+        raise ModelInputError(f"{prefix}n_cycles is required when P is a function of the cycle")
+    T = _as_n_cycles(n_cycles, prefix)
+    first = _cycle_matrices(P, 0, None, prefix)
+    if first.ndim == 2:
+        out = np.empty((T,) + first.shape)
+    else:
+        out = make_transition_array(first.shape[0], T, first.shape[-1])
+    out[..., 0, :, :] = first
+    for k in range(1, T):
+        out[..., k, :, :] = _cycle_matrices(P, k, first, prefix)
+    return out
+
+
 class _Model:
     """Validated start vector and transition array, normalized to the batched layout.
 
     ``P4`` has shape (Dp, Tp, S, S) with Dp in {1, D} and Tp in {1, T};
-    ``start`` has shape (Ds, S) with Ds in {1, D}.
+    ``start`` has shape (Ds, S) with Ds in {1, D}. ``fn``: P when it is a function of the
+    cycle (:func:`run_markov`), asked for each cycle's matrices by :meth:`cycle`; ``P4`` then
+    holds cycle 0's.
     """
 
     def __init__(
@@ -691,6 +737,7 @@ class _Model:
         self.D, self.T, self.S = D, T, S
         self.batched, self.prefix, self.names = batched, prefix, names
         self.p_has_draw, self.p_has_cycle = p_has_draw, p_has_cycle
+        self.fn = None
 
     # ---- construction and checks -----------------------------------------------------
 
@@ -700,6 +747,14 @@ class _Model:
         tol = float(tol)
         if not np.isfinite(tol) or tol < 0:
             raise ModelInputError(f"{prefix}tol must be finite and >= 0, got {tol}")
+        fn = None
+        if callable(P):  # its cycle 0 stands for P in the checks below, as a constant P
+            if n_cycles is None:
+                raise ModelInputError(
+                    f"{prefix}n_cycles is required when P is a function of the cycle"
+                )
+            fn, first = P, _cycle_matrices(P, 0, None, prefix)
+            P = first[:, None] if first.ndim == 3 else first
         P = _as_array(P, "P (transition probabilities)", prefix)
         if P.ndim not in (2, 3, 4) or P.shape[-1] != P.shape[-2] or P.shape[-1] == 0:
             raise ModelInputError(
@@ -758,8 +813,9 @@ class _Model:
             names,
             start_has_draw=start.ndim == 2,
             p_has_draw=P.ndim == 4,
-            p_has_cycle=not constant,
+            p_has_cycle=not constant or fn is not None,
         )
+        m.fn = fn
         m._check_start(tol)
         m.tol = tol
         if not m._fast_trace():  # the fast trace checks each cycle's matrices as it goes
@@ -789,8 +845,9 @@ class _Model:
             )
 
     def _fast_trace(self) -> bool:
-        """Per-draw matrices stored with draws innermost: the trace's vector path."""
-        return self.P4.shape[0] == self.D and _draws_innermost(self.P4)
+        """Per-draw matrices stored with draws innermost, or P a function of the cycle: the
+        vector path over draws, each cycle's matrices checked as they come (:meth:`cycle`)."""
+        return self.fn is not None or (self.P4.shape[0] == self.D and _draws_innermost(self.P4))
 
     @staticmethod
     def _probabilities_ok(P, row_sums, tol) -> bool:
@@ -802,8 +859,10 @@ class _Model:
             return lowest >= 0 or (lowest >= -tol and P.max() <= 1.0 + tol)
         return False
 
-    def _check_probabilities(self, tol):
-        P4 = self.P4
+    def _check_probabilities(self, tol, P4=None, cycle=None):
+        """Raise on the first entry or row sum out of range in ``P4`` (default: the model's),
+        naming it; ``cycle``: the cycle a one-cycle ``P4`` holds."""
+        P4 = self.P4 if P4 is None else P4
         # Fast path, 2 passes over P and 2 over the row sums, no temporaries: if every entry
         # is >= 0 and rows sum to 1 +- tol, every entry is also <= 1 + tol. NaN makes the
         # reductions NaN, which fails the comparisons and falls to the slow path.
@@ -818,7 +877,8 @@ class _Model:
         bad_entry = ~in_range.all(-1)
         sums_ok = np.abs(row_sums - 1.0) <= tol
         d, t, i = np.argwhere(bad_entry | ~sums_ok)[0]
-        where = self._where(d if self.p_has_draw else None, t if self.p_has_cycle else None)
+        k = t if cycle is None else cycle
+        where = self._where(d if self.p_has_draw else None, k if self.p_has_cycle else None)
         if bad_entry[d, t, i]:
             j = np.flatnonzero(~in_range[d, t, i])[0]
             raise ModelInputError(
@@ -929,13 +989,31 @@ class _Model:
 
     # ---- the trace -------------------------------------------------------------------
 
-    def _checked(self, k: int, p: np.ndarray) -> np.ndarray:
-        """The (S, S, D) matrices of cycle ``k`` (draws innermost), checked while they are in
-        the cache, before use: one pass over P in all instead of three."""
-        if (k == 0 or self.P4.shape[1] > 1) and not self._probabilities_ok(
-            p, np.add.reduce(p, axis=1), self.tol
-        ):
-            self._check_probabilities(self.tol)  # names the first bad entry
+    def cycle(self, k: int) -> np.ndarray:
+        """The (S, S, D) matrices of cycle ``k``, draws innermost, checked while they are in
+        the cache, before use: one pass over P in all instead of three. Stored P: a view (each
+        matrix checked once); a function P: asked for here, in cycle order (cycle 0's when the
+        model was built), a copy only when its draws are not innermost."""
+        if self.fn is None:
+            time_dependent = self.P4.shape[1] > 1
+            p = self.P4[:, k if time_dependent else 0].transpose(1, 2, 0)
+            if (k == 0 or time_dependent) and not self._probabilities_ok(
+                p, np.add.reduce(p, axis=1), self.tol
+            ):
+                self._check_probabilities(self.tol)  # names the first bad entry
+            return p
+        one = self.P4  # (Dp, 1, S, S)
+        if k > 0:
+            first = one[:, 0] if self.p_has_draw else one[0, 0]
+            got = _cycle_matrices(self.fn, k, first, self.prefix)
+            one = got[:, None] if self.p_has_draw else got[None, None]
+        p = one[:, 0].transpose(1, 2, 0)
+        if p.shape[2] == 1 and self.D > 1:  # one matrix for every draw
+            p = np.broadcast_to(p, (self.S, self.S, self.D))
+        elif not p.flags.c_contiguous:
+            p = np.ascontiguousarray(p)
+        if not self._probabilities_ok(p, np.add.reduce(p, axis=1), self.tol):
+            self._check_probabilities(self.tol, one, k)
         return p
 
     def totals(self, sr, tr, weights, disc, at_end, alignment, weight_transitions) -> dict:
@@ -944,8 +1022,6 @@ class _Model:
         P stored with draws innermost: each row's rewards are added as it comes and no trace
         or per-row array is stored (:func:`run_markov` with ``keep_trace=False``)."""
         D, T, S = self.D, self.T, self.S
-        p_cycles = self.P4.transpose(1, 2, 3, 0)  # (Tp, S, S, D) view, draws contiguous
-        time_dependent = self.P4.shape[1] > 1
         out = {n: (np.zeros(D), np.zeros(D)) for n in [*sr, *tr]}
         state = {n: r.transpose(1, 2, 0) for n, r in sr.items()}  # (Tr, S, Dr)
         sparse = {  # one matrix for all draws and cycles: its non-zero entries
@@ -971,7 +1047,7 @@ class _Model:
                 add(n, value, t, weights[t])
             if t == T:
                 break
-            p = self._checked(t, p_cycles[t if time_dependent else 0])
+            p = self.cycle(t)
             row = t + 1 if at_end else t
             for n, r in tr.items():
                 if n in sparse:
@@ -1000,12 +1076,10 @@ class _Model:
         D, T, S, P4 = self.D, self.T, self.S, self.P4
         time_dependent = P4.shape[1] > 1
         if self._fast_trace():  # one draw too: the same arithmetic
-            p_cycles = P4.transpose(1, 2, 3, 0)  # (Tp, S, S, D) view, draws contiguous
             trace_t = np.empty((T + 1, S, D))
             trace_t[0] = self.start.T
             for k in range(T):
-                p = self._checked(k, p_cycles[k if time_dependent else 0])
-                np.einsum("id,ijd->jd", trace_t[k], p, out=trace_t[k + 1])
+                np.einsum("id,ijd->jd", trace_t[k], self.cycle(k), out=trace_t[k + 1])
             return trace_t.transpose(2, 0, 1)
         trace = np.empty((D, T + 1, S))
         trace[:, 0] = self.start
