@@ -1138,3 +1138,19 @@ def test_reproduces_darth_transition_dynamics_array():
         correction=v_wcc,
     )
     assert once.discounted["cost"] != pytest.approx(darth_cost, rel=1e-6)
+
+
+@pytest.mark.parametrize("keep_trace", [True, False])
+def test_function_draws_must_match_the_start(keep_trace):
+    """A function's (D, S, S) matrices with another number of draws than the start: named as
+    P(0)'s shape, whether the cycles are stacked or not."""
+    with pytest.raises(
+        ModelInputError,
+        match=r"start has 3 draws but P has 2 \(start \(3, 2\), P\(0\) \(2, 2, 2\)\)",
+    ):
+        run_markov(
+            np.ones((3, 2)) / 2,
+            lambda k: np.tile(np.eye(2), (2, 1, 1)),
+            n_cycles=2,
+            keep_trace=keep_trace,
+        )

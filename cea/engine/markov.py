@@ -476,9 +476,11 @@ def run_markov(
     expected transition reward per person leaving state ``i`` in cycle ``k``,
     ``sum_j P[k, i, j] * R[k, i, j]``, is formed first and then dotted with the trace.
     """
+    cycle_shape = None  # a function P's (S, S) or (D, S, S), to name in messages
     if callable(P) and (keep_trace or keep_per_cycle):  # the trace loop reads P again
         P = _stacked_cycles(P, n_cycles, f"{label}: " if label else "")
-    m = _Model.build(start, P, n_cycles, tol, label, state_names)
+        cycle_shape = P.shape[-2:] if P.ndim == 3 else (P.shape[0], *P.shape[-2:])
+    m = _Model.build(start, P, n_cycles, tol, label, state_names, cycle_shape)
     prefix, T, D = m.prefix, m.T, m.D
     totals_only = not keep_trace and not keep_per_cycle and m._fast_trace()
     # first, as it checks P (with draws innermost, cycle by cycle as it goes): a bad P is
@@ -742,7 +744,7 @@ class _Model:
     # ---- construction and checks -----------------------------------------------------
 
     @classmethod
-    def build(cls, start, P, n_cycles, tol, label, state_names) -> _Model:
+    def build(cls, start, P, n_cycles, tol, label, state_names, cycle_shape=None) -> _Model:
         prefix = f"{label}: " if label else ""
         tol = float(tol)
         if not np.isfinite(tol) or tol < 0:
@@ -754,7 +756,7 @@ class _Model:
                     f"{prefix}n_cycles is required when P is a function of the cycle"
                 )
             fn, first = P, _cycle_matrices(P, 0, None, prefix)
-            P = first[:, None] if first.ndim == 3 else first
+            P, cycle_shape = (first[:, None] if first.ndim == 3 else first), first.shape
         P = _as_array(P, "P (transition probabilities)", prefix)
         if P.ndim not in (2, 3, 4) or P.shape[-1] != P.shape[-2] or P.shape[-1] == 0:
             raise ModelInputError(
@@ -777,6 +779,7 @@ class _Model:
                 raise ModelInputError(
                     f"{prefix}n_cycles = {n_cycles} but P has shape {P.shape} with T = {T} cycles"
                 )
+        shown = f"P {P.shape}" if cycle_shape is None else f"P(0) {tuple(cycle_shape)}"
         P4 = P.reshape((1,) * (4 - P.ndim) + P.shape)
         P4 = _compact(P4, (0, 1))
 
@@ -790,10 +793,10 @@ class _Model:
         Ds = start2.shape[0] if start.ndim == 2 else None
         Dp = P.shape[0] if P.ndim == 4 else None
         if Ds == 0 or Dp == 0:
-            raise ModelInputError(f"{prefix}no draws (start {start.shape}, P {P.shape})")
+            raise ModelInputError(f"{prefix}no draws (start {start.shape}, {shown})")
         if Ds is not None and Dp is not None and Ds != Dp and 1 not in (Ds, Dp):
             raise ModelInputError(
-                f"{prefix}start has {Ds} draws but P has {Dp} (shapes {start.shape} and {P.shape})"
+                f"{prefix}start has {Ds} draws but P has {Dp} (start {start.shape}, {shown})"
             )
         D = max(Ds or 1, Dp or 1)
 
