@@ -1,8 +1,6 @@
 """``python -m cea``: the command line (:mod:`cea.cli`)."""
 
-import sys
-
-from cea.cli import main
+from cea.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -16,6 +16,7 @@ options; 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import importlib.util
 import os
@@ -697,6 +698,17 @@ COMMANDS = {
 def _one_line(text: str) -> str:
     """A message on one line, control characters shown escaped (a cell's text may hold any)."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def run() -> None:
+    """The ``cea`` command and ``python -m cea``: :func:`main` on the process's arguments, then
+    exit with its code. The objects still alive are left to the operating system at exit
+    (``gc.freeze``) instead of Python's last collection going through them one by one, which
+    takes 0.3-0.5 s after a PSA, after the printed total; files are closed, temporary folders
+    removed and streams flushed as on any exit."""
+    code = main()
+    gc.freeze()
+    sys.exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:
