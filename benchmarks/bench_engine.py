@@ -1,26 +1,30 @@
-"""The cohort engine (``run_markov``) against a fused NumPy kernel of the same model, in one
-process: the engine's first call and its warm calls, as ratios to the fused kernel measured in
-the same run.
+"""The cohort engine, called three ways, against a fused NumPy kernel of the same model: each
+way's first call in a fresh process and its warm calls in this one, as ratios to the fused
+kernel measured in the same run, and each way's speed against serial loops over draws.
 
-Run: ``python benchmarks/bench_engine.py [--draws 10000] [--repeat 5]``.
+Run: ``python benchmarks/bench_engine.py [--draws 10000] [--repeat 5] [--r-draws 1000]``.
 
 The model is the one of ``bench_model.py``'s engine case: 4 states (healthy, sick, sicker,
 dead), 130 monthly cycles, background mortality rising with age, per-draw probabilities and
 state costs, a one-off cost on sick -> sicker, QALYs, discounting at 3.5% and half-cycle
 correction. The fused kernel runs the same arithmetic with no stored trace: one loop over cycles
 on (state, draw) arrays that adds each row's discounted rewards as it goes. The engine is asked
-for the totals only (``keep_trace=False``), as the fused kernel computes them; the caller builds
-the (D, T, 4, 4) transition array with ``make_transition_array``. Their totals are equal to 1e-12
-(checked on every run). "first call" is the engine's first call in this
-process (fresh arrays, nothing warm), "warm" the median of ``--repeat`` later calls; both
-divided by the fused kernel's warm median. The third reference is the textbook serial loop
-over draws in the DARTH style (:func:`serial`; in Python, where the DARTH group writes R: an
-interpreted loop with a small matrix product a cycle either way), run on ``--serial-draws``
-draws and scaled to ``--draws`` (its time is linear in the draws); the engine's speed is
-printed as a multiple of it. The fourth is that loop in R (``darth_loop.R``, in two variants:
-the trace alone, as :func:`serial`, and the transition-dynamics array of the DARTH tutorials
-carrying the rewards), run by ``Rscript`` on ``--r-draws`` draws where R is installed, timed by
-R around the loop alone and scaled alike.
+for the totals only (``keep_trace=False``), as the fused kernel computes them, three ways
+(:data:`ENGINES`): ``run_markov`` on the (D, T, 4, 4) transition array the caller builds with
+``make_transition_array`` (:func:`engine`); ``run_markov`` with P a function of the cycle that
+refills one (D, 4, 4) buffer (:func:`engine_by_cycle`); and the model declared by its hazards,
+run by the compiled backend (:func:`declared`). All give the fused kernel's totals to 1e-12
+(checked on every run). "first call" is each way's first call in a fresh Python process, the
+imports made and the draws drawn beforehand (:func:`first_call`; the compiled kernel is compiled
+into Numba's cache first, so the child loads it as any later process does); "warm" the median of
+``--repeat`` later calls in this process, alternated with the fused kernel's; both divided by the
+fused kernel's warm median. The serial references: the textbook loop over draws in the DARTH
+style (:func:`serial`; in Python, where the DARTH group writes R: an interpreted loop with a small
+matrix product a cycle either way), run on ``--serial-draws`` draws and scaled to ``--draws`` (its
+time is linear in the draws); and that loop in R (``darth_loop.R``, in two variants: the trace
+alone, as :func:`serial`, and the transition-dynamics array of the DARTH tutorials carrying the
+rewards), run by ``Rscript`` on ``--r-draws`` draws where R is installed, timed by R around the
+loop alone and scaled alike.
 """
 
 from __future__ import annotations
@@ -70,8 +74,13 @@ def inputs(n: int, seed: int = 1) -> dict:
     }
 
 
+def _background() -> np.ndarray:
+    """The background death hazard of each cycle, (T,), rising with age."""
+    return 1e-4 * np.exp(0.08 * np.arange(T) / 12) / 12
+
+
 def _mortality(v: dict):
-    r_bg = 1e-4 * np.exp(0.08 * np.arange(T) / 12) / 12
+    r_bg = _background()
     p_h = 1 - np.exp(-r_bg)[None, :]
     p_s = 1 - np.exp(-r_bg[None, :] * v["hr_s"][:, None])
     p_x = 1 - np.exp(-r_bg[None, :] * v["hr_ss"][:, None])
@@ -148,7 +157,7 @@ def declared(v: dict) -> dict:
     each probability) and run by the compiled backend (``run_cohorts(..., backend="numba")``),
     which builds no transition array and keeps no trace."""
     n = len(v["p_hs"])
-    r_bg = np.broadcast_to(-np.log1p(-_mortality(v)[0]), (n, T))  # per cycle
+    r_bg = np.broadcast_to(_background(), (n, T))  # per cycle
     h_sick = -np.log1p(-(v["p_sh"] + v["p_ss"]))
     share_sh = v["p_sh"] / (v["p_sh"] + v["p_ss"])
     event = np.zeros((n, 4, 4))
@@ -297,6 +306,7 @@ def main(argv=None) -> int:
     if args.first_call:  # the child of first_call
         print(timed(ENGINES[args.first_call], v)[0])
         return 0
+    declared(inputs(8))  # the kernel compiled into Numba's cache, as after any first run
     firsts = {name: first_call(name, args.draws) for name in ENGINES}
     _, b = timed(fused, v)
     for fn in ENGINES.values():

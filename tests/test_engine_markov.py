@@ -1154,3 +1154,17 @@ def test_function_draws_must_match_the_start(keep_trace):
             n_cycles=2,
             keep_trace=keep_trace,
         )
+
+
+def test_function_of_one_matrix_broadcast_over_draws():
+    """A function returning one matrix broadcast over the draws (a (D, S, S) view with no
+    memory per draw) is taken as any (D, S, S), with the totals only as with the trace."""
+    M = np.array([[0.8, 0.2], [0.0, 1.0]])
+    start = np.ones((3, 2)) / 2
+    kw = dict(n_cycles=4, state_rewards={"c": np.array([1.0, 0.0])})
+    stored = run_markov(start, np.broadcast_to(M, (3, 4, 2, 2)), **kw)
+    for keep_trace in (True, False):
+        res = run_markov(
+            start, lambda k: np.broadcast_to(M, (3, 2, 2)), keep_trace=keep_trace, **kw
+        )
+        np.testing.assert_allclose(res.discounted["c"], stored.discounted["c"], rtol=1e-14)

@@ -627,7 +627,7 @@ MALFORMED = {
 
 
 #: One case per kind of problem runs as a real subprocess (``python -m cea run``); the other
-#: cases run in-process through ``cea.__main__.main``, the same code without the interpreter
+#: cases run in-process through ``cea.cli.main``, the same code without the interpreter
 #: start-up (about 2.5 s a run).
 SUBPROCESS_CASES = (
     "truncated_row",
@@ -1026,7 +1026,7 @@ def test_runs_never_modify_the_inputs(concurrent):
 
 
 def test_existing_output_folder_needs_force(tmp_path, capsys):
-    # in-process (cea.__main__.main): the same code as the command without the start-up time
+    # in-process (cea.cli.main): the same code as the command without the start-up time
     from cea.cli import main
 
     out = tmp_path / "out"

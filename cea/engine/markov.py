@@ -401,6 +401,7 @@ def run_markov(
         (D, T, S, S) array is stored and ``P`` may return the same buffer refilled (fastest
         with draws innermost: ``make_transition_array(D, 1, S)[:, 0]``). When the trace or
         the per-row contributions are kept, the cycles are stacked into an array first.
+        A callable ``P`` is always taken as such a function, never as an array.
         The run is batched when ``P`` is 4-D (or returns (D, S, S)) or ``start`` is 2-D;
         unbatched inputs give unbatched outputs.
     n_cycles : int, optional
@@ -447,7 +448,8 @@ def run_markov(
         Also return each row's contribution (see :class:`MarkovResult`).
     keep_trace : bool, default True
         Return the trace. False, for a caller that needs only the totals: with P stored
-        with draws innermost (:func:`make_transition_array`), the run is then one loop over
+        with draws innermost (:func:`make_transition_array`) or given as a function of the
+        cycle (and ``keep_per_cycle`` False), the run is then one loop over
         cycles that adds each row's rewards as it goes, storing no trace or per-row array
         (the same totals up to rounding), and P is checked cycle by cycle in that loop,
         after the other arguments.
@@ -477,7 +479,8 @@ def run_markov(
     ``sum_j P[k, i, j] * R[k, i, j]``, is formed first and then dotted with the trace.
     """
     cycle_shape = None  # a function P's (S, S) or (D, S, S), to name in messages
-    if callable(P) and (keep_trace or keep_per_cycle):  # the trace loop reads P again
+    # the trace and the per-row rewards after it read every cycle's matrices: stacked first
+    if callable(P) and (keep_trace or keep_per_cycle):
         P = _stacked_cycles(P, n_cycles, f"{label}: " if label else "")
         cycle_shape = P.shape[-2:] if P.ndim == 3 else (P.shape[0], *P.shape[-2:])
     m = _Model.build(start, P, n_cycles, tol, label, state_names, cycle_shape)
@@ -687,9 +690,9 @@ def _compact(a: np.ndarray, axes: Sequence[int]) -> np.ndarray:
     return a[tuple(idx)]
 
 
-def _cycle_matrices(P, k: int, first: np.ndarray | None, prefix: str) -> np.ndarray:
+def _cycle_matrices(P, k: int, first: tuple | None, prefix: str) -> np.ndarray:
     """``P(k)`` of a function ``P`` as a float array: (S, S) or (D, S, S), square and
-    non-empty, and for k > 0 of the shape of ``first`` (cycle 0's)."""
+    non-empty, and for k > 0 of the shape ``first`` (cycle 0's)."""
     p = _as_array(P(k), f"P({k}) (transition probabilities of cycle {k})", prefix)
     if first is None:
         if p.ndim not in (2, 3) or p.shape[-1] != p.shape[-2] or p.shape[-1] == 0:
@@ -697,9 +700,9 @@ def _cycle_matrices(P, k: int, first: np.ndarray | None, prefix: str) -> np.ndar
                 f"{prefix}P(0) has shape {p.shape}; a function P must return (S, S) or "
                 "(D, S, S) with square, non-empty (from, to) axes"
             )
-    elif p.shape != first.shape:
+    elif p.shape != first:
         raise ModelInputError(
-            f"{prefix}P({k}) has shape {p.shape} but P(0) has {first.shape}: every cycle's "
+            f"{prefix}P({k}) has shape {p.shape} but P(0) has {first}: every cycle's "
             "matrices must have the same shape"
         )
     return p
@@ -718,7 +721,7 @@ def _stacked_cycles(P, n_cycles, prefix: str) -> np.ndarray:
         out = make_transition_array(first.shape[0], T, first.shape[-1])
     out[..., 0, :, :] = first
     for k in range(1, T):
-        out[..., k, :, :] = _cycle_matrices(P, k, first, prefix)
+        out[..., k, :, :] = _cycle_matrices(P, k, first.shape, prefix)
     return out
 
 
@@ -727,8 +730,9 @@ class _Model:
 
     ``P4`` has shape (Dp, Tp, S, S) with Dp in {1, D} and Tp in {1, T};
     ``start`` has shape (Ds, S) with Ds in {1, D}. ``fn``: P when it is a function of the
-    cycle (:func:`run_markov`), asked for each cycle's matrices by :meth:`cycle`; ``P4`` then
-    holds cycle 0's.
+    cycle (:func:`run_markov`), asked for each cycle's matrices by :meth:`cycle` in the
+    totals-only loop (:meth:`totals`, the only path that runs with ``fn``); ``P4`` then holds
+    cycle 0's, possibly in a buffer the caller refills for the next cycle.
     """
 
     def __init__(
@@ -739,7 +743,7 @@ class _Model:
         self.D, self.T, self.S = D, T, S
         self.batched, self.prefix, self.names = batched, prefix, names
         self.p_has_draw, self.p_has_cycle = p_has_draw, p_has_cycle
-        self.fn = None
+        self.fn = self.fn_shape = None
 
     # ---- construction and checks -----------------------------------------------------
 
@@ -818,7 +822,7 @@ class _Model:
             p_has_draw=P.ndim == 4,
             p_has_cycle=not constant or fn is not None,
         )
-        m.fn = fn
+        m.fn, m.fn_shape = fn, cycle_shape  # P(0)'s shape, before a draw axis is compacted
         m._check_start(tol)
         m.tol = tol
         if not m._fast_trace():  # the fast trace checks each cycle's matrices as it goes
@@ -1007,8 +1011,7 @@ class _Model:
             return p
         one = self.P4  # (Dp, 1, S, S)
         if k > 0:
-            first = one[:, 0] if self.p_has_draw else one[0, 0]
-            got = _cycle_matrices(self.fn, k, first, self.prefix)
+            got = _cycle_matrices(self.fn, k, self.fn_shape, self.prefix)
             one = got[:, None] if self.p_has_draw else got[None, None]
         p = one[:, 0].transpose(1, 2, 0)
         if p.shape[2] == 1 and self.D > 1:  # one matrix for every draw
@@ -1022,7 +1025,8 @@ class _Model:
     def totals(self, sr, tr, weights, disc, at_end, alignment, weight_transitions) -> dict:
         """name -> (discounted, undiscounted) totals (D,) of the state rewards ``sr`` and
         transition rewards ``tr`` (normalized), in one loop over cycles on (S, D) trace rows,
-        P stored with draws innermost: each row's rewards are added as it comes and no trace
+        P stored with draws innermost or a function of the cycle (:meth:`cycle`): each row's
+        rewards are added as it comes and no trace
         or per-row array is stored (:func:`run_markov` with ``keep_trace=False``)."""
         D, T, S = self.D, self.T, self.S
         out = {n: (np.zeros(D), np.zeros(D)) for n in [*sr, *tr]}
