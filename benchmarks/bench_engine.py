@@ -23,8 +23,9 @@ style (:func:`serial`; in Python, where the DARTH group writes R: an interpreted
 matrix product a cycle either way), run on ``--serial-draws`` draws and scaled to ``--draws`` (its
 time is linear in the draws); and that loop in R (``darth_loop.R``, in two variants: the trace
 alone, as :func:`serial`, and the transition-dynamics array of the DARTH tutorials carrying the
-rewards), run by ``Rscript`` on ``--r-draws`` draws where R is installed, timed by R around the
-loop alone and scaled alike.
+rewards), run by ``Rscript`` where R is installed on every one of ``--draws`` (``--r-draws``
+fewer, then scaled alike: R's loop has a fixed start-up, about 0.06 s, that scaling would
+multiply), timed by R around the loop alone.
 """
 
 from __future__ import annotations
@@ -87,22 +88,30 @@ def _mortality(v: dict):
     return p_h, p_s, p_x
 
 
+def _fill(P, ph, ps, px, hs, sh, ss) -> None:
+    """The model's matrices into ``P`` (..., 4, 4) from the death probabilities of the cycle(s)
+    (``ph`` healthy, ``ps`` sick, ``px`` sicker) and the per-draw ones of healthy -> sick,
+    sick -> healthy and sick -> sicker, all broadcast to ``P[..., i, j]``."""
+    P[..., 0, 1] = (1 - ph) * hs
+    P[..., 0, 3] = ph
+    P[..., 0, 0] = (1 - ph) * (1 - hs)
+    P[..., 1, 0] = (1 - ps) * sh
+    P[..., 1, 2] = (1 - ps) * ss
+    P[..., 1, 3] = ps
+    P[..., 1, 1] = (1 - ps) * (1 - sh - ss)
+    P[..., 2, 3] = px
+    P[..., 2, 2] = 1 - px
+    P[..., 3, 3] = 1.0
+
+
 def engine(v: dict) -> dict:
     """``run_markov`` on the (D, T, 4, 4) transition array, as a user calls it who needs the
     totals only (``keep_trace=False``, as the fused kernel keeps no trace either)."""
     n = len(v["p_hs"])
     p_h, p_s, p_x = _mortality(v)
     P = make_transition_array(n, T, 4)
-    P[:, :, 0, 1] = (1 - p_h) * v["p_hs"][:, None]
-    P[:, :, 0, 3] = p_h
-    P[:, :, 0, 0] = (1 - p_h) * (1 - v["p_hs"][:, None])
-    P[:, :, 1, 0] = (1 - p_s) * v["p_sh"][:, None]
-    P[:, :, 1, 2] = (1 - p_s) * v["p_ss"][:, None]
-    P[:, :, 1, 3] = p_s
-    P[:, :, 1, 1] = (1 - p_s) * (1 - v["p_sh"] - v["p_ss"])[:, None]
-    P[:, :, 2, 3] = p_x
-    P[:, :, 2, 2] = 1 - p_x
-    P[:, :, 3, 3] = 1.0
+    per_draw = [v[k][:, None] for k in ("p_hs", "p_sh", "p_ss")]  # (D, 1): over cycles
+    _fill(P, p_h, p_s, p_x, *per_draw)
     event = np.zeros((4, 4))
     event[1, 2] = EVENT_COST
     res = run_markov(
@@ -122,20 +131,9 @@ def engine_by_cycle(v: dict) -> dict:
     n = len(v["p_hs"])
     p_h, p_s, p_x = _mortality(v)
     buf = make_transition_array(n, 1, 4)[:, 0]  # (D, 4, 4), draws innermost
-    buf[:, 3, 3] = 1.0
-    stay_s = 1 - v["p_sh"] - v["p_ss"]
 
     def P(k: int) -> np.ndarray:
-        ph, ps, px = p_h[0, k], p_s[:, k], p_x[:, k]
-        buf[:, 0, 1] = (1 - ph) * v["p_hs"]
-        buf[:, 0, 3] = ph
-        buf[:, 0, 0] = (1 - ph) * (1 - v["p_hs"])
-        buf[:, 1, 0] = (1 - ps) * v["p_sh"]
-        buf[:, 1, 2] = (1 - ps) * v["p_ss"]
-        buf[:, 1, 3] = ps
-        buf[:, 1, 1] = (1 - ps) * stay_s
-        buf[:, 2, 3] = px
-        buf[:, 2, 2] = 1 - px
+        _fill(buf, p_h[0, k], p_s[:, k], p_x[:, k], v["p_hs"], v["p_sh"], v["p_ss"])
         return buf
 
     event = np.zeros((4, 4))
@@ -297,8 +295,9 @@ def main(argv=None) -> int:
         "--serial-draws", type=int, default=1000, help="draws the serial loop runs (then scaled)"
     )
     ap.add_argument(
-        "--r-draws", type=int, default=1000,
-        help="draws the serial loop in R runs (then scaled); 0: not run. Needs Rscript",
+        "--r-draws", type=int, default=None,
+        help="draws the serial loop in R runs (then scaled; default: all of --draws, as R's "
+             "loop has a fixed start-up that scaling would multiply); 0: not run. Needs Rscript",
     )  # fmt: skip
     ap.add_argument("--first-call", choices=ENGINES, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -345,18 +344,19 @@ def main(argv=None) -> int:
         f"serial loop, DARTH style, {m:,} draws scaled to {args.draws:,}: {s_time:8.3f} s; "
         f"the engine faster: {faster(s_time)}"
     )
-    if args.r_draws and shutil.which("Rscript") is None:
+    m = args.draws if args.r_draws is None else min(args.r_draws, args.draws)
+    if m and shutil.which("Rscript") is None:
         print("serial loop in R: not run (no Rscript on this machine)")
-    elif args.r_draws:
-        m = min(args.r_draws, args.draws)
+    elif m:
         for variant in ("trace", "array"):
             r_time, c = r_loop({k: x[:m] for k, x in v.items()}, variant)
             for k in a:
                 np.testing.assert_allclose(c[k], a[k][:m], rtol=1e-12)
             r_time *= args.draws / m
+            scaled = f"{m:,} draws scaled to {args.draws:,}" if m < args.draws else f"{m:,} draws"
             print(
-                f"serial loop in R (darth_loop.R, {variant}), {m:,} draws scaled to "
-                f"{args.draws:,}: {r_time:8.3f} s; the engine faster: {faster(r_time)}"
+                f"serial loop in R (darth_loop.R, {variant}), {scaled}: {r_time:8.3f} s; "
+                f"the engine faster: {faster(r_time)}"
             )
     return 0
 
