@@ -104,6 +104,21 @@ def _fill(P, ph, ps, px, hs, sh, ss) -> None:
     P[..., 3, 3] = 1.0
 
 
+def _totals(v: dict, P) -> dict:
+    """``run_markov`` of the model with transitions ``P`` (an array, or a function of the
+    cycle), the totals only (``keep_trace=False``, as the fused kernel computes them)."""
+    event = np.zeros((4, 4))
+    event[1, 2] = EVENT_COST
+    res = run_markov(
+        np.array([1.0, 0.0, 0.0, 0.0]), P, n_cycles=T,
+        state_rewards={"cost": v["cost"][:, None, :], "qaly": UTILITY},
+        transition_rewards={"cost": event}, effects=("qaly",),
+        discount_rate_costs=RATE, discount_rate_effects=RATE,
+        cycle_length_years=DT, correction="half_cycle", keep_trace=False,
+    )  # fmt: skip
+    return {"cost": res.discounted["cost"], "qaly": res.discounted["qaly"]}
+
+
 def engine(v: dict) -> dict:
     """``run_markov`` on the (D, T, 4, 4) transition array, as a user calls it who needs the
     totals only (``keep_trace=False``, as the fused kernel keeps no trace either)."""
@@ -112,16 +127,7 @@ def engine(v: dict) -> dict:
     P = make_transition_array(n, T, 4)
     per_draw = [v[k][:, None] for k in ("p_hs", "p_sh", "p_ss")]  # (D, 1): over cycles
     _fill(P, p_h, p_s, p_x, *per_draw)
-    event = np.zeros((4, 4))
-    event[1, 2] = EVENT_COST
-    res = run_markov(
-        np.array([1.0, 0.0, 0.0, 0.0]), P,
-        state_rewards={"cost": v["cost"][:, None, :], "qaly": UTILITY},
-        transition_rewards={"cost": event}, effects=("qaly",),
-        discount_rate_costs=RATE, discount_rate_effects=RATE,
-        cycle_length_years=DT, correction="half_cycle", keep_trace=False,
-    )  # fmt: skip
-    return {"cost": res.discounted["cost"], "qaly": res.discounted["qaly"]}
+    return _totals(v, P)
 
 
 def engine_by_cycle(v: dict) -> dict:
@@ -136,16 +142,7 @@ def engine_by_cycle(v: dict) -> dict:
         _fill(buf, p_h[0, k], p_s[:, k], p_x[:, k], v["p_hs"], v["p_sh"], v["p_ss"])
         return buf
 
-    event = np.zeros((4, 4))
-    event[1, 2] = EVENT_COST
-    res = run_markov(
-        np.array([1.0, 0.0, 0.0, 0.0]), P, n_cycles=T,
-        state_rewards={"cost": v["cost"][:, None, :], "qaly": UTILITY},
-        transition_rewards={"cost": event}, effects=("qaly",),
-        discount_rate_costs=RATE, discount_rate_effects=RATE,
-        cycle_length_years=DT, correction="half_cycle", keep_trace=False,
-    )  # fmt: skip
-    return {"cost": res.discounted["cost"], "qaly": res.discounted["qaly"]}
+    return _totals(v, P)
 
 
 def declared(v: dict) -> dict:
