@@ -31,6 +31,20 @@ def test_one_worker_runs_in_the_callers_thread():
     assert names == [threading.current_thread().name] * 3
 
 
+def test_one_item_runs_in_the_callers_thread():
+    """A single item starts no thread, whatever the workers (the analysis of 10,000 draws is
+    one block of draws); two items do run in the pool."""
+
+    def name(_):
+        return threading.current_thread().name
+
+    assert list(in_threads(name, [0], workers=4)) == [threading.current_thread().name]
+    assert list(in_threads(name, iter([0]), workers=4)) == [threading.current_thread().name]
+    assert list(in_threads(name, [], workers=4)) == []
+    two = list(in_threads(name, range(2), workers=2))
+    assert all(n.startswith("cea-worker") for n in two)
+
+
 def test_the_callers_numpy_error_state_holds_in_the_threads():
     # the CLI silences NumPy's overflow/invalid warnings (it refuses non-finite results in one
     # line); NumPy's error state is a context variable, which a new thread does not inherit:
